@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test check lint typecheck schema bench clean
+
+$(BIN)/darkroom: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(BIN)/darkroom
+
+run: $(BIN)/darkroom
+	$(BIN)/darkroom serve
+
+check: lint typecheck
+
+lint: $(BIN)/darkroom
+	$(BIN)/ruff check server tests benchmarks client-examples
+	$(BIN)/ruff format --check server tests benchmarks client-examples
+
+typecheck: $(BIN)/darkroom
+	$(BIN)/mypy
+
+test: check
+	$(BIN)/pytest
+
+schema: $(BIN)/darkroom
+	$(BIN)/darkroom export-schema --output schema.graphql
+
+bench: $(BIN)/darkroom
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks that measure Darkroom's promise: push beats polling. Run with `make bench`."""

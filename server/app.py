@@ -1,0 +1,112 @@
+"""The Litestar application: GraphQL, webhooks, media files, health and metrics, and its lifespan.
+
+The lifespan builds the Runtime, migrates the database, connects the event hub, and starts the
+poller and downloader; with no REPLICATE_API_TOKEN it also mounts the Replicate simulator at
+/simulator so the whole flow runs with no account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, MediaType, Response, get
+from litestar.datastructures import State
+from litestar.handlers import asgi
+from litestar.types import Receive, Scope, Send
+
+from server import metrics
+from server.graphql.controller import build_graphql_controller
+from server.graphql.schema import build_schema
+from server.media_route import serve_media
+from server.runtime import Runtime
+from server.settings import Settings, get_settings
+from server.webhooks import replicate_webhook
+from server.workers.downloader import Downloader
+from server.workers.poller import Poller
+
+logger = logging.getLogger(__name__)
+
+
+@get("/healthz", media_type=MediaType.JSON, sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """Alive: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/readyz", media_type=MediaType.JSON)
+async def readyz(state: State) -> Response[dict[str, Any]]:
+    """Ready: the database answers and the event hub is connected."""
+    runtime: Runtime = state.runtime
+    checks = {"database": await runtime.database_ok(), "broadcast": runtime.hub.healthy}
+    ok = all(checks.values())
+    return Response({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+
+@get("/metrics", sync_to_thread=False)
+def metrics_endpoint(state: State) -> Response[bytes]:
+    runtime: Runtime = state.runtime
+    metrics.OPEN_SUBSCRIPTIONS.set(runtime.hub.subscriber_count)
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def _simulator_mount(simulator: Any) -> Any:
+    @asgi("/simulator", is_mount=True, copy_scope=True)
+    async def simulator_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await simulator.app(scope, receive, send)
+
+    return simulator_app
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    runtime = Runtime(settings)
+    simulator = None
+    if settings.embedded_simulator:
+        from server.simulator import Simulator, SimulatorConfig
+
+        simulator = Simulator(SimulatorConfig.from_settings(settings, settings.provider_base_url()))
+    runtime.simulator = simulator
+
+    graphql = build_graphql_controller(build_schema(settings), settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        if settings.downloader_enabled:
+            downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub)
+            tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))
+        if settings.poller_enabled:
+            poller = Poller(settings, runtime.sessions, runtime.provider, runtime.generations)
+            tasks.append(asyncio.create_task(poller.run(stop), name="poller"))
+        if settings.simulated:
+            logger.warning(
+                "no REPLICATE_API_TOKEN: the built-in Replicate simulator answers at %s",
+                settings.provider_base_url(),
+            )
+        logger.info("darkroom ready", extra={"url": settings.base_url(), "database": runtime.engine.dialect.name})
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if simulator is not None:
+                await simulator.aclose()
+            await runtime.stop()
+
+    handlers: list[Any] = [graphql, replicate_webhook, serve_media, healthz, readyz, metrics_endpoint]
+    if simulator is not None:
+        handlers.append(_simulator_mount(simulator))
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        state=State({"runtime": runtime}),
+        request_max_body_size=settings.graphql_max_body_bytes,
+        logging_config=None,
+    )

@@ -1,0 +1,205 @@
+"""The tables: generations, their media, the model catalogue, the event log and API keys.
+
+Statuses are stored as plain strings (checked by the enums in `server.domain`), so that SQLite and
+Postgres hold exactly the same schema and a new status needs no database enum migration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), uuid.UUID: Uuid()}
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class Generation(Base):
+    """One job on the provider. It owns zero or more Media, one per output file."""
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        Index("ix_generations_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_generations_status_next_poll", "status", "next_poll_at"),
+        Index("ix_generations_created", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    model_ref: Mapped[str] = mapped_column(String(200), index=True)
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    provider_status: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    logs: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[float | None] = mapped_column(Float)
+    source_media_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("media.id", ondelete="SET NULL", use_alter=True), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    # The provider's own clock for the newest update applied: tie-breaker for out-of-order webhooks.
+    provider_updated_at: Mapped[datetime | None]
+    # Poller bookkeeping: when to look next, how often it has looked, and its claim.
+    next_poll_at: Mapped[datetime | None]
+    poll_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    poll_claimed_until: Mapped[datetime | None]
+    # Highest event sequence number appended for this generation.
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+    media: Mapped[list[Media]] = relationship(
+        back_populates="generation",
+        foreign_keys="Media.generation_id",
+        order_by="Media.position",
+        cascade="all, delete-orphan",
+        lazy="raise",
+    )
+
+
+class Media(Base):
+    """One output file of a generation, image or video alike, and its download state."""
+
+    __tablename__ = "media"
+    __table_args__ = (
+        UniqueConstraint("generation_id", "position"),
+        Index("ix_media_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_media_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_media_created", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    generation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    source_url: Mapped[str | None] = mapped_column(Text)
+    storage_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    byte_size: Mapped[int | None] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    download_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    download_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]
+    # The download claim (lease): who holds it and until when; an expired lease may be taken over.
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ready_at: Mapped[datetime | None]
+
+    generation: Mapped[Generation] = relationship(back_populates="media", foreign_keys=[generation_id], lazy="raise")
+
+
+class CatalogModel(Base):
+    """The provider's models, cached: what `models` and `model(ref)` answer from."""
+
+    __tablename__ = "models"
+
+    ref: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    collections: Mapped[list[str]] = mapped_column(JSON, default=list)
+    version_id: Mapped[str | None] = mapped_column(String(100))
+    input_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    output_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    accepts_image: Mapped[bool] = mapped_column(Boolean, default=False)
+    image_input_field: Mapped[str | None] = mapped_column(String(100))
+    cover_image_url: Mapped[str | None] = mapped_column(Text)
+    run_count: Mapped[int | None] = mapped_column(BigInteger)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """The append-only event log: one row per committed change, numbered per generation.
+
+    `id` is the global, commit-ordered cursor of the `generationEvents` feed; `seq` orders a single
+    generation's events and lets a subscriber drop what it already sent.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("generation_id", "seq"),
+        Index("ix_events_owner_id", "owner_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    generation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

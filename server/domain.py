@@ -1,0 +1,60 @@
+"""The vocabulary every layer shares: kinds, statuses and the rules between them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MediaKind(StrEnum):
+    IMAGE = "IMAGE"
+    VIDEO = "VIDEO"
+
+
+class GenerationStatus(StrEnum):
+    STARTING = "STARTING"
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_GENERATION_STATUSES
+
+    @property
+    def rank(self) -> int:
+        """Position on the forward path; an update may only move a generation to a higher rank."""
+        return 2 if self.is_terminal else (0 if self is GenerationStatus.STARTING else 1)
+
+
+TERMINAL_GENERATION_STATUSES = frozenset(
+    {
+        GenerationStatus.SUCCEEDED,
+        GenerationStatus.FAILED,
+        GenerationStatus.CANCELED,
+        GenerationStatus.TIMED_OUT,
+    }
+)
+
+
+class MediaStatus(StrEnum):
+    PENDING = "PENDING"
+    DOWNLOADING = "DOWNLOADING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+    @property
+    def is_settled(self) -> bool:
+        return self in (MediaStatus.READY, MediaStatus.FAILED)
+
+
+# Replicate's statuses onto ours; `aborted` (canceled before it started) is a cancellation.
+PROVIDER_STATUS_MAP: dict[str, GenerationStatus] = {
+    "starting": GenerationStatus.STARTING,
+    "processing": GenerationStatus.PROCESSING,
+    "succeeded": GenerationStatus.SUCCEEDED,
+    "failed": GenerationStatus.FAILED,
+    "canceled": GenerationStatus.CANCELED,
+    "aborted": GenerationStatus.CANCELED,
+}

@@ -1,0 +1,43 @@
+"""Relay global IDs: base64 of "Type:uuid", opaque to clients, checked on the way in."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+
+from graphql import GraphQLError
+
+
+def encode_id(type_name: str, raw: uuid.UUID | str) -> str:
+    return base64.urlsafe_b64encode(f"{type_name}:{raw}".encode()).decode().rstrip("=")
+
+
+def decode_any(global_id: str) -> tuple[str, str]:
+    """(type name, raw id) of a global ID, or a GraphQL error saying it is malformed."""
+    try:
+        padded = global_id + "=" * (-len(global_id) % 4)
+        type_name, _, raw = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad_id(global_id) from None
+    if not type_name or not raw:
+        raise bad_id(global_id)
+    return type_name, raw
+
+
+def decode_id(global_id: str, expected: str) -> uuid.UUID:
+    """The UUID inside a global ID of type `expected`; a GraphQL error for anything else."""
+    type_name, raw = decode_any(global_id)
+    if type_name != expected:
+        raise GraphQLError(
+            f"ID {global_id!r} is a {type_name} ID, not a {expected} ID",
+            extensions={"code": "BAD_USER_INPUT"},
+        )
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise bad_id(global_id) from None
+
+
+def bad_id(global_id: str) -> GraphQLError:
+    return GraphQLError(f"{global_id!r} is not a valid ID", extensions={"code": "BAD_USER_INPUT"})

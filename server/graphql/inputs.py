@@ -1,0 +1,56 @@
+"""GraphQL input types: filters and mutation inputs."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.graphql.types import GenerationStatus, MediaKind, MediaStatus
+
+
+@strawberry.input
+class GenerationFilter:
+    status: list[GenerationStatus] | None = None
+    kind: MediaKind | None = None
+    model: str | None = strawberry.field(default=None, description='Only this model, "owner/name".')
+
+
+@strawberry.input
+class MediaFilter:
+    status: list[MediaStatus] | None = None
+    kind: MediaKind | None = None
+    generation_id: strawberry.ID | None = None
+
+
+@strawberry.input
+class GenerationEventFilter:
+    generation_ids: list[strawberry.ID] | None = None
+    kind: list[MediaKind] | None = None
+
+
+@strawberry.input
+class StartGenerationInput:
+    model: str = strawberry.field(description='The model to run, "owner/name".')
+    input: JSON = strawberry.field(description="The model's input, checked against its Input schema.")
+
+
+@strawberry.input
+class AnimateImageInput:
+    media_id: strawberry.ID = strawberry.field(description="A READY image to animate.")
+    model: str | None = strawberry.field(default=None, description="An image-to-video model; picked when omitted.")
+    input: JSON | None = strawberry.field(default=None, description="More input for the model (prompt, duration...).")
+
+
+@strawberry.input
+class CancelGenerationInput:
+    id: strawberry.ID
+
+
+@strawberry.input
+class RetryDownloadInput:
+    media_id: strawberry.ID
+
+
+@strawberry.input
+class DeleteMediaInput:
+    media_id: strawberry.ID

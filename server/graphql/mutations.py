@@ -1,0 +1,88 @@
+"""Mutation resolvers: one `input`, one payload with `userErrors`; the service layer does the work."""
+
+from __future__ import annotations
+
+import strawberry
+
+from server.graphql.context import Info
+from server.graphql.ids import decode_id
+from server.graphql.inputs import (
+    AnimateImageInput,
+    CancelGenerationInput,
+    DeleteMediaInput,
+    RetryDownloadInput,
+    StartGenerationInput,
+)
+from server.graphql.types import Generation, Media, UserError
+from server.services.errors import ServiceError
+
+
+def user_errors(exc: ServiceError) -> list[UserError]:
+    return [UserError(field=error.field, message=error.message, code=error.code) for error in exc.errors]
+
+
+@strawberry.type
+class GenerationPayload:
+    generation: Generation | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class MediaPayload:
+    media: Media | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class DeleteMediaPayload:
+    deleted_media_id: strawberry.ID | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Start a generation on a model; follow it with the `generation` subscription.")
+    async def start_generation(self, info: Info, input: StartGenerationInput) -> GenerationPayload:
+        runtime = info.context.runtime
+        try:
+            row = await runtime.launcher.start_generation(info.context.viewer, input.model, input.input)
+        except ServiceError as exc:
+            return GenerationPayload(user_errors=user_errors(exc))
+        return GenerationPayload(generation=Generation.from_row(row))
+
+    @strawberry.mutation(description="Turn a READY image into a video with an image-to-video model.")
+    async def animate_image(self, info: Info, input: AnimateImageInput) -> GenerationPayload:
+        runtime = info.context.runtime
+        media_id = decode_id(input.media_id, "Media")
+        try:
+            row = await runtime.launcher.animate_image(info.context.viewer, media_id, input.model, input.input)
+        except ServiceError as exc:
+            return GenerationPayload(user_errors=user_errors(exc))
+        return GenerationPayload(generation=Generation.from_row(row))
+
+    @strawberry.mutation(description="Ask the provider to stop a running generation.")
+    async def cancel_generation(self, info: Info, input: CancelGenerationInput) -> GenerationPayload:
+        generation_id = decode_id(input.id, "Generation")
+        try:
+            row = await info.context.runtime.generations.cancel(generation_id, info.context.viewer)
+        except ServiceError as exc:
+            return GenerationPayload(user_errors=user_errors(exc))
+        return GenerationPayload(generation=Generation.from_row(row))
+
+    @strawberry.mutation(description="Download a FAILED media file again, with a fresh attempt budget.")
+    async def retry_download(self, info: Info, input: RetryDownloadInput) -> MediaPayload:
+        media_id = decode_id(input.media_id, "Media")
+        try:
+            row = await info.context.runtime.media.retry(media_id, info.context.viewer)
+        except ServiceError as exc:
+            return MediaPayload(user_errors=user_errors(exc))
+        return MediaPayload(media=Media.from_row(row))
+
+    @strawberry.mutation(description="Delete a media file and its stored bytes.")
+    async def delete_media(self, info: Info, input: DeleteMediaInput) -> DeleteMediaPayload:
+        media_id = decode_id(input.media_id, "Media")
+        try:
+            await info.context.runtime.media.delete(media_id, info.context.viewer)
+        except ServiceError as exc:
+            return DeleteMediaPayload(user_errors=user_errors(exc))
+        return DeleteMediaPayload(deleted_media_id=input.media_id)

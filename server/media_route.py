@@ -1,0 +1,82 @@
+"""GET /media/{key}: the downloaded files, cacheable forever and seekable.
+
+Keys embed the media id (a random UUID), so a URL is a capability: whoever was given it can fetch the
+file, as with a CDN. Files never change once written, hence a strong ETag (the file's sha256),
+`immutable` caching, 304 on If-None-Match and byte ranges (206) for video seeking.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from litestar.response import Stream
+from sqlalchemy import select
+
+from server.db.models import Media
+from server.domain import MediaStatus
+from server.runtime import Runtime
+from server.storage import StorageError
+
+CHUNK = 256 * 1024
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+CACHE_FOREVER = "public, max-age=31536000, immutable"
+
+
+def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        source.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = source.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+
+
+def _not_found() -> Response[bytes]:
+    return Response(b"not found", status_code=404, media_type="text/plain")
+
+
+@get("/media/{key:path}")
+async def serve_media(key: str, request: Request[object, object, State], state: State) -> Response[bytes] | Stream:
+    runtime: Runtime = state.runtime
+    key = key.lstrip("/")
+    try:
+        path = runtime.storage.path(key)
+    except StorageError:
+        return _not_found()
+    async with runtime.sessions() as session:
+        media = (await session.scalars(select(Media).where(Media.storage_key == key))).first()
+    if media is None or media.status != MediaStatus.READY or not path.is_file():
+        return _not_found()
+    size = path.stat().st_size
+    etag = f'"{media.sha256}"'
+    content_type = media.content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER, "Accept-Ranges": "bytes"}
+    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(b"", status_code=304, headers=headers)
+    start, end, status = 0, size - 1, 200
+    requested = request.headers.get("range")
+    if requested:
+        match = RANGE.match(requested.strip())
+        if match is None or (not match.group(1) and not match.group(2)):
+            return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        if match.group(1):
+            start = int(match.group(1))
+            end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+        else:  # a suffix: the last N bytes
+            start = max(size - int(match.group(2)), 0)
+        if start >= size or start > end:
+            return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    if request.method == "HEAD":
+        return Response(b"", status_code=status, headers=headers, media_type=content_type)
+    return Stream(_read(path, start, end - start + 1), status_code=status, headers=headers, media_type=content_type)

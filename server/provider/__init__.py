@@ -1,0 +1,1 @@
+"""Talking to the media generation provider (Replicate, or the built-in simulator)."""

@@ -1,0 +1,269 @@
+"""Typed errors of the provider client, and how Replicate's error answers are read into them.
+
+Every failure of a call to Replicate surfaces as a `ProviderError` subclass, never as an httpx
+exception, so callers handle one hierarchy. Each error has a stable machine `code`; `status` is the
+HTTP status (None when no answer came back); `title` and `detail` come from the problem+json body
+(``{"title", "detail", "status"}``) or a plain ``{"detail": ...}`` body, falling back to the reason
+phrase and the raw text.
+
+| status          | class                       | code                    |
+|-----------------|-----------------------------|-------------------------|
+| 401, 403        | ProviderAuthError           | PROVIDER_AUTH           |
+| 404             | ProviderNotFoundError       | PROVIDER_NOT_FOUND      |
+| 422             | ProviderValidationError     | PROVIDER_VALIDATION     |
+| 429             | ProviderRateLimitedError    | PROVIDER_RATE_LIMITED   |
+| 5xx             | ProviderServerError         | PROVIDER_SERVER_ERROR   |
+| no answer       | ProviderUnavailableError    | PROVIDER_UNAVAILABLE    |
+| unreadable 2xx  | ProviderBadResponseError    | PROVIDER_BAD_RESPONSE   |
+| any other 4xx   | ProviderError (the base)    | PROVIDER_ERROR          |
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import httpx
+
+# Longest raw (non-JSON) error body kept as `detail`: enough to recognise an HTML error page.
+_MAX_RAW_DETAIL = 300
+# "Request was throttled. Your rate limit resets in ~30s." (the 429 body Replicate sends)
+_RESETS_IN = re.compile(r"resets\s+in\s+~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+# A ratelimit-reset above this is a unix time, not a number of seconds (some gateways send those).
+_EPOCH_THRESHOLD = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidField:
+    """One reason Replicate rejected a request (a 422's ``invalid_fields`` entry).
+
+    `type` is a gojsonschema-style kind ("required", "invalid_type", "enum", ...), `field` the path of
+    the offending value ("input.width", "version", "(root)"), `description` the human sentence.
+    """
+
+    type: str
+    field: str
+    description: str
+
+
+class ProviderError(Exception):
+    """A call to the provider failed. Subclasses say how; `code` is stable for machines.
+
+    `retry_after_seconds` is the provider's own hint of when to try again (Retry-After and, for 429,
+    ratelimit-reset or the "resets in ~Ns" text); None when it gave none.
+    """
+
+    code: ClassVar[str] = "PROVIDER_ERROR"
+
+    def __init__(
+        self,
+        title: str,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        self.title = title
+        self.detail = detail
+        self.status = status
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        prefix = f"{self.status} " if self.status is not None else ""
+        return f"{prefix}{self.title}: {self.detail}" if self.detail else f"{prefix}{self.title}"
+
+
+class ProviderAuthError(ProviderError):
+    """401 or 403: the token is missing, wrong, or not allowed to do this."""
+
+    code = "PROVIDER_AUTH"
+
+
+class ProviderNotFoundError(ProviderError):
+    """404: no such prediction, model, version, collection or file (or a name that cannot be one)."""
+
+    code = "PROVIDER_NOT_FOUND"
+
+
+class ProviderValidationError(ProviderError):
+    """422: the request was refused; `invalid_fields` lists each reason (possibly empty)."""
+
+    code = "PROVIDER_VALIDATION"
+
+    def __init__(
+        self,
+        title: str,
+        detail: str = "",
+        *,
+        status: int | None = 422,
+        retry_after_seconds: float | None = None,
+        invalid_fields: list[InvalidField] | None = None,
+    ) -> None:
+        self.invalid_fields: list[InvalidField] = list(invalid_fields or [])
+        super().__init__(title, detail, status=status, retry_after_seconds=retry_after_seconds)
+
+
+class ProviderRateLimitedError(ProviderError):
+    """429: too many requests; `retry_after_seconds` says when the limit resets, when known."""
+
+    code = "PROVIDER_RATE_LIMITED"
+
+
+class ProviderServerError(ProviderError):
+    """5xx: the provider failed. For a create, the prediction may nevertheless exist."""
+
+    code = "PROVIDER_SERVER_ERROR"
+
+
+class ProviderUnavailableError(ProviderError):
+    """No answer: the connection failed, broke, or timed out. `status` is None.
+
+    For a create whose request may have been sent, the prediction may nevertheless exist.
+    """
+
+    code = "PROVIDER_UNAVAILABLE"
+
+
+class ProviderBadResponseError(ProviderError):
+    """A successful status with a body that is not the JSON shape the endpoint promises."""
+
+    code = "PROVIDER_BAD_RESPONSE"
+
+
+# --- reading error answers ------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait: delta-seconds or an HTTP date; None if unreadable.
+
+    Dates in the past give 0.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def parse_ratelimit_reset(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds until a ``ratelimit-reset`` header's window resets; None if unreadable.
+
+    The header is delta-seconds (IETF RateLimit fields); values that can only be unix times are read
+    as such.
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    if seconds > _EPOCH_THRESHOLD:
+        seconds -= (now or datetime.now(UTC)).timestamp()
+    return max(0.0, seconds)
+
+
+def parse_resets_in(detail: str) -> float | None:
+    """Seconds named by Replicate's 429 text "Your rate limit resets in ~30s."; None when absent."""
+    match = _RESETS_IN.search(detail)
+    return float(match.group(1)) if match else None
+
+
+def rate_limit_wait(
+    status: int, headers: Mapping[str, str], detail: str, *, now: datetime | None = None
+) -> float | None:
+    """The provider's hint of when to retry: Retry-After on any answer; for a 429 also
+    ratelimit-reset, then the "resets in ~Ns" text. None without a hint.
+
+    ratelimit-reset is ignored on other statuses: there it describes the rate window, not the failure.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    wait = parse_retry_after(lowered.get("retry-after"), now=now)
+    if wait is None and status == 429:
+        wait = parse_ratelimit_reset(lowered.get("ratelimit-reset"), now=now)
+        if wait is None:
+            wait = parse_resets_in(detail)
+    return wait
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _invalid_fields(value: Any) -> list[InvalidField]:
+    if not isinstance(value, list):
+        return []
+    return [
+        InvalidField(_text(item.get("type")), _text(item.get("field")), _text(item.get("description")))
+        for item in value
+        if isinstance(item, dict)
+    ]
+
+
+def _error_class(status: int) -> type[ProviderError]:
+    if status in (401, 403):
+        return ProviderAuthError
+    if status == 404:
+        return ProviderNotFoundError
+    if status == 422:
+        return ProviderValidationError
+    if status == 429:
+        return ProviderRateLimitedError
+    if status >= 500:
+        return ProviderServerError
+    return ProviderError
+
+
+def error_from_answer(
+    status: int, headers: Mapping[str, str], content: bytes, *, now: datetime | None = None
+) -> ProviderError:
+    """The error an unsuccessful answer (status >= 400) stands for.
+
+    Reads problem+json and plain ``{"detail": ...}`` bodies; any other body (an HTML page from a proxy)
+    becomes `detail`, shortened. The HTTP status wins over a ``status`` field in the body.
+    """
+    reason = httpx.codes.get_reason_phrase(status) or "Error"
+    title, detail = reason, ""
+    fields: list[InvalidField] = []
+    try:
+        body: Any = json.loads(content) if content.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        body = None
+        detail = content.decode("utf-8", "replace").strip()[:_MAX_RAW_DETAIL]
+    if isinstance(body, dict):
+        title = _text(body.get("title")) or reason
+        detail = _text(body.get("detail"))
+        fields = _invalid_fields(body.get("invalid_fields"))
+    elif body is not None:
+        detail = _text(body)[:_MAX_RAW_DETAIL]
+    wait = rate_limit_wait(status, headers, detail, now=now)
+    cls = _error_class(status)
+    if cls is ProviderValidationError:
+        return ProviderValidationError(title, detail, status=status, retry_after_seconds=wait, invalid_fields=fields)
+    return cls(title, detail, status=status, retry_after_seconds=wait)
+
+
+def error_from_response(response: httpx.Response) -> ProviderError:
+    """`error_from_answer` of a read httpx response."""
+    return error_from_answer(response.status_code, response.headers, response.content)

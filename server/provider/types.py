@@ -1,0 +1,99 @@
+"""The provider's data, as Darkroom reads it: predictions and their outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Replicate's prediction statuses. `aborted` is terminal too: clients that forget it hang forever.
+PROVIDER_TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
+PROVIDER_STATUSES = frozenset({"starting", "processing"}) | PROVIDER_TERMINAL_STATUSES
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Parse Replicate's ISO-8601 timestamps ("2024-01-01T00:00:00.123456Z"); None stays None."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A prediction object, exactly the fields Darkroom uses; `raw` keeps the whole body."""
+
+    id: str
+    status: str
+    model: str | None = None
+    version: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    output: Any = None
+    error: str | None = None
+    logs: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    data_removed: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in PROVIDER_TERMINAL_STATUSES
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Prediction:
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise ValueError("a prediction needs a string id")
+        status = body.get("status")
+        if status not in PROVIDER_STATUSES:
+            raise ValueError(f"unknown prediction status {status!r}")
+        error = body.get("error")
+        logs = body.get("logs")
+        return cls(
+            id=body["id"],
+            status=status,
+            model=body.get("model") if isinstance(body.get("model"), str) else None,
+            version=body.get("version") if isinstance(body.get("version"), str) else None,
+            input=_object(body.get("input")),
+            output=body.get("output"),
+            error=None if error is None else str(error),
+            logs=logs if isinstance(logs, str) else None,
+            created_at=parse_timestamp(body.get("created_at")),
+            started_at=parse_timestamp(body.get("started_at")),
+            completed_at=parse_timestamp(body.get("completed_at")),
+            data_removed=bool(body.get("data_removed", False)),
+            metrics=_object(body.get("metrics")),
+            urls={str(k): str(v) for k, v in _object(body.get("urls")).items()},
+            raw=body,
+        )
+
+
+def output_urls(output: Any) -> list[str]:
+    """Every file an output names, in order: a URL, a list of URLs, a data: URI, or an object of URLs.
+
+    Nested lists and objects are walked depth first; values that are not URL-like strings are skipped.
+    """
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if value.startswith(("http://", "https://", "data:")):
+                found.append(value)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk(output)
+    return found
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,81 @@
+"""Everything a running Darkroom process holds, built once from Settings and shared by every layer.
+
+The app's lifespan, the CLI and the tests all construct a Runtime, `start()` it and `stop()` it; no
+module keeps global state of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from server.db.migrate import upgrade
+from server.db.session import create_engine, create_sessionmaker
+from server.events import EventHub
+from server.provider.replicate import ReplicateClient
+from server.services.catalogue import CatalogueService
+from server.services.generations import GenerationService
+from server.services.launch import Launcher
+from server.services.media import MediaService
+from server.settings import Settings
+from server.storage import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine = create_engine(settings)
+        self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
+        self.hub = EventHub(
+            settings.broadcast_url,
+            channel=settings.broadcast_channel,
+            queue_size=settings.subscription_queue_size,
+        )
+        self.storage = LocalStorage(settings.resolved_media_root)
+        self.provider = ReplicateClient.from_settings(settings)
+        self.catalogue = CatalogueService(self.sessions, self.provider)
+        self.generations = GenerationService(settings, self.sessions, self.provider, self.publish)
+        self.media = MediaService(settings, self.sessions, self.storage, self.publish)
+        self.launcher = Launcher(settings, self.sessions, self.catalogue, self.generations, self.storage, self.provider)
+        self._webhook_secret: str | None = None
+        self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await upgrade(self.engine)
+        await self.hub.start()
+
+    async def stop(self) -> None:
+        await self.hub.stop()
+        await self.provider.aclose()
+        await self.engine.dispose()
+
+    async def database_ok(self) -> bool:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            logger.exception("database check failed")
+            return False
+
+    async def webhook_secret(self) -> str:
+        """REPLICATE_WEBHOOK_SECRET, else the account's secret fetched from the provider once."""
+        if self.settings.replicate_webhook_secret:
+            return self.settings.replicate_webhook_secret
+        if self._webhook_secret is None:
+            self._webhook_secret = await self.provider.get_webhook_secret()
+        return self._webhook_secret
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        """Fan an event out after its transaction committed. A broker failure loses no data: the event
+        is in the log, and resuming subscribers replay it from there."""
+        try:
+            await self.hub.publish(event)
+        except Exception:
+            logger.exception("could not publish an event", extra={"event_id": event.get("id")})

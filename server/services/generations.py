@@ -1,0 +1,366 @@
+"""Generations: starting them, applying the provider's updates, canceling and timing them out.
+
+`apply_prediction_update` is the one door through which the provider's view of a job (from a webhook
+or from the poller) enters the database. It is idempotent and monotonic: a duplicate changes nothing,
+an update older than what is stored is ignored, and terminal states are final.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server import metrics
+from server.db.models import CatalogModel, Generation, Media, utcnow
+from server.domain import PROVIDER_STATUS_MAP, GenerationStatus, MediaKind, MediaStatus
+from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
+from server.provider.replicate import ReplicateClient
+from server.provider.types import Prediction, output_urls
+from server.services.errors import FieldError, NotFound, ServiceError
+from server.services.events import EventType, append_event
+from server.services.progress import parse_progress
+from server.services.viewer import Viewer
+from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".m4v")
+
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class UpdateOutcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    outcome: UpdateOutcome
+    generation_id: uuid.UUID | None = None
+    status: GenerationStatus | None = None
+
+
+def media_kind_for(url: str, default: str) -> str:
+    path = urlparse(url).path.lower() if not url.startswith("data:") else url[5:40].lower()
+    if path.endswith(VIDEO_EXTENSIONS) or path.startswith("video/"):
+        return MediaKind.VIDEO
+    if path.endswith((".png", ".jpg", ".jpeg", ".webp")) or path.startswith("image/"):
+        return MediaKind.IMAGE
+    return default
+
+
+def decide(generation: Generation, prediction: Prediction) -> UpdateOutcome:
+    """Whether `prediction` moves `generation` forward, repeats it, or lags behind it."""
+    current = GenerationStatus(generation.status)
+    incoming = PROVIDER_STATUS_MAP[prediction.status]
+    if current.is_terminal:
+        return UpdateOutcome.DUPLICATE if incoming == current else UpdateOutcome.STALE
+    if incoming.rank < current.rank:
+        return UpdateOutcome.STALE
+    if incoming.rank > current.rank:
+        return UpdateOutcome.APPLIED
+    # Same non-terminal status: only more logs are news. Logs only ever grow at the provider.
+    stored, given = generation.logs or "", prediction.logs or ""
+    if len(given) > len(stored):
+        return UpdateOutcome.APPLIED
+    return UpdateOutcome.DUPLICATE if given == stored else UpdateOutcome.STALE
+
+
+def provider_error_to_service_error(exc: ProviderError) -> ServiceError:
+    """The provider's refusal as userErrors: each invalid field of a 422 with its own path and code
+    (the codes input validation uses), else one error saying what happened."""
+    if isinstance(exc, ProviderValidationError) and exc.invalid_fields:
+        # Replicate's invalid_fields use gojsonschema's error types.
+        codes = {
+            "required": "REQUIRED",
+            "additional_property_not_allowed": "UNKNOWN_FIELD",
+            "invalid_type": "INVALID_TYPE",
+            "enum": "NOT_IN_ENUM",
+            "const": "NOT_IN_ENUM",
+            "number_gte": "OUT_OF_RANGE",
+            "number_gt": "OUT_OF_RANGE",
+            "number_lte": "OUT_OF_RANGE",
+            "number_lt": "OUT_OF_RANGE",
+            "multiple_of": "INVALID_VALUE",
+            "string_gte": "INVALID_LENGTH",
+            "string_lte": "INVALID_LENGTH",
+            "array_min_items": "INVALID_LENGTH",
+            "array_max_items": "INVALID_LENGTH",
+            "format": "INVALID_FORMAT",
+            "does_not_match_format": "INVALID_FORMAT",
+            "does_not_match_pattern": "INVALID_FORMAT",
+            "invalid_version": "INVALID_VERSION",
+        }
+        errors = []
+        for item in exc.invalid_fields:
+            parts = [part for part in item.field.split(".") if part]
+            path: list[str] | None = None
+            if parts[:1] == ["input"]:
+                path = ["input", *parts[1:]]
+                # A missing or extra property is reported on the object around it, named in the sentence.
+                words = item.description.split()
+                if item.type == "required" and words[1:] == ["is", "required"]:
+                    path.append(words[0])
+                elif item.type == "additional_property_not_allowed" and words[:1] == ["Additional"]:
+                    path += words[2:3]
+            elif parts[:1] == ["version"]:
+                path = ["model"]
+            code = codes.get(item.type, "PROVIDER_VALIDATION")
+            if code == "INVALID_FORMAT" and "uri" in item.description:
+                code = "INVALID_URI"
+            name = ".".join(path[1:]) if path and len(path) > 1 else (path[0] if path else "the request")
+            errors.append(FieldError(path, f"the provider refused {name}: {item.description}", code))
+        return ServiceError(errors)
+    if isinstance(exc, ProviderRateLimitedError):
+        wait = f"; try again in {exc.retry_after_seconds:.0f} s" if exc.retry_after_seconds else ""
+        return ServiceError.single("RATE_LIMITED", f"the provider is rate limiting requests{wait}")
+    if exc.status is None or exc.status >= 500:
+        reason = exc.detail or exc.title
+        return ServiceError.single(exc.code, f"the provider failed; try again later ({reason})")
+    return ServiceError.single(exc.code, f"the provider refused the request: {exc.detail or exc.title}")
+
+
+class GenerationService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        provider: ReplicateClient,
+        publish: Publish,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._provider = provider
+        self._publish = publish
+
+    # --- reads -----------------------------------------------------------------------------------
+    async def get(self, generation_id: uuid.UUID, viewer: Viewer) -> Generation:
+        async with self._sessions() as session:
+            generation = await session.get(Generation, generation_id)
+            if generation is None or not viewer.can_see(generation.owner_id):
+                raise NotFound("generation", ["id"])
+            return generation
+
+    # --- start -----------------------------------------------------------------------------------
+    def webhook_url(self, generation_id: uuid.UUID) -> str | None:
+        base = self._settings.public_url or (self._settings.base_url() if self._settings.simulated else None)
+        if not base:
+            return None
+        # The generation id rides along so a webhook that outruns our own commit still finds its row.
+        return f"{base.rstrip('/')}/webhooks/replicate?generation={generation_id}"
+
+    async def start(
+        self,
+        viewer: Viewer,
+        model: CatalogModel,
+        stored_input: dict[str, Any],
+        *,
+        provider_input: dict[str, Any] | None = None,
+        source_media_id: uuid.UUID | None = None,
+    ) -> Generation:
+        """Create the generation and the provider's prediction together, or neither.
+
+        The row is written first (so a webhook can find it), then the provider is asked; if the provider
+        refuses, the row is deleted again and the refusal is raised as a ServiceError.
+        """
+        generation = Generation(
+            id=uuid.uuid4(),
+            owner_id=viewer.owner_id,
+            kind=model.kind,
+            model_ref=model.ref,
+            model_version=model.version_id,
+            input=stored_input,
+            status=GenerationStatus.STARTING,
+            source_media_id=source_media_id,
+            next_poll_at=utcnow() + timedelta(seconds=self._settings.poll_stale_after_seconds),
+        )
+        async with self._sessions.begin() as session:
+            session.add(generation)
+        webhook = self.webhook_url(generation.id)
+        try:
+            prediction = await self._provider.create_prediction(
+                version=model.version_id,
+                model=None if model.version_id else model.ref,
+                input=provider_input if provider_input is not None else stored_input,
+                webhook=webhook,
+                webhook_events_filter=WEBHOOK_EVENTS if webhook else None,
+            )
+        except BaseException as exc:
+            async with self._sessions.begin() as session:
+                await session.execute(delete(Generation).where(Generation.id == generation.id))
+            if isinstance(exc, ProviderError):
+                logger.warning("provider refused a prediction", extra={"model": model.ref, "code": exc.code})
+                raise provider_error_to_service_error(exc) from exc
+            raise
+        async with self._sessions.begin() as session:
+            row = await self._lock(session, generation.id)
+            assert row is not None
+            row.provider_id = prediction.id
+            row.provider_status = row.provider_status or prediction.status
+            row.model_version = row.model_version or prediction.version
+            payload = await append_event(session, row, [], EventType.CREATED)
+        await self._publish(payload)
+        metrics.GENERATIONS_STARTED.labels(model.ref, model.kind).inc()
+        logger.info(
+            "generation started",
+            extra={"generation_id": str(generation.id), "model": model.ref, "prediction": prediction.id},
+        )
+        if prediction.status != "starting":
+            await self.apply_prediction_update(prediction)
+        return await self.get(generation.id, Viewer.system())
+
+    # --- provider updates ------------------------------------------------------------------------
+    async def apply_prediction_update(
+        self, prediction: Prediction, *, generation_hint: uuid.UUID | None = None
+    ) -> ApplyResult:
+        """Bring the generation behind `prediction` up to date with it; see the module docstring."""
+        async with self._sessions() as session, session.begin():
+            generation = await self._find_for_prediction(session, prediction.id, generation_hint)
+            if generation is None:
+                return ApplyResult(UpdateOutcome.UNKNOWN)
+            outcome = decide(generation, prediction)
+            if outcome is not UpdateOutcome.APPLIED:
+                return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
+            media = self._apply(generation, prediction)
+            session.add_all(media)
+            await session.flush()
+            payload = await append_event(session, generation, media, EventType.UPDATED)
+            status = GenerationStatus(generation.status)
+        await self._publish(payload)
+        if status.is_terminal:
+            metrics.GENERATIONS_FINISHED.labels(generation.model_ref, generation.kind, status).inc()
+        logger.info(
+            "generation updated",
+            extra={
+                "generation_id": str(generation.id),
+                "status": status,
+                "provider_status": prediction.status,
+            },
+        )
+        return ApplyResult(UpdateOutcome.APPLIED, generation.id, status)
+
+    def _apply(self, generation: Generation, prediction: Prediction) -> list[Media]:
+        now = utcnow()
+        new_status = PROVIDER_STATUS_MAP[prediction.status]
+        generation.status = new_status
+        generation.provider_status = prediction.status
+        generation.provider_id = generation.provider_id or prediction.id
+        generation.model_version = generation.model_version or prediction.version
+        if prediction.logs is not None and len(prediction.logs) >= len(generation.logs or ""):
+            generation.logs = prediction.logs
+        progress = parse_progress(generation.logs)
+        if progress is not None:
+            generation.progress = max(progress, generation.progress or 0.0)
+        if new_status is not GenerationStatus.STARTING and generation.started_at is None:
+            generation.started_at = prediction.started_at or now
+        stamps = [t for t in (prediction.created_at, prediction.started_at, prediction.completed_at) if t]
+        if stamps:
+            generation.provider_updated_at = max(stamps)
+        generation.poll_attempts = 0
+        generation.next_poll_at = now + timedelta(seconds=self._settings.poll_stale_after_seconds)
+        if not new_status.is_terminal:
+            return []
+        generation.completed_at = prediction.completed_at or now
+        generation.next_poll_at = None
+        if new_status is GenerationStatus.SUCCEEDED:
+            urls = output_urls(prediction.output)
+            if not urls:
+                generation.status = GenerationStatus.FAILED
+                generation.error = (
+                    "the provider removed the outputs before they could be downloaded"
+                    if prediction.data_removed
+                    else "the prediction succeeded without any output file"
+                )
+                return []
+            generation.progress = 1.0
+            return [
+                Media(
+                    id=uuid.uuid4(),
+                    generation_id=generation.id,
+                    owner_id=generation.owner_id,
+                    position=position,
+                    kind=media_kind_for(url, generation.kind),
+                    status=MediaStatus.PENDING,
+                    source_url=url,
+                    created_at=now,
+                    updated_at=now,
+                )
+                for position, url in enumerate(urls)
+            ]
+        if prediction.status == "aborted":
+            generation.error = prediction.error or "aborted by the provider before it started"
+        else:
+            generation.error = prediction.error or (
+                "canceled" if new_status is GenerationStatus.CANCELED else "the prediction failed"
+            )
+        return []
+
+    # --- cancel and time out -----------------------------------------------------------------------
+    async def cancel(self, generation_id: uuid.UUID, viewer: Viewer) -> Generation:
+        generation = await self.get(generation_id, viewer)
+        if GenerationStatus(generation.status).is_terminal:
+            raise ServiceError.single(
+                "ALREADY_FINISHED", f"the generation has already {generation.status.lower()}", ["id"]
+            )
+        if generation.provider_id is None:
+            raise ServiceError.single("NOT_STARTED", "the generation has not reached the provider yet", ["id"])
+        try:
+            prediction = await self._provider.cancel_prediction(generation.provider_id)
+        except ProviderError as exc:
+            raise provider_error_to_service_error(exc) from exc
+        await self.apply_prediction_update(prediction)
+        return await self.get(generation_id, viewer)
+
+    async def time_out(self, generation_id: uuid.UUID) -> bool:
+        """Mark a generation that ran too long TIMED_OUT and ask the provider to stop it."""
+        async with self._sessions() as session, session.begin():
+            generation = await self._lock(session, generation_id)
+            if generation is None or GenerationStatus(generation.status).is_terminal:
+                return False
+            generation.status = GenerationStatus.TIMED_OUT
+            generation.completed_at = utcnow()
+            generation.next_poll_at = None
+            generation.error = f"timed out after {self._settings.generation_timeout_seconds:.0f} s without finishing"
+            provider_id = generation.provider_id
+            payload = await append_event(session, generation, [], EventType.UPDATED)
+        await self._publish(payload)
+        metrics.GENERATIONS_FINISHED.labels(generation.model_ref, generation.kind, GenerationStatus.TIMED_OUT).inc()
+        logger.warning("generation timed out", extra={"generation_id": str(generation_id)})
+        if provider_id:
+            try:
+                await self._provider.cancel_prediction(provider_id)
+            except ProviderError as exc:
+                logger.warning("could not cancel a timed-out prediction", extra={"error": str(exc)})
+        return True
+
+    # --- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    async def _lock(session: AsyncSession, generation_id: uuid.UUID) -> Generation | None:
+        return (
+            await session.scalars(select(Generation).where(Generation.id == generation_id).with_for_update())
+        ).first()
+
+    async def _find_for_prediction(
+        self, session: AsyncSession, provider_id: str, hint: uuid.UUID | None
+    ) -> Generation | None:
+        found = (
+            await session.scalars(select(Generation).where(Generation.provider_id == provider_id).with_for_update())
+        ).first()
+        if found is None and hint is not None:
+            candidate = await self._lock(session, hint)
+            if candidate is not None and candidate.provider_id in (None, provider_id):
+                found = candidate
+        return found

@@ -1,0 +1,251 @@
+"""Media rows: download claims (leases), results, retries and deletion.
+
+A claim is one conditional UPDATE ... RETURNING that only matches a row that is PENDING and due, or
+DOWNLOADING with an expired lease. Whichever worker's UPDATE matches first owns the download; every
+other worker's matches nothing. That holds on Postgres (the second UPDATE re-checks its WHERE after the
+first commits) and on SQLite (one writer at a time) alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db.models import Generation, Media, utcnow
+from server.db.session import is_postgres
+from server.domain import MediaStatus
+from server.services.errors import NotFound, ServiceError
+from server.services.events import EventType, append_event
+from server.services.viewer import Viewer
+from server.settings import Settings
+from server.storage import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    media_id: uuid.UUID
+    generation_id: uuid.UUID
+    token: str
+    source_url: str
+    kind: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadResult:
+    storage_key: str
+    content_type: str
+    byte_size: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    duration_seconds: float | None = None
+
+
+class MediaService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: LocalStorage,
+        publish: Publish,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._storage = storage
+        self._publish = publish
+
+    # --- claims ------------------------------------------------------------------------------------
+    async def claim_next(self) -> Claim | None:
+        """Take the oldest due download, or None when there is none."""
+        now = utcnow()
+        claimable = or_(
+            and_(
+                Media.status == MediaStatus.PENDING,
+                or_(Media.next_attempt_at.is_(None), Media.next_attempt_at <= now),
+            ),
+            and_(Media.status == MediaStatus.DOWNLOADING, Media.claimed_until < now),
+        )
+        token = uuid.uuid4().hex
+        async with self._sessions() as session, session.begin():
+            candidate = select(Media.id).where(claimable).order_by(Media.created_at, Media.position).limit(1)
+            if is_postgres(session):
+                candidate = candidate.with_for_update(skip_locked=True)
+            claimed = (
+                await session.execute(
+                    update(Media)
+                    .where(Media.id == candidate.scalar_subquery(), claimable)
+                    .values(
+                        status=MediaStatus.DOWNLOADING,
+                        claim_token=token,
+                        claimed_until=now + timedelta(seconds=self._settings.download_lease_seconds),
+                        download_attempts=Media.download_attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(
+                        Media.id,
+                        Media.generation_id,
+                        Media.source_url,
+                        Media.kind,
+                        Media.download_attempts,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            ).first()
+            if claimed is None:
+                return None
+            payload = await self._append(session, claimed.generation_id)
+        await self._publish(payload)
+        return Claim(
+            media_id=claimed.id,
+            generation_id=claimed.generation_id,
+            token=token,
+            source_url=claimed.source_url or "",
+            kind=claimed.kind,
+            attempt=claimed.download_attempts,
+        )
+
+    async def complete(self, claim: Claim, result: DownloadResult) -> bool:
+        """Record a finished download. False when the claim was lost meanwhile (the file is removed)."""
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            done = await session.execute(
+                update(Media)
+                .where(Media.id == claim.media_id, Media.claim_token == claim.token)
+                .values(
+                    status=MediaStatus.READY,
+                    storage_key=result.storage_key,
+                    content_type=result.content_type,
+                    byte_size=result.byte_size,
+                    sha256=result.sha256,
+                    width=result.width,
+                    height=result.height,
+                    duration_seconds=result.duration_seconds,
+                    download_error=None,
+                    claim_token=None,
+                    claimed_until=None,
+                    next_attempt_at=None,
+                    ready_at=now,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount == 0:  # type: ignore[attr-defined]
+                lost = True
+            else:
+                lost = False
+                payload = await self._append(session, claim.generation_id)
+        if lost:
+            logger.warning("download finished after its claim was lost", extra={"media_id": str(claim.media_id)})
+            return False
+        await self._publish(payload)
+        return True
+
+    async def fail(self, claim: Claim, error: str, *, retryable: bool = True) -> MediaStatus | None:
+        """Record a failed attempt: back to PENDING with a backoff, or FAILED past the attempt limit."""
+        now = utcnow()
+        final = not retryable or claim.attempt >= self._settings.download_max_attempts
+        delay = min(
+            self._settings.download_retry_base_seconds * 2 ** max(claim.attempt - 1, 0),
+            self._settings.download_retry_max_seconds,
+        )
+        status = MediaStatus.FAILED if final else MediaStatus.PENDING
+        async with self._sessions() as session, session.begin():
+            done = await session.execute(
+                update(Media)
+                .where(Media.id == claim.media_id, Media.claim_token == claim.token)
+                .values(
+                    status=status,
+                    download_error=error[:2000],
+                    claim_token=None,
+                    claimed_until=None,
+                    next_attempt_at=None if final else now + timedelta(seconds=delay),
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount == 0:  # type: ignore[attr-defined]
+                return None
+            payload = await self._append(session, claim.generation_id)
+        await self._publish(payload)
+        return status
+
+    async def release(self, claim: Claim) -> None:
+        """Give a claim back untouched (shutdown): the attempt is not counted against the row."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Media)
+                .where(Media.id == claim.media_id, Media.claim_token == claim.token)
+                .values(
+                    status=MediaStatus.PENDING,
+                    claim_token=None,
+                    claimed_until=None,
+                    download_attempts=Media.download_attempts - 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+    # --- client actions ----------------------------------------------------------------------------
+    async def retry(self, media_id: uuid.UUID, viewer: Viewer) -> Media:
+        async with self._sessions() as session, session.begin():
+            media = (await session.scalars(select(Media).where(Media.id == media_id).with_for_update())).first()
+            if media is None or not viewer.can_see(media.owner_id):
+                raise NotFound("media", ["mediaId"])
+            if media.status != MediaStatus.FAILED:
+                raise ServiceError.single(
+                    "NOT_FAILED",
+                    f"only a FAILED download can be retried; this one is {media.status}",
+                    ["mediaId"],
+                )
+            media.status = MediaStatus.PENDING
+            media.download_attempts = 0
+            media.download_error = None
+            media.next_attempt_at = None
+            media.updated_at = utcnow()
+            await session.flush()
+            payload = await self._append(session, media.generation_id)
+        await self._publish(payload)
+        return media
+
+    async def delete(self, media_id: uuid.UUID, viewer: Viewer) -> uuid.UUID:
+        async with self._sessions() as session, session.begin():
+            media = (await session.scalars(select(Media).where(Media.id == media_id).with_for_update())).first()
+            if media is None or not viewer.can_see(media.owner_id):
+                raise NotFound("media", ["mediaId"])
+            if media.status == MediaStatus.DOWNLOADING:
+                raise ServiceError.single(
+                    "DOWNLOADING", "the media is being downloaded; try again shortly", ["mediaId"]
+                )
+            storage_key, generation_id = media.storage_key, media.generation_id
+            await session.delete(media)
+            await session.flush()
+            payload = await self._append(session, generation_id)
+        # The row is gone first: a file without a row is swept by cleanup, a row without a file is not.
+        if storage_key:
+            self._storage.delete(storage_key)
+        await self._publish(payload)
+        return media_id
+
+    async def _append(self, session: AsyncSession, generation_id: uuid.UUID) -> dict[str, Any]:
+        generation = (
+            await session.scalars(select(Generation).where(Generation.id == generation_id).with_for_update())
+        ).one()
+        media = list(
+            (
+                await session.scalars(
+                    select(Media).where(Media.generation_id == generation_id).order_by(Media.position)
+                )
+            ).all()
+        )
+        return await append_event(session, generation, media, EventType.MEDIA_UPDATED)

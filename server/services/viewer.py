@@ -1,0 +1,30 @@
+"""Who is asking: the API key behind a request, and what it may see."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """`owner_id` None with `sees_all` True is the open server (no API keys) or the system itself."""
+
+    owner_id: uuid.UUID | None
+    sees_all: bool = False
+
+    @classmethod
+    def system(cls) -> Viewer:
+        return cls(owner_id=None, sees_all=True)
+
+    @classmethod
+    def anonymous(cls) -> Viewer:
+        """The caller of an open server: sees and owns everything that has no owner."""
+        return cls(owner_id=None, sees_all=True)
+
+    @classmethod
+    def key(cls, owner_id: uuid.UUID) -> Viewer:
+        return cls(owner_id=owner_id, sees_all=False)
+
+    def can_see(self, owner_id: uuid.UUID | None) -> bool:
+        return self.sees_all or (owner_id is not None and owner_id == self.owner_id)

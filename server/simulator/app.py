@@ -1,0 +1,443 @@
+"""The simulator's HTTP routes: the part of Replicate's API Darkroom uses, plus test controls.
+
+Replicate's endpoints live under ``/v1`` and need ``Authorization: Bearer <token>`` (``Token`` is
+accepted too). Answers are JSON; errors are problem+json (see problems.py). Lists are paginated as
+``{"next", "previous", "results"}`` with opaque ``cursor`` URLs built on the public base URL.
+
+Served without a token, like replicate.delivery and signed URLs:
+- ``GET /files/<prediction_id>/<name>`` output files, ``GET /files/covers/<model>.webp`` covers;
+- ``GET /v1/files/<id>/download`` the bytes of an upload (its ``urls.get``);
+- ``GET /web/...`` tiny HTML pages behind the ``url`` / ``urls.web`` links.
+
+Test controls (not part of Replicate's API, no token needed):
+- ``GET /_control/config`` every SimulatorConfig knob as JSON; ``PATCH /_control/config`` with a JSON
+  object changes the knobs it names (unknown names or wrong types: 422, nothing changed);
+- ``GET /_control/stats`` ``{"file_hits": {path: n}, "webhooks": [attempt, ...], "predictions_created": n}``;
+- ``POST /_control/reset`` clears those stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import json
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
+
+from litestar import Litestar, Request, Response, delete, get, patch, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import UploadFile
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.types import LifespanHook
+
+from server.simulator import catalogue
+from server.simulator.config import SimulatorConfig
+from server.simulator.engine import Engine, SimPrediction
+from server.simulator.files import FileStore, StoredFile
+from server.simulator.media import render_image
+from server.simulator.problems import (
+    EXCEPTION_HANDLERS,
+    InvalidField,
+    Problem,
+    bad_request,
+    invalid,
+    not_found,
+    unauthenticated,
+)
+from server.simulator.stats import Stats
+from server.simulator.validation import parse_duration, parse_prediction_request, parse_prefer_wait
+
+T = TypeVar("T")
+
+MAX_BODY_BYTES = 100_000_000
+PUBLIC = {"public": True}
+
+
+def _page(
+    items: Sequence[T], key: Callable[[T], str], cursor: str | None, size: int, url: str
+) -> tuple[list[T], str | None, str | None]:
+    """One page of `items` (already in display order) and the URLs of the next and previous pages.
+
+    Cursors name the item the page starts after (or ends before), so items added at the front while a
+    client pages through do not shift what it sees.
+    """
+    size = max(1, size)
+    keys = [key(item) for item in items]
+    start = 0
+    if cursor:
+        try:
+            direction, _, anchor = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        except ValueError:
+            raise bad_request("Invalid cursor.") from None
+        if direction not in ("after", "before") or anchor not in keys:
+            raise bad_request("Invalid cursor.")
+        index = keys.index(anchor)
+        start = index + 1 if direction == "after" else max(0, index - size)
+    page = list(items[start : start + size])
+
+    def link(direction: str, anchor: str) -> str:
+        token = base64.urlsafe_b64encode(f"{direction}:{anchor}".encode()).decode()
+        return f"{url}?cursor={token}"
+
+    following = link("after", keys[start + len(page) - 1]) if start + len(page) < len(items) else None
+    preceding = link("before", keys[start]) if start > 0 and page else None
+    return page, following, preceding
+
+
+def _paginated(
+    items: Sequence[T],
+    key: Callable[[T], str],
+    render: Callable[[T], Any],
+    cursor: str | None,
+    size: int,
+    url: str,
+) -> dict[str, Any]:
+    page, following, preceding = _page(items, key, cursor, size, url)
+    return {"next": following, "previous": preceding, "results": [render(item) for item in page]}
+
+
+async def _json_body(request: Request[Any, Any, Any]) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}") from None
+
+
+def _html_page(title: str, rows: dict[str, Any]) -> Response[str]:
+    cells = "".join(
+        f"<tr><th>{html.escape(k)}</th><td><pre>{html.escape(json.dumps(v, indent=1))}</pre></td></tr>"
+        for k, v in rows.items()
+    )
+    heading = html.escape(title)
+    body = f"<!doctype html><title>{heading}</title><h1>{heading}</h1><table>{cells}</table>"
+    return Response(body, media_type="text/html; charset=utf-8")
+
+
+def build_app(
+    config: SimulatorConfig,
+    engine: Engine,
+    files: FileStore,
+    stats: Stats,
+    on_shutdown: Sequence[LifespanHook] = (),
+) -> Litestar:
+    """The simulator's Litestar app. Nothing here needs its lifespan to have run."""
+
+    def require_token(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        if handler.opt.get("public"):
+            return
+        scheme, _, token = connection.headers.get("authorization", "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() not in ("bearer", "token") or not token:
+            raise unauthenticated("You did not pass an authentication token")
+        if config.api_token is not None and token != config.api_token:
+            raise unauthenticated("You did not pass a valid authentication token")
+
+    def model_or_404(owner: str, name: str) -> catalogue.CatalogueModel:
+        model = catalogue.find_model(owner, name)
+        if model is None:
+            raise not_found()
+        return model
+
+    def prediction_or_404(prediction_id: str) -> SimPrediction:
+        prediction = engine.get(prediction_id)
+        if prediction is None:
+            raise not_found()
+        return prediction
+
+    def model_json(model: catalogue.CatalogueModel) -> dict[str, Any]:
+        return catalogue.model_json(model, config.base_url)
+
+    # --- models, collections, search ---------------------------------------------------------------
+
+    @get("/v1/models")
+    async def list_models(cursor: FromQuery[str | None] = None) -> dict[str, Any]:
+        return _paginated(
+            catalogue.MODELS,
+            lambda m: m.ref,
+            model_json,
+            cursor,
+            config.page_size,
+            f"{config.base_url}/v1/models",
+        )
+
+    @get("/v1/models/{owner:str}/{name:str}")
+    async def get_model(owner: FromPath[str], name: FromPath[str]) -> dict[str, Any]:
+        return model_json(model_or_404(owner, name))
+
+    @get("/v1/models/{owner:str}/{name:str}/versions")
+    async def list_versions(
+        owner: FromPath[str], name: FromPath[str], cursor: FromQuery[str | None] = None
+    ) -> dict[str, Any]:
+        model = model_or_404(owner, name)
+        url = f"{config.base_url}/v1/models/{model.ref}/versions"
+        return _paginated([model], lambda m: m.version_id, catalogue.version_json, cursor, config.page_size, url)
+
+    @get("/v1/models/{owner:str}/{name:str}/versions/{version_id:str}")
+    async def get_version(owner: FromPath[str], name: FromPath[str], version_id: FromPath[str]) -> dict[str, Any]:
+        model = model_or_404(owner, name)
+        if version_id != model.version_id:
+            raise not_found()
+        return catalogue.version_json(model)
+
+    @get("/v1/collections")
+    async def list_collections(cursor: FromQuery[str | None] = None) -> dict[str, Any]:
+        return _paginated(
+            catalogue.COLLECTIONS,
+            lambda c: c.slug,
+            catalogue.collection_summary_json,
+            cursor,
+            config.page_size,
+            f"{config.base_url}/v1/collections",
+        )
+
+    @get("/v1/collections/{slug:str}")
+    async def get_collection(slug: FromPath[str]) -> dict[str, Any]:
+        collection = catalogue.find_collection(slug)
+        if collection is None:
+            raise not_found()
+        return catalogue.collection_json(collection, config.base_url)
+
+    @get("/v1/search")
+    async def search(
+        text: Annotated[str, QueryParameter(name="query")] = "", limit: FromQuery[int] = 20
+    ) -> dict[str, Any]:
+        if not text.strip():
+            raise invalid("Invalid request", [InvalidField("required", "query", "query is required")])
+        models, collections = catalogue.search(text, max(1, min(50, limit)))
+        return {
+            "query": text,
+            "models": [
+                {
+                    "model": model_json(model),
+                    "metadata": {
+                        "generated_description": model.description,
+                        "tags": list(model.tags),
+                        "score": score,
+                    },
+                }
+                for model, score in models
+            ],
+            "collections": [catalogue.collection_summary_json(c) for c in collections],
+            "pages": [],
+        }
+
+    @get("/v1/account")
+    async def account() -> dict[str, Any]:
+        return {
+            "type": "organization",
+            "username": catalogue.OWNER,
+            "name": "Darkroom simulator",
+            "github_url": None,
+        }
+
+    # --- predictions -----------------------------------------------------------------------------
+
+    async def create(request: Request[Any, Any, Any], model: catalogue.CatalogueModel | None) -> Response[Any]:
+        body = await _json_body(request)
+        parsed = parse_prediction_request(body, model)
+        cancel_header = request.headers.get("cancel-after")
+        cancel_after = parse_duration(cancel_header) if cancel_header else None
+        wait = parse_prefer_wait(request.headers.get("prefer"))
+        prediction = engine.create(parsed, cancel_after)
+        if wait is not None:
+            await engine.wait(prediction, wait)
+        return Response(engine.to_json(prediction), status_code=201)
+
+    @post("/v1/predictions")
+    async def create_prediction(request: Request[Any, Any, Any]) -> Response[Any]:
+        return await create(request, None)
+
+    @post("/v1/models/{owner:str}/{name:str}/predictions")
+    async def create_model_prediction(
+        request: Request[Any, Any, Any], owner: FromPath[str], name: FromPath[str]
+    ) -> Response[Any]:
+        return await create(request, model_or_404(owner, name))
+
+    @get("/v1/predictions")
+    async def list_predictions(cursor: FromQuery[str | None] = None) -> dict[str, Any]:
+        return _paginated(
+            engine.newest_first(),
+            lambda p: p.id,
+            engine.to_json,
+            cursor,
+            config.page_size,
+            f"{config.base_url}/v1/predictions",
+        )
+
+    @get("/v1/predictions/{prediction_id:str}")
+    async def get_prediction(prediction_id: FromPath[str]) -> dict[str, Any]:
+        return engine.to_json(prediction_or_404(prediction_id))
+
+    @post("/v1/predictions/{prediction_id:str}/cancel", status_code=200)
+    async def cancel_prediction(prediction_id: FromPath[str]) -> dict[str, Any]:
+        prediction = prediction_or_404(prediction_id)
+        engine.cancel(prediction)
+        return engine.to_json(prediction)
+
+    @get("/v1/webhooks/default/secret")
+    async def webhook_secret() -> dict[str, str]:
+        return {"key": config.webhook_secret}
+
+    # --- files -----------------------------------------------------------------------------------
+
+    @post("/v1/files", status_code=201)
+    async def upload_file(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        form = await request.form()
+        content = form.get("content")
+        if not isinstance(content, UploadFile):
+            raise invalid("Invalid request", [InvalidField("required", "content", "content is required")])
+        data = await content.read()
+        name = str(form.get("filename") or content.filename or "file")
+        content_type = str(form.get("type") or form.get("content_type") or content.content_type)
+        raw_metadata = form.get("metadata")
+        try:
+            metadata = json.loads(raw_metadata) if isinstance(raw_metadata, str) and raw_metadata else {}
+        except json.JSONDecodeError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise invalid(
+                "Invalid request",
+                [InvalidField("invalid_type", "metadata", "metadata must be a JSON object")],
+            )
+        upload = files.add_upload(name, content_type or "application/octet-stream", data, metadata)
+        return upload.to_json(config.base_url)
+
+    @get("/v1/files")
+    async def list_files(cursor: FromQuery[str | None] = None) -> dict[str, Any]:
+        uploads = sorted(files.uploads.values(), key=lambda u: u.created_at, reverse=True)
+        return _paginated(
+            uploads,
+            lambda u: u.id,
+            lambda u: u.to_json(config.base_url),
+            cursor,
+            config.page_size,
+            f"{config.base_url}/v1/files",
+        )
+
+    @get("/v1/files/{file_id:str}")
+    async def get_file(file_id: FromPath[str]) -> dict[str, Any]:
+        upload = files.upload(file_id)
+        if upload is None:
+            raise not_found()
+        return upload.to_json(config.base_url)
+
+    @delete("/v1/files/{file_id:str}")
+    async def delete_file(file_id: FromPath[str]) -> None:
+        if files.upload(file_id) is None:
+            raise not_found()
+        del files.uploads[file_id]
+
+    @get("/v1/files/{file_id:str}/download", opt=PUBLIC)
+    async def download_file(file_id: FromPath[str]) -> Response[bytes]:
+        upload = files.upload(file_id)
+        stats.hit(f"/v1/files/{file_id}/download")
+        if upload is None:
+            raise not_found()
+        return _file_response(StoredFile(upload.content, upload.content_type), upload.name)
+
+    @get("/files/{file_path:path}", opt=PUBLIC)
+    async def serve_output(file_path: FromPath[str]) -> Response[bytes]:
+        path = "/files/" + file_path.strip("/")
+        stats.hit(path)
+        stored = engine.output_file(path)
+        if stored is None:
+            cover = catalogue.find_by_cover(path)
+            if cover is None:
+                raise not_found()
+            content = await asyncio.to_thread(render_image, cover.description, 0, 256, 256, "webp")
+            files.put_output(path, content, "image/webp", None)
+            stored = files.outputs[path]
+        elif stored.prediction_id is not None and stored.failures_served < config.download_failures:
+            stored.failures_served += 1
+            raise Problem(500, "Internal server error", "Simulated download failure (download_failures).")
+        return _file_response(stored, path.rsplit("/", 1)[-1])
+
+    # --- web pages -------------------------------------------------------------------------------
+
+    @get("/web/p/{prediction_id:str}", opt=PUBLIC)
+    async def prediction_page(prediction_id: FromPath[str]) -> Response[str]:
+        body = engine.to_json(prediction_or_404(prediction_id))
+        return _html_page(f"Prediction {prediction_id}", body)
+
+    @get("/web/{owner:str}/{name:str}", opt=PUBLIC)
+    async def model_page(owner: FromPath[str], name: FromPath[str]) -> Response[str]:
+        model = model_or_404(owner, name)
+        return _html_page(model.ref, {"description": model.description, "input": model.input_schema()})
+
+    # --- test controls ---------------------------------------------------------------------------
+
+    @get("/_control/config", opt=PUBLIC)
+    async def read_config() -> dict[str, Any]:
+        return config.to_json()
+
+    @patch("/_control/config", opt=PUBLIC)
+    async def update_config(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise invalid("Invalid request", [InvalidField("invalid_type", "(root)", "Expected: object")])
+        problems = config.update(body)
+        if problems:
+            raise invalid("Invalid config", [InvalidField("invalid_field", name, text) for name, text in problems])
+        return config.to_json()
+
+    @get("/_control/stats", opt=PUBLIC)
+    async def read_stats() -> dict[str, Any]:
+        return stats.to_json()
+
+    @post("/_control/reset", opt=PUBLIC, status_code=200)
+    async def reset_stats() -> dict[str, Any]:
+        stats.reset()
+        return stats.to_json()
+
+    return Litestar(
+        route_handlers=[
+            list_models,
+            get_model,
+            list_versions,
+            get_version,
+            list_collections,
+            get_collection,
+            search,
+            account,
+            create_prediction,
+            create_model_prediction,
+            list_predictions,
+            get_prediction,
+            cancel_prediction,
+            webhook_secret,
+            upload_file,
+            list_files,
+            get_file,
+            delete_file,
+            download_file,
+            serve_output,
+            prediction_page,
+            model_page,
+            read_config,
+            update_config,
+            read_stats,
+            reset_stats,
+        ],
+        guards=[require_token],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=None,
+        logging_config=None,
+        on_shutdown=list(on_shutdown),
+    )
+
+
+def _file_response(stored: StoredFile, filename: str) -> Response[bytes]:
+    return Response(
+        stored.content,
+        media_type=stored.content_type,
+        headers={
+            "cache-control": "public, max-age=3600",
+            "content-disposition": f'inline; filename="{filename}"',
+        },
+    )

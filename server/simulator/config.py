@@ -1,0 +1,164 @@
+"""The simulator's knobs, and the dice its fault knobs roll.
+
+Every field of `SimulatorConfig` may be changed while the simulator runs (on the Python object, or
+through ``PATCH /_control/config``); each request and each prediction step reads the current value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.settings import Settings
+
+DEFAULT_WEBHOOK_SECRET = "whsec_ZGFya3Jvb20tc2ltdWxhdG9yLXNpZ25pbmcta2V5IQ=="
+
+
+@dataclass
+class SimulatorConfig:
+    """How the simulator behaves. All fields are mutable at runtime."""
+
+    public_base_url: str = "http://127.0.0.1:8001"
+    """The URL prefix the simulator is reached at; every URL it hands out is built on it."""
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    """whsec_... secret webhooks are signed with (also served by GET /v1/webhooks/default/secret)."""
+    api_token: str | None = None
+    """The one Bearer token accepted; None accepts any non-empty token."""
+    run_seconds: float = 3.0
+    """How long a prediction spends in `processing`."""
+    start_seconds: float = 0.1
+    """How long a prediction spends in `starting` (the cold boot)."""
+    fail_rate: float = 0.0
+    """Share of predictions that end `failed` (0-1)."""
+    webhook_drop_rate: float = 0.0
+    """Share of webhook deliveries never sent, the terminal one included."""
+    webhook_duplicate_rate: float = 0.0
+    """Share of webhook deliveries sent twice with the same webhook-id."""
+    webhook_reorder: bool = False
+    """Hold each delivery back and send it after the next one, so they arrive out of order."""
+    webhook_delay_ms: int = 0
+    """Delay before each webhook delivery."""
+    download_failures: int = 0
+    """Times each output file answers 500 before it serves its bytes."""
+    output_ttl_seconds: float = 3600.0
+    """After this long from completion, outputs answer 404 and the prediction's data is removed."""
+    page_size: int = 3
+    """Items per page of every list. Small on purpose, so clients have to follow `next`."""
+    seed: int | None = None
+    """Seed of the random generator behind the fault knobs, for reproducible tests."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, public_base_url: str) -> SimulatorConfig:
+        """The simulator of this Darkroom process, reached at `public_base_url`."""
+        return cls(
+            public_base_url=public_base_url.rstrip("/"),
+            webhook_secret=settings.simulator_webhook_secret,
+            run_seconds=settings.simulator_run_seconds,
+            fail_rate=settings.simulator_fail_rate,
+            webhook_drop_rate=settings.simulator_webhook_drop_rate,
+            webhook_duplicate_rate=settings.simulator_webhook_duplicate_rate,
+            webhook_reorder=settings.simulator_webhook_reorder,
+            webhook_delay_ms=settings.simulator_webhook_delay_ms,
+            download_failures=settings.simulator_download_failures,
+            output_ttl_seconds=settings.simulator_output_ttl_seconds,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """`public_base_url` without a trailing slash."""
+        return self.public_base_url.rstrip("/")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def update(self, changes: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Apply `changes` if every one is a known field of the right type.
+
+        Returns the problems as (field, description) pairs; when there are any, nothing is changed.
+        """
+        problems: list[tuple[str, str]] = []
+        accepted: dict[str, Any] = {}
+        for name, value in changes.items():
+            kind = _FIELD_KINDS.get(name)
+            if kind is None:
+                problems.append((name, f"Additional property {name} is not allowed"))
+                continue
+            coerced = _coerce(kind, value)
+            if coerced is _INVALID:
+                problems.append((name, f"Invalid type. Expected: {kind}, given: {type(value).__name__}"))
+            else:
+                accepted[name] = coerced
+        if not problems:
+            for name, value in accepted.items():
+                setattr(self, name, value)
+        return problems
+
+
+_INVALID = object()
+
+_FIELD_KINDS: dict[str, str] = {
+    "public_base_url": "string",
+    "webhook_secret": "string",
+    "api_token": "string or null",
+    "run_seconds": "number",
+    "start_seconds": "number",
+    "fail_rate": "number",
+    "webhook_drop_rate": "number",
+    "webhook_duplicate_rate": "number",
+    "webhook_reorder": "boolean",
+    "webhook_delay_ms": "integer",
+    "download_failures": "integer",
+    "output_ttl_seconds": "number",
+    "page_size": "integer",
+    "seed": "integer or null",
+}
+assert set(_FIELD_KINDS) == {f.name for f in dataclasses.fields(SimulatorConfig)}
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    if value is None:
+        return None if kind.endswith("or null") else _INVALID
+    if kind.startswith("string"):
+        return value if isinstance(value, str) else _INVALID
+    if isinstance(value, bool):
+        return value if kind == "boolean" else _INVALID
+    if kind.startswith("integer"):
+        return value if isinstance(value, int) else _INVALID
+    if kind == "number":
+        return float(value) if isinstance(value, int | float) else _INVALID
+    return _INVALID
+
+
+class Dice:
+    """The random generator behind the fault knobs and random seeds.
+
+    It follows `config.seed`: whenever the seed differs from the one it was last seeded with, it
+    reseeds, so setting a seed at any time makes what follows reproducible.
+    """
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self._config = config
+        self._seeded_with: int | None = config.seed
+        self._random = random.Random(config.seed)
+
+    def _generator(self) -> random.Random:
+        if self._config.seed != self._seeded_with:
+            self._seeded_with = self._config.seed
+            self._random = random.Random(self._config.seed)
+        return self._random
+
+    def chance(self, rate: float) -> bool:
+        """True with probability `rate` (never for 0, always for 1)."""
+        if rate <= 0:
+            return False
+        if rate >= 1:
+            return True
+        return self._generator().random() < rate
+
+    def seed(self) -> int:
+        """A fresh seed for a prediction that was not given one."""
+        return self._generator().randrange(0, 2**32)

@@ -1,0 +1,328 @@
+"""The prediction lifecycle: create, run in the background, cancel, expire, and render as JSON.
+
+A prediction is `starting` for ``config.start_seconds``, then `processing` for ``config.run_seconds``
+while it appends tqdm-style lines to its logs, then renders its files in a thread and ends `succeeded`
+(or `failed`, with ``config.fail_rate``). Image-to-video models first fetch their image input over
+HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with a clear `error`.
+
+Every prediction runs in its own asyncio task, created when the prediction is created, so nothing
+depends on an ASGI lifespan. Cancel-After deadlines are timers: reached while `starting` the prediction
+ends `aborted`, while `processing` it ends `canceled`.
+
+Data retention is applied lazily, whenever a prediction or file is looked at: ``output_ttl_seconds``
+after completion the files are deleted and the prediction shows ``output: null, data_removed: true``
+with its input and logs cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httpx
+
+from server.simulator.catalogue import CatalogueModel
+from server.simulator.clock import iso, utcnow
+from server.simulator.config import Dice, SimulatorConfig
+from server.simulator.files import FileStore, StoredFile, new_id
+from server.simulator.media import MediaError
+from server.simulator.outputs import effective_input, render_outputs, step_count
+from server.simulator.progress import progress_line
+from server.simulator.stats import Stats
+from server.simulator.validation import PredictionRequest
+from server.simulator.webhooks import WebhookChannel, WebhookDispatcher
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
+MAX_INPUT_BYTES = 20_000_000
+FETCH_ATTEMPTS = 3
+FETCH_RETRY_SECONDS = 0.1
+
+
+class PredictionFailure(Exception):
+    """Ends a run with status `failed` and this message as its `error`."""
+
+
+@dataclass(eq=False)
+class SimPrediction:
+    id: str
+    seq: int
+    model: CatalogueModel
+    input: dict[str, Any]
+    created_at: datetime
+    webhook: str | None = None
+    status: str = "starting"
+    logs: str | None = ""
+    output: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    completed_monotonic: float | None = None
+    data_removed: bool = False
+    file_paths: list[str] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    deadline: asyncio.TimerHandle | None = None
+    channel: WebhookChannel | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class Engine:
+    """Every prediction this simulator has made, newest last, and their running tasks."""
+
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        dice: Dice,
+        stats: Stats,
+        files: FileStore,
+        webhooks: WebhookDispatcher,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self.config = config
+        self.dice = dice
+        self.stats = stats
+        self.files = files
+        self.webhooks = webhooks
+        self.http = http
+        self.predictions: dict[str, SimPrediction] = {}
+        self._seq = 0
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def get(self, prediction_id: str) -> SimPrediction | None:
+        prediction = self.predictions.get(prediction_id)
+        if prediction is not None:
+            self._expire_if_due(prediction)
+        return prediction
+
+    def newest_first(self) -> list[SimPrediction]:
+        self.expire_due()
+        return sorted(self.predictions.values(), key=lambda p: p.seq, reverse=True)
+
+    def output_file(self, path: str) -> StoredFile | None:
+        """An output file still within its prediction's retention, or None."""
+        stored = self.files.outputs.get(path)
+        if stored is not None and stored.prediction_id is not None:
+            prediction = self.predictions.get(stored.prediction_id)
+            if prediction is not None:
+                self._expire_if_due(prediction)
+            stored = self.files.outputs.get(path)
+        return stored
+
+    def to_json(self, prediction: SimPrediction) -> dict[str, Any]:
+        """The prediction exactly as ``GET /v1/predictions/{id}`` returns it (and webhooks send it)."""
+        self._expire_if_due(prediction)
+        base = self.config.base_url
+        metrics: dict[str, Any] = {}
+        if prediction.completed_at is not None:
+            if prediction.started_at is not None:
+                metrics["predict_time"] = _seconds(prediction.started_at, prediction.completed_at)
+            metrics["total_time"] = _seconds(prediction.created_at, prediction.completed_at)
+        return {
+            "id": prediction.id,
+            "model": prediction.model.ref,
+            "version": prediction.model.version_id,
+            "input": prediction.input,
+            "logs": prediction.logs,
+            "output": prediction.output,
+            "data_removed": prediction.data_removed,
+            "error": prediction.error,
+            "status": prediction.status,
+            "created_at": iso(prediction.created_at),
+            "started_at": iso(prediction.started_at),
+            "completed_at": iso(prediction.completed_at),
+            "source": "api",
+            "metrics": metrics,
+            "urls": {
+                "get": f"{base}/v1/predictions/{prediction.id}",
+                "cancel": f"{base}/v1/predictions/{prediction.id}/cancel",
+                "web": f"{base}/web/p/{prediction.id}",
+            },
+        }
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    def create(self, request: PredictionRequest, cancel_after: float | None = None) -> SimPrediction:
+        """Record a new prediction and start running it; it is `starting` on return."""
+        self.expire_due()
+        self._seq += 1
+        prediction = SimPrediction(new_id(), self._seq, request.model, request.input, utcnow(), request.webhook)
+        self.predictions[prediction.id] = prediction
+        self.stats.predictions_created += 1
+        if request.webhook:
+            prediction.channel = self.webhooks.open(
+                prediction.id, request.webhook, request.events, lambda: self.to_json(prediction)
+            )
+        prediction.task = asyncio.create_task(self._run(prediction), name=f"simulator-prediction-{prediction.id}")
+        if cancel_after is not None:
+            prediction.deadline = asyncio.get_running_loop().call_later(
+                cancel_after, self._deadline_reached, prediction
+            )
+        logger.debug("simulated prediction created", extra={"prediction_id": prediction.id})
+        return prediction
+
+    def cancel(self, prediction: SimPrediction) -> None:
+        """Cancel a running prediction; a finished one is left as it is."""
+        if self._finish(prediction, "canceled") and prediction.task is not None:
+            prediction.task.cancel()
+
+    async def wait(self, prediction: SimPrediction, seconds: float) -> None:
+        """Return when the prediction is finished or `seconds` have passed, whichever is first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(prediction.done.wait(), seconds)
+
+    def expire_due(self) -> None:
+        for prediction in self.predictions.values():
+            self._expire_if_due(prediction)
+
+    async def aclose(self) -> None:
+        """Stop every running prediction (they stay as they are)."""
+        tasks = []
+        for prediction in self.predictions.values():
+            if prediction.deadline is not None:
+                prediction.deadline.cancel()
+            if prediction.task is not None and not prediction.task.done():
+                prediction.task.cancel()
+                tasks.append(prediction.task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def _emit(self, prediction: SimPrediction, event: str) -> None:
+        if prediction.channel is not None:
+            prediction.channel.notify(event)
+
+    def _finish(self, prediction: SimPrediction, status: str, error: str | None = None) -> bool:
+        """Move to a terminal status once; False when the prediction had already finished."""
+        if prediction.terminal:
+            return False
+        prediction.status = status
+        prediction.error = error
+        prediction.completed_at = utcnow()
+        prediction.completed_monotonic = time.monotonic()
+        if prediction.deadline is not None:
+            prediction.deadline.cancel()
+        prediction.done.set()
+        self._emit(prediction, "completed")
+        logger.debug("simulated prediction %s", status, extra={"prediction_id": prediction.id})
+        return True
+
+    def _deadline_reached(self, prediction: SimPrediction) -> None:
+        status = "aborted" if prediction.status == "starting" else "canceled"
+        if self._finish(prediction, status) and prediction.task is not None:
+            prediction.task.cancel()
+
+    async def _run(self, prediction: SimPrediction) -> None:
+        try:
+            await self._execute(prediction)
+        except PredictionFailure as exc:
+            self._finish(prediction, "failed", str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("simulated prediction crashed", extra={"prediction_id": prediction.id})
+            self._finish(prediction, "failed", f"Internal simulator error: {type(exc).__name__}: {exc}")
+
+    async def _execute(self, prediction: SimPrediction) -> None:
+        model = prediction.model
+        await asyncio.sleep(max(0.0, self.config.start_seconds))
+        params = effective_input(model, prediction.input)
+        seed = params.get("seed")
+        if not isinstance(seed, int):
+            seed = self.dice.seed()
+        prediction.status = "processing"
+        prediction.started_at = utcnow()
+        prediction.logs = f"Using seed: {seed}\n"
+        self._emit(prediction, "start")
+
+        source: bytes | None = None
+        if model.image_field is not None:
+            source = await self._fetch_input(model.image_field, str(params[model.image_field]))
+            self._append_log(prediction, f"Loaded {model.image_field} ({len(source)} bytes)")
+
+        steps = max(1, step_count(model, params))
+        began = time.monotonic()
+        for step in range(1, steps + 1):
+            await asyncio.sleep(max(0.0, self.config.run_seconds) / steps)
+            self._append_log(prediction, progress_line(step, steps, time.monotonic() - began))
+
+        if self.dice.chance(self.config.fail_rate):
+            raise PredictionFailure(
+                "Prediction failed: the simulated model crashed (simulator fail_rate "
+                f"{self.config.fail_rate:g}). Retrying may succeed."
+            )
+        try:
+            rendered = await asyncio.to_thread(render_outputs, model, params, seed, source)
+        except MediaError as exc:
+            raise PredictionFailure(f"Invalid {model.image_field}: {exc}") from None
+        if prediction.terminal:  # canceled while the thread was rendering
+            return
+        urls = []
+        for output in rendered:
+            path = f"/files/{prediction.id}/{output.name}"
+            self.files.put_output(path, output.content, output.content_type, prediction.id)
+            prediction.file_paths.append(path)
+            urls.append(self.config.base_url + path)
+        prediction.output = urls if model.renders == "images" else urls[0]
+        self._emit(prediction, "output")
+        self._finish(prediction, "succeeded")
+
+    def _append_log(self, prediction: SimPrediction, line: str) -> None:
+        prediction.logs = (prediction.logs or "") + line + "\n"
+        self._emit(prediction, "logs")
+
+    async def _fetch_input(self, field_name: str, value: str) -> bytes:
+        """The bytes an image input names: a ``data:`` URI, or an http(s) URL fetched with retries on 5xx."""
+        if value.startswith("data:"):
+            header, _, payload = value.partition(",")
+            try:
+                if header.endswith(";base64"):
+                    return base64.b64decode(payload, validate=False)
+                return unquote_to_bytes(payload)
+            except ValueError as exc:
+                raise PredictionFailure(f"Could not decode the data URI in {field_name}: {exc}") from None
+        reason = "no attempt made"
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                response = await self.http.get(value, follow_redirects=True)
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            else:
+                if response.status_code == 200:
+                    if len(response.content) > MAX_INPUT_BYTES:
+                        raise PredictionFailure(f"The file at {field_name} is larger than {MAX_INPUT_BYTES} bytes")
+                    return response.content
+                reason = f"HTTP {response.status_code}"
+                if response.status_code < 500:
+                    break
+            if attempt < FETCH_ATTEMPTS:
+                await asyncio.sleep(FETCH_RETRY_SECONDS * attempt)
+        raise PredictionFailure(f"Failed to download {field_name} from {value}: {reason}")
+
+    def _expire_if_due(self, prediction: SimPrediction) -> None:
+        completed = prediction.completed_monotonic
+        if prediction.data_removed or completed is None:
+            return
+        if time.monotonic() - completed < self.config.output_ttl_seconds:
+            return
+        prediction.data_removed = True
+        prediction.output = None
+        prediction.input = {}
+        prediction.logs = None
+        self.files.remove_outputs(prediction.file_paths)
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return round((end - start).total_seconds(), 6)

@@ -1,0 +1,72 @@
+"""`Simulator`: the parts wired together, and `serve_simulator`, the standalone entrypoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import httpx
+from litestar import Litestar
+
+from server.simulator.app import build_app
+from server.simulator.config import Dice, SimulatorConfig
+from server.simulator.engine import Engine
+from server.simulator.files import FileStore
+from server.simulator.stats import Stats
+from server.simulator.webhooks import WebhookDispatcher
+
+if TYPE_CHECKING:
+    from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Simulator:
+    """A Replicate look-alike: `app` serves it, `config` tunes it live, `stats` says what it did.
+
+    `app` routes start at ``/v1/...``; mount it anywhere (e.g. ``/simulator``) as long as
+    ``config.public_base_url`` says where. Predictions and webhooks run in tasks created on demand, so
+    a mounted app whose lifespan never runs works the same. Call `aclose()` when done with it.
+    """
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.stats = Stats()
+        self.files = FileStore()
+        self._dice = Dice(self.config)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            headers={"user-agent": "darkroom-sim"},
+            follow_redirects=False,
+        )
+        self.webhooks = WebhookDispatcher(self.config, self._dice, self.stats, self._http)
+        self.engine = Engine(self.config, self._dice, self.stats, self.files, self.webhooks, self._http)
+        self.app: Litestar = build_app(self.config, self.engine, self.files, self.stats, on_shutdown=[self.aclose])
+        self._closed = False
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    def file_hits(self, url_or_path: str) -> int:
+        """How many GETs one file has had, given its URL or its path below the base URL."""
+        return self.stats.hits(url_or_path, self.config.base_url)
+
+    async def aclose(self) -> None:
+        """Cancel running predictions and webhook deliveries, and close the HTTP client. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.engine.aclose()
+        await self.webhooks.aclose()
+        await self._http.aclose()
+
+
+def serve_simulator(settings: Settings, host: str, port: int) -> None:
+    """Run the simulator on its own with uvicorn until interrupted (``darkroom simulator``)."""
+    import uvicorn
+
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    simulator = Simulator(SimulatorConfig.from_settings(settings, f"http://{url_host}:{port}"))
+    logger.info("Replicate simulator listening", extra={"url": simulator.base_url})
+    uvicorn.run(simulator.app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5)

@@ -1,0 +1,77 @@
+"""POST /webhooks/replicate: verify the signature, then hand the prediction to the service layer.
+
+Answers fast and never does slow work: downloads are queued as media rows for the downloader.
+Status codes are chosen for Replicate's retry rule (it retries the terminal webhook on any 4xx/5xx):
+401 for a bad signature, 400 for a malformed body, 413 past the size limit, and 200 for an unknown
+prediction (logged), so that Replicate stops retrying something we will never be able to use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from litestar import Request, Response, post
+from litestar.datastructures import State
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+)
+
+from server import metrics
+from server.provider.errors import ProviderError
+from server.provider.signing import WebhookVerificationError, verify_webhook
+from server.provider.types import Prediction
+from server.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def _problem(status: int, detail: str) -> Response[dict[str, object]]:
+    return Response({"status": status, "detail": detail}, status_code=status, media_type="application/problem+json")
+
+
+@post("/webhooks/replicate", status_code=HTTP_200_OK, request_max_body_size=None)
+async def replicate_webhook(request: Request[object, object, State], state: State) -> Response[dict[str, object]]:
+    arrived = time.perf_counter()
+    runtime: Runtime = state.runtime
+    limit = runtime.settings.webhook_max_body_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        return _problem(HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"webhook bodies are limited to {limit} bytes")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            return _problem(HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"webhook bodies are limited to {limit} bytes")
+    body = bytes(received)
+    try:
+        secret = await runtime.webhook_secret()
+    except ProviderError as exc:
+        logger.error("no webhook secret to verify with", extra={"error": str(exc)})
+        return _problem(503, "the webhook signing secret is not available yet")
+    try:
+        verify_webhook(secret, request.headers, body, tolerance_seconds=runtime.settings.webhook_tolerance_seconds)
+    except WebhookVerificationError as exc:
+        metrics.WEBHOOKS.labels("bad_signature").inc()
+        logger.warning("webhook rejected", extra={"reason": str(exc)})
+        return _problem(HTTP_401_UNAUTHORIZED, "invalid webhook signature")
+    try:
+        prediction = Prediction.from_json(json.loads(body))
+    except (ValueError, TypeError) as exc:
+        metrics.WEBHOOKS.labels("bad_request").inc()
+        return _problem(HTTP_400_BAD_REQUEST, f"not a prediction: {exc}")
+    try:
+        hint = uuid.UUID(request.query_params.get("generation", ""))
+    except ValueError:
+        hint = None
+    result = await runtime.generations.apply_prediction_update(prediction, generation_hint=hint)
+    metrics.WEBHOOKS.labels(result.outcome.value).inc()
+    if result.outcome == "applied":
+        metrics.WEBHOOK_TO_PUBLISH.observe(time.perf_counter() - arrived)
+    if result.outcome == "unknown":
+        logger.info("webhook for an unknown prediction ignored", extra={"prediction": prediction.id})
+    return Response({"result": result.outcome.value}, status_code=HTTP_200_OK)

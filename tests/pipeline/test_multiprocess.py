@@ -1,0 +1,97 @@
+"""Two `darkroom serve` processes on one Postgres: a webhook received by A reaches a subscriber on B."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SESSION_CHANNEL
+from tests.support.flows import FOLLOW, IMAGE_MODEL, START
+from tests.support.graphql import gql, ws_connect
+from tests.support.live_server import free_port
+
+
+@pytest.fixture(params=["postgres", "redis"])
+def broadcast(request: pytest.FixtureRequest, postgres_database: str) -> str:
+    if request.param == "postgres":
+        return postgres_database
+    return str(request.getfixturevalue("redis_url"))
+
+
+@asynccontextmanager
+async def serve(env: dict[str, str], port: int, log: Path) -> AsyncIterator[str]:
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient() as client:
+                for _ in range(300):
+                    try:
+                        if (await client.get(f"{base}/readyz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if process.poll() is not None:
+                        raise AssertionError(f"server exited:\n{log.read_text()}")
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError(f"server did not become ready:\n{log.read_text()}")
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def shared_env(postgres_database: str, broadcast: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    from tests.conftest import _truncate
+
+    asyncio.run(_truncate(postgres_database))
+    yield {
+        "DATABASE_URL": postgres_database,
+        "BROADCAST_URL": broadcast,
+        "BROADCAST_CHANNEL": SESSION_CHANNEL,
+        "DATA_DIR": str(tmp_path / "var"),
+        "REPLICATE_API_TOKEN": "",
+        "PUBLIC_URL": "",
+        "POLLER_ENABLED": "false",
+        "SIMULATOR_RUN_SECONDS": "1.0",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+async def test_a_webhook_on_one_process_reaches_a_subscriber_on_another(
+    shared_env: dict[str, str], tmp_path: Path
+) -> None:
+    port_a, port_b = free_port(), free_port()
+    async with (
+        serve(shared_env, port_a, tmp_path / "a.log") as process_a,
+        serve(shared_env, port_b, tmp_path / "b.log") as process_b,
+    ):
+        async with httpx.AsyncClient(base_url=process_a, timeout=30) as client_a:
+            started = await gql(client_a, START, {"model": IMAGE_MODEL, "input": {"prompt": "two processes"}})
+            generation = started["data"]["startGeneration"]["generation"]
+            async with ws_connect(process_b) as ws:
+                states = [p["data"]["generation"] async for p in ws.subscribe(FOLLOW, {"id": generation["id"]})]
+            # Only A's simulator knows the prediction and only A received its webhooks.
+            stats = (await client_a.get("/simulator/_control/stats")).json()
+        assert any(hook["delivered"] for hook in stats["webhooks"])
+        assert [s["status"] for s in states][-1] == "SUCCEEDED"
+        assert "PROCESSING" in [s["status"] for s in states] or len(states) > 1
+        assert all(media["status"] == "READY" for media in states[-1]["media"])

@@ -1,0 +1,196 @@
+"""POST /webhooks/replicate: forged, malformed, oversized, unknown, duplicate and late deliveries."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+
+from server.db.models import Event, Generation
+from server.provider.signing import sign_webhook
+from tests.conftest import Darkroom, eventually
+from tests.support.flows import get_generation, settled, start_generation
+
+
+async def _post(darkroom: Darkroom, body: bytes, headers: dict[str, str], query: str = "") -> Any:
+    return await darkroom.http.post(
+        f"/webhooks/replicate{query}", content=body, headers={"content-type": "application/json", **headers}
+    )
+
+
+async def _signed(
+    darkroom: Darkroom, payload: Any, *, msg_id: str | None = None, at: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    secret = await darkroom.runtime.webhook_secret()
+    return body, sign_webhook(secret, msg_id or f"msg_{uuid.uuid4().hex}", body, at)
+
+
+async def _counts(darkroom: Darkroom) -> tuple[int, int]:
+    async with darkroom.runtime.sessions() as session:
+        generations = await session.scalar(select(func.count()).select_from(Generation))
+        events = await session.scalar(select(func.count()).select_from(Event))
+    return int(generations or 0), int(events or 0)
+
+
+def _prediction(prediction_id: str, status: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": prediction_id,
+        "status": status,
+        "model": "darkroom-sim/pixel-forge",
+        "version": "v",
+        "input": {},
+        "logs": fields.pop("logs", ""),
+        "output": fields.pop("output", None),
+        "error": None,
+        "created_at": "2026-01-01T00:00:00Z",
+        "started_at": None,
+        "completed_at": None,
+        "urls": {},
+        "metrics": {},
+        **fields,
+    }
+
+
+async def _stored_prediction(darkroom: Darkroom) -> dict[str, Any]:
+    """A generation whose prediction is known to Darkroom but driven only by the webhooks we send."""
+    await darkroom.http.patch("/simulator/_control/config", json={"webhook_drop_rate": 1.0, "run_seconds": 60})
+    generation = await start_generation(darkroom)
+    async with darkroom.runtime.sessions() as session:
+        row = await session.get(Generation, uuid.UUID(_raw(generation["id"])))
+        assert row is not None
+    return {"generation": generation, "provider_id": row.provider_id}
+
+
+def _raw(global_id: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode().split(":", 1)[1]
+
+
+async def test_forged_missing_and_stale_signatures_are_rejected_and_change_nothing(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(poller_enabled=False) as darkroom:
+        known = await _stored_prediction(darkroom)
+        before = await _counts(darkroom)
+        payload = _prediction(known["provider_id"], "succeeded", output=["http://127.0.0.1:1/x.png"])
+        body, headers = await _signed(darkroom, payload)
+
+        forged = dict(headers, **{"webhook-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="})
+        assert (await _post(darkroom, body, forged)).status_code == 401
+        assert (await _post(darkroom, body, {})).status_code == 401
+        tampered = body.replace(b"succeeded", b"failed\x20\x20\x20")
+        assert (await _post(darkroom, tampered, headers)).status_code == 401
+        old_body, old_headers = await _signed(darkroom, payload, at=int(time.time()) - 3600)
+        assert (await _post(darkroom, old_body, old_headers)).status_code == 401
+        garbage = dict(headers, **{"webhook-signature": "v1 ,,,, v2,zzz v1,%%%"})
+        assert (await _post(darkroom, body, garbage)).status_code == 401
+
+        assert await _counts(darkroom) == before
+        assert (await get_generation(darkroom, known["generation"]["id"]))["status"] == "STARTING"
+
+
+async def test_malformed_oversized_and_unknown_webhooks(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(poller_enabled=False, webhook_max_body_bytes=2048) as darkroom:
+        before = await _counts(darkroom)
+        body, headers = await _signed(darkroom, b"{not json")
+        response = await _post(darkroom, body, headers)
+        assert response.status_code == 400
+        body, headers = await _signed(darkroom, {"id": "x", "status": "exploded"})
+        assert (await _post(darkroom, body, headers)).status_code == 400
+        body, headers = await _signed(darkroom, _prediction("p", "processing", logs="x" * 5000))
+        assert (await _post(darkroom, body, headers)).status_code == 413
+        body, headers = await _signed(darkroom, _prediction("never-heard-of-it", "succeeded"))
+        response = await _post(darkroom, body, headers)
+        assert response.status_code == 200
+        assert response.json() == {"result": "unknown"}
+        assert await _counts(darkroom) == before
+
+
+async def test_duplicate_and_late_webhooks_are_no_ops(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(poller_enabled=False) as darkroom:
+        known = await _stored_prediction(darkroom)
+        pid = known["provider_id"]
+        progress = _prediction(pid, "processing", logs=" 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]")
+        results = []
+        for payload in (progress, progress, _prediction(pid, "starting")):
+            body, headers = await _signed(darkroom, payload)
+            results.append((await _post(darkroom, body, headers)).json()["result"])
+        assert results == ["applied", "duplicate", "stale"]
+        state = await get_generation(darkroom, known["generation"]["id"])
+        assert (state["status"], state["progress"]) == ("PROCESSING", 0.5)
+
+        failed = _prediction(pid, "failed", error="CUDA out of memory", completed_at="2026-01-01T00:01:00Z")
+        body, headers = await _signed(darkroom, failed, msg_id="msg_terminal")
+        assert (await _post(darkroom, body, headers)).json()["result"] == "applied"
+        # Replicate retries the terminal webhook with the same id; and a late progress webhook follows.
+        assert (await _post(darkroom, body, headers)).json()["result"] == "duplicate"
+        body, headers = await _signed(darkroom, progress)
+        assert (await _post(darkroom, body, headers)).json()["result"] == "stale"
+        state = await get_generation(darkroom, known["generation"]["id"])
+        assert (state["status"], state["error"]) == ("FAILED", "CUDA out of memory")
+        assert state["sequence"] == 3  # created, processing, failed: nothing else was recorded
+
+
+async def test_aborted_is_terminal_and_kept_apart_from_canceled(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(poller_enabled=False) as darkroom:
+        known = await _stored_prediction(darkroom)
+        body, headers = await _signed(darkroom, _prediction(known["provider_id"], "aborted"))
+        assert (await _post(darkroom, body, headers)).json()["result"] == "applied"
+        state = await get_generation(darkroom, known["generation"]["id"])
+        assert (state["status"], state["providerStatus"]) == ("CANCELED", "aborted")
+        assert settled(state)
+
+
+async def test_a_webhook_that_outruns_the_start_finds_its_generation(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    """The webhook URL carries the generation id, so an early webhook is matched before provider_id is stored."""
+    async with start_darkroom(poller_enabled=False) as darkroom:
+        generation_id = uuid.uuid4()
+        async with darkroom.runtime.sessions.begin() as session:
+            session.add(Generation(id=generation_id, kind="IMAGE", model_ref="a/b", input={}, status="STARTING"))
+        body, headers = await _signed(darkroom, _prediction("fresh-prediction", "processing", logs="1"))
+        response = await _post(darkroom, body, headers, f"?generation={generation_id}")
+        assert response.json() == {"result": "applied"}
+        async with darkroom.runtime.sessions() as session:
+            row = await session.get(Generation, generation_id)
+            assert row is not None and row.provider_id == "fresh-prediction"
+        # ...but a webhook cannot hijack a generation that belongs to another prediction.
+        body, headers = await _signed(darkroom, _prediction("someone-else", "succeeded"))
+        response = await _post(darkroom, body, headers, f"?generation={generation_id}")
+        assert response.json() == {"result": "unknown"}
+
+
+async def test_duplicated_and_reordered_webhooks_record_only_the_forward_path(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(poller_enabled=False) as darkroom:
+        await darkroom.http.patch(
+            "/simulator/_control/config", json={"webhook_duplicate_rate": 1.0, "webhook_reorder": True}
+        )
+        generations = [await start_generation(darkroom, f"scene {n}") for n in range(3)]
+        for generation in generations:
+            await eventually(lambda g=generation: _is_settled(darkroom, g["id"]), timeout=30)
+        ranks = {"STARTING": 0, "PROCESSING": 1, "SUCCEEDED": 2}
+        async with darkroom.runtime.sessions() as session:
+            for generation in generations:
+                rows = (
+                    await session.scalars(
+                        select(Event)
+                        .where(Event.generation_id == uuid.UUID(_raw(generation["id"])))
+                        .order_by(Event.seq)
+                    )
+                ).all()
+                statuses = [row.payload["generation"]["status"] for row in rows]
+                assert statuses[-1] == "SUCCEEDED"
+                assert [ranks[s] for s in statuses] == sorted(ranks[s] for s in statuses), statuses
+                terminal = [
+                    row
+                    for row in rows
+                    if row.type == "GENERATION_UPDATED" and row.payload["generation"]["status"] == "SUCCEEDED"
+                ]
+                assert len(terminal) == 1, "the success was recorded exactly once"
+                assert [row.seq for row in rows] == list(range(1, len(rows) + 1))
+
+
+async def _is_settled(darkroom: Darkroom, generation_id: str) -> bool:
+    return settled(await get_generation(darkroom, generation_id))

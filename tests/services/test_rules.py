@@ -1,0 +1,145 @@
+"""The pure rules under the pipeline: ordering of updates, progress, outputs, event size, URL checks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from server.db.models import Generation, Media
+from server.provider.types import Prediction, output_urls
+from server.services.generations import UpdateOutcome, decide, media_kind_for
+from server.services.progress import parse_progress
+from server.services.snapshots import MAX_EVENT_BYTES, event_payload
+from server.storage import LocalStorage, StorageError
+from server.workers.downloader import DownloadError, decode_data_uri, host_allowed
+
+
+def _generation(status: str, logs: str | None = None) -> Generation:
+    return Generation(id=uuid.uuid4(), kind="IMAGE", model_ref="a/b", input={}, status=status, logs=logs, event_seq=0)
+
+
+def _prediction(status: str, logs: str | None = None) -> Prediction:
+    return Prediction.from_json({"id": "p", "status": status, "logs": logs})
+
+
+@pytest.mark.parametrize(
+    ("stored", "stored_logs", "incoming", "incoming_logs", "outcome"),
+    [
+        ("STARTING", None, "starting", None, UpdateOutcome.DUPLICATE),
+        ("STARTING", None, "processing", "", UpdateOutcome.APPLIED),
+        ("STARTING", None, "succeeded", None, UpdateOutcome.APPLIED),
+        ("PROCESSING", "ab", "processing", "abc", UpdateOutcome.APPLIED),
+        ("PROCESSING", "abc", "processing", "abc", UpdateOutcome.DUPLICATE),
+        ("PROCESSING", "abc", "processing", "ab", UpdateOutcome.STALE),
+        ("PROCESSING", "abc", "starting", None, UpdateOutcome.STALE),
+        ("SUCCEEDED", "abc", "succeeded", "abc", UpdateOutcome.DUPLICATE),
+        ("SUCCEEDED", "abc", "processing", "abcdef", UpdateOutcome.STALE),
+        ("SUCCEEDED", None, "failed", None, UpdateOutcome.STALE),
+        ("CANCELED", None, "aborted", None, UpdateOutcome.DUPLICATE),
+        ("TIMED_OUT", None, "succeeded", None, UpdateOutcome.STALE),
+    ],
+)
+def test_updates_only_move_forward(
+    stored: str, stored_logs: str | None, incoming: str, incoming_logs: str | None, outcome: UpdateOutcome
+) -> None:
+    assert decide(_generation(stored, stored_logs), _prediction(incoming, incoming_logs)) is outcome
+
+
+@pytest.mark.parametrize(
+    ("logs", "progress"),
+    [
+        (None, None),
+        ("Using seed: 1\nloading", None),
+        (" 45%|████▌     | 9/20 [00:01<00:01,  7.1it/s]", 0.45),
+        ("  0%|          | 0/20 [00:00<?, ?it/s]\n 50%|█████     | 10/20 [00:01<00:01,  7.1it/s]\n", 0.5),
+        ("100%|██████████| 20/20 [00:02<00:00,  7.1it/s]\nsaving", 1.0),
+        ("\r 10%|█ | 1/10 [00:00]\r 30%|███ | 3/10 [00:00]", 0.3),
+    ],
+)
+def test_progress_comes_from_the_last_progress_line(logs: str | None, progress: float | None) -> None:
+    assert parse_progress(logs) == progress
+
+
+def test_every_output_shape_yields_its_urls_in_order() -> None:
+    assert output_urls("https://replicate.delivery/a.mp4") == ["https://replicate.delivery/a.mp4"]
+    assert output_urls(["https://x/1.png", "https://x/2.png"]) == ["https://x/1.png", "https://x/2.png"]
+    assert output_urls({"video": "https://x/v.mp4", "poster": "https://x/p.jpg", "fps": 8}) == [
+        "https://x/v.mp4",
+        "https://x/p.jpg",
+    ]
+    assert output_urls("data:image/png;base64,AAAA") == ["data:image/png;base64,AAAA"]
+    assert output_urls(None) == [] and output_urls("just text") == [] and output_urls(42) == []
+
+
+def test_media_kind_follows_the_file_not_only_the_model() -> None:
+    assert media_kind_for("https://x/out.mp4", "IMAGE") == "VIDEO"
+    assert media_kind_for("https://x/out.webp", "VIDEO") == "IMAGE"
+    assert media_kind_for("data:video/mp4;base64,AAAA", "IMAGE") == "VIDEO"
+    assert media_kind_for("https://x/output", "VIDEO") == "VIDEO"
+
+
+def test_events_stay_under_the_notify_limit_however_many_outputs() -> None:
+    generation = _generation("SUCCEEDED")
+    generation.error = "e" * 10_000
+    media = [
+        Media(
+            id=uuid.uuid4(),
+            generation_id=generation.id,
+            position=n,
+            kind="IMAGE",
+            status="PENDING",
+            download_attempts=0,
+            download_error="x" * 5000,
+        )
+        for n in range(40)
+    ]
+    payload = event_payload(event_id=1, seq=1, type_="T", generation=generation, media=media, at=generation_time())
+    assert len(json.dumps(payload)) <= MAX_EVENT_BYTES < 8000
+    assert payload["mediaTruncated"] is True
+    small = event_payload(event_id=1, seq=1, type_="T", generation=generation, media=media[:4], at=generation_time())
+    assert small["mediaTruncated"] is False and len(small["media"]) == 4
+
+
+def generation_time():  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://replicate.delivery/pbxt/a.png", True),
+        ("https://pbxt.replicate.delivery/a.png", True),
+        ("https://replicate.delivery.evil.com/a.png", False),
+        ("http://169.254.169.254/latest/meta-data", False),
+        ("file:///etc/passwd", False),
+        ("ftp://replicate.delivery/a.png", False),
+        ("https://evilreplicate.delivery/a.png", False),
+    ],
+)
+def test_only_allowed_file_hosts_are_downloaded(url: str, allowed: bool) -> None:
+    assert host_allowed(url, ["replicate.delivery", "*.replicate.delivery"]) is allowed
+
+
+def test_data_uris_decode_and_malformed_ones_fail_for_good() -> None:
+    assert decode_data_uri("data:image/png;base64,aGVsbG8=") == (b"hello", "image/png")
+    assert decode_data_uri("data:text/plain,hi%20there") == (b"hi there", "text/plain")
+    for bad in ("data:image/png;base64,@@@", "data:nocomma"):
+        with pytest.raises(DownloadError) as caught:
+            decode_data_uri(bad)
+        assert caught.value.retryable is False
+
+
+def test_storage_keys_cannot_leave_the_media_root(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "media")
+    for key in ("../secret", "/etc/passwd", "a/../../b", ".tmp/x.part"):
+        with pytest.raises(StorageError):
+            storage.path(key)
+    temp = storage.temp_path()
+    temp.write_bytes(b"x")
+    storage.commit(temp, "ab/abc.png")
+    assert storage.keys() == {"ab/abc.png"} and storage.used_bytes() == 1

@@ -1,0 +1,1 @@
+"""Helpers the tests share: live servers on free ports, database and service fixtures."""

@@ -1,0 +1,64 @@
+"""Minimal GraphQL clients for the tests: HTTP POST, and graphql-transport-ws over a real WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import websockets
+
+
+async def gql(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """POST a query; returns the whole response body (data and errors)."""
+    response = await client.post("/graphql", json={"query": query, "variables": variables or {}}, **kwargs)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+class WSClient:
+    """One graphql-transport-ws connection; `subscribe` yields each `next` payload until `complete`."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+        self._ids = itertools.count(1)
+
+    async def subscribe(
+        self, query: str, variables: dict[str, Any] | None = None, *, timeout: float = 30.0
+    ) -> AsyncIterator[dict[str, Any]]:
+        op_id = str(next(self._ids))
+        await self.socket.send(
+            json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})
+        )
+        while True:
+            message = json.loads(await asyncio.wait_for(self.socket.recv(), timeout=timeout))
+            if message.get("type") in ("ping", "pong"):
+                if message["type"] == "ping":
+                    await self.socket.send(json.dumps({"type": "pong"}))
+                continue
+            if message.get("id") != op_id:
+                continue
+            if message["type"] == "next":
+                yield message["payload"]
+            elif message["type"] == "error":
+                raise AssertionError(f"subscription error: {message['payload']}")
+            elif message["type"] == "complete":
+                return
+
+
+@asynccontextmanager
+async def ws_connect(
+    base_url: str, *, payload: dict[str, Any] | None = None, protocol: str = "graphql-transport-ws"
+) -> AsyncIterator[WSClient]:
+    url = base_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=[protocol], open_timeout=10) as socket:  # type: ignore[list-item]
+        await socket.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
+        ack = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+        assert ack["type"] == "connection_ack", ack
+        yield WSClient(socket)
