@@ -30,6 +30,7 @@ schema: $(BIN)/darkroom
 	$(BIN)/darkroom export-schema --output schema.graphql
 
 bench: $(BIN)/darkroom
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

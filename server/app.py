@@ -11,17 +11,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, MediaType, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.handlers import asgi
+from litestar.static_files import create_static_files_router
 from litestar.types import Receive, Scope, Send
 
 from server import metrics
 from server.graphql.controller import build_graphql_controller
 from server.graphql.schema import build_schema
 from server.media_route import serve_media
+from server.request_id import RequestIdMiddleware
 from server.runtime import Runtime
 from server.settings import Settings, get_settings
 from server.webhooks import replicate_webhook
@@ -29,6 +33,8 @@ from server.workers.downloader import Downloader
 from server.workers.poller import Poller
 
 logger = logging.getLogger(__name__)
+
+GALLERY_DIR = Path(__file__).parent / "static" / "gallery"
 
 
 @get("/healthz", media_type=MediaType.JSON, sync_to_thread=False)
@@ -47,9 +53,7 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
 
 
 @get("/metrics", sync_to_thread=False)
-def metrics_endpoint(state: State) -> Response[bytes]:
-    runtime: Runtime = state.runtime
-    metrics.OPEN_SUBSCRIPTIONS.set(runtime.hub.subscriber_count)
+def metrics_endpoint() -> Response[bytes]:
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 
@@ -80,11 +84,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.downloader_enabled:
-            downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub)
+            downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub, runtime.alerts)
             tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))
         if settings.poller_enabled:
             poller = Poller(settings, runtime.sessions, runtime.provider, runtime.generations)
             tasks.append(asyncio.create_task(poller.run(stop), name="poller"))
+        if settings.cleanup_enabled:
+            cleanup = runtime.retention.run_periodically(stop, settings.cleanup_interval_seconds)
+            tasks.append(asyncio.create_task(cleanup, name="cleanup"))
+        tasks.append(asyncio.create_task(runtime.api_keys.run(stop), name="api-keys"))
+        await runtime.api_keys.log_access_mode()
         if settings.simulated:
             logger.warning(
                 "no REPLICATE_API_TOKEN: the built-in Replicate simulator answers at %s",
@@ -101,6 +110,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await runtime.stop()
 
     handlers: list[Any] = [graphql, replicate_webhook, serve_media, healthz, readyz, metrics_endpoint]
+    # The live gallery: one page of plain HTML and JavaScript at /gallery, no build step.
+    handlers.append(create_static_files_router("/gallery", [GALLERY_DIR], html_mode=True, name="gallery"))
     if simulator is not None:
         handlers.append(_simulator_mount(simulator))
     return Litestar(
@@ -108,5 +119,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"runtime": runtime}),
         request_max_body_size=settings.graphql_max_body_bytes,
+        middleware=[RequestIdMiddleware],
+        cors_config=_cors_config(settings),
         logging_config=None,
+    )
+
+
+def _cors_config(settings: Settings) -> CORSConfig | None:
+    """Browser pages on CORS_ORIGINS may call the API (bearer tokens, no cookies); none when unset."""
+    origins = settings.allowed_cors_origins()
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        allow_credentials=False,
+        max_age=600,
     )

@@ -1,4 +1,4 @@
-"""The `darkroom` command: serve, simulator, migrate, export-schema."""
+"""The `darkroom` command: serve, simulator, migrate, export-schema, cleanup, api-key."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from server.log import configure_logging
 from server.settings import Settings
@@ -67,6 +68,72 @@ def _export_schema(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from server.runtime import Runtime
+
+    async def run() -> dict[str, object]:
+        runtime = Runtime(settings)
+        await runtime.start()
+        try:
+            return (await runtime.retention.run(dry_run=args.dry_run)).as_dict()
+        finally:
+            await runtime.stop()
+
+    sys.stdout.write(json.dumps(asyncio.run(run())) + "\n")
+    return 0
+
+
+def _api_key(settings: Settings, args: argparse.Namespace) -> int:
+    from server.db.migrate import upgrade
+    from server.db.session import create_engine, create_sessionmaker
+    from server.services.api_keys import ApiKeyService
+    from server.services.errors import ServiceError
+
+    async def run() -> int:
+        engine = create_engine(settings)
+        try:
+            if settings.migrate_on_start:
+                await upgrade(engine)
+            keys = ApiKeyService(settings, create_sessionmaker(engine))
+            if args.action == "create":
+                created = await keys.create(args.name)
+                sys.stdout.write(created.token + "\n")
+                sys.stderr.write(
+                    f"created API key {created.key.id} ({created.key.prefix}, {created.key.name!r}); "
+                    "store the token now, it is not shown again\n"
+                )
+            elif args.action == "list":
+                sys.stdout.write(_key_table(await keys.list_keys()))
+            else:
+                key = await keys.revoke(args.key)
+                sys.stdout.write(f"revoked {key.id} ({key.prefix}, {key.name!r})\n")
+                if not await keys.active_count() and not settings.auth_required:
+                    sys.stderr.write("no active API key remains: /graphql is open again (set AUTH_REQUIRED=true)\n")
+        except ServiceError as exc:
+            sys.stderr.write(f"darkroom api-key {args.action}: {exc}\n")
+            return 1
+        finally:
+            await engine.dispose()
+        return 0
+
+    return asyncio.run(run())
+
+
+def _key_table(keys: list[Any]) -> str:
+    def when(at: Any) -> str:
+        return at.strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+
+    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "STATUS")]
+    for key in keys:
+        status = f"revoked {when(key.revoked_at)}" if key.revoked_at else "active"
+        rows.append((str(key.id), key.prefix, key.name, when(key.created_at), when(key.last_used_at), status))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="darkroom", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--output", "-o", default="schema.graphql", help="file to write, or - for stdout")
     export.set_defaults(run=_export_schema)
+    cleanup = commands.add_parser(
+        "cleanup", help="apply the retention policy (MEDIA_RETENTION_DAYS, FAILED_GENERATION_RETENTION_DAYS, ...)"
+    )
+    cleanup.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
+    cleanup.set_defaults(run=_cleanup)
+
+    api_key = commands.add_parser("api-key", help="create, list and revoke API keys")
+    key_actions = api_key.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="create a key and print its token (shown only once)")
+    create.add_argument("--name", required=True, help="what the key is for, e.g. the client's name")
+    key_actions.add_parser("list", help="list keys (never their tokens)")
+    revoke = key_actions.add_parser("revoke", help="revoke a key: its requests are refused, its sockets closed")
+    revoke.add_argument("key", help="the key's id (or its first characters) or its prefix (drk_...)")
+    api_key.set_defaults(run=_api_key)
     return parser
 
 

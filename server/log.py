@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -23,8 +24,11 @@ class ContextFilter(logging.Filter):
     """Stamp the ids of the current request and generation on each record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        record.generation_id = generation_id_var.get()
+        # An id passed explicitly with `extra=` wins over the one in context.
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
+        if getattr(record, "generation_id", None) is None:
+            record.generation_id = generation_id_var.get()
         return True
 
 
@@ -44,8 +48,9 @@ def generation_context(generation_id: str) -> Iterator[None]:
         generation_id_var.reset(token)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """Send every record to `stream` (default stderr), as text or JSON lines, stamped with the context ids."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(ContextFilter())
     if fmt == "json":
         handler.setFormatter(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from litestar import Request, Response, get
+from litestar import HttpMethod, Request, Response, route
 from litestar.datastructures import State
 from litestar.response import Stream
 from sqlalchemy import select
@@ -43,7 +43,7 @@ def _not_found() -> Response[bytes]:
     return Response(b"not found", status_code=404, media_type="text/plain")
 
 
-@get("/media/{key:path}")
+@route("/media/{key:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD])
 async def serve_media(key: str, request: Request[object, object, State], state: State) -> Response[bytes] | Stream:
     runtime: Runtime = state.runtime
     key = key.lstrip("/")

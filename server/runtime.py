@@ -12,14 +12,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from server import metrics
 from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
 from server.provider.replicate import ReplicateClient
+from server.services.alerts import FailureAlerts
+from server.services.api_keys import ApiKeyService
 from server.services.catalogue import CatalogueService
 from server.services.generations import GenerationService
 from server.services.launch import Launcher
 from server.services.media import MediaService
+from server.services.rate_limits import MutationRateLimiter
+from server.services.retention import RetentionService
+from server.services.stats import StatsService
 from server.settings import Settings
 from server.storage import LocalStorage
 
@@ -37,10 +43,15 @@ class Runtime:
             queue_size=settings.subscription_queue_size,
         )
         self.storage = LocalStorage(settings.resolved_media_root)
-        self.provider = ReplicateClient.from_settings(settings)
-        self.catalogue = CatalogueService(self.sessions, self.provider)
-        self.generations = GenerationService(settings, self.sessions, self.provider, self.publish)
+        self.provider = ReplicateClient.from_settings(settings, on_request=metrics.observe_provider_request)
+        self.alerts = FailureAlerts(settings.alert_failure_threshold, settings.alert_window_seconds)
+        self.catalogue = CatalogueService(self.sessions, self.provider, settings)
+        self.generations = GenerationService(settings, self.sessions, self.provider, self.publish, self.alerts)
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
+        self.stats = StatsService(self.sessions)
+        self.retention = RetentionService(settings, self.sessions, self.storage, self.publish)
+        self.api_keys = ApiKeyService(settings, self.sessions)
+        self.rate_limits = MutationRateLimiter.from_settings(settings)
         self.launcher = Launcher(settings, self.sessions, self.catalogue, self.generations, self.storage, self.provider)
         self._webhook_secret: str | None = None
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
@@ -51,6 +62,7 @@ class Runtime:
         await self.hub.start()
 
     async def stop(self) -> None:
+        await self.catalogue.aclose()
         await self.hub.stop()
         await self.provider.aclose()
         await self.engine.dispose()

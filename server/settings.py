@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     media_root: Path | None = Field(None, description="Where downloaded media files live. Unset: DATA_DIR/media.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field("text", description="text (readable) or json (one object a line).")
+    alert_failure_threshold: int = Field(
+        5,
+        description="Failed generations of one model, or failed downloads, within ALERT_WINDOW_SECONDS that log "
+        "an alert WARNING (0: never).",
+    )
+    alert_window_seconds: float = Field(900.0, description="The window ALERT_FAILURE_THRESHOLD counts failures in.")
 
     # --- GraphQL ------------------------------------------------------------------------------------
     graphql_max_page_size: int = Field(100, description="Largest `first` a connection accepts.")
@@ -67,6 +73,29 @@ class Settings(BaseSettings):
         256, description="Events buffered per subscriber before it is told it fell behind."
     )
 
+    # --- access control -----------------------------------------------------------------------------
+    auth_required: bool = Field(
+        False,
+        description="Require an API key on /graphql even before any exists. Off: the server is open while no "
+        "active key exists, and closed as soon as one does.",
+    )
+    auth_refresh_seconds: float = Field(
+        5.0,
+        description="How often each process re-reads the API keys: a key revoked elsewhere (the CLI, another "
+        "process) stops working, and its WebSockets close, within this time.",
+    )
+    rate_limit_mutations_per_minute: float = Field(
+        60.0, description="Mutations one API key may make per minute, in each process (0: no limit)."
+    )
+    rate_limit_mutations_burst: int = Field(
+        20, description="Mutations one API key may make in a burst before the per-minute rate applies."
+    )
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated origins browser pages may call the API from (https://app.example.com), "
+        "or *. Empty: no cross-origin access.",
+    )
+
     # --- Replicate ----------------------------------------------------------------------------------
     replicate_api_token: str | None = Field(
         None, description="Replicate API token. Unset: the built-in simulator plays Replicate."
@@ -79,9 +108,13 @@ class Settings(BaseSettings):
     )
     replicate_timeout_seconds: float = Field(30.0, description="Timeout of one request to Replicate.")
     replicate_connect_timeout_seconds: float = Field(5.0, description="Connect timeout to Replicate.")
-    replicate_max_retries: int = Field(4, description="Retries of a failed idempotent Replicate call.")
+    replicate_max_retries: int = Field(
+        4, description="Most retries of one failed Replicate call (a create only on 429 or when it never left)."
+    )
     replicate_retry_base_seconds: float = Field(0.5, description="First retry delay; doubles each time.")
-    replicate_retry_max_seconds: float = Field(30.0, description="Longest single retry delay.")
+    replicate_retry_max_seconds: float = Field(
+        30.0, description="Longest single retry delay; a longer Retry-After is raised, not waited out."
+    )
     replicate_file_hosts: str = Field(
         "replicate.delivery,*.replicate.delivery",
         description="Comma-separated hosts output files may be downloaded from (*.x matches subdomains). "
@@ -115,6 +148,20 @@ class Settings(BaseSettings):
     download_max_bytes: int = Field(500_000_000, description="Largest media file downloaded.")
     download_idle_seconds: float = Field(1.0, description="How often an idle downloader looks for work.")
 
+    # --- retention ----------------------------------------------------------------------------------
+    media_retention_days: float | None = Field(
+        None, description="Media files (and their rows) older than this are deleted by cleanup. Unset: kept."
+    )
+    failed_generation_retention_days: float | None = Field(
+        None,
+        description="FAILED, CANCELED and TIMED_OUT generations older than this are deleted by cleanup. Unset: kept.",
+    )
+    storage_cap_bytes: int | None = Field(
+        None, description="Most bytes of media kept; cleanup deletes the oldest files above it. Unset: no cap."
+    )
+    cleanup_enabled: bool = Field(False, description="Run the retention cleanup periodically in the server.")
+    cleanup_interval_seconds: float = Field(3600.0, description="How often the periodic cleanup runs.")
+
     # --- simulator ----------------------------------------------------------------------------------
     simulator_run_seconds: float = Field(3.0, description="How long a simulated prediction runs.")
     simulator_fail_rate: float = Field(0.0, description="Share of simulated predictions that fail (0-1).")
@@ -133,9 +180,15 @@ class Settings(BaseSettings):
     simulator_port: int = Field(8001, description="Port `darkroom simulator` listens on.")
 
     # --- catalogue ----------------------------------------------------------------------------------
-    catalogue_ttl_seconds: float = Field(3600.0, description="How long the cached model catalogue is fresh.")
+    catalogue_ttl_seconds: float = Field(
+        3600.0,
+        description="How long a cached catalogue entry is fresh. Older ones are still served (marked stale) "
+        "while they are refreshed in the background.",
+    )
     default_video_model: str | None = Field(
-        None, description="Model animateImage uses when none is given (owner/name)."
+        None,
+        description="Model animateImage uses when none is given (owner/name). Unset, or a model taking no image: "
+        "the catalogue's best image-to-video model.",
     )
 
     # --- derived ------------------------------------------------------------------------------------
@@ -175,6 +228,9 @@ class Settings(BaseSettings):
         if self.embedded_simulator:
             return f"http://127.0.0.1:{self.port}/simulator"
         return self.replicate_api_base_url.rstrip("/")
+
+    def allowed_cors_origins(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()]
 
     def allowed_file_hosts(self) -> list[str]:
         hosts = [h.strip().lower() for h in self.replicate_file_hosts.split(",") if h.strip()]

@@ -3,7 +3,8 @@
 Answers fast and never does slow work: downloads are queued as media rows for the downloader.
 Status codes are chosen for Replicate's retry rule (it retries the terminal webhook on any 4xx/5xx):
 401 for a bad signature, 400 for a malformed body, 413 past the size limit, and 200 for an unknown
-prediction (logged), so that Replicate stops retrying something we will never be able to use.
+prediction (logged), so that Replicate stops retrying something we will never be able to use; if it was
+addressed to a generation that was withdrawn, the prediction is canceled after the answer.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import uuid
 
 from litestar import Request, Response, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -35,17 +37,26 @@ def _problem(status: int, detail: str) -> Response[dict[str, object]]:
     return Response({"status": status, "detail": detail}, status_code=status, media_type="application/problem+json")
 
 
+def _declared_length(request: Request[object, object, State]) -> int:
+    try:
+        return int(request.headers.get("content-length") or 0)
+    except ValueError:
+        return 0
+
+
 @post("/webhooks/replicate", status_code=HTTP_200_OK, request_max_body_size=None)
 async def replicate_webhook(request: Request[object, object, State], state: State) -> Response[dict[str, object]]:
     arrived = time.perf_counter()
     runtime: Runtime = state.runtime
     limit = runtime.settings.webhook_max_body_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
+    if _declared_length(request) > limit:
+        metrics.WEBHOOKS.labels("too_large").inc()
         return _problem(HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"webhook bodies are limited to {limit} bytes")
     received = bytearray()
     async for chunk in request.stream():
         received += chunk
         if len(received) > limit:
+            metrics.WEBHOOKS.labels("too_large").inc()
             return _problem(HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"webhook bodies are limited to {limit} bytes")
     body = bytes(received)
     try:
@@ -69,9 +80,13 @@ async def replicate_webhook(request: Request[object, object, State], state: Stat
     except ValueError:
         hint = None
     result = await runtime.generations.apply_prediction_update(prediction, generation_hint=hint)
-    metrics.WEBHOOKS.labels(result.outcome.value).inc()
+    metrics.WEBHOOKS.labels("accepted" if result.outcome == "applied" else result.outcome.value).inc()
     if result.outcome == "applied":
         metrics.WEBHOOK_TO_PUBLISH.observe(time.perf_counter() - arrived)
     if result.outcome == "unknown":
         logger.info("webhook for an unknown prediction ignored", extra={"prediction": prediction.id})
+        if hint is not None:
+            # Addressed to a generation of ours that is gone: an orphan of a failed create; stop it after answering.
+            cleanup = BackgroundTask(runtime.generations.cancel_withdrawn, prediction, hint)
+            return Response({"result": result.outcome.value}, status_code=HTTP_200_OK, background=cleanup)
     return Response({"result": result.outcome.value}, status_code=HTTP_200_OK)

@@ -1,4 +1,12 @@
-"""The /graphql route: Strawberry's Litestar controller, with keep-alive on both WebSocket protocols.
+"""The /graphql route: Strawberry's Litestar controller, with API keys and keep-alive on both WebSocket protocols.
+
+Authentication: an HTTP request without a valid `Authorization: Bearer <token>` (when one is needed)
+is answered 401 with a GraphQL-shaped body, `errors[0].extensions.code == "UNAUTHENTICATED"`, before
+anything is parsed or run; GraphiQL's page itself still loads, so its headers tab can carry the key. A
+WebSocket gives the token in its `connection_init` payload (`Authorization`, `authorization` or `token`;
+the handshake's own Authorization header is the fallback) and is refused with the protocol's answer:
+close code 4403 on graphql-transport-ws, `connection_error` and a close on graphql-ws. Accepted sockets
+are registered with the API key service, which closes them (4403) when their key is revoked.
 
 Strawberry pings idle `graphql-ws` sockets ("ka") when keep-alive is on, but sends nothing on
 `graphql-transport-ws`; mobile networks and proxies then drop idle subscriptions. The handler below
@@ -9,16 +17,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from datetime import timedelta
 from typing import Any
 
+from litestar import MediaType, Request, Response
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types.unset import UNSET, UnsetType
 
-from server.graphql.context import context_getter
+from server.graphql.context import Context, context_getter
+from server.services.api_keys import AuthError, bearer_token
 from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Close code for a socket whose key was revoked (graphql-transport-ws's Forbidden, used on both protocols).
+CLOSE_FORBIDDEN = 4403
+
+
+def _forget_socket(context: Any) -> None:
+    if isinstance(context, Context) and context.socket_handle is not None:
+        context.runtime.api_keys.forget_socket(context.socket_handle)
+        context.socket_handle = None
 
 
 class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
@@ -27,6 +53,7 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         try:
             await super().handle()
         finally:
+            _forget_socket(self.context)
             pinger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pinger
@@ -43,6 +70,37 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                 return
 
 
+class ForgettingGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            _forget_socket(self.context)
+
+
+def socket_token(context: Context) -> str | None:
+    """The token a socket presents: in its connection_init payload, else on its handshake."""
+    params = context.connection_params or {}
+    headers = params.get("headers")
+    sources = [params, headers] if isinstance(headers, dict) else [params]
+    for source in sources:
+        for name in ("Authorization", "authorization", "token"):
+            if source.get(name) is not None:
+                return bearer_token(source[name], scheme_required=False)
+    if context.websocket is not None:
+        return bearer_token(context.websocket.headers.get("authorization"))
+    return None
+
+
+def unauthenticated(message: str) -> Response[dict[str, Any]]:
+    return Response(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        status_code=401,
+        media_type=MediaType.JSON,
+        headers={"WWW-Authenticate": 'Bearer realm="darkroom"'},
+    )
+
+
 def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
     controller = make_graphql_controller(
         schema,
@@ -52,9 +110,43 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
         keep_alive_interval=settings.graphql_keep_alive_seconds,
         context_getter=context_getter,
         connection_init_wait_timeout=timedelta(seconds=30),
+        allowed_origins=settings.allowed_cors_origins(),
     )
 
     class DarkroomGraphQLController(controller):  # type: ignore[valid-type,misc]
         graphql_transport_ws_handler_class = PingingTransportWSHandler
+        graphql_ws_handler_class = ForgettingGraphQLWSHandler
+
+        def decode_json(self, data: str | bytes) -> object:
+            # A body that is not UTF-8 is malformed JSON (400), not a server error.
+            try:
+                return json.loads(data)
+            except UnicodeDecodeError as exc:
+                raise json.JSONDecodeError("the body is not UTF-8", "", 0) from exc
+
+        async def execute_request(self, request: Request[Any, Any, Any], context: Any, root_value: Any) -> Any:
+            if (
+                isinstance(context, Context)
+                and context.auth_error is not None
+                and not self.should_render_graphql_ide(self.request_adapter_class(request))
+            ):
+                return unauthenticated(context.auth_error)
+            return await super().execute_request(request, context, root_value)
+
+        async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+            runtime = context.runtime
+            try:
+                context.viewer = await runtime.api_keys.viewer_for(socket_token(context))
+            except AuthError as exc:
+                logger.info("WebSocket refused", extra={"reason": str(exc)})
+                raise ConnectionRejectionError({"message": str(exc), "code": "UNAUTHENTICATED"}) from None
+            websocket = context.websocket
+            if websocket is not None:
+
+                async def close(reason: str) -> None:
+                    await websocket.close(code=CLOSE_FORBIDDEN, reason=reason)
+
+                context.socket_handle = runtime.api_keys.register_socket(context.viewer, close)
+            return UNSET
 
     return DarkroomGraphQLController

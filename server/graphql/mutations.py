@@ -18,7 +18,20 @@ from server.services.errors import ServiceError
 
 
 def user_errors(exc: ServiceError) -> list[UserError]:
-    return [UserError(field=error.field, message=error.message, code=error.code) for error in exc.errors]
+    return [
+        UserError(
+            field=error.field,
+            message=error.message,
+            code=error.code,
+            retry_after_seconds=error.retry_after_seconds,
+        )
+        for error in exc.errors
+    ]
+
+
+def spend(info: Info) -> None:
+    """Count one mutation against the caller's key; RateLimited (a ServiceError) when it is over its limit."""
+    info.context.runtime.rate_limits.take(info.context.viewer)
 
 
 @strawberry.type
@@ -45,6 +58,7 @@ class Mutation:
     async def start_generation(self, info: Info, input: StartGenerationInput) -> GenerationPayload:
         runtime = info.context.runtime
         try:
+            spend(info)
             row = await runtime.launcher.start_generation(info.context.viewer, input.model, input.input)
         except ServiceError as exc:
             return GenerationPayload(user_errors=user_errors(exc))
@@ -55,6 +69,7 @@ class Mutation:
         runtime = info.context.runtime
         media_id = decode_id(input.media_id, "Media")
         try:
+            spend(info)
             row = await runtime.launcher.animate_image(info.context.viewer, media_id, input.model, input.input)
         except ServiceError as exc:
             return GenerationPayload(user_errors=user_errors(exc))
@@ -64,6 +79,7 @@ class Mutation:
     async def cancel_generation(self, info: Info, input: CancelGenerationInput) -> GenerationPayload:
         generation_id = decode_id(input.id, "Generation")
         try:
+            spend(info)
             row = await info.context.runtime.generations.cancel(generation_id, info.context.viewer)
         except ServiceError as exc:
             return GenerationPayload(user_errors=user_errors(exc))
@@ -73,6 +89,7 @@ class Mutation:
     async def retry_download(self, info: Info, input: RetryDownloadInput) -> MediaPayload:
         media_id = decode_id(input.media_id, "Media")
         try:
+            spend(info)
             row = await info.context.runtime.media.retry(media_id, info.context.viewer)
         except ServiceError as exc:
             return MediaPayload(user_errors=user_errors(exc))
@@ -82,6 +99,7 @@ class Mutation:
     async def delete_media(self, info: Info, input: DeleteMediaInput) -> DeleteMediaPayload:
         media_id = decode_id(input.media_id, "Media")
         try:
+            spend(info)
             await info.context.runtime.media.delete(media_id, info.context.viewer)
         except ServiceError as exc:
             return DeleteMediaPayload(user_errors=user_errors(exc))

@@ -9,6 +9,7 @@ from server.graphql.context import Info
 from server.graphql.ids import decode_any, decode_id
 from server.graphql.inputs import GenerationFilter, MediaFilter
 from server.graphql.pagination import decode_text_cursor, decode_time_cursor, encode_cursor, page_size
+from server.graphql.stats import Stats, resolve_stats
 from server.graphql.types import (
     Connection,
     Generation,
@@ -131,6 +132,22 @@ class Query:
             raise GraphQLError(str(exc), extensions={"code": exc.errors[0].code}) from None
         pairs = [(encode_cursor(row.ref), Model.from_row(row)) for row in page.items]
         return Connection.build(pairs, page.has_next, after is not None)
+
+    @strawberry.field(
+        description="The cursor of the newest change you can see. Read it before your first query and pass it "
+        "as `after` to `generationEvents`: the feed then carries every change since, so none can fall between "
+        "the query and the subscription."
+    )
+    async def feed_cursor(self, info: Info) -> str:
+        async with info.context.runtime.sessions() as session:
+            return encode_cursor("event", await queries.latest_event_id(session, info.context.viewer))
+
+    @strawberry.field(
+        description="Success and failure rates per model and kind, download retries and storage used, over "
+        "the last `windowHours` (counting only what you can see)."
+    )
+    async def stats(self, info: Info, window_hours: float = 24.0) -> Stats:
+        return await resolve_stats(info, window_hours)
 
     @strawberry.field(description='One model by reference, "owner/name"; fetched from the provider when not cached.')
     async def model(self, info: Info, ref: str) -> Model | None:

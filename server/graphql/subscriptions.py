@@ -20,7 +20,8 @@ from server.graphql.context import Info
 from server.graphql.ids import decode_id
 from server.graphql.inputs import GenerationEventFilter
 from server.graphql.pagination import decode_event_cursor, encode_cursor
-from server.graphql.types import Generation, GenerationEvent
+from server.graphql.types import Generation, GenerationEvent, parse_datetime
+from server.metrics import open_subscription
 from server.services import queries
 from server.services.events import published_form
 
@@ -46,7 +47,7 @@ def to_event(event: dict[str, Any]) -> GenerationEvent:
         cursor=encode_cursor("event", event["id"]),
         sequence=event["seq"],
         type=event["type"],
-        at=event["at"],
+        at=parse_datetime(event["at"]),
         generation=Generation.from_event(event),
     )
 
@@ -62,7 +63,7 @@ class Subscription:
         context = info.context
         runtime = context.runtime
         key = str(generation_id)
-        async with runtime.hub.subscribe(lambda event: event["generationId"] == key) as live:
+        async with runtime.hub.subscribe(lambda event: event["generationId"] == key) as live, open_subscription():
             async with runtime.sessions() as session:
                 current = await queries.current_state(session, generation_id)
             if current is None or not context.viewer.can_see(
@@ -105,7 +106,7 @@ class Subscription:
             owner = uuid.UUID(event["ownerId"]) if event.get("ownerId") else None
             return viewer.can_see(owner) and flt.matches(event)
 
-        async with runtime.hub.subscribe(wanted) as live:
+        async with runtime.hub.subscribe(wanted) as live, open_subscription():
             if last_id is None:
                 async with runtime.sessions() as session:
                     last_id = await queries.latest_event_id(session)

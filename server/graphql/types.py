@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, cast
+from typing import Annotated, Any, Generic, TypeVar, cast, overload
 
 import strawberry
 from strawberry.scalars import JSON
@@ -37,7 +37,12 @@ MediaStatus = domain.MediaStatus
 T = TypeVar("T")
 
 
-def _dt(value: str | datetime | None) -> datetime | None:
+@overload
+def parse_datetime(value: str | datetime) -> datetime: ...
+@overload
+def parse_datetime(value: None) -> None: ...
+def parse_datetime(value: str | datetime | None) -> datetime | None:
+    """Event snapshots carry ISO strings; rows carry datetimes."""
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(value)
@@ -59,6 +64,9 @@ class UserError:
     field: list[str] | None = strawberry.field(description="Path to the input field at fault, if any.")
     message: str
     code: str = strawberry.field(description="Stable machine-readable code, e.g. NOT_FOUND, INVALID_INPUT.")
+    retry_after_seconds: float | None = strawberry.field(
+        default=None, description="With RATE_LIMITED: seconds to wait before the next attempt."
+    )
 
 
 @strawberry.type
@@ -157,7 +165,7 @@ class Media(Node):
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> Media:
         raw_id = uuid.UUID(snap["id"])
-        created = _dt(snap["createdAt"])
+        created = parse_datetime(snap["createdAt"])
         assert created is not None
         return cls(
             id=strawberry.ID(encode_id("Media", raw_id)),
@@ -175,7 +183,7 @@ class Media(Node):
             download_attempts=snap.get("downloadAttempts", 0),
             download_error=snap.get("downloadError"),
             created_at=created,
-            ready_at=_dt(snap.get("readyAt")),
+            ready_at=parse_datetime(snap.get("readyAt")),
             position=snap.get("position", 0),
         )
 
@@ -255,7 +263,7 @@ class Generation(Node):
     def from_event(cls, event: dict[str, Any]) -> Generation:
         snap = event["generation"]
         raw_id = uuid.UUID(snap["id"])
-        created = _dt(snap["createdAt"])
+        created = parse_datetime(snap["createdAt"])
         assert created is not None
         return cls(
             id=strawberry.ID(encode_id("Generation", raw_id)),
@@ -271,8 +279,8 @@ class Generation(Node):
             error=snap.get("error"),
             progress=snap.get("progress"),
             created_at=created,
-            started_at=_dt(snap.get("startedAt")),
-            completed_at=_dt(snap.get("completedAt")),
+            started_at=parse_datetime(snap.get("startedAt")),
+            completed_at=parse_datetime(snap.get("completedAt")),
             sequence=event["seq"],
         )
 

@@ -3,7 +3,8 @@
 One `httpx.AsyncClient` (one connection pool) per client; every call sends
 ``Authorization: Bearer <token>`` and ``User-Agent: darkroom/<version>`` to ``<base_url>/v1/...``.
 Failures are raised as `server.provider.errors.ProviderError` subclasses only; retries follow
-`server.provider.retry` (idempotent calls on 429/5xx/connection failures, creates on 429 only).
+`server.provider.retry` (idempotent calls on 429/5xx/connection failures; creates on 429, or when the
+request never left).
 
 Each HTTP attempt is reported to the optional `on_request(method, path_template, status, seconds)`
 hook — `status` None when no answer came back — so metrics can be attached from outside.
@@ -76,8 +77,7 @@ class ReplicateClient:
 
     `base_url` is the part before ``/v1`` (``https://api.replicate.com``, or a simulator mounted at
     ``http://127.0.0.1:8000/simulator``). A None `token` sends no Authorization header (Replicate then
-    answers 401, raised as ProviderAuthError). Timeouts are per HTTP attempt; `transport` replaces the
-    network (for tests).
+    answers 401, raised as ProviderAuthError). Timeouts are per HTTP attempt.
     """
 
     def __init__(
@@ -90,7 +90,6 @@ class ReplicateClient:
         max_retries: int = 4,
         retry_base_seconds: float = 0.5,
         retry_max_seconds: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         on_request: RequestHook | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -105,7 +104,6 @@ class ReplicateClient:
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
-            transport=transport,
             # Replicate's API never redirects; following one could carry the token elsewhere.
             follow_redirects=False,
         )
@@ -117,7 +115,6 @@ class ReplicateClient:
         settings: Settings,
         *,
         on_request: RequestHook | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> ReplicateClient:
         """The client `settings` describe: the configured Replicate, or the simulator (token "simulator")."""
         token = settings.replicate_api_token or (SIMULATOR_TOKEN if settings.simulated else None)
@@ -129,7 +126,6 @@ class ReplicateClient:
             max_retries=settings.replicate_max_retries,
             retry_base_seconds=settings.replicate_retry_base_seconds,
             retry_max_seconds=settings.replicate_retry_max_seconds,
-            transport=transport,
             on_request=on_request,
         )
 
@@ -361,6 +357,12 @@ class ReplicateClient:
                 )
                 retryable = is_retryable(idempotent=idempotent, error=exc)
                 cause: BaseException = exc
+            except httpx.DecodingError as exc:
+                # A Content-Encoding the body does not match: the answer came but cannot be read.
+                self._report(method, template, None, time.perf_counter() - started)
+                raise ProviderBadResponseError(
+                    "Bad response from provider", f"{method} {template}: the body could not be decoded: {exc}"
+                ) from exc
             else:
                 status = response.status_code
                 self._report(method, template, status, time.perf_counter() - started)

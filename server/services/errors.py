@@ -12,6 +12,7 @@ class FieldError:
     field: list[str] | None
     message: str
     code: str
+    retry_after_seconds: float | None = None
 
 
 class ServiceError(Exception):

@@ -25,6 +25,7 @@ from server.domain import PROVIDER_STATUS_MAP, GenerationStatus, MediaKind, Medi
 from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
 from server.provider.replicate import ReplicateClient
 from server.provider.types import Prediction, output_urls
+from server.services.alerts import FailureAlerts
 from server.services.errors import FieldError, NotFound, ServiceError
 from server.services.events import EventType, append_event
 from server.services.progress import parse_progress
@@ -126,7 +127,8 @@ def provider_error_to_service_error(exc: ProviderError) -> ServiceError:
         return ServiceError(errors)
     if isinstance(exc, ProviderRateLimitedError):
         wait = f"; try again in {exc.retry_after_seconds:.0f} s" if exc.retry_after_seconds else ""
-        return ServiceError.single("RATE_LIMITED", f"the provider is rate limiting requests{wait}")
+        message = f"the provider is rate limiting requests{wait}"
+        return ServiceError([FieldError(None, message, "RATE_LIMITED", retry_after_seconds=exc.retry_after_seconds)])
     if exc.status is None or exc.status >= 500:
         reason = exc.detail or exc.title
         return ServiceError.single(exc.code, f"the provider failed; try again later ({reason})")
@@ -140,11 +142,13 @@ class GenerationService:
         sessions: async_sessionmaker[AsyncSession],
         provider: ReplicateClient,
         publish: Publish,
+        alerts: FailureAlerts | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._provider = provider
         self._publish = publish
+        self._alerts = alerts
 
     # --- reads -----------------------------------------------------------------------------------
     async def get(self, generation_id: uuid.UUID, viewer: Viewer) -> Generation:
@@ -241,7 +245,7 @@ class GenerationService:
             status = GenerationStatus(generation.status)
         await self._publish(payload)
         if status.is_terminal:
-            metrics.GENERATIONS_FINISHED.labels(generation.model_ref, generation.kind, status).inc()
+            self._finished(generation.model_ref, generation.kind, status)
         logger.info(
             "generation updated",
             extra={
@@ -324,6 +328,31 @@ class GenerationService:
         await self.apply_prediction_update(prediction)
         return await self.get(generation_id, viewer)
 
+    async def cancel_withdrawn(self, prediction: Prediction, generation_id: uuid.UUID) -> bool:
+        """Stop a prediction whose generation no longer exists.
+
+        When a create call fails without a clear answer (a 5xx or a dropped connection after the provider
+        had started the work), `start` withdraws the row, yet the prediction may be running and billed. Its
+        first signed webhook is still addressed to the withdrawn generation id, and this cancels it.
+        """
+        if prediction.is_terminal:
+            return False
+        async with self._sessions() as session:
+            if await session.get(Generation, generation_id) is not None:
+                return False
+        try:
+            await self._provider.cancel_prediction(prediction.id)
+        except ProviderError as exc:
+            logger.warning(
+                "could not cancel an orphaned prediction", extra={"prediction": prediction.id, "error": str(exc)}
+            )
+            return False
+        logger.warning(
+            "canceled a prediction whose generation was withdrawn",
+            extra={"prediction": prediction.id, "generation_id": str(generation_id)},
+        )
+        return True
+
     async def time_out(self, generation_id: uuid.UUID) -> bool:
         """Mark a generation that ran too long TIMED_OUT and ask the provider to stop it."""
         async with self._sessions() as session, session.begin():
@@ -337,7 +366,7 @@ class GenerationService:
             provider_id = generation.provider_id
             payload = await append_event(session, generation, [], EventType.UPDATED)
         await self._publish(payload)
-        metrics.GENERATIONS_FINISHED.labels(generation.model_ref, generation.kind, GenerationStatus.TIMED_OUT).inc()
+        self._finished(generation.model_ref, generation.kind, GenerationStatus.TIMED_OUT)
         logger.warning("generation timed out", extra={"generation_id": str(generation_id)})
         if provider_id:
             try:
@@ -347,6 +376,11 @@ class GenerationService:
         return True
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _finished(self, model: str, kind: str, status: GenerationStatus) -> None:
+        metrics.GENERATIONS_FINISHED.labels(model, kind, status).inc()
+        if self._alerts is not None:
+            self._alerts.generation_finished(model, kind, status)
+
     @staticmethod
     async def _lock(session: AsyncSession, generation_id: uuid.UUID) -> Generation | None:
         return (

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import CatalogModel, Event, Generation, Media
@@ -59,7 +59,11 @@ class Page(Generic[T]):
 
 
 def _owned(statement: Select[Any], column: Any, viewer: Viewer) -> Select[Any]:
-    return statement if viewer.sees_all else statement.where(column == viewer.owner_id)
+    if viewer.sees_all:
+        return statement
+    if viewer.owner_id is None:
+        return statement.where(false())
+    return statement.where(column == viewer.owner_id)
 
 
 def _after(statement: Select[Any], created: Any, ident: Any, after: tuple[datetime, uuid.UUID] | None) -> Select[Any]:
@@ -133,8 +137,10 @@ async def events_after(
     return list((await session.scalars(statement.order_by(Event.id).limit(limit))).all())
 
 
-async def latest_event_id(session: AsyncSession) -> int:
-    return int((await session.scalars(select(Event.id).order_by(Event.id.desc()).limit(1))).first() or 0)
+async def latest_event_id(session: AsyncSession, viewer: Viewer | None = None) -> int:
+    """The newest event's id (0 for an empty log); with `viewer`, the newest of those it may see."""
+    statement = select(Event.id) if viewer is None else _owned(select(Event.id), Event.owner_id, viewer)
+    return int((await session.scalars(statement.order_by(Event.id.desc()).limit(1))).first() or 0)
 
 
 # --- batch lookups (DataLoaders) -------------------------------------------------------------------

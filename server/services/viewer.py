@@ -23,6 +23,11 @@ class Viewer:
         return cls(owner_id=None, sees_all=True)
 
     @classmethod
+    def nobody(cls) -> Viewer:
+        """A caller not yet (or not) authenticated: sees nothing at all."""
+        return cls(owner_id=None, sees_all=False)
+
+    @classmethod
     def key(cls, owner_id: uuid.UUID) -> Viewer:
         return cls(owner_id=owner_id, sees_all=False)
 

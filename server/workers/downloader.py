@@ -24,6 +24,8 @@ import httpx
 
 from server import metrics
 from server.events import EventHub
+from server.log import generation_context
+from server.services.alerts import FailureAlerts
 from server.services.media import Claim, DownloadResult, MediaService
 from server.settings import Settings
 from server.storage import LocalStorage
@@ -64,8 +66,16 @@ def decode_data_uri(uri: str) -> tuple[bytes, str]:
 
 
 class Downloader:
-    def __init__(self, settings: Settings, media: MediaService, storage: LocalStorage, hub: EventHub) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        media: MediaService,
+        storage: LocalStorage,
+        hub: EventHub,
+        alerts: FailureAlerts | None = None,
+    ) -> None:
         self._settings = settings
+        self._alerts = alerts
         self._media = media
         self._storage = storage
         self._hub = hub
@@ -116,7 +126,8 @@ class Downloader:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._settings.download_idle_seconds)
                 continue
             try:
-                await self.download(claim)
+                with generation_context(str(claim.generation_id)):
+                    await self.download(claim)
             except asyncio.CancelledError:
                 # Shutting down mid-download: hand the row back for another process to take.
                 with contextlib.suppress(Exception):
@@ -130,7 +141,10 @@ class Downloader:
         except DownloadError as exc:
             temp.unlink(missing_ok=True)
             status = await self._media.fail(claim, str(exc), retryable=exc.retryable)
-            metrics.DOWNLOADS.labels("failed" if status == "FAILED" else "retry").inc()
+            if status is not None:
+                metrics.observe_download("failed" if status == "FAILED" else "retry", claim.attempt)
+                if self._alerts is not None:
+                    self._alerts.download_failed(str(exc))
             logger.warning(
                 "download failed",
                 extra={
@@ -147,7 +161,7 @@ class Downloader:
         if not await self._media.complete(claim, result):
             self._storage.delete(result.storage_key)
             return
-        metrics.DOWNLOADS.labels("ready").inc()
+        metrics.observe_download("ready", claim.attempt)
         logger.info("media downloaded", extra={"media_id": str(claim.media_id), "bytes": result.byte_size})
 
     async def _fetch(self, claim: Claim, temp: Path) -> DownloadResult:

@@ -24,6 +24,7 @@ from server import metrics
 from server.db.models import Generation, utcnow
 from server.db.session import is_postgres
 from server.domain import GenerationStatus
+from server.log import generation_context
 from server.provider.errors import ProviderError, ProviderNotFoundError
 from server.provider.replicate import ReplicateClient
 from server.services.generations import GenerationService
@@ -68,7 +69,8 @@ class Poller:
         metrics.POLL_CYCLES.inc()
         due = await self._claim_due()
         for item in due:
-            await self._poll(item)
+            with generation_context(str(item.generation_id)):
+                await self._poll(item)
         return len(due)
 
     async def _claim_due(self) -> list[Due]:

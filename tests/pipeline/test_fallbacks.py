@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import uuid
 from collections import Counter
 from typing import Any
 
 from sqlalchemy import select
 
 from server.db.models import Generation
+from server.graphql.ids import decode_id
 from tests.conftest import Darkroom, eventually
-from tests.support.flows import get_generation, settled, start_generation
-
-
-def _raw(global_id: str) -> uuid.UUID:
-    text = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
-    return uuid.UUID(text.split(":", 1)[1])
+from tests.support.flows import get_generation, start_generation, wait_settled
 
 
 async def _configure(darkroom: Darkroom, **knobs: Any) -> None:
@@ -31,18 +25,10 @@ async def _stats(darkroom: Darkroom) -> dict[str, Any]:
     return dict(response.json())
 
 
-async def _settle(darkroom: Darkroom, generation_id: str, timeout: float = 30) -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
-        state = await get_generation(darkroom, generation_id)
-        return state if settled(state) else None
-
-    return dict(await eventually(done, timeout=timeout))
-
-
 async def test_the_poller_completes_generations_when_every_webhook_is_lost(darkroom: Darkroom) -> None:
     await _configure(darkroom, webhook_drop_rate=1.0)
     generation = await start_generation(darkroom)
-    final = await _settle(darkroom, generation["id"])
+    final = await wait_settled(darkroom, generation["id"])
     assert final["status"] == "SUCCEEDED"
     assert [media["status"] for media in final["media"]] == ["READY"]
     stats = await _stats(darkroom)
@@ -53,12 +39,12 @@ async def test_the_poller_times_out_generations_that_run_too_long(start_darkroom
     async with start_darkroom(generation_timeout_seconds=1.0) as darkroom:
         await _configure(darkroom, run_seconds=120, webhook_drop_rate=1.0)
         generation = await start_generation(darkroom)
-        final = await _settle(darkroom, generation["id"])
+        final = await wait_settled(darkroom, generation["id"])
         assert final["status"] == "TIMED_OUT"
         assert "timed out" in final["error"]
         # ...and the provider was asked to stop it.
         async with darkroom.runtime.sessions() as session:
-            row = await session.get(Generation, _raw(generation["id"]))
+            row = await session.get(Generation, decode_id(generation["id"], "Generation"))
             assert row is not None and row.provider_id
         provider_id = row.provider_id
 
@@ -87,7 +73,7 @@ async def test_downloads_retry_until_the_file_serves(start_darkroom) -> None:  #
     async with start_darkroom(download_max_attempts=5) as darkroom:
         await _configure(darkroom, download_failures=2)
         generation = await start_generation(darkroom)
-        final = await _settle(darkroom, generation["id"])
+        final = await wait_settled(darkroom, generation["id"])
         [media] = final["media"]
         assert media["status"] == "READY"
         assert media["downloadAttempts"] == 3
@@ -98,7 +84,7 @@ async def test_downloads_fail_after_the_limit_and_retry_download_revives_them(st
     async with start_darkroom(download_max_attempts=2) as darkroom:
         await _configure(darkroom, download_failures=50)
         generation = await start_generation(darkroom)
-        final = await _settle(darkroom, generation["id"])
+        final = await wait_settled(darkroom, generation["id"])
         [media] = final["media"]
         assert (media["status"], media["downloadAttempts"]) == ("FAILED", 2)
         assert "500" in media["downloadError"]
@@ -114,7 +100,7 @@ async def test_downloads_fail_after_the_limit_and_retry_download_revives_them(st
             "media": {"status": "PENDING", "downloadAttempts": 0},
             "userErrors": [],
         }
-        final = await _settle(darkroom, generation["id"])
+        final = await wait_settled(darkroom, generation["id"])
         assert final["media"][0]["status"] == "READY"
         again = await darkroom.query(
             "mutation($id: ID!) { retryDownload(input: {mediaId: $id}) { media { status } userErrors { code } } }",
@@ -127,7 +113,7 @@ async def test_twenty_concurrent_generations_settle_and_no_file_is_fetched_twice
     async with start_darkroom(download_concurrency=4) as darkroom:
         await _configure(darkroom, webhook_duplicate_rate=0.5)
         started = await asyncio.gather(*(start_generation(darkroom, f"concurrent {n}") for n in range(20)))
-        finals = await asyncio.gather(*(_settle(darkroom, g["id"], timeout=60) for g in started))
+        finals = await asyncio.gather(*(wait_settled(darkroom, g["id"], timeout=60) for g in started))
         assert all(final["status"] == "SUCCEEDED" for final in finals)
         assert all(media["status"] == "READY" for final in finals for media in final["media"])
         hits = Counter((await _stats(darkroom))["file_hits"])
@@ -146,7 +132,7 @@ async def test_forged_output_hosts_are_never_fetched(start_darkroom) -> None:  #
         await _configure(darkroom, webhook_drop_rate=1.0, run_seconds=60)
         generation = await start_generation(darkroom)
         async with darkroom.runtime.sessions() as session:
-            row = await session.get(Generation, _raw(generation["id"]))
+            row = await session.get(Generation, decode_id(generation["id"], "Generation"))
             assert row is not None
         forged = Prediction.from_json(
             {
@@ -156,7 +142,7 @@ async def test_forged_output_hosts_are_never_fetched(start_darkroom) -> None:  #
             }
         )
         await darkroom.runtime.generations.apply_prediction_update(forged)
-        final = await _settle(darkroom, generation["id"])
+        final = await wait_settled(darkroom, generation["id"])
         [media] = final["media"]
         assert media["status"] == "FAILED"
         assert "not an allowed file host" in media["downloadError"]

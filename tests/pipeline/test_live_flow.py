@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import datetime
 
 from tests.conftest import Darkroom
-from tests.support.flows import FOLLOW, start_generation
+from tests.support.flows import FOLLOW, START, VIDEO_MODEL, start_generation
 from tests.support.graphql import ws_connect
 
 FEED = """subscription Feed($after: String) {
-  generationEvents(after: $after) { cursor sequence type generation { id status progress media { status url } } }
+  generationEvents(after: $after) { cursor sequence type at generation { id status progress media { status url } } }
 }"""
 
 
@@ -65,3 +66,38 @@ async def test_the_event_feed_follows_a_generation_from_creation(darkroom: Darkr
     assert events[0]["generation"]["status"] == "STARTING"
     assert [event["sequence"] for event in events] == list(range(1, len(events) + 1))
     assert len({event["cursor"] for event in events}) == len(events)
+    times = [datetime.fromisoformat(event["at"]) for event in events]
+    assert times == sorted(times)
+
+
+async def test_a_failed_generation_reaches_its_subscriber_with_the_error(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(simulator_fail_rate=1.0) as darkroom, ws_connect(darkroom.base_url) as ws:
+        generation = await start_generation(darkroom, "a storm that never renders")
+        states = [payload["data"]["generation"] async for payload in ws.subscribe(FOLLOW, {"id": generation["id"]})]
+
+    final = states[-1]
+    assert final["status"] == "FAILED"
+    assert final["providerStatus"] == "failed"
+    assert final["error"], "the provider's error reaches the client"
+    assert final["media"] == []
+    assert final["completedAt"]
+
+
+async def test_text_to_video_ends_in_a_ready_playable_video(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(simulator_run_seconds=1.0) as darkroom, ws_connect(darkroom.base_url) as ws:
+        result = await darkroom.query(START, {"model": VIDEO_MODEL, "input": {"prompt": "waves rolling in"}})
+        assert result["data"]["startGeneration"]["userErrors"] == [], result
+        generation = result["data"]["startGeneration"]["generation"]
+        assert generation["kind"] == "VIDEO"
+        states = [payload["data"]["generation"] async for payload in ws.subscribe(FOLLOW, {"id": generation["id"]})]
+
+        final = states[-1]
+        assert final["status"] == "SUCCEEDED"
+        [video] = final["media"]
+        assert video["kind"] == "VIDEO"
+        assert video["status"] == "READY"
+        assert video["contentType"] == "video/mp4"
+        assert video["durationSeconds"] and video["durationSeconds"] > 0
+        response = await darkroom.http.get(video["url"])
+        assert response.status_code == 200
+        assert response.content[4:8] == b"ftyp", "an MP4 container"

@@ -8,7 +8,7 @@ import json
 import websockets
 
 from tests.conftest import Darkroom, eventually
-from tests.support.flows import FOLLOW, get_generation, settled, start_generation
+from tests.support.flows import FOLLOW, get_generation, start_generation, wait_settled
 from tests.support.graphql import ws_connect
 
 FEED = """subscription Feed($after: String) {
@@ -30,7 +30,7 @@ async def test_a_resumed_feed_replays_what_it_missed_once_then_goes_live(start_d
         cursor = received[-1]["cursor"]
 
         # While nobody listens, the generation finishes.
-        await eventually(lambda: _settled(darkroom, generation["id"]), timeout=30)
+        await wait_settled(darkroom, generation["id"])
         total = (await get_generation(darkroom, generation["id"]))["sequence"]
 
         async with ws_connect(darkroom.base_url) as ws:
@@ -46,13 +46,9 @@ async def test_a_resumed_feed_replays_what_it_missed_once_then_goes_live(start_d
         assert live["generation"]["id"] == second["id"] and live["type"] == "GENERATION_CREATED"
 
 
-async def _settled(darkroom: Darkroom, generation_id: str) -> bool:
-    return settled(await get_generation(darkroom, generation_id))
-
-
 async def test_subscribing_to_a_settled_generation_sends_its_state_and_completes(darkroom: Darkroom) -> None:
     generation = await start_generation(darkroom)
-    await eventually(lambda: _settled(darkroom, generation["id"]), timeout=30)
+    await wait_settled(darkroom, generation["id"])
     async with ws_connect(darkroom.base_url) as ws:
         states = [p["data"]["generation"] async for p in ws.subscribe(FOLLOW, {"id": generation["id"]})]
     assert len(states) == 1 and states[0]["status"] == "SUCCEEDED"
@@ -108,3 +104,16 @@ async def test_an_abruptly_dropped_socket_leaks_no_subscription(start_darkroom) 
                 await feed.aclose()
         await eventually(lambda: hub.subscriber_count == baseline_subscribers, timeout=10)
         await eventually(lambda: len(asyncio.all_tasks()) <= baseline_tasks + 1, timeout=10)
+
+
+async def test_a_feed_started_from_feed_cursor_misses_nothing_since_it_was_read(darkroom: Darkroom) -> None:
+    """Read feedCursor, query, subscribe later: what happened in between still arrives, first."""
+    cursor = (await darkroom.query("{ feedCursor }"))["data"]["feedCursor"]
+    generation = await start_generation(darkroom)  # while no feed is open
+    async with ws_connect(darkroom.base_url) as ws:
+        feed = ws.subscribe(FEED, {"after": cursor})
+        first = (await feed.__anext__())["data"]["generationEvents"]
+        await feed.aclose()
+    assert first["type"] == "GENERATION_CREATED"
+    assert first["generation"]["id"] == generation["id"]
+    assert (await darkroom.query("{ feedCursor }"))["data"]["feedCursor"] != cursor

@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from server.db.models import Event, Generation
+from server.graphql.ids import decode_id
 from server.provider.signing import sign_webhook
 from tests.conftest import Darkroom, eventually
-from tests.support.flows import get_generation, settled, start_generation
+from tests.support.flows import get_generation, settled, start_generation, wait_settled
 
 
 async def _post(darkroom: Darkroom, body: bytes, headers: dict[str, str], query: str = "") -> Any:
@@ -60,15 +61,9 @@ async def _stored_prediction(darkroom: Darkroom) -> dict[str, Any]:
     await darkroom.http.patch("/simulator/_control/config", json={"webhook_drop_rate": 1.0, "run_seconds": 60})
     generation = await start_generation(darkroom)
     async with darkroom.runtime.sessions() as session:
-        row = await session.get(Generation, uuid.UUID(_raw(generation["id"])))
+        row = await session.get(Generation, decode_id(generation["id"], "Generation"))
         assert row is not None
     return {"generation": generation, "provider_id": row.provider_id}
-
-
-def _raw(global_id: str) -> str:
-    import base64
-
-    return base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode().split(":", 1)[1]
 
 
 async def test_forged_missing_and_stale_signatures_are_rejected_and_change_nothing(start_darkroom) -> None:  # type: ignore[no-untyped-def]
@@ -169,14 +164,14 @@ async def test_duplicated_and_reordered_webhooks_record_only_the_forward_path(st
         )
         generations = [await start_generation(darkroom, f"scene {n}") for n in range(3)]
         for generation in generations:
-            await eventually(lambda g=generation: _is_settled(darkroom, g["id"]), timeout=30)
+            await wait_settled(darkroom, generation["id"])
         ranks = {"STARTING": 0, "PROCESSING": 1, "SUCCEEDED": 2}
         async with darkroom.runtime.sessions() as session:
             for generation in generations:
                 rows = (
                     await session.scalars(
                         select(Event)
-                        .where(Event.generation_id == uuid.UUID(_raw(generation["id"])))
+                        .where(Event.generation_id == decode_id(generation["id"], "Generation"))
                         .order_by(Event.seq)
                     )
                 ).all()
@@ -192,5 +187,23 @@ async def test_duplicated_and_reordered_webhooks_record_only_the_forward_path(st
                 assert [row.seq for row in rows] == list(range(1, len(rows) + 1))
 
 
-async def _is_settled(darkroom: Darkroom, generation_id: str) -> bool:
-    return settled(await get_generation(darkroom, generation_id))
+async def test_a_prediction_orphaned_by_a_failed_start_is_canceled_when_it_reports_in(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    """A create that failed after the provider began leaves a running prediction; its webhook stops it."""
+    async with start_darkroom(poller_enabled=False, simulator_run_seconds=60) as darkroom:
+        provider = darkroom.runtime.provider
+        orphan = await provider.create_prediction(model="darkroom-sim/pixel-forge", input={"prompt": "orphan"})
+        stranger = await provider.create_prediction(model="darkroom-sim/pixel-forge", input={"prompt": "stranger"})
+
+        body, headers = await _signed(darkroom, {**orphan.raw, "status": "processing"})
+        response = await _post(darkroom, body, headers, f"?generation={uuid.uuid4()}")
+        assert response.json() == {"result": "unknown"}
+        # Without the address of one of our generations, an unknown prediction is only ignored.
+        body, headers = await _signed(darkroom, {**stranger.raw, "status": "processing"})
+        assert (await _post(darkroom, body, headers)).json() == {"result": "unknown"}
+
+        async def orphan_canceled() -> bool:
+            return (await provider.get_prediction(orphan.id)).status == "canceled"
+
+        await eventually(orphan_canceled, timeout=20)
+        assert not (await provider.get_prediction(stranger.id)).is_terminal
+        assert await _counts(darkroom) == (0, 0), "nothing was written"

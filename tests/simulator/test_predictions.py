@@ -301,14 +301,14 @@ async def test_prefer_wait(sim: RunningSimulator) -> None:
     assert response.status_code == 201
     assert response.json()["status"] == "succeeded" and response.json()["output"]
 
-    sim.config.run_seconds = 5
+    sim.config.run_seconds = 30
     began = time.monotonic()
     response = await sim.http.post(
         "/v1/models/darkroom-sim/snap-still/predictions",
         json={"input": {"prompt": "later"}},
         headers={"Prefer": "wait=1"},
     )
-    assert 0.9 < time.monotonic() - began < 3
+    assert 0.9 < time.monotonic() - began < 10  # it gave up waiting, long before the run ends
     assert response.json()["status"] == "processing"
 
 

@@ -200,7 +200,7 @@ async def test_reordered_webhooks_arrive_out_of_order(sim: RunningSimulator, rec
 
 
 async def test_delay(sim: RunningSimulator, receiver: Receiver) -> None:
-    sim.config.webhook_delay_ms = 300
+    sim.config.webhook_delay_ms = 1500
     created = await sim.create(
         "darkroom-sim/snap-still",
         {"prompt": "slow mail"},
@@ -214,7 +214,7 @@ async def test_delay(sim: RunningSimulator, receiver: Receiver) -> None:
 
 
 async def test_webhooks_do_not_hold_up_predictions(sim: RunningSimulator, receiver: Receiver) -> None:
-    sim.config.webhook_delay_ms = 2000
+    sim.config.webhook_delay_ms = 20_000
     created = await sim.create("darkroom-sim/snap-still", {"prompt": "busy"}, webhook=receiver.url)
-    done = await asyncio.wait_for(sim.finished(created["id"]), 1.5)
+    done = await asyncio.wait_for(sim.finished(created["id"]), 10)
     assert done["status"] == "succeeded"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,13 @@ async def gql(
     return dict(response.json())
 
 
+def data(response: dict[str, Any]) -> dict[str, Any]:
+    """The `data` of a GraphQL response that must have no errors."""
+    assert not response.get("errors"), response.get("errors")
+    result: dict[str, Any] = response["data"]
+    return result
+
+
 class WSClient:
     """One graphql-transport-ws connection; `subscribe` yields each `next` payload until `complete`."""
 
@@ -31,7 +38,7 @@ class WSClient:
 
     async def subscribe(
         self, query: str, variables: dict[str, Any] | None = None, *, timeout: float = 30.0
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         op_id = str(next(self._ids))
         await self.socket.send(
             json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -18,7 +18,9 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def live_server(app: Any, port: int | None = None, *, lifespan: str = "on") -> AsyncIterator[str]:
+async def live_server(
+    app: Any, port: int | None = None, *, lifespan: Literal["auto", "on", "off"] = "on"
+) -> AsyncIterator[str]:
     """Run `app` until the block exits; yields its base URL, e.g. http://127.0.0.1:54321."""
     port = port or free_port()
     config = uvicorn.Config(

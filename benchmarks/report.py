@@ -1,0 +1,313 @@
+"""Turning results into the printed tables, the pass/miss verdicts and the plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+GIB_MIB = 1024
+
+
+def _push_case(results: dict[str, Any], backend: str, subscribers: int) -> dict[str, Any] | None:
+    for case in results.get("push", {}).get("cases", []):
+        if case["backend"] == backend and case["subscribers"] == subscribers:
+            return dict(case)
+    return None
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the figure it is judged on: met True/False, or None when not measured at that size."""
+    verdicts: list[dict[str, Any]] = []
+
+    def add(name: str, target: str, figure: str, met: bool | None) -> None:
+        verdicts.append({"target": name, "goal": target, "figure": figure, "met": met})
+
+    for backend, processes, limit in (
+        ("memory", "1 process, memory://", 25.0),
+        ("postgres", "2 processes, Postgres", 50.0),
+    ):
+        case = _push_case(results, backend, 1000)
+        p99 = case["latency"]["p99_ms"] if case else None
+        complete = case is not None and case["deliveries"] == case["expected_deliveries"] == 1000 * case["events"]
+        add(
+            f"Push p99, 1,000 subscribers, {processes}",
+            f"≤ {limit:.0f} ms",
+            _fmt(p99, " ms") if case else "not run",
+            None if p99 is None else (p99 <= limit and complete),
+        )
+
+    cap = results.get("capacity", {})
+    if "rss_mib" in cap:
+        at_size = cap["subscribed"] >= 10_000
+        mib = cap["rss_mib"] if at_size else cap["projected_rss_at_10000_mib"]
+        label = f"{_fmt(mib, ' MiB')} RSS" + ("" if at_size else f" (projected from {cap['subscribed']:,})")
+        add("Server memory at 10,000 idle subscriptions", "≤ 1 GiB", label, mib <= GIB_MIB if at_size else None)
+    else:
+        add("Server memory at 10,000 idle subscriptions", "≤ 1 GiB", "not run", None)
+
+    ing = results.get("ingest", {})
+    if "webhooks_per_second" in ing:
+        lost = ing["lost"] + ing["generations_with_wrong_final_state"]
+        add(
+            "Signed webhooks/s with Postgres, none lost",
+            "≥ 500/s, 0 lost",
+            f"{_fmt(ing['webhooks_per_second'], '/s')}, {lost} lost",
+            ing["webhooks_per_second"] >= 500 and lost == 0,
+        )
+    else:
+        add("Signed webhooks/s with Postgres, none lost", "≥ 500/s, 0 lost", "not run", None)
+
+    rd = results.get("reads", {})
+    if "latency" in rd:
+        p50 = rd["latency"]["p50_ms"]
+        add("Media page of 50 (nested generation), p50", "≤ 10 ms", _fmt(p50, " ms", 2), p50 <= 10.0)
+        counts = rd["statements_by_page_size"]
+        add(
+            "SQL statements per page, by page size",
+            "independent of size",
+            ", ".join(f"{size}: {n}" for size, n in counts.items()),
+            bool(rd["statements_constant"]),
+        )
+    else:
+        add("Media page of 50 (nested generation), p50", "≤ 10 ms", "not run", None)
+    return verdicts
+
+
+def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
+    """The figures and the verdicts, as Markdown tables (also readable as plain text)."""
+    out: list[str] = []
+    push = results.get("push", {})
+    if push.get("cases"):
+        out += [
+            "Push latency, signed webhook sent → event received by each subscriber:",
+            "",
+            "| Broadcast | Processes | Subscribers | p50 | p95 | p99 | Last subscriber p50 | Delivered |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in push["cases"]:
+            lat = c["latency"]
+            out.append(
+                f"| {c['backend']} | {c['processes']} | {c['subscribers']:,} | {_fmt(lat['p50_ms'], ' ms', 2)} "
+                f"| {_fmt(lat['p95_ms'], ' ms', 2)} | {_fmt(lat['p99_ms'], ' ms', 2)} "
+                f"| {_fmt(c['last_subscriber']['p50_ms'], ' ms', 2)} "
+                f"| {c['deliveries']:,}/{c['expected_deliveries']:,} |"
+            )
+        out.append("")
+    for backend, reason in push.get("skipped", {}).items():
+        out += [f"Push via {backend} skipped: {reason}", ""]
+    for backend, error in push.get("failed", {}).items():
+        out += [f"Push via {backend} failed: {error}", ""]
+    cap = results.get("capacity", {})
+    if "rss_mib" in cap:
+        out += [
+            "Capacity, idle subscriptions held by one process:",
+            "",
+            "| Subscriptions | RSS before | RSS with them | Per subscription | Opened at | One change to all |",
+            "|---|---|---|---|---|---|",
+            f"| {cap['subscribed']:,} | {_fmt(cap['rss_base_mib'], ' MiB')} | {_fmt(cap['rss_mib'], ' MiB')} "
+            f"| {_fmt(cap['kib_per_subscription'], ' KiB')} | {_fmt(cap['subscriptions_per_second'], '/s', 0)} "
+            f"| {_fmt(cap['fanout']['max_ms'], ' ms', 0)} |",
+            "",
+        ]
+    ing = results.get("ingest", {})
+    if "webhooks_per_second" in ing:
+        out += [
+            "Webhook ingestion, PostgreSQL, one process:",
+            "",
+            "| Webhooks | In flight | Per second | Lost | Response p50 | Response p99 | Server CPU per webhook |",
+            "|---|---|---|---|---|---|---|",
+            f"| {ing['webhooks']:,} | {ing['in_flight']} | {_fmt(ing['webhooks_per_second'], '/s', 0)} "
+            f"| {ing['lost'] + ing['generations_with_wrong_final_state']} "
+            f"| {_fmt(ing['response']['p50_ms'], ' ms')} | {_fmt(ing['response']['p99_ms'], ' ms')} "
+            f"| {_fmt(ing['server_cpu_ms_per_webhook'], ' ms', 2)} |",
+            "",
+        ]
+    rd = results.get("reads", {})
+    if "latency" in rd:
+        lat = rd["latency"]
+        counts = ", ".join(f"{size}: {n}" for size, n in rd["statements_by_page_size"].items())
+        out += [
+            f"Reads, a media page of 50 with its generations ({rd['database']}):",
+            "",
+            "| p50 | p95 | p99 | Pages/s (4 clients) | Server CPU per page | SQL statements by page size |",
+            "|---|---|---|---|---|---|",
+            f"| {_fmt(lat['p50_ms'], ' ms', 2)} | {_fmt(lat['p95_ms'], ' ms', 2)} | {_fmt(lat['p99_ms'], ' ms', 2)} "
+            f"| {_fmt(rd['pages_per_second'], '', 0)} | {_fmt(rd['server_cpu_ms_per_page'], ' ms', 2)} | {counts} |",
+            "",
+        ]
+    base = results.get("baseline", {})
+    if "polling" in base:
+        out += [
+            f"Polling every second vs. a subscription, {base['clients']} clients, "
+            f"each generation changing every {base['change_every_seconds']:g} s:",
+            "",
+            "| Client | Time to notice p50 | p95 | Requests per update | Server CPU per update | "
+            "beyond webhook handling |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label, key in (("polls every 1 s", "polling"), ("subscription", "subscription")):
+            side = base[key]
+            out.append(
+                f"| {label} | {_fmt(side['time_to_notice']['p50_ms'], ' ms')} "
+                f"| {_fmt(side['time_to_notice']['p95_ms'], ' ms')} | {_fmt(side['requests_per_update'], '', 2)} "
+                f"| {_fmt(side['server_cpu_ms_per_update'], ' ms', 2)} "
+                f"| {_fmt(side['server_cpu_ms_per_update_beyond_webhooks'], ' ms', 2)} |"
+            )
+        out.append("")
+    if verdicts:
+        out += ["Targets:", "", "| Target | Goal | Measured | Result |", "|---|---|---|---|"]
+        for v in verdicts:
+            result = {True: "pass", False: "MISS", None: "-"}[v["met"]]
+            out.append(f"| {v['target']} | {v['goal']} | {v['figure']} | {result} |")
+        out.append("")
+    errors = {name: r["error"] for name, r in results.items() if isinstance(r, dict) and "error" in r}
+    for name, error in errors.items():
+        out += [f"{name} failed: {error}", ""]
+    skipped = {n: r["skipped"] for n, r in results.items() if isinstance(r, dict) and isinstance(r.get("skipped"), str)}
+    for name, reason in skipped.items():
+        out += [f"{name} skipped: {reason}", ""]
+    return "\n".join(out)
+
+
+def plot(results: dict[str, Any], path: Path, title: str) -> bool:
+    """A PNG of the headline figures; False when matplotlib is not installed (`pip install .[bench]`)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(2, 3, figsize=(16, 9))
+    figure.suptitle(title, fontsize=12)
+
+    def label_bars(ax: Any, bars: Any, unit: str = "") -> None:
+        for bar in bars:
+            height = bar.get_height()
+            ax.annotate(
+                f"{height:,.3g}{unit}",
+                (bar.get_x() + bar.get_width() / 2, height),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+
+    # Push latency by subscribers and backend.
+    ax = axes[0][0]
+    cases = results.get("push", {}).get("cases", [])
+    for backend, colour in (("memory", "tab:blue"), ("postgres", "tab:orange"), ("redis", "tab:red")):
+        mine = sorted(
+            (c for c in cases if c["backend"] == backend and c["latency"]["n"]), key=lambda c: c["subscribers"]
+        )
+        if not mine:
+            continue
+        xs = [c["subscribers"] for c in mine]
+        label = "memory:// (1 process)" if backend == "memory" else f"{backend} (2 processes)"
+        ax.plot(xs, [c["latency"]["p50_ms"] for c in mine], "o-", color=colour, label=f"{label} p50")
+        ax.plot(xs, [c["latency"]["p99_ms"] for c in mine], "s--", color=colour, label=f"{label} p99", alpha=0.7)
+    ax.axhline(25, color="tab:blue", linewidth=0.8, linestyle=":", label="target p99, memory:// (25 ms)")
+    ax.axhline(50, color="tab:orange", linewidth=0.8, linestyle=":", label="target p99, Postgres (50 ms)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("concurrent subscribers")
+    ax.set_ylabel("signed webhook sent → event at subscriber (ms)")
+    ax.set_title("Push latency")
+    ax.legend(fontsize=7)
+
+    # Polling vs. subscription: time to notice.
+    ax = axes[0][1]
+    base = results.get("baseline", {})
+    ax.set_title("Time to notice a change")
+    if "polling" in base:
+        labels = ["p50", "p95", "p99"]
+        xs = list(range(len(labels)))
+        for offset, (key, name, colour) in enumerate(
+            (("polling", "polling every 1 s", "tab:grey"), ("subscription", "subscription", "tab:green"))
+        ):
+            notice = base[key]["time_to_notice"]
+            values = [notice[f"{label}_ms"] or 0 for label in labels]
+            bars = ax.bar([x + offset * 0.4 for x in xs], values, width=0.4, color=colour, label=name)
+            label_bars(ax, bars, " ms")
+        ax.set_xticks([x + 0.2 for x in xs], labels)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.set_ylabel("ms")
+        ax.legend(fontsize=8)
+
+    # Polling vs. subscription: cost per delivered update.
+    ax = axes[0][2]
+    ax.set_title("Cost per delivered update")
+    if "polling" in base:
+        names = ["requests", "server CPU (ms)"]
+        sides = (("polling", "polling every 1 s", "tab:grey"), ("subscription", "subscription", "tab:green"))
+        spots = list(range(len(names)))
+        for offset, (key, name, colour) in enumerate(sides):
+            values = [base[key]["requests_per_update"] or 0, base[key]["server_cpu_ms_per_update"] or 0]
+            bars = ax.bar([x + offset * 0.4 for x in spots], values, width=0.4, color=colour, label=name)
+            label_bars(ax, bars)
+        ax.set_xticks([x + 0.2 for x in spots], names)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.legend(fontsize=8)
+
+    # Capacity: server memory with idle subscriptions.
+    ax = axes[1][0]
+    cap = results.get("capacity", {})
+    ax.set_title("Server memory, idle subscriptions")
+    if "rss_mib" in cap:
+        xs = [0, cap["subscribed"]]
+        ax.plot(xs, [cap["rss_base_mib"], cap["rss_mib"]], "o-", color="tab:purple", label="measured RSS")
+        if cap["subscribed"] < 10_000:
+            ax.plot(
+                [cap["subscribed"], 10_000],
+                [cap["rss_mib"], cap["projected_rss_at_10000_mib"]],
+                ":",
+                color="tab:purple",
+                label="projected",
+            )
+        ax.axhline(GIB_MIB, color="grey", linewidth=0.8, linestyle=":", label="target (1 GiB)")
+        ax.set_xlabel("subscriptions")
+        ax.set_ylabel("MiB")
+        ax.annotate(f"{cap['kib_per_subscription']:.0f} KiB each", (xs[1], cap["rss_mib"]), fontsize=8, ha="right")
+        ax.legend(fontsize=8)
+
+    # Webhook ingestion.
+    ax = axes[1][1]
+    ing = results.get("ingest", {})
+    ax.set_title("Signed webhooks per second, PostgreSQL")
+    if "webhooks_per_second" in ing:
+        lost = ing["lost"] + ing["generations_with_wrong_final_state"]
+        bars = ax.bar(["one process"], [ing["webhooks_per_second"]], color="tab:cyan", width=0.4)
+        label_bars(ax, bars, "/s")
+        ax.axhline(500, color="grey", linewidth=0.8, linestyle=":", label="target (500/s)")
+        ax.set_xlabel(f"{ing['webhooks']:,} webhooks, {ing['in_flight']} in flight, {lost} lost")
+        ax.legend(fontsize=8)
+
+    # Reads.
+    ax = axes[1][2]
+    rd = results.get("reads", {})
+    ax.set_title("Reads: SQL statements per media page")
+    if "statements_by_page_size" in rd:
+        sizes = list(rd["statements_by_page_size"])
+        bars = ax.bar(sizes, [rd["statements_by_page_size"][s] for s in sizes], color="tab:purple")
+        label_bars(ax, bars)
+        ax.set_xlabel(f"page size (page of 50: p50 {rd['latency']['p50_ms']:.1f} ms)")
+        ax.set_ylabel("statements")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True

@@ -1,0 +1,697 @@
+"""The five measurements: push latency, capacity, webhook ingestion, reads, and polling vs. push.
+
+Each scenario starts its own servers on a fresh database, makes the generations it needs through the
+GraphQL mutation (the embedded simulator accepts them and then stays silent), and drives every change
+itself with signed webhooks, each carrying one more progress line, so each is a real change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import statistics
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.clients import (
+    IMAGE_MODEL,
+    START,
+    STATUS,
+    HttpConnection,
+    PollerFleet,
+    SubscriberFleet,
+    Webhook,
+    host_port,
+    prediction_body,
+    progress_logs,
+    send_webhook,
+)
+from benchmarks.harness import (
+    REDIS_URL,
+    Databases,
+    Deployment,
+    Server,
+    postgres_unavailable,
+    redis_unavailable,
+    summary_ms,
+)
+
+
+class Skipped(Exception):
+    """The scenario cannot run here (a service is down); the reason is reported instead of figures."""
+
+
+@dataclass
+class Bench:
+    """One benchmark run: its sizes, where it keeps files, and the databases it made."""
+
+    workdir: Path
+    quick: bool = False
+    db: str = "postgres"
+    push_backends: list[str] = field(default_factory=lambda: ["memory", "postgres", "redis"])
+    subscribers: list[int] = field(default_factory=lambda: [1, 100, 1000])
+    capacity: int = 10_000
+    compression: bool = True
+    profile_dir: Path | None = None
+    databases: Databases = field(default_factory=Databases)
+    _postgres_checked: str | None = None
+
+    async def postgres(self, label: str) -> str:
+        if self._postgres_checked is None:
+            self._postgres_checked = await postgres_unavailable(self.databases.base) or ""
+        if self._postgres_checked:
+            raise Skipped(self._postgres_checked)
+        return await self.databases.create(label)
+
+    def deployment(self, database_url: str, **options: Any) -> Deployment:
+        return Deployment(self.workdir, database_url, profile_dir=self.profile_dir, **options)
+
+    async def database(self, label: str) -> str:
+        """A fresh database of the run's kind (--db) for one scenario."""
+        if self.db == "sqlite":
+            (self.workdir / label).mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{self.workdir / label / 'darkroom.db'}"
+        return await self.postgres(label)
+
+
+# --- setup helpers --------------------------------------------------------------------------------
+
+
+def connection(server: Server) -> HttpConnection:
+    return HttpConnection(*host_port(server.base_url))
+
+
+async def start_generations(server: Server, count: int, concurrency: int = 8) -> list[str]:
+    """`count` generations started through the GraphQL mutation; their global ids."""
+    ids: list[str] = []
+    gate = asyncio.Semaphore(concurrency)
+    connections = [connection(server) for _ in range(concurrency)]
+
+    async def start(index: int) -> None:
+        async with gate:
+            conn = connections.pop()
+            try:
+                result = await conn.graphql(
+                    START, {"model": IMAGE_MODEL, "input": {"prompt": f"benchmark {index} {uuid.uuid4().hex[:6]}"}}
+                )
+            finally:
+                connections.append(conn)
+        payload = (result.get("data") or {}).get("startGeneration")
+        if not payload or payload["userErrors"]:
+            raise RuntimeError(f"startGeneration failed: {result}")
+        ids.append(payload["generation"]["id"])
+
+    await asyncio.gather(*(start(i) for i in range(count)))
+    for conn in connections:
+        await conn.close()
+    return ids
+
+
+def raw_id(global_id: str) -> uuid.UUID:
+    from server.graphql.ids import decode_id
+
+    return decode_id(global_id, "Generation")
+
+
+async def sql(database_url: str, statement: str) -> list[Any]:
+    """Rows of one read-only statement against the scenario's database (checks and set-up lookups)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from server.settings import normalize_database_url
+
+    engine = create_async_engine(normalize_database_url(database_url))
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(text(statement))).all())
+    finally:
+        await engine.dispose()
+
+
+async def prediction_ids(database_url: str, generation_ids: list[str]) -> dict[str, str]:
+    """The provider's prediction id of each generation (webhooks name predictions, not generations)."""
+    wanted = {raw_id(g): g for g in generation_ids}
+    rows = await sql(database_url, "SELECT id, provider_id FROM generations")
+    found = {wanted[uuid.UUID(str(row[0]))]: str(row[1]) for row in rows if uuid.UUID(str(row[0])) in wanted}
+    missing = set(generation_ids) - set(found)
+    if missing:
+        raise RuntimeError(f"{len(missing)} generations have no prediction id")
+    return found
+
+
+async def current_sequence(conn: HttpConnection, generation_id: str) -> int:
+    result = await conn.graphql(STATUS, {"id": generation_id})
+    return int(result["data"]["generation"]["sequence"])
+
+
+class Driver:
+    """Sends one generation's progress webhooks, one more log line each, and tracks its sequence."""
+
+    def __init__(self, secret: str, prediction_id: str, total_steps: int) -> None:
+        self.secret = secret
+        self.prediction_id = prediction_id
+        self.total = total_steps
+        self.step = 0
+
+    def next_hook(self) -> Webhook:
+        self.step += 1
+        body = prediction_body(self.prediction_id, "processing", progress_logs(self.step, self.total))
+        return Webhook.signed(self.secret, body)
+
+
+async def metric(server: Server, name: str) -> float | None:
+    conn = connection(server)
+    try:
+        status, body = await conn.request("GET", "/metrics")
+    finally:
+        await conn.close()
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", body.decode(), re.MULTILINE)
+    return float(match.group(1)) if status == 200 and match else None
+
+
+# --- 1. push latency ------------------------------------------------------------------------------
+
+
+async def push(bench: Bench) -> dict[str, Any]:
+    cases: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for backend in bench.push_backends:
+        try:
+            if backend == "memory":
+                deployment = bench.deployment(await bench.database("push_memory"))
+            else:
+                database = await bench.postgres(f"push_{backend}")
+                if backend == "redis":
+                    reason = await redis_unavailable(REDIS_URL)
+                    if reason:
+                        raise Skipped(reason)
+                broadcast = database if backend == "postgres" else REDIS_URL
+                deployment = bench.deployment(database, broadcast_url=broadcast)
+        except Skipped as exc:
+            skipped[backend] = str(exc)
+            continue
+        try:
+            webhook_server = await deployment.start(f"push-{backend}-a")
+            subscriber_server = webhook_server if backend == "memory" else await deployment.start(f"push-{backend}-b")
+            for count in bench.subscribers:
+                print(f"  push: {backend}, {count} subscriber(s)", flush=True)
+                cases.append(await _push_case(bench, deployment, webhook_server, subscriber_server, backend, count))
+        except Exception as exc:  # one backend failing keeps the others' figures
+            failed[backend] = f"{type(exc).__name__}: {exc}"
+            print(f"  push via {backend} failed: {failed[backend]}", flush=True)
+        finally:
+            await deployment.stop()
+    return {"cases": cases, "skipped": skipped, "failed": failed}
+
+
+def _push_events(bench: Bench, subscribers: int) -> int:
+    if bench.quick:
+        return 10
+    return min(200, max(40, 40_000 // subscribers))
+
+
+async def _push_case(
+    bench: Bench, deployment: Deployment, a: Server, b: Server, backend: str, subscribers: int
+) -> dict[str, Any]:
+    events = _push_events(bench, subscribers)
+    warmup = 3
+    (generation_id,) = await start_generations(a, 1)
+    prediction = (await prediction_ids(deployment.database_url, [generation_id]))[generation_id]
+    driver = Driver(deployment.webhook_secret, prediction, warmup + events + 2)
+    conn = connection(a)
+    outcome = await send_webhook(conn, driver.next_hook())  # STARTING -> PROCESSING, before anyone listens
+    assert outcome == "applied", outcome
+    fleet = SubscriberFleet(b.ws_url, [generation_id] * subscribers, compression=bench.compression)
+    await fleet.start()
+    sequence = await current_sequence(conn, generation_id)
+    sent_at: dict[int, float] = {}
+    responses: list[float] = []
+    outcomes: Counter[str] = Counter()
+    timeouts = 0
+    expected = 0
+    for index in range(warmup + events):
+        hook = driver.next_hook()
+        before = time.time()
+        outcome = await send_webhook(conn, hook)
+        after = time.time()
+        outcomes[outcome] += 1
+        if outcome != "applied":
+            continue
+        sequence += 1
+        expected += fleet.opened
+        if index >= warmup:
+            sent_at[sequence] = before
+            responses.append(after - before)
+        # One change at a time: the next webhook goes once every subscriber has this one (or 30 s
+        # passed), so each figure is the latency of one change, not of a queue of them.
+        if not await fleet.wait_for(expected, within=30):
+            timeouts += 1
+            expected = fleet.received
+        await asyncio.sleep(0.005 + random.random() * 0.005)
+    await asyncio.sleep(0.2)
+    records, errors, error_count = await fleet.stop()
+    await conn.close()
+    latencies: list[float] = []
+    last_arrival: dict[int, float] = {}
+    for _, received in records:
+        for seq, at in received:
+            if seq in sent_at:
+                latencies.append(at - sent_at[seq])
+                last_arrival[seq] = max(last_arrival.get(seq, 0.0), at)
+    fanout = [last_arrival[seq] - sent_at[seq] for seq in sorted(last_arrival)]
+    return {
+        "backend": backend,
+        "processes": 1 if a is b else 2,
+        "subscribers": subscribers,
+        "subscribed": fleet.opened,
+        "subscribe_failures": fleet.failed,
+        "events": len(sent_at),
+        "expected_deliveries": fleet.opened * len(sent_at),
+        "deliveries": len(latencies),
+        "latency": summary_ms(latencies),
+        "last_subscriber": summary_ms(fanout),
+        "last_subscriber_by_event_ms": [round(seconds * 1000, 1) for seconds in fanout],
+        "webhook_response": summary_ms(responses),
+        "webhook_outcomes": dict(outcomes),
+        "wait_timeouts": timeouts,
+        "client_errors": error_count,
+        "client_error_sample": errors[:3],
+    }
+
+
+# --- 2. capacity ----------------------------------------------------------------------------------
+
+
+async def capacity(bench: Bench) -> dict[str, Any]:
+    count = bench.capacity
+    deployment = bench.deployment(await bench.database("capacity"))
+    try:
+        server = await deployment.start("capacity")
+        (generation_id,) = await start_generations(server, 1)
+        prediction = (await prediction_ids(deployment.database_url, [generation_id]))[generation_id]
+        driver = Driver(deployment.webhook_secret, prediction, 10)
+        conn = connection(server)
+        await send_webhook(conn, driver.next_hook())
+        # A few subscriptions first, so one-off costs (imports, caches) are not charged per subscription.
+        warm = SubscriberFleet(server.ws_url, [generation_id] * 10, compression=bench.compression)
+        await warm.start()
+        await asyncio.sleep(1.0)
+        rss_base = server.rss_bytes()
+        print(f"  capacity: opening {count} subscriptions", flush=True)
+        fleet = SubscriberFleet(
+            server.ws_url,
+            [generation_id] * count,
+            per_process=2500,
+            max_processes=4,
+            compression=bench.compression,
+        )
+        started = time.perf_counter()
+        await fleet.start(within=900)
+        open_seconds = time.perf_counter() - started
+        await asyncio.sleep(2.0)
+        rss_after = server.rss_bytes()
+        open_gauge = await metric(server, "darkroom_open_subscriptions")
+        # Still alive? One change, to every subscriber.
+        cpu_before = server.cpu_seconds()
+        sent = time.time()
+        await send_webhook(conn, driver.next_hook())
+        all_received = await fleet.wait_for(fleet.opened, within=300)
+        cpu_fanout = server.cpu_seconds() - cpu_before
+        rss_peak = server.rss_bytes()
+        records, errors, error_count = await fleet.stop()
+        await warm.stop()
+        await conn.close()
+    finally:
+        await deployment.stop()
+    arrivals = [at - sent for _, received in records for _, at in received]
+    per_subscription = (rss_after - rss_base) / max(fleet.opened, 1)
+    projected = rss_base + per_subscription * 10_000
+    return {
+        "subscriptions": count,
+        "subscribed": fleet.opened,
+        "subscribe_failures": fleet.failed,
+        "failure_sample": fleet.failures[:3],
+        "open_gauge": open_gauge,
+        "open_seconds": round(open_seconds, 2),
+        "subscriptions_per_second": round(fleet.opened / open_seconds, 1) if open_seconds else None,
+        "rss_base_mib": round(rss_base / 2**20, 1),
+        "rss_mib": round(rss_after / 2**20, 1),
+        "rss_after_fanout_mib": round(rss_peak / 2**20, 1),
+        "kib_per_subscription": round(per_subscription / 1024, 2),
+        "projected_rss_at_10000_mib": round(projected / 2**20, 1),
+        "websocket_compression": bench.compression,
+        "fanout_all_received": all_received,
+        "fanout_deliveries": len(arrivals),
+        "fanout": summary_ms(arrivals),
+        "fanout_cpu_seconds": round(cpu_fanout, 3),
+        "client_errors": error_count,
+        "client_error_sample": errors[:3],
+    }
+
+
+# --- 3. webhook ingestion -------------------------------------------------------------------------
+
+
+async def ingest(bench: Bench) -> dict[str, Any]:
+    generations, per_generation = (5, 10) if bench.quick else (100, 50)
+    database = await bench.postgres("ingest")
+    deployment = bench.deployment(database)
+    try:
+        server = await deployment.start("ingest")
+        ids = await start_generations(server, generations)
+        predictions = await prediction_ids(database, ids)
+        hooks = {
+            g: [
+                Webhook.signed(
+                    deployment.webhook_secret,
+                    prediction_body(predictions[g], "processing", progress_logs(step, per_generation)),
+                )
+                for step in range(1, per_generation + 1)
+            ]
+            for g in ids
+        }
+        before = {uuid.UUID(str(row[0])): int(row[1]) for row in await sql(database, _EVENT_COUNTS)}
+        outcomes: dict[str, Counter[str]] = {g: Counter() for g in ids}
+        latencies: list[float] = []
+
+        async def drive(generation_id: str) -> None:
+            conn = connection(server)
+            for hook in hooks[generation_id]:  # in order per generation; generations side by side
+                started = time.perf_counter()
+                outcomes[generation_id][await send_webhook(conn, hook)] += 1
+                latencies.append(time.perf_counter() - started)
+            await conn.close()
+
+        print(f"  ingest: {generations * per_generation} webhooks, {generations} in flight", flush=True)
+        cpu_before = server.cpu_seconds()
+        client_before = time.process_time()
+        started = time.perf_counter()
+        done = asyncio.Event()
+        sampling = asyncio.create_task(_lock_waiters(database, done))
+        await asyncio.gather(*(drive(g) for g in ids))
+        elapsed = time.perf_counter() - started
+        cpu = server.cpu_seconds() - cpu_before
+        client_cpu = time.process_time() - client_before
+        done.set()
+        waiters = await sampling
+        rows = await sql(database, _EVENT_COUNTS)
+        stored = await sql(database, "SELECT id, logs, progress FROM generations")
+    finally:
+        await deployment.stop()
+    after = {uuid.UUID(str(row[0])): int(row[1]) for row in rows}
+    state = {uuid.UUID(str(row[0])): (row[1], row[2]) for row in stored}
+    lost = 0
+    wrong_state = 0
+    for g in ids:
+        key = raw_id(g)
+        applied = outcomes[g]["applied"]
+        lost += max(0, applied - (after.get(key, 0) - before.get(key, 0)))
+        expected_logs = progress_logs(per_generation, per_generation)
+        logs, progress = state.get(key, (None, None))
+        if logs != expected_logs or progress != 1.0:
+            wrong_state += 1
+    total = generations * per_generation
+    totals: Counter[str] = Counter()
+    for counter in outcomes.values():
+        totals.update(counter)
+    return {
+        "webhooks": total,
+        "generations": generations,
+        "in_flight": generations,
+        "seconds": round(elapsed, 3),
+        "webhooks_per_second": round(total / elapsed, 1),
+        "outcomes": dict(totals),
+        "lost": lost + (total - totals["applied"]),
+        "generations_with_wrong_final_state": wrong_state,
+        "response": summary_ms(latencies),
+        "server_cpu_ms_per_webhook": round(cpu / total * 1000, 3),
+        "server_cpu_share": round(cpu / elapsed, 2),
+        "client_cpu_share": round(client_cpu / elapsed, 2),
+        "postgres_lock_waiters_mean": round(statistics.mean(waiters), 2) if waiters else None,
+    }
+
+
+async def _lock_waiters(database: str, done: asyncio.Event) -> list[int]:
+    """Sessions of the database waiting on a lock, sampled every 50 ms until `done`."""
+    import asyncpg
+
+    samples: list[int] = []
+    connection = await asyncpg.connect(database)
+    try:
+        while not done.is_set():
+            waiting = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            samples.append(int(waiting))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.05)
+    finally:
+        await connection.close()
+    return samples
+
+
+_EVENT_COUNTS = "SELECT generation_id, count(*) FROM events GROUP BY generation_id"
+
+
+# --- 4. reads -------------------------------------------------------------------------------------
+
+MEDIA_PAGE = """
+query Page($first: Int!) {
+  media(first: $first) {
+    edges {
+      cursor
+      node {
+        id kind status url contentType width height createdAt position
+        generation { id status model modelVersion progress input createdAt completedAt }
+      }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+async def reads(bench: Bench) -> dict[str, Any]:
+    generations, outputs = 25, 4  # 100 media rows
+    deployment = bench.deployment(await bench.database("reads"))
+    try:
+        server = await deployment.start("reads", count_sql=True)
+        ids = await start_generations(server, generations)
+        predictions = await prediction_ids(deployment.database_url, ids)
+        conn = connection(server)
+        for g in ids:
+            urls = [f"https://replicate.delivery/bench/{predictions[g]}/out-{k}.png" for k in range(outputs)]
+            hook = Webhook.signed(
+                deployment.webhook_secret, prediction_body(predictions[g], "succeeded", progress_logs(4, 4), urls)
+            )
+            outcome = await send_webhook(conn, hook)
+            assert outcome == "applied", outcome
+
+        async def statements() -> int:
+            status, body = await conn.request("GET", "/_bench/sql-statements")
+            assert status == 200, body
+            return int(json.loads(body)["statements"])
+
+        async def page(first: int) -> int:
+            result = await conn.graphql(MEDIA_PAGE, {"first": first})
+            if result.get("errors"):
+                raise RuntimeError(f"media page failed: {result['errors']}")
+            return len(result["data"]["media"]["edges"])
+
+        statements_by_size: dict[str, int] = {}
+        for first in (1, 10, 50, 100):
+            counts = []
+            for _ in range(5):
+                before = await statements()
+                items = await page(first)
+                counts.append(await statements() - before)
+            assert items == first, (items, first)
+            statements_by_size[str(first)] = int(statistics.median(counts))
+        for _ in range(20):
+            await page(50)
+        timings: list[float] = []
+        for _ in range(30 if bench.quick else 300):
+            started = time.perf_counter()
+            await page(50)
+            timings.append(time.perf_counter() - started)
+        await conn.close()
+
+        duration = 2.0 if bench.quick else 10.0
+        clients = 4
+        done = 0
+        stop_at = time.perf_counter() + duration
+
+        async def hammer() -> None:
+            nonlocal done
+            mine = connection(server)
+            while time.perf_counter() < stop_at:
+                result = await mine.graphql(MEDIA_PAGE, {"first": 50})
+                assert not result.get("errors"), result
+                done += 1
+            await mine.close()
+
+        cpu_before = server.cpu_seconds()
+        started = time.perf_counter()
+        await asyncio.gather(*(hammer() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+        cpu = server.cpu_seconds() - cpu_before
+    finally:
+        await deployment.stop()
+    return {
+        "database": "postgresql" if deployment.database_url.startswith("postgres") else "sqlite",
+        "page_size": 50,
+        "latency": summary_ms(timings),
+        "throughput_clients": clients,
+        "pages_per_second": round(done / elapsed, 1),
+        "server_cpu_ms_per_page": round(cpu / max(done, 1) * 1000, 3),
+        "statements_by_page_size": statements_by_size,
+        "statements_constant": len(set(list(statements_by_size.values())[1:])) == 1,
+    }
+
+
+# --- 5. polling vs. push --------------------------------------------------------------------------
+
+
+async def baseline(bench: Bench) -> dict[str, Any]:
+    """The seed's client (poll every second over HTTP) and a subscription, against the same changes."""
+    count, period, duration = (5, 2.0, 6.0) if bench.quick else (50, 3.0, 30.0)
+    deployment = bench.deployment(await bench.database("baseline"))
+    try:
+        server = await deployment.start("baseline")
+        ids = await start_generations(server, count)
+        predictions = await prediction_ids(deployment.database_url, ids)
+        steps = int(duration / period * 3 + 10)
+        drivers = {g: Driver(deployment.webhook_secret, predictions[g], steps) for g in ids}
+        conn = connection(server)
+        for g in ids:
+            await send_webhook(conn, drivers[g].next_hook())
+        sequences = {g: await current_sequence(conn, g) for g in ids}
+
+        async def changes() -> tuple[list[tuple[str, int, float]], float]:
+            """Changes spread evenly: one generation after another, each changing every `period` s."""
+            sent: list[tuple[str, int, float]] = []
+            slot = period / count
+            cpu_before = server.cpu_seconds()
+            start = time.monotonic()
+            index = 0
+            while time.monotonic() - start < duration:
+                g = ids[index % count]
+                at = time.time()
+                if await send_webhook(conn, drivers[g].next_hook()) == "applied":
+                    sequences[g] += 1
+                    sent.append((g, sequences[g], at))
+                index += 1
+                await asyncio.sleep(max(0.0, start + index * slot - time.monotonic()))
+            return sent, server.cpu_seconds() - cpu_before
+
+        print(f"  baseline: {count} clients, webhooks only", flush=True)
+        _, cpu_webhooks = await changes()
+
+        print(f"  baseline: {count} clients polling every second", flush=True)
+        pollers = PollerFleet(server.base_url, ids, interval=1.0)
+        await pollers.start()
+        await asyncio.sleep(1.5)
+        polled_changes, cpu_polling = await changes()
+        window_end = time.time()
+        await asyncio.sleep(1.5)
+        poll_records, requests_total, poll_errors = await pollers.stop()
+
+        print(f"  baseline: {count} clients subscribed", flush=True)
+        fleet = SubscriberFleet(server.ws_url, ids, compression=bench.compression)
+        await fleet.start()
+        pushed_changes, cpu_push = await changes()
+        await fleet.wait_for(len(pushed_changes), within=10)
+        push_records, push_errors, _ = await fleet.stop()
+        await conn.close()
+    finally:
+        await deployment.stop()
+
+    # Polling: a change is noticed by the first poll after it that shows its sequence (or a later one).
+    polls: dict[int, list[tuple[float, int]]] = {}
+    for index, at, seq in poll_records:
+        polls.setdefault(index, []).append((at, seq))
+    position = {g: i for i, g in enumerate(ids)}
+    poll_notice: list[float] = []
+    for g, seq, at in polled_changes:
+        for polled_at, polled_seq in sorted(polls.get(position[g], [])):
+            if polled_at > at and polled_seq >= seq:
+                poll_notice.append(polled_at - at)
+                break
+    window_start = polled_changes[0][2] if polled_changes else 0.0
+    window_requests = sum(1 for _, at, _ in poll_records if window_start <= at <= window_end)
+    poll_updates = 0  # responses showing a state the poller had not seen yet
+    for entries in polls.values():
+        seen = None
+        for at, seq in sorted(entries):
+            if seen is not None and seq != seen and window_start <= at <= window_end:
+                poll_updates += 1
+            seen = seq
+    # Push: each change arrives as one message.
+    arrival = {(g, seq): at for g, received in push_records for seq, at in received}
+    push_notice = [arrival[(g, seq)] - at for g, seq, at in pushed_changes if (g, seq) in arrival]
+    push_updates = len(push_notice)
+
+    def per_update(cpu: float, updates: int) -> float | None:
+        return round(cpu / updates * 1000, 3) if updates else None
+
+    return {
+        "clients": count,
+        "change_every_seconds": period,
+        "phase_seconds": duration,
+        "poll_interval_seconds": 1.0,
+        "polling": {
+            "changes": len(polled_changes),
+            "noticed": len(poll_notice),
+            "updates_delivered": poll_updates,
+            "time_to_notice": summary_ms(poll_notice),
+            "mean_notice_ms": round(statistics.mean(poll_notice) * 1000, 1) if poll_notice else None,
+            "requests": window_requests,
+            "requests_total": requests_total,
+            "requests_per_update": round(window_requests / poll_updates, 2) if poll_updates else None,
+            "server_cpu_seconds": round(cpu_polling, 3),
+            "server_cpu_ms_per_update": per_update(cpu_polling, poll_updates),
+            "server_cpu_ms_per_update_beyond_webhooks": per_update(cpu_polling - cpu_webhooks, poll_updates),
+            "errors": poll_errors[:3],
+        },
+        "subscription": {
+            "changes": len(pushed_changes),
+            "noticed": len(push_notice),
+            "updates_delivered": push_updates,
+            "time_to_notice": summary_ms(push_notice),
+            "mean_notice_ms": round(statistics.mean(push_notice) * 1000, 1) if push_notice else None,
+            "requests": count,
+            "requests_per_update": round(count / push_updates, 3) if push_updates else None,
+            "server_cpu_seconds": round(cpu_push, 3),
+            "server_cpu_ms_per_update": per_update(cpu_push, push_updates),
+            "server_cpu_ms_per_update_beyond_webhooks": per_update(cpu_push - cpu_webhooks, push_updates),
+            "errors": push_errors[:3],
+        },
+        "webhooks_only_server_cpu_seconds": round(cpu_webhooks, 3),
+    }
+
+
+SCENARIOS = {
+    "push": push,
+    "capacity": capacity,
+    "ingest": ingest,
+    "reads": reads,
+    "baseline": baseline,
+}
+
+
+async def run_scenario(name: str, bench: Bench) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        result = await SCENARIOS[name](bench)
+    except Skipped as exc:
+        result = {"skipped": str(exc)}
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return result

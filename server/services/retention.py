@@ -1,0 +1,281 @@
+"""The retention policy: old media, old failed generations, a storage cap, and files and rows kept in step.
+
+One pass (`darkroom cleanup`, or the periodic task with CLEANUP_ENABLED) does, in order:
+
+1. READY media whose file has gone missing are marked FAILED ("the stored file is missing"), so no row
+   points at a file that is not there (retryDownload can fetch it again while the provider still has it);
+2. FAILED, CANCELED and TIMED_OUT generations older than FAILED_GENERATION_RETENTION_DAYS are deleted,
+   with their media, events and files;
+3. media older than MEDIA_RETENTION_DAYS are deleted, rows and files;
+4. while the READY media add up to more than STORAGE_CAP_BYTES, the oldest are deleted;
+5. files no row names (and stale partial downloads) older than DOWNLOAD_LEASE_SECONDS are deleted.
+
+Rows go first and their files right after the commit: a crash in between leaves only files no row
+names, which step 5 removes on the next pass; a row never outlives its file. Media being downloaded
+are left alone. Each media deletion appends a MEDIA_UPDATED event to its generation and publishes it.
+`dry_run` counts what would go and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db.models import Generation, Media, utcnow
+from server.domain import GenerationStatus, MediaStatus
+from server.services.events import EventType, append_event
+from server.settings import Settings
+from server.storage import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
+
+BATCH = 200
+MISSING_FILE_ERROR = "the stored file is missing"
+UNSUCCESSFUL = (GenerationStatus.FAILED, GenerationStatus.CANCELED, GenerationStatus.TIMED_OUT)
+
+
+@dataclass
+class CleanupReport:
+    dry_run: bool
+    missing_files: int = 0
+    failed_generations: int = 0
+    expired_media: int = 0
+    over_cap_media: int = 0
+    orphan_files: int = 0
+    bytes_freed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Doomed:
+    id: uuid.UUID
+    storage_key: str | None
+    byte_size: int
+
+
+class RetentionService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: LocalStorage,
+        publish: Publish,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._storage = storage
+        self._publish = publish
+
+    async def run(self, *, dry_run: bool = False) -> CleanupReport:
+        """One pass of the policy; see the module docstring."""
+        settings = self._settings
+        report = CleanupReport(dry_run=dry_run)
+        now = utcnow()
+        await self._mark_missing_files(report)
+        if settings.failed_generation_retention_days is not None:
+            cutoff = now - timedelta(days=settings.failed_generation_retention_days)
+            await self._delete_failed_generations(cutoff, report)
+        if settings.media_retention_days is not None:
+            cutoff = now - timedelta(days=settings.media_retention_days)
+            doomed = await self._select_media(Media.created_at < cutoff)
+            report.expired_media, freed = await self._delete_media(doomed, dry_run)
+            report.bytes_freed += freed
+        if settings.storage_cap_bytes is not None:
+            report.over_cap_media, freed = await self._enforce_cap(settings.storage_cap_bytes, dry_run)
+            report.bytes_freed += freed
+        report.orphan_files, freed = await self._delete_orphan_files(dry_run)
+        report.bytes_freed += freed
+        logger.info("cleanup finished" if not dry_run else "cleanup planned (dry run)", extra=report.as_dict())
+        return report
+
+    async def run_periodically(self, stop: asyncio.Event, interval_seconds: float) -> None:
+        """Run a pass every `interval_seconds` until `stop` is set; a failed pass is logged and retried."""
+        while not stop.is_set():
+            try:
+                await self.run()
+            except Exception:
+                logger.exception("cleanup failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
+
+    # --- rows pointing at missing files --------------------------------------------------------------
+    async def _mark_missing_files(self, report: CleanupReport) -> None:
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Media.id, Media.storage_key).where(
+                        Media.status == MediaStatus.READY, Media.storage_key.is_not(None)
+                    )
+                )
+            ).all()
+        # Rows are read before the files are looked at: a file is always written before its row says READY.
+        missing = [(row.id, row.storage_key) for row in rows if not self._storage.exists(row.storage_key)]
+        if report.dry_run:
+            report.missing_files = len(missing)
+            return
+        for media_id, key in missing:
+            payload = None
+            async with self._sessions() as session, session.begin():
+                changed = await session.execute(
+                    update(Media)
+                    .where(Media.id == media_id, Media.status == MediaStatus.READY, Media.storage_key == key)
+                    .values(
+                        status=MediaStatus.FAILED,
+                        storage_key=None,
+                        download_error=MISSING_FILE_ERROR,
+                        next_attempt_at=None,
+                        updated_at=utcnow(),
+                    )
+                    .returning(Media.generation_id)
+                    .execution_options(synchronize_session=False)
+                )
+                generation_id = changed.scalar()
+                if generation_id is not None:
+                    payload = await self._append(session, generation_id)
+            if payload is not None:
+                report.missing_files += 1
+                logger.warning("a READY media file was missing", extra={"media_id": str(media_id), "key": key})
+                await self._publish(payload)
+
+    # --- failed generations ----------------------------------------------------------------------------
+    async def _delete_failed_generations(self, cutoff: datetime, report: CleanupReport) -> None:
+        old = (
+            Generation.status.in_(UNSUCCESSFUL),
+            func.coalesce(Generation.completed_at, Generation.created_at) < cutoff,
+        )
+        while True:
+            async with self._sessions() as session, session.begin():
+                ids = list(
+                    (await session.scalars(select(Generation.id).where(*old).order_by(Generation.created_at))).all()
+                )
+                if report.dry_run:
+                    report.failed_generations = len(ids)
+                    return
+                ids = ids[:BATCH]
+                if not ids:
+                    return
+                files = (
+                    await session.execute(
+                        select(Media.storage_key, Media.byte_size).where(
+                            Media.generation_id.in_(ids), Media.storage_key.is_not(None)
+                        )
+                    )
+                ).all()
+                deleted = await session.execute(
+                    delete(Generation)
+                    .where(Generation.id.in_(ids), *old)
+                    .returning(Generation.id)
+                    .execution_options(synchronize_session=False)
+                )
+                report.failed_generations += len(deleted.all())
+            for key, size in files:
+                if key and self._storage.delete(key):
+                    report.bytes_freed += size or 0
+
+    # --- media ---------------------------------------------------------------------------------------------
+    async def _select_media(self, *conditions: Any, limit: int | None = None) -> list[_Doomed]:
+        statement = (
+            select(Media.id, Media.storage_key, Media.byte_size)
+            .where(Media.status != MediaStatus.DOWNLOADING, *conditions)
+            .order_by(func.coalesce(Media.ready_at, Media.created_at), Media.id)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        async with self._sessions() as session:
+            return [_Doomed(row.id, row.storage_key, row.byte_size or 0) for row in (await session.execute(statement))]
+
+    async def _enforce_cap(self, cap: int, dry_run: bool) -> tuple[int, int]:
+        async with self._sessions() as session:
+            used = int(
+                await session.scalar(
+                    select(func.coalesce(func.sum(Media.byte_size), 0)).where(Media.status == MediaStatus.READY)
+                )
+                or 0
+            )
+        doomed: list[_Doomed] = []
+        for item in await self._select_media(Media.status == MediaStatus.READY):
+            if used <= cap:
+                break
+            doomed.append(item)
+            used -= item.byte_size
+        return await self._delete_media(doomed, dry_run)
+
+    async def _delete_media(self, doomed: Sequence[_Doomed], dry_run: bool) -> tuple[int, int]:
+        """Delete these media rows (unless a download claimed one meanwhile), then their files."""
+        if dry_run:
+            return len(doomed), sum(item.byte_size for item in doomed if item.storage_key)
+        count = freed = 0
+        for start in range(0, len(doomed), BATCH):
+            ids = [item.id for item in doomed[start : start + BATCH]]
+            payloads = []
+            async with self._sessions() as session, session.begin():
+                deleted = (
+                    await session.execute(
+                        delete(Media)
+                        .where(Media.id.in_(ids), Media.status != MediaStatus.DOWNLOADING)
+                        .returning(Media.storage_key, Media.byte_size, Media.generation_id)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).all()
+                for generation_id in sorted({row.generation_id for row in deleted}):
+                    payloads.append(await self._append(session, generation_id))
+            for row in deleted:
+                count += 1
+                if row.storage_key and self._storage.delete(row.storage_key):
+                    freed += row.byte_size or 0
+            for payload in payloads:
+                await self._publish(payload)
+        return count, freed
+
+    # --- files no row names ------------------------------------------------------------------------------
+    async def _delete_orphan_files(self, dry_run: bool) -> tuple[int, int]:
+        async with self._sessions() as session:
+            named = set((await session.scalars(select(Media.storage_key).where(Media.storage_key.is_not(None)))).all())
+        # Anything younger than a download lease may belong to a download that has not recorded it yet.
+        settled_before = time.time() - self._settings.download_lease_seconds
+        root = self._storage.root
+        candidates = [self._storage.path(key) for key in self._storage.keys() - named]
+        candidates += [path for path in (root / ".tmp").glob("*") if path.is_file()]
+        count = freed = 0
+        for path in candidates:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.st_mtime > settled_before:
+                continue
+            if not dry_run:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    logger.info("orphan file removed", extra={"path": str(path.relative_to(root))})
+            count += 1
+            freed += stat.st_size
+        return count, freed
+
+    @staticmethod
+    async def _append(session: AsyncSession, generation_id: uuid.UUID) -> dict[str, Any]:
+        generation = (
+            await session.scalars(select(Generation).where(Generation.id == generation_id).with_for_update())
+        ).one()
+        media = list(
+            (
+                await session.scalars(
+                    select(Media).where(Media.generation_id == generation_id).order_by(Media.position)
+                )
+            ).all()
+        )
+        return await append_event(session, generation, media, EventType.MEDIA_UPDATED)

@@ -1,0 +1,264 @@
+"""The gallery at /gallery in a real browser: Debian's Chromium, driven by Playwright, against a live server.
+
+Submit a prompt, watch the progress bar move and the image appear, animate it and play the video; drop
+the page's connection and check the feed resumes from its cursor; then the unhappy paths (a failed
+generation run again, a failed download retried, a cancel) and the API key field. Playwright's own
+browser downloads are not used: Chromium is the system's (`apt-get install chromium`; CHROMIUM_PATH
+points elsewhere). Without it, or without the playwright package, the tests skip outside CI and fail
+under CI=true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.conftest import Darkroom, eventually
+from tests.support import services
+from tests.support.flows import IMAGE_MODEL, get_generation, settled, start_generation
+
+if TYPE_CHECKING:
+    from playwright.async_api import Locator, Page
+
+# The gallery needs one database to show; SQLite is enough.
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "gallery"
+TIMEOUT_MS = 60_000
+# Page conditions are polled on a timer: animation frames can stall in a headless page on a loaded machine.
+POLL_MS = 100
+
+# Lets a test cut the page's WebSockets and hold them down, as a flaky network would: the page keeps
+# retrying (against a closed port) until `restore()`.
+SOCKET_SWITCH = """
+(() => {
+  const Native = window.WebSocket;
+  const open = new Set();
+  let down = false;
+  class Switchable extends Native {
+    constructor(url, protocols) {
+      super(down ? "ws://127.0.0.1:1/" : url, protocols);
+      open.add(this);
+      this.addEventListener("close", () => open.delete(this));
+    }
+  }
+  window.WebSocket = Switchable;
+  window.testNetwork = {
+    drop() { down = true; for (const socket of open) socket.close(); },
+    restore() { down = false; },
+  };
+})();
+"""
+
+
+def _unavailable(reason: str) -> None:
+    if services.IN_CI:
+        pytest.fail(f"{reason}; CI must provide it", pytrace=False)
+    pytest.skip(reason)
+
+
+def _chromium() -> str:
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError as exc:
+        _unavailable(f"the playwright package is not installed ({exc})")
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.access(path, os.X_OK):
+        _unavailable(f"Chromium is not installed at {path} (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture
+async def page(request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A fresh browser page; its last state is saved to test-artifacts/gallery/<test>.png, pass or fail."""
+    executable = _chromium()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            await context.add_init_script(SOCKET_SWITCH)
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(Exception):
+                await page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            assert errors == [], f"uncaught errors in the page: {errors}"
+        finally:
+            await browser.close()
+
+
+async def _open_gallery(page: Page, darkroom: Darkroom) -> None:
+    from playwright.async_api import expect
+
+    await page.goto(f"{darkroom.base_url}/gallery")
+    await expect(page.locator("#connection")).to_have_text("live", timeout=TIMEOUT_MS)
+    await page.select_option("#model", IMAGE_MODEL)
+    await expect(page.locator("#generate")).to_have_attribute("data-model", IMAGE_MODEL, timeout=TIMEOUT_MS)
+
+
+async def _submit(page: Page, prompt: str, known: set[str]) -> Locator:
+    """Fill the prompt, press Generate, and return the new generation's card once the feed shows it."""
+    await page.fill("#input-prompt", prompt)
+    await page.click("#submit")
+    return await _new_card(page, known)
+
+
+async def _new_card(page: Page, known: set[str]) -> Locator:
+    """The card of a generation not in `known` (which it joins), once the feed has shown it."""
+    handle = await page.wait_for_function(
+        """(known) => [...document.querySelectorAll('.card')]
+             .map((card) => card.dataset.generationId).find((id) => !known.includes(id))""",
+        arg=sorted(known),
+        polling=POLL_MS,
+    )
+    generation_id = str(await handle.json_value())
+    known.add(generation_id)
+    return page.locator(f'.card[data-generation-id="{generation_id}"]')
+
+
+async def _configure(darkroom: Darkroom, **knobs: Any) -> None:
+    response = await darkroom.http.patch("/simulator/_control/config", json=knobs)
+    assert response.status_code == 200, response.text
+
+
+async def test_gallery_generates_animates_and_resumes(start_darkroom: Callable[..., Any], page: Page) -> None:
+    from playwright.async_api import expect
+
+    async with start_darkroom(simulator_run_seconds=3.0) as darkroom:
+        await _open_gallery(page, darkroom)
+        known: set[str] = set()
+        card = await _submit(page, "a lighthouse at dusk", known)
+
+        # The progress bar moves while the generation runs: a value strictly between 0 and 1.
+        progress = await page.wait_for_function(
+            """(id) => {
+                 const card = document.querySelector(`.card[data-generation-id="${id}"]`);
+                 const bar = card?.querySelector('progress');
+                 return card?.dataset.status === 'PROCESSING' && bar?.value > 0 && bar.value < 1 && bar.value;
+               }""",
+            arg=await card.get_attribute("data-generation-id"),
+            polling=POLL_MS,
+        )
+        assert 0 < float(await progress.json_value()) < 1
+
+        # The image appears and loads.
+        await expect(card).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        image = card.locator("figure[data-status=READY] img")
+        await page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth > 0", arg=await image.element_handle(), polling=POLL_MS
+        )
+        await expect(card.locator("progress")).to_have_count(0)
+
+        # Animate it: a video card appears and its video loads and plays.
+        await card.locator("button.animate").click()
+        video_card = await _new_card(page, known)
+        await expect(video_card).to_have_attribute("data-kind", "VIDEO")
+        video = video_card.locator("figure[data-status=READY] video")
+        await expect(video).to_have_count(1, timeout=TIMEOUT_MS)
+        await page.wait_for_function(
+            "(video) => video.readyState >= 1", arg=await video.element_handle(), polling=POLL_MS
+        )
+        played = await video.evaluate(
+            """async (video) => {
+                 video.muted = true;
+                 await video.play();
+                 await new Promise((resolve) => setTimeout(resolve, 600));
+                 return video.currentTime;
+               }"""
+        )
+        assert played > 0
+        await expect(video_card.locator(".source img")).to_have_count(1)
+
+        # Drop the connection and keep it down while a generation starts and finishes elsewhere; once the
+        # page reconnects, the feed replays what it missed from its last cursor.
+        await page.evaluate("window.testNetwork.drop()")
+        await expect(page.locator("#connection")).to_have_text("reconnecting", timeout=TIMEOUT_MS)
+        missed = await start_generation(darkroom, "made while the page was offline")
+
+        async def finished() -> bool:
+            return settled(await get_generation(darkroom, missed["id"]))
+
+        await eventually(finished, timeout=60, interval=0.2)
+        await expect(page.locator(f'.card[data-generation-id="{missed["id"]}"]')).to_have_count(0)
+        await page.evaluate("window.testNetwork.restore()")
+        await expect(page.locator("#connection")).to_have_text("live", timeout=TIMEOUT_MS)
+        replayed = page.locator(f'.card[data-generation-id="{missed["id"]}"]')
+        await expect(replayed).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        await expect(replayed.locator("figure[data-status=READY] img")).to_have_count(1, timeout=TIMEOUT_MS)
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "gallery.png"), full_page=True)
+
+
+async def test_gallery_shows_failures_with_retry_and_cancel(start_darkroom: Callable[..., Any], page: Page) -> None:
+    from playwright.async_api import expect
+
+    async with start_darkroom(simulator_run_seconds=3.0, download_max_attempts=2) as darkroom:
+        await _open_gallery(page, darkroom)
+        known: set[str] = set()
+
+        # A failed generation shows its error and can be run again.
+        await _configure(darkroom, fail_rate=1.0)
+        failed = await _submit(page, "this one fails", known)
+        await expect(failed).to_have_attribute("data-status", "FAILED", timeout=TIMEOUT_MS)
+        await expect(failed.locator("p.error")).not_to_be_empty()
+
+        # Run again, with downloads failing: the media shows its download error and a Retry button.
+        await _configure(darkroom, fail_rate=0.0, download_failures=50)
+        await failed.locator("button", has_text="Run again").click()
+        rerun = await _new_card(page, known)
+        media = rerun.locator("figure.media")
+        await expect(media).to_have_attribute("data-status", "FAILED", timeout=TIMEOUT_MS)
+        await expect(media.locator(".error")).to_contain_text("500")
+
+        # Retry once the files serve: the image arrives.
+        await _configure(darkroom, download_failures=0)
+        await media.locator("button.retry").click()
+        await expect(media).to_have_attribute("data-status", "READY", timeout=TIMEOUT_MS)
+        await expect(media.locator("img")).to_have_count(1)
+
+        # Cancel a running generation.
+        running = await _submit(page, "this one is canceled", known)
+        await running.locator("button", has_text="Cancel").click()
+        await expect(running).to_have_attribute("data-status", "CANCELED", timeout=TIMEOUT_MS)
+        await expect(running.locator("progress")).to_have_count(0)
+
+
+async def test_gallery_asks_for_an_api_key_and_sends_it(start_darkroom: Callable[..., Any], page: Page) -> None:
+    from playwright.async_api import expect
+
+    async with start_darkroom() as darkroom:
+        created = await darkroom.runtime.api_keys.create("gallery")
+        await page.goto(f"{darkroom.base_url}/gallery")
+        await expect(page.locator("#connection")).to_have_text("unauthorized", timeout=TIMEOUT_MS)
+        await expect(page.locator("#form-error")).to_contain_text("API key")
+
+        # The key goes to localStorage, the page reloads, and HTTP and the socket both carry it.
+        await page.fill("#api-key", created.token)
+        async with page.expect_navigation():
+            await page.press("#api-key", "Enter")
+        await _open_gallery(page, darkroom)
+        card = await _submit(page, "with a key", set())
+        await expect(card).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        assert await page.evaluate("localStorage.getItem('darkroom.apiKey')") == created.token

@@ -1,0 +1,132 @@
+"""The Python (gql) and Node (graphql-ws) examples, run as a user runs them, against a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Darkroom, eventually
+from tests.examples.conftest import Client
+from tests.examples.support import Background, example_env, run
+from tests.support.flows import get_generation, settled, start_generation
+from tests.support.live_server import free_port
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def event_settled(event: dict[str, Any]) -> bool:
+    generation = event["generation"]
+    return generation["status"] == "SUCCEEDED" and all(m["status"] == "READY" for m in generation["media"])
+
+
+async def until_subscribed(feed: Background) -> None:
+    await eventually(lambda: "subscribed" in feed.stderr, timeout=30)
+    await asyncio.sleep(0.5)  # the subscribe message reaches the server
+
+
+async def test_follow_starts_a_generation_watches_it_and_downloads_every_file(
+    client: Client, darkroom: Darkroom, tmp_path: Path
+) -> None:
+    out = tmp_path / "downloads"
+    result = await run(*client.follow, "--num-outputs", "2", "--out", out, env=example_env(darkroom.base_url))
+
+    assert result.code == 0, result
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("started generation "), result
+    statuses = [line.split()[0] for line in lines[1:] if not line.startswith("downloaded")]
+    assert statuses[0] in ("STARTING", "PROCESSING"), result  # the state when the subscription began
+    order = ["STARTING", "PROCESSING", "SUCCEEDED"]
+    ranks = [order.index(status) for status in statuses]
+    assert ranks == sorted(ranks) and statuses[-1] == "SUCCEEDED", result
+    assert lines[-3].startswith("SUCCEEDED") and lines[-3].endswith("media: READY, READY"), result
+    downloaded = [line for line in lines if line.startswith("downloaded ")]
+    assert len(downloaded) == 2 and all("sha256 ok" in line for line in downloaded), result
+    files = sorted(out.iterdir())
+    assert len(files) == 2
+    for file in files:
+        assert file.name.startswith(hashlib.sha256(file.read_bytes()).hexdigest()[:16])
+        assert file.suffix == ".webp"
+
+
+async def test_follow_reports_refused_input_and_exits_2(client: Client, darkroom: Darkroom, tmp_path: Path) -> None:
+    result = await run(
+        *client.follow, "--num-outputs", "99", "--out", tmp_path / "none", env=example_env(darkroom.base_url)
+    )
+    assert result.code == 2, result
+    assert "OUT_OF_RANGE" in result.stderr and "num_outputs" in result.stderr, result
+
+
+async def test_feed_resumes_after_a_cursor_with_no_gap_and_no_duplicate(
+    client: Client, darkroom: Darkroom, tmp_path: Path
+) -> None:
+    env = example_env(darkroom.base_url)
+    feed = await Background.start(*client.feed, "--count", "3", "--json", env=env, logs=tmp_path / "first")
+    try:
+        await until_subscribed(feed)
+        generation = await start_generation(darkroom)
+        first = await feed.finish(timeout=60)
+    finally:
+        await feed.stop()
+    assert first.code == 0, first
+    seen = json_lines(first.stdout)
+    assert len(seen) == 3, first
+    await eventually(lambda: _settled(darkroom, generation), timeout=60)
+
+    resumed = await run(*client.feed, "--after", seen[0]["cursor"], "--json", "--idle-timeout", "2", env=env)
+
+    assert resumed.code == 0, resumed
+    replayed = json_lines(resumed.stdout)
+    assert [event["cursor"] for event in replayed[:2]] == [event["cursor"] for event in seen[1:]], resumed
+    cursors = [event["cursor"] for event in seen[:1] + replayed]
+    assert len(set(cursors)) == len(cursors), "no event twice"
+    assert {event["generation"]["id"] for event in replayed} == {generation["id"]}
+    sequences = [event["sequence"] for event in seen[:1] + replayed]
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), "no gap"
+    assert event_settled(replayed[-1]), replayed[-1]
+
+
+async def _settled(darkroom: Darkroom, generation: dict[str, Any]) -> bool:
+    return settled(await get_generation(darkroom, generation["id"]))
+
+
+async def test_feed_refuses_a_malformed_cursor(client: Client, darkroom: Darkroom) -> None:
+    result = await run(*client.feed, "--after", "not-a-cursor", env=example_env(darkroom.base_url))
+    assert result.code == 2, result
+    assert "not a valid cursor" in result.stderr, result
+
+
+async def test_feed_reconnects_after_a_server_restart_and_misses_nothing(
+    client: Client, start_darkroom: Any, tmp_path: Path
+) -> None:
+    port = free_port()
+    options = ("--json", "--idle-timeout", "5", "--retry-delay", "0.3", "--retry-for", "60")
+    feed: Background | None = None
+    try:
+        async with start_darkroom(port=port) as first:
+            feed = await Background.start(*client.feed, *options, env=example_env(first.base_url), logs=tmp_path)
+            await until_subscribed(feed)
+            before = await start_generation(first, "before the restart")
+            await eventually(lambda: any(event_settled(event) for event in json_lines(feed.stdout)), timeout=60)
+        await eventually(lambda: "connection lost" in feed.stderr, timeout=30)
+
+        async with start_darkroom(port=port) as second:
+            after = await start_generation(second, "while the feed was away")
+            await eventually(lambda: _settled(second, after), timeout=60)
+            result = await feed.finish(timeout=90)
+    finally:
+        if feed is not None:
+            await feed.stop()
+
+    assert result.code == 0, result
+    events = json_lines(result.stdout)
+    cursors = [event["cursor"] for event in events]
+    assert len(set(cursors)) == len(cursors), result
+    for generation in (before, after):
+        mine = [event for event in events if event["generation"]["id"] == generation["id"]]
+        assert [event["sequence"] for event in mine] == list(range(1, len(mine) + 1)), result
+        assert event_settled(mine[-1]), result

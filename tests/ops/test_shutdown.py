@@ -1,0 +1,128 @@
+"""Graceful shutdown: WebSocket clients get a close frame, and an in-flight download gives its claim back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import websockets
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from server.db.models import Generation, Media
+from server.domain import GenerationStatus, MediaStatus
+from tests.conftest import Darkroom, eventually
+from tests.support.flows import FOLLOW, start_generation
+
+
+async def test_websocket_clients_receive_a_close_frame(start_darkroom: Callable[..., Any]) -> None:
+    server = start_darkroom(poller_enabled=False, simulator_run_seconds=60)
+    darkroom: Darkroom = await server.__aenter__()
+    stopped = False
+    try:
+        generation = await start_generation(darkroom)
+        baseline = REGISTRY.get_sample_value("darkroom_open_subscriptions")
+        url = darkroom.base_url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
+            await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "connection_ack"
+            await socket.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": FOLLOW, "variables": {"id": generation["id"]}},
+                    }
+                )
+            )
+            first = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            assert first["type"] == "next"
+
+            stopping = asyncio.create_task(server.__aexit__(None, None, None))
+            stopped = True
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(socket.recv(), 15)
+            await asyncio.wait_for(stopping, 20)
+        assert closed.value.rcvd is not None, "the server closed the connection without a close frame"
+        assert closed.value.rcvd.code in (1001, 1012)  # going away / service restart
+        assert REGISTRY.get_sample_value("darkroom_open_subscriptions") == baseline
+    finally:
+        if not stopped:
+            await server.__aexit__(None, None, None)
+
+
+@contextlib.asynccontextmanager
+async def stalling_file_host() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """An HTTP server that starts sending a large file and then stalls; yields its URL and a 'requested' flag."""
+    requested = asyncio.Event()
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            requested.set()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 1000000\r\n\r\n")
+            writer.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 1000)
+            await writer.drain()
+            await asyncio.sleep(3600)
+        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/slow.png", requested
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+
+
+async def test_an_in_flight_download_releases_its_claim(start_darkroom: Callable[..., Any]) -> None:
+    async with stalling_file_host() as (url, requested):
+        server = start_darkroom(poller_enabled=False, download_timeout_seconds=120)
+        darkroom: Darkroom = await server.__aenter__()
+        try:
+            async with darkroom.runtime.sessions.begin() as session:
+                generation = Generation(
+                    kind="IMAGE",
+                    model_ref="darkroom-sim/pixel-forge",
+                    input={},
+                    status=GenerationStatus.SUCCEEDED,
+                    provider_id=f"slow-{uuid.uuid4().hex}",
+                )
+                session.add(generation)
+                await session.flush()
+                media = Media(
+                    generation_id=generation.id, position=0, kind="IMAGE", status=MediaStatus.PENDING, source_url=url
+                )
+                session.add(media)
+            await asyncio.wait_for(requested.wait(), 20)
+
+            async def claimed() -> bool:
+                async with darkroom.runtime.sessions() as session:
+                    row = await session.get(Media, media.id)
+                    return row is not None and row.status == MediaStatus.DOWNLOADING
+
+            await eventually(claimed)
+        finally:
+            await server.__aexit__(None, None, None)
+
+        async with darkroom.runtime.sessions() as session:
+            row = (await session.scalars(select(Media).where(Media.id == media.id))).one()
+        await darkroom.runtime.engine.dispose()
+        assert row.status == MediaStatus.PENDING
+        assert (row.claim_token, row.claimed_until) == (None, None)
+        assert row.download_attempts == 0  # the interrupted attempt is not held against it
+        assert darkroom.runtime.storage.keys() == set()
+        assert list((darkroom.runtime.storage.root / ".tmp").iterdir()) == []
