@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="sample every server with py-spy (pip install py-spy) into DIR/<server>.folded and summarise",
+        help="sample every server with py-spy (in the bench extra) into DIR/<server>.folded and summarise",
     )
     parser.add_argument(
         "--no-compression",

@@ -28,7 +28,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         ws="websockets-sansio",
-        timeout_graceful_shutdown=10,
+        ws_per_message_deflate=settings.ws_compression,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     return 0
 

@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(30, description="Most aliases a query may use.")
     graphql_max_tokens: int = Field(4000, description="Most tokens a query document may have.")
     graphql_max_body_bytes: int = Field(1_000_000, description="Largest /graphql request body.")
+    graphql_document_cache_size: int = Field(
+        256, description="Parsed and validated query documents kept per process (subscribers share them)."
+    )
+    ws_compression: bool = Field(
+        False,
+        description="Offer permessage-deflate on WebSockets. Events are small; compression costs about 48 KiB "
+        "of memory per open socket.",
+    )
+    shutdown_grace_seconds: int = Field(
+        10, description="On shutdown, how long open connections get to finish before they are closed."
+    )
     graphiql_enabled: bool = Field(True, description="Serve GraphiQL at /graphql to browsers.")
     subscription_queue_size: int = Field(
         256, description="Events buffered per subscriber before it is told it fell behind."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,13 +31,30 @@ def _loader(
 
 
 class Loaders:
+    """A request's (or one pushed event's) DataLoaders, each built on first use.
+
+    A socket's context swaps in a fresh Loaders for every event it pushes; most events need none of them.
+    """
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.generation: DataLoader[uuid.UUID, Generation | None] = _loader(sessions, queries.generations_by_id)
-        self.media: DataLoader[uuid.UUID, Media | None] = _loader(sessions, queries.media_by_id)
-        self.media_of_generation: DataLoader[uuid.UUID, list[Media]] = _loader(
-            sessions, queries.media_by_generation, list
-        )
-        self.animations_of_media: DataLoader[uuid.UUID, list[Generation]] = _loader(
-            sessions, queries.generations_by_source, list
-        )
-        self.model: DataLoader[str, CatalogModel | None] = _loader(sessions, queries.models_by_ref)
+        self._sessions = sessions
+
+    @cached_property
+    def generation(self) -> DataLoader[uuid.UUID, Generation | None]:
+        return _loader(self._sessions, queries.generations_by_id)
+
+    @cached_property
+    def media(self) -> DataLoader[uuid.UUID, Media | None]:
+        return _loader(self._sessions, queries.media_by_id)
+
+    @cached_property
+    def media_of_generation(self) -> DataLoader[uuid.UUID, list[Media]]:
+        return _loader(self._sessions, queries.media_by_generation, list)
+
+    @cached_property
+    def animations_of_media(self) -> DataLoader[uuid.UUID, list[Generation]]:
+        return _loader(self._sessions, queries.generations_by_source, list)
+
+    @cached_property
+    def model(self) -> DataLoader[str, CatalogModel | None]:
+        return _loader(self._sessions, queries.models_by_ref)

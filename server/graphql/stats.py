@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 import strawberry
@@ -76,18 +77,10 @@ async def resolve_stats(info: Info, window_hours: float) -> Stats:
             f"windowHours must be above 0 and at most {MAX_WINDOW_HOURS}", extensions={"code": "BAD_USER_INPUT"}
         )
     result = await info.context.runtime.stats.collect(info.context.viewer, window_hours)
-    d = result.downloads
     return Stats(
         window_hours=result.window_hours,
         since=result.since,
         models=[ModelStats.build(item) for item in result.models],
-        downloads=DownloadStats(
-            pending=d.pending,
-            downloading=d.downloading,
-            ready=d.ready,
-            failed=d.failed,
-            retried_media=d.retried_media,
-            retry_attempts=d.retry_attempts,
-        ),
+        downloads=DownloadStats(**asdict(result.downloads)),
         storage=StorageStats(files=result.storage.files, bytes_used=float(result.storage.bytes_used)),
     )
