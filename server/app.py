@@ -83,9 +83,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
         # What start-up built lives as long as the process: keep it out of the collector's full passes,
-        # which otherwise stall every subscriber for a good part of a second under load.
+        # and collect less often (GC_THRESHOLDS): full passes otherwise stall every subscriber under load.
         gc.collect()
         gc.freeze()
+        if settings.gc_thresholds.strip():
+            gc.set_threshold(*(int(part) for part in settings.gc_thresholds.split(",")))
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.downloader_enabled:

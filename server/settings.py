@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(
         10, description="On shutdown, how long open connections get to finish before they are closed."
     )
+    gc_thresholds: str = Field(
+        "50000,20,100",
+        pattern=r"^\s*$|^\d+(,\d+){0,2}$",
+        description="Python's garbage collector thresholds (gen0,gen1,gen2). Python's own 700,10,10 makes a "
+        "process with many open subscriptions stall for a full collection every few events; empty keeps them.",
+    )
     graphiql_enabled: bool = Field(True, description="Serve GraphiQL at /graphql to browsers.")
     subscription_queue_size: int = Field(
         256, description="Events buffered per subscriber before it is told it fell behind."
