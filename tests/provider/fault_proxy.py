@@ -23,6 +23,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
+from tests.support.live_server import read_body
+
 logger = logging.getLogger(__name__)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -145,18 +147,13 @@ class FaultProxy:
                     return
         if scope["type"] != "http":
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         recorded = Recorded(
             scope["method"],
             scope["path"],
             parse_qs(scope["query_string"].decode()),
             {k.decode().lower(): v.decode() for k, v in scope["headers"]},
-            b"".join(chunks),
+            body,
         )
         self.requests.append(recorded)
         answer = self._next_answer(recorded.method, recorded.path)

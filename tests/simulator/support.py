@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from server.simulator import Simulator, SimulatorConfig
+from tests.support.live_server import read_body
 
 AUTH = {"authorization": "Bearer test-token"}
 TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
@@ -87,13 +88,7 @@ class Receiver:
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
         if scope["type"] != "http":
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         status = self.respond(json.loads(body))
         self.deliveries.append(Delivery(headers, body, time.monotonic(), status))
