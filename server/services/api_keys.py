@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import ApiKey, utcnow
@@ -150,13 +150,11 @@ class ApiKeyService:
 
     async def active_count(self) -> int:
         async with self._sessions() as session:
-            return len((await session.scalars(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)))).all())
+            return int(
+                await session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))) or 0
+            )
 
     # --- authentication -----------------------------------------------------------------------------
-    async def auth_required(self) -> bool:
-        await self._fresh()
-        return self._settings.auth_required or bool(self._snapshot.active)
-
     async def viewer_for(self, token: str | None) -> Viewer:
         """The viewer a token stands for; the anonymous viewer on an open server when no token is given.
 

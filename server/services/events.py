@@ -7,10 +7,11 @@ the insert, and held until commit, makes id order equal commit order (SQLite has
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Event, Generation, Media, utcnow
@@ -52,3 +53,16 @@ async def append_event(session: AsyncSession, generation: Generation, media: lis
 def published_form(event: Event) -> dict[str, Any]:
     """An event read back from the log, in the exact form it was published."""
     return {**event.payload, "id": event.id}
+
+
+async def append_media_event(session: AsyncSession, generation_id: uuid.UUID) -> dict[str, Any]:
+    """Log that one of the generation's media changed: lock the generation, snapshot it with all its media."""
+    generation = (
+        await session.scalars(select(Generation).where(Generation.id == generation_id).with_for_update())
+    ).one()
+    media = list(
+        (
+            await session.scalars(select(Media).where(Media.generation_id == generation_id).order_by(Media.position))
+        ).all()
+    )
+    return await append_event(session, generation, media, EventType.MEDIA_UPDATED)

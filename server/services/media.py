@@ -8,6 +8,7 @@ first commits) and on SQLite (one writer at a time) alike.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,11 +19,11 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db.models import Generation, Media, utcnow
+from server.db.models import Media, utcnow
 from server.db.session import is_postgres
 from server.domain import MediaStatus
 from server.services.errors import NotFound, ServiceError
-from server.services.events import EventType, append_event
+from server.services.events import append_media_event
 from server.services.viewer import Viewer
 from server.settings import Settings
 from server.storage import LocalStorage
@@ -105,7 +106,7 @@ class MediaService:
             ).first()
             if claimed is None:
                 return None
-            payload = await self._append(session, claimed.generation_id)
+            payload = await append_media_event(session, claimed.generation_id)
         await self._publish(payload)
         return Claim(
             media_id=claimed.id,
@@ -145,7 +146,7 @@ class MediaService:
                 lost = True
             else:
                 lost = False
-                payload = await self._append(session, claim.generation_id)
+                payload = await append_media_event(session, claim.generation_id)
         if lost:
             logger.warning("download finished after its claim was lost", extra={"media_id": str(claim.media_id)})
             return False
@@ -177,7 +178,7 @@ class MediaService:
             )
             if done.rowcount == 0:  # type: ignore[attr-defined]
                 return None
-            payload = await self._append(session, claim.generation_id)
+            payload = await append_media_event(session, claim.generation_id)
         await self._publish(payload)
         return status
 
@@ -214,7 +215,7 @@ class MediaService:
             media.next_attempt_at = None
             media.updated_at = utcnow()
             await session.flush()
-            payload = await self._append(session, media.generation_id)
+            payload = await append_media_event(session, media.generation_id)
         await self._publish(payload)
         return media
 
@@ -230,22 +231,9 @@ class MediaService:
             storage_key, generation_id = media.storage_key, media.generation_id
             await session.delete(media)
             await session.flush()
-            payload = await self._append(session, generation_id)
+            payload = await append_media_event(session, generation_id)
         # The row is gone first: a file without a row is swept by cleanup, a row without a file is not.
         if storage_key:
-            self._storage.delete(storage_key)
+            await asyncio.to_thread(self._storage.delete, storage_key)
         await self._publish(payload)
         return media_id
-
-    async def _append(self, session: AsyncSession, generation_id: uuid.UUID) -> dict[str, Any]:
-        generation = (
-            await session.scalars(select(Generation).where(Generation.id == generation_id).with_for_update())
-        ).one()
-        media = list(
-            (
-                await session.scalars(
-                    select(Media).where(Media.generation_id == generation_id).order_by(Media.position)
-                )
-            ).all()
-        )
-        return await append_event(session, generation, media, EventType.MEDIA_UPDATED)

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
-from server.services.events import EventType, append_event
+from server.services.events import append_media_event
 from server.settings import Settings
 from server.storage import LocalStorage
 
@@ -123,7 +123,9 @@ class RetentionService:
                 )
             ).all()
         # Rows are read before the files are looked at: a file is always written before its row says READY.
-        missing = [(row.id, row.storage_key) for row in rows if not self._storage.exists(row.storage_key)]
+        missing = await asyncio.to_thread(
+            lambda: [(row.id, row.storage_key) for row in rows if not self._storage.exists(row.storage_key)]
+        )
         if report.dry_run:
             report.missing_files = len(missing)
             return
@@ -145,7 +147,7 @@ class RetentionService:
                 )
                 generation_id = changed.scalar()
                 if generation_id is not None:
-                    payload = await self._append(session, generation_id)
+                    payload = await append_media_event(session, generation_id)
             if payload is not None:
                 report.missing_files += 1
                 logger.warning("a READY media file was missing", extra={"media_id": str(media_id), "key": key})
@@ -159,13 +161,17 @@ class RetentionService:
         )
         while True:
             async with self._sessions() as session, session.begin():
-                ids = list(
-                    (await session.scalars(select(Generation.id).where(*old).order_by(Generation.created_at))).all()
-                )
                 if report.dry_run:
-                    report.failed_generations = len(ids)
+                    count = await session.scalar(select(func.count()).select_from(Generation).where(*old))
+                    report.failed_generations = int(count or 0)
                     return
-                ids = ids[:BATCH]
+                ids = list(
+                    (
+                        await session.scalars(
+                            select(Generation.id).where(*old).order_by(Generation.created_at).limit(BATCH)
+                        )
+                    ).all()
+                )
                 if not ids:
                     return
                 files = (
@@ -182,9 +188,7 @@ class RetentionService:
                     .execution_options(synchronize_session=False)
                 )
                 report.failed_generations += len(deleted.all())
-            for key, size in files:
-                if key and self._storage.delete(key):
-                    report.bytes_freed += size or 0
+            report.bytes_freed += await self._delete_files(files)
 
     # --- media ---------------------------------------------------------------------------------------------
     async def _select_media(self, *conditions: Any, limit: int | None = None) -> list[_Doomed]:
@@ -232,11 +236,9 @@ class RetentionService:
                     )
                 ).all()
                 for generation_id in sorted({row.generation_id for row in deleted}):
-                    payloads.append(await self._append(session, generation_id))
-            for row in deleted:
-                count += 1
-                if row.storage_key and self._storage.delete(row.storage_key):
-                    freed += row.byte_size or 0
+                    payloads.append(await append_media_event(session, generation_id))
+            count += len(deleted)
+            freed += await self._delete_files([(row.storage_key, row.byte_size) for row in deleted])
             for payload in payloads:
                 await self._publish(payload)
         return count, freed
@@ -244,7 +246,12 @@ class RetentionService:
     # --- files no row names ------------------------------------------------------------------------------
     async def _delete_orphan_files(self, dry_run: bool) -> tuple[int, int]:
         async with self._sessions() as session:
-            named = set((await session.scalars(select(Media.storage_key).where(Media.storage_key.is_not(None)))).all())
+            keys = (await session.scalars(select(Media.storage_key).where(Media.storage_key.is_not(None)))).all()
+        named = {key for key in keys if key}
+        return await asyncio.to_thread(self._sweep_orphans, named, dry_run)
+
+    def _sweep_orphans(self, named: set[str], dry_run: bool) -> tuple[int, int]:
+        """Files no row names, and stale partial downloads (blocking file system work: run in a thread)."""
         # Anything younger than a download lease may belong to a download that has not recorded it yet.
         settled_before = time.time() - self._settings.download_lease_seconds
         root = self._storage.root
@@ -266,16 +273,10 @@ class RetentionService:
             freed += stat.st_size
         return count, freed
 
-    @staticmethod
-    async def _append(session: AsyncSession, generation_id: uuid.UUID) -> dict[str, Any]:
-        generation = (
-            await session.scalars(select(Generation).where(Generation.id == generation_id).with_for_update())
-        ).one()
-        media = list(
-            (
-                await session.scalars(
-                    select(Media).where(Media.generation_id == generation_id).order_by(Media.position)
-                )
-            ).all()
-        )
-        return await append_event(session, generation, media, EventType.MEDIA_UPDATED)
+    async def _delete_files(self, files: Sequence[tuple[str | None, int | None]]) -> int:
+        """Remove these stored files (key, size) in a thread; the bytes actually freed."""
+
+        def remove() -> int:
+            return sum(size or 0 for key, size in files if key and self._storage.delete(key))
+
+        return await asyncio.to_thread(remove)
