@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from litestar.handlers import asgi
 from litestar.static_files import create_static_files_router
 from litestar.types import Receive, Scope, Send
 
-from server import metrics
+from server import collector, metrics
 from server.graphql.controller import build_graphql_controller
 from server.graphql.schema import build_schema
 from server.media_route import serve_media
@@ -46,9 +45,13 @@ def healthz() -> dict[str, str]:
 
 @get("/readyz", media_type=MediaType.JSON)
 async def readyz(state: State) -> Response[dict[str, Any]]:
-    """Ready: the database answers and the event hub is connected."""
+    """Ready: the database answers, the event log can be read, and the broadcast connection is up."""
     runtime: Runtime = state.runtime
-    checks = {"database": await runtime.database_ok(), "broadcast": runtime.hub.healthy}
+    checks = {
+        "database": await runtime.database_ok(),
+        "event_log": runtime.hub.log_readable,
+        "broadcast": runtime.hub.broadcast_connected,
+    }
     ok = all(checks.values())
     return Response({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
@@ -82,14 +85,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
-        # What start-up built lives as long as the process: keep it out of the collector's full passes,
-        # and collect less often (GC_THRESHOLDS): full passes otherwise stall every subscriber under load.
-        gc.collect()
-        gc.freeze()
-        if settings.gc_thresholds.strip():
-            gc.set_threshold(*(int(part) for part in settings.gc_thresholds.split(",")))
+        collector.tune_after_start_up(settings.gc_thresholds)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
+        if settings.gc_freeze_after_subscribe_seconds > 0:
+            freezer = collector.freeze_after_subscription_bursts(
+                stop,
+                lambda: runtime.hub.subscriptions_opened,
+                lambda: runtime.hub.subscriber_count,
+                settings.gc_freeze_after_subscribe_seconds,
+            )
+            tasks.append(asyncio.create_task(freezer, name="subscription-freezer"))
         if settings.downloader_enabled:
             downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub, runtime.alerts)
             tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))

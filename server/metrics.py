@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -50,6 +51,44 @@ WEBHOOK_TO_PUBLISH = Histogram(
     "From a webhook's arrival to its event's publication.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+
+EVENT_TAIL_POSITION = Gauge(
+    "darkroom_event_tail_position", "Id of the newest event this process has delivered to its subscribers."
+)
+EVENT_LOG_NEWEST = Gauge("darkroom_event_log_newest_id", "Newest event id this process knows the log holds.")
+EVENT_TAIL_LAG_EVENTS = Gauge(
+    "darkroom_event_tail_lag_events", "Events logged but not yet delivered by this process (newest id - position)."
+)
+EVENT_TAIL_LAG_SECONDS = Gauge(
+    "darkroom_event_tail_lag_seconds",
+    "How long this process's delivery has been behind the log: unreadable, or short of the newest event (0: none).",
+)
+
+SUBSCRIPTION_RENDERS = Counter(
+    "darkroom_subscription_renders_total",
+    "Subscription results by how they were made: executed (once per event and group of alike subscribers) "
+    "or shared (reused from that execution).",
+    ["result"],
+)
+
+
+class TailerState(Protocol):
+    high_water: int
+    newest_known: int
+
+    @property
+    def lag_events(self) -> int: ...
+
+    @property
+    def lag_seconds(self) -> float: ...
+
+
+def watch_event_tailer(tailer: TailerState) -> None:
+    """Report `tailer`'s position and lag at every scrape (the newest tailer started in this process)."""
+    EVENT_TAIL_POSITION.set_function(lambda: tailer.high_water)
+    EVENT_LOG_NEWEST.set_function(lambda: tailer.newest_known)
+    EVENT_TAIL_LAG_EVENTS.set_function(lambda: tailer.lag_events)
+    EVENT_TAIL_LAG_SECONDS.set_function(lambda: tailer.lag_seconds)
 
 
 def observe_provider_request(method: str, path: str, status: int | None, seconds: float) -> None:

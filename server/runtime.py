@@ -20,6 +20,7 @@ from server.provider.replicate import ReplicateClient
 from server.services.alerts import FailureAlerts
 from server.services.api_keys import ApiKeyService
 from server.services.catalogue import CatalogueService
+from server.services.event_log import StoredEventLog
 from server.services.generations import GenerationService
 from server.services.launch import Launcher
 from server.services.media import MediaService
@@ -39,8 +40,12 @@ class Runtime:
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
         self.hub = EventHub(
             settings.broadcast_url,
+            StoredEventLog(self.sessions),
             channel=settings.broadcast_channel,
             queue_size=settings.subscription_queue_size,
+            tail_interval=settings.event_tail_interval_seconds,
+            tail_batch_size=settings.event_tail_batch_size,
+            check_seconds=settings.broadcast_check_seconds,
         )
         self.storage = LocalStorage(settings.resolved_media_root)
         self.provider = ReplicateClient.from_settings(settings, on_request=metrics.observe_provider_request)
@@ -60,6 +65,7 @@ class Runtime:
         if self.settings.migrate_on_start:
             await upgrade(self.engine)
         await self.hub.start()
+        metrics.watch_event_tailer(self.hub.tailer)
 
     async def stop(self) -> None:
         await self.catalogue.aclose()
@@ -85,9 +91,5 @@ class Runtime:
         return self._webhook_secret
 
     async def publish(self, event: dict[str, Any]) -> None:
-        """Fan an event out after its transaction committed. A broker failure loses no data: the event
-        is in the log, and resuming subscribers replay it from there."""
-        try:
-            await self.hub.publish(event)
-        except Exception:
-            logger.exception("could not publish an event", extra={"event_id": event.get("id")})
+        """Announce an event once its transaction committed: subscribers everywhere read it from the log."""
+        await self.hub.publish(event)

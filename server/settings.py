@@ -40,13 +40,27 @@ class Settings(BaseSettings):
     migrate_on_start: bool = Field(True, description="Apply database migrations when the server starts.")
     broadcast_url: str = Field(
         "memory://",
-        description="Event fan-out between processes: memory:// (one process), "
-        "postgres://user@host/db (LISTEN/NOTIFY) or redis://host:6379.",
+        description="How processes tell each other that the event log has grown: memory:// (one process), "
+        "postgres://user@host/db (LISTEN/NOTIFY) or redis://host:6379. Only that doorbell travels on it; "
+        "events are read from the database.",
     )
     broadcast_channel: str = Field(
         "darkroom_events",
         description="Channel name events are published on; deployments sharing one Redis or Postgres need "
         "different names.",
+    )
+    event_tail_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often each process reads the event log without a doorbell: the longest a lost "
+        "doorbell or a broker outage delays live delivery.",
+    )
+    event_tail_batch_size: int = Field(500, gt=0, description="Events each read of the log fetches at most.")
+    broadcast_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often each process checks its BROADCAST_URL connection with a round trip; an "
+        "unanswered check marks it down (/readyz 503) and reconnects.",
     )
     media_root: Path | None = Field(None, description="Where downloaded media files live. Unset: DATA_DIR/media.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
@@ -85,9 +99,22 @@ class Settings(BaseSettings):
         description="Python's garbage collector thresholds (gen0,gen1,gen2). Python's own 700,10,10 makes a "
         "process with many open subscriptions stall for a full collection every few events; empty keeps them.",
     )
+    gc_freeze_after_subscribe_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="Once new subscriptions stop opening for this long, their objects are frozen out of garbage "
+        "collection, so the next event does not pay for scanning them; after many have closed, the garbage is "
+        "collected at such a quiet moment (0: off).",
+    )
     graphiql_enabled: bool = Field(True, description="Serve GraphiQL at /graphql to browsers.")
     subscription_queue_size: int = Field(
         256, description="Events buffered per subscriber before it is told it fell behind."
+    )
+    subscription_render_cache_size: int = Field(
+        1024,
+        gt=0,
+        description="Executed subscription results kept per process, one per (document, variables, viewer, "
+        "event): every subscriber alike reuses one execution and one encoding of each event.",
     )
 
     # --- access control -----------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""Fan-out of committed changes to every subscriber, in this process and in others."""
+"""Live delivery of committed changes: the event log read in order, a doorbell between processes."""
 
-from server.events.hub import EventHub, SubscriberOverflow, Subscription
+from server.events.hub import EventHub
+from server.events.subscription import SubscriberOverflow, Subscription
+from server.events.tailer import EventLog
 
-__all__ = ["EventHub", "SubscriberOverflow", "Subscription"]
+__all__ = ["EventHub", "EventLog", "SubscriberOverflow", "Subscription"]

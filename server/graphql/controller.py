@@ -20,18 +20,22 @@ import contextlib
 import json
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from litestar import MediaType, Request, Response
+from litestar.exceptions import WebSocketDisconnect
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema import BaseSchema
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
+from uvicorn.protocols.utils import ClientDisconnected
 
 from server.graphql.context import Context, context_getter
+from server.graphql.shared_render import LIVE_SINK, LiveSink, encode_frame
 from server.services.api_keys import AuthError, bearer_token
 from server.settings import Settings
 
@@ -47,7 +51,20 @@ def _forget_socket(context: Any) -> None:
         context.socket_handle = None
 
 
+async def _send_frame(websocket: Any, text: str) -> None:
+    """One text frame straight to the socket; a socket that went away ends the operation's task quietly."""
+    try:
+        await websocket.ws.send_data(data=text)
+    except (WebSocketDisconnect, ClientDisconnected, WebSocketDisconnected, OSError):
+        raise asyncio.CancelledError from None
+
+
 class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+    async def run_operation(self, operation: Operation[Any, Any]) -> None:
+        # Live events of this operation are sent straight to the socket (see shared_render.py).
+        LIVE_SINK.set(LiveSink.for_operation("next", operation.id, partial(_send_frame, self.websocket)))
+        await super().run_operation(operation)
+
     async def handle(self) -> None:
         pinger = asyncio.create_task(self._ping_while_open(), name="graphql-transport-ws-ping")
         try:
@@ -71,6 +88,12 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
 
 class ForgettingGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        LIVE_SINK.set(LiveSink.for_operation("data", operation_id, partial(_send_frame, self.websocket)))
+        await super().handle_async_results(operation_id, query, operation_name, variables)
+
     async def handle(self) -> None:
         try:
             await super().handle()
@@ -116,6 +139,11 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
     class DarkroomGraphQLController(controller):  # type: ignore[valid-type,misc]
         graphql_transport_ws_handler_class = PingingTransportWSHandler
         graphql_ws_handler_class = ForgettingGraphQLWSHandler
+
+        def encode_json(self, data: object) -> str | bytes:
+            # A subscription event shared by many subscribers is encoded once, not once per socket.
+            frame = encode_frame(data)
+            return frame if frame is not None else super().encode_json(data)
 
         def decode_json(self, data: str | bytes) -> object:
             # A body that is not UTF-8 is malformed JSON (400), not a server error.

@@ -18,6 +18,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from server.graphql.mutations import Mutation
 from server.graphql.queries import Query
+from server.graphql.shared_render import RenderCache, shared_render_executor
 from server.graphql.subscriptions import Subscription
 from server.graphql.types import Generation, Media, Model
 from server.settings import Settings
@@ -45,6 +46,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=[Generation, Media, Model],
         config=StrawberryConfig(auto_camel_case=True),
         extensions=limits,
+        # Subscribers alike share one execution per event (see shared_render.py).
+        execution_context_class=shared_render_executor(RenderCache(settings.subscription_render_cache_size)),
     )
 
 

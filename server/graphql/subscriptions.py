@@ -1,14 +1,16 @@
 """Subscriptions: live state from the event hub, resumable from the event log.
 
-Both follow the same order, so nothing falls between the cracks: register with the hub first, then
-read what is already stored, then pass on live events, skipping any the stored read already covered
-(by per-generation sequence, or by event id for the feed).
+The hub's tailer offers every committed event in log order, so a subscriber never has to skip on a
+guess: it registers with the hub first, then reads what is already stored, then passes on the live
+events after what that read covered (by per-generation sequence, or by event id for the feed). Each
+value is yielded as a SharedEvent, so subscribers alike execute and encode it once (shared_render.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from functools import partial
 from typing import Any
 
 import strawberry
@@ -16,10 +18,12 @@ from graphql import GraphQLError
 
 from server.domain import GenerationStatus, MediaStatus
 from server.events import SubscriberOverflow
+from server.events import Subscription as HubSubscription
 from server.graphql.context import Info
 from server.graphql.ids import decode_id
 from server.graphql.inputs import GenerationEventFilter
 from server.graphql.pagination import decode_event_cursor, encode_cursor
+from server.graphql.shared_render import LiveRenderer, SharedEvent, shared
 from server.graphql.types import Generation, GenerationEvent, parse_datetime
 from server.metrics import open_subscription
 from server.services import queries
@@ -52,6 +56,36 @@ def to_event(event: dict[str, Any]) -> GenerationEvent:
     )
 
 
+async def follow_live(
+    live: HubSubscription,
+    position: str,
+    after: int,
+    build: Callable[[dict[str, Any]], object],
+    until: Callable[[dict[str, Any]], bool] | None = None,
+) -> AsyncGenerator[Any, None]:
+    """The live events whose `position` ("seq" or "id") is above `after`, once each and in order.
+
+    On a WebSocket each goes straight to the socket, rendered once for all alike subscribers; elsewhere
+    each is yielded. Ends after an event `until` accepts; a subscriber that fell behind gets
+    SUBSCRIBER_OVERFLOW and resumes from its cursor.
+    """
+    renderer = LiveRenderer()
+    try:
+        async for event in live:
+            if event[position] <= after:
+                continue  # what was read from the log first already covered it
+            after = event[position]
+            item = SharedEvent(("event", event["id"]), partial(build, event))
+            if renderer.direct:
+                await renderer.send(item)
+            else:
+                yield item
+            if until is not None and until(event):
+                return
+    except SubscriberOverflow:
+        raise overflow_error() from None
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -71,20 +105,12 @@ class Subscription:
             ):
                 raise GraphQLError("generation not found", extensions={"code": "NOT_FOUND"})
             sent = current["seq"]
-            yield Generation.from_event(current)
+            yield shared(("state", key, sent), partial(Generation.from_event, current))
             if settled(current):
                 return
-            try:
-                async for event in live:
-                    if event["seq"] <= sent:
-                        continue
-                    sent = event["seq"]
-                    context.reset_loaders()
-                    yield Generation.from_event(event)
-                    if settled(event):
-                        return
-            except SubscriberOverflow:
-                raise overflow_error() from None
+            # After the stored state: every later event, until the generation settles.
+            async for item in follow_live(live, "seq", sent, Generation.from_event, until=settled):
+                yield item
 
     @strawberry.subscription(
         description="Every change to generations you can see, live. Pass the cursor of the last event you "
@@ -108,8 +134,7 @@ class Subscription:
 
         async with runtime.hub.subscribe(wanted) as live, open_subscription():
             if last_id is None:
-                async with runtime.sessions() as session:
-                    last_id = await queries.latest_event_id(session)
+                last_id = live.registered_at
             else:
                 while True:
                     async with runtime.sessions() as session:
@@ -118,15 +143,8 @@ class Subscription:
                         event = published_form(row)
                         last_id = event["id"]
                         if flt.matches(event):
-                            yield to_event(event)
+                            yield shared(("event", event["id"]), partial(to_event, event))
                     if len(stored) < BACKFILL_BATCH:
                         break
-            try:
-                async for event in live:
-                    if event["id"] <= last_id:
-                        continue
-                    last_id = event["id"]
-                    context.reset_loaders()
-                    yield to_event(event)
-            except SubscriberOverflow:
-                raise overflow_error() from None
+            async for item in follow_live(live, "id", last_id, to_event):
+                yield item

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +13,7 @@ from tests.conftest import SESSION_CHANNEL
 from tests.support.flows import FOLLOW, IMAGE_MODEL, START
 from tests.support.graphql import gql, ws_connect
 from tests.support.live_server import free_port
+from tests.support.processes import darkroom_process
 
 
 @pytest.fixture(params=["postgres", "redis"])
@@ -24,38 +21,6 @@ def broadcast(request: pytest.FixtureRequest, postgres_database: str) -> str:
     if request.param == "postgres":
         return postgres_database
     return str(request.getfixturevalue("redis_url"))
-
-
-@asynccontextmanager
-async def serve(env: dict[str, str], port: int, log: Path) -> AsyncIterator[str]:
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient() as client:
-                for _ in range(300):
-                    try:
-                        if (await client.get(f"{base}/readyz")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if process.poll() is not None:
-                        raise AssertionError(f"server exited:\n{log.read_text()}")
-                    await asyncio.sleep(0.1)
-                else:
-                    raise AssertionError(f"server did not become ready:\n{log.read_text()}")
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @pytest.fixture
@@ -81,8 +46,8 @@ async def test_a_webhook_on_one_process_reaches_a_subscriber_on_another(
 ) -> None:
     port_a, port_b = free_port(), free_port()
     async with (
-        serve(shared_env, port_a, tmp_path / "a.log") as process_a,
-        serve(shared_env, port_b, tmp_path / "b.log") as process_b,
+        darkroom_process(shared_env, tmp_path / "a.log", port_a) as process_a,
+        darkroom_process(shared_env, tmp_path / "b.log", port_b) as process_b,
     ):
         async with httpx.AsyncClient(base_url=process_a, timeout=30) as client_a:
             started = await gql(client_a, START, {"model": IMAGE_MODEL, "input": {"prompt": "two processes"}})

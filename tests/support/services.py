@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import os
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlparse, urlunparse
 
 import pytest
@@ -16,7 +16,7 @@ POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def unavailable(what: str, reason: str) -> None:
+def unavailable(what: str, reason: str) -> NoReturn:
     """Skip outside CI; in CI a missing service is a failure, never a silent skip."""
     message = f"{what} is not reachable ({reason})"
     if IN_CI:

@@ -1,0 +1,50 @@
+"""A subscriber's registration with the hub: a filter and a bounded queue, iterated by its owner.
+
+A slow socket falls behind alone: when its queue is full it is told (SubscriberOverflow) instead of
+silently missing events or delaying anyone else, and resumes from its last cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+_OVERFLOW: dict[str, Any] = {"__overflow__": True}
+
+
+class SubscriberOverflow(Exception):
+    """The subscriber did not keep up: its queue filled and events were dropped for it."""
+
+
+class Subscription:
+    def __init__(self, predicate: Predicate | None, size: int, high_water: int) -> None:
+        self._predicate = predicate
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
+        self.overflowed = False
+        # The log position this subscription was registered at: every event after it is offered, in order.
+        self.registered_at = high_water
+
+    def offer(self, event: dict[str, Any]) -> None:
+        if self.overflowed or (self._predicate is not None and not self._predicate(event)):
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            # Wake the consumer so it learns at once rather than after draining a stale backlog.
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._queue.get_nowait()
+            self._queue.put_nowait(_OVERFLOW)
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        event = await self._queue.get()
+        if event is _OVERFLOW:
+            raise SubscriberOverflow("events arrived faster than this subscriber read them")
+        return event

@@ -1,0 +1,164 @@
+"""Render once, send to many: subscribers alike share one execution per event; others get their own.
+
+Subscribers are alike when they send the same document, the same values for the variables its
+selection reads, and see as the same viewer. Each change here is a signed webhook the test sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from server.db.models import Generation
+from server.graphql.ids import decode_id
+from server.provider.signing import sign_webhook
+from tests.auth.support import new_key
+from tests.conftest import Darkroom, eventually
+from tests.support.flows import FOLLOW, IMAGE_MODEL, START, start_generation
+from tests.support.graphql import ws_connect
+
+SILENT = {"simulator_webhook_drop_rate": 1.0, "simulator_run_seconds": 86400, "poller_enabled": False}
+BRIEF = "subscription Brief($id: ID!) { generation(id: $id) { id status progress } }"
+
+
+def renders(result: str) -> float:
+    return REGISTRY.get_sample_value("darkroom_subscription_renders_total", {"result": result}) or 0.0
+
+
+class Follower:
+    """One WebSocket following one subscription, keeping every raw `next` frame it receives."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+
+    @contextlib.asynccontextmanager
+    async def following(
+        self, darkroom: Darkroom, query: str, variables: dict[str, Any], token: str | None = None
+    ) -> AsyncIterator[Follower]:
+        payload = {"Authorization": f"Bearer {token}"} if token else None
+        async with ws_connect(darkroom.base_url, payload=payload) as ws:
+            op_id = f"op-{uuid.uuid4().hex[:6]}"
+            await ws.socket.send(
+                json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables}})
+            )
+
+            async def collect() -> None:
+                async for raw in ws.socket:
+                    message = json.loads(raw)
+                    if message.get("type") == "next":
+                        assert message["id"] == op_id
+                        self.frames.append(message)
+
+            task = asyncio.create_task(collect())
+            try:
+                await eventually(lambda: len(self.frames) >= 1, timeout=10)
+                yield self
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def progress_webhook(darkroom: Darkroom, prediction_id: str, steps: int) -> None:
+    logs = "".join(f"{step * 10:3d}%| | {step}/10\n" for step in range(1, steps + 1))
+    body = json.dumps(
+        {"id": prediction_id, "status": "processing", "logs": logs, "output": None, "error": None, "input": {}}
+    ).encode()
+    headers = sign_webhook(await darkroom.runtime.webhook_secret(), f"msg_{uuid.uuid4().hex}", body)
+    response = await darkroom.http.post("/webhooks/replicate", content=body, headers=headers)
+    assert response.status_code == 200 and response.json()["result"] not in ("duplicate", "stale"), response.text
+
+
+async def prediction_of(darkroom: Darkroom, generation_id: str) -> str:
+    async with darkroom.runtime.sessions() as session:
+        row = await session.get(Generation, decode_id(generation_id, "Generation"))
+        assert row is not None and row.provider_id
+        return row.provider_id
+
+
+async def changes(darkroom: Darkroom, followers: list[Follower], prediction: str, count: int) -> None:
+    for step in range(1, count + 1):
+        await progress_webhook(darkroom, prediction, step)
+        await eventually(partial(received, followers, 1 + step), timeout=10)
+
+
+def received(followers: list[Follower], count: int) -> bool:
+    return all(len(follower.frames) >= count for follower in followers)
+
+
+async def test_alike_subscribers_share_one_execution_and_one_payload_per_event(
+    start_darkroom: Callable[..., Any],
+) -> None:
+    async with start_darkroom(**SILENT) as darkroom:
+        generation = await start_generation(darkroom, "shared")
+        prediction = await prediction_of(darkroom, generation["id"])
+        async with contextlib.AsyncExitStack() as stack:
+            alike = [
+                await stack.enter_async_context(Follower().following(darkroom, FOLLOW, {"id": generation["id"]}))
+                for _ in range(10)
+            ]
+            other = await stack.enter_async_context(Follower().following(darkroom, BRIEF, {"id": generation["id"]}))
+            executed, shared = renders("executed"), renders("shared")
+            await changes(darkroom, [*alike, other], prediction, 3)
+            # One execution per change for the ten alike, one per change for the other document.
+            assert renders("executed") - executed == 6
+            assert renders("shared") - shared == 27
+        for follower in alike[1:]:
+            assert [f["payload"] for f in follower.frames] == [f["payload"] for f in alike[0].frames]
+        assert [f["payload"]["data"]["generation"]["progress"] for f in alike[0].frames][1:] == [0.1, 0.2, 0.3]
+        assert set(other.frames[-1]["payload"]["data"]["generation"]) == {"id", "status", "progress"}
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_keys_subscribers_share_its_renders_and_another_key_sees_nothing(
+    start_darkroom: Callable[..., Any],
+) -> None:
+    async with start_darkroom(**SILENT) as darkroom:
+        first, second = await new_key(darkroom, "first"), await new_key(darkroom, "second")
+        started = await first.query(START, {"model": IMAGE_MODEL, "input": {"prompt": "scoped"}})
+        generation_id = started["data"]["startGeneration"]["generation"]["id"]
+        prediction = await prediction_of(darkroom, generation_id)
+        async with contextlib.AsyncExitStack() as stack:
+            owners = [
+                await stack.enter_async_context(
+                    Follower().following(darkroom, FOLLOW, {"id": generation_id}, token=first.token)
+                )
+                for _ in range(3)
+            ]
+            executed = renders("executed")
+            await changes(darkroom, owners, prediction, 2)
+            assert renders("executed") - executed == 2
+        # The other key may not follow it at all: it gets the answer a made-up id gets.
+        async with ws_connect(darkroom.base_url, payload={"Authorization": f"Bearer {second.token}"}) as ws:
+            answers = [payload async for payload in ws.subscribe(FOLLOW, {"id": generation_id}, timeout=10)]
+        assert [error["extensions"]["code"] for error in answers[0]["errors"]] == ["NOT_FOUND"]
+
+
+async def test_a_variable_the_selection_reads_keeps_subscribers_apart(start_darkroom: Callable[..., Any]) -> None:
+    query = (
+        "subscription($id: ID!, $withMedia: Boolean!) "
+        "{ generation(id: $id) { id progress media @include(if: $withMedia) { id } } }"
+    )
+    async with start_darkroom(**SILENT) as darkroom:
+        generation = await start_generation(darkroom, "variables")
+        prediction = await prediction_of(darkroom, generation["id"])
+        async with contextlib.AsyncExitStack() as stack:
+            followers = [
+                await stack.enter_async_context(
+                    Follower().following(darkroom, query, {"id": generation["id"], "withMedia": with_media})
+                )
+                for with_media in (True, False, True)
+            ]
+            executed = renders("executed")
+            await changes(darkroom, followers, prediction, 2)
+            assert renders("executed") - executed == 4
+        assert "media" in followers[0].frames[-1]["payload"]["data"]["generation"]
+        assert "media" not in followers[1].frames[-1]["payload"]["data"]["generation"]
