@@ -29,6 +29,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+FLOOR_DIR = REPO / "benchmarks" / "floor"
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -271,6 +272,42 @@ class Deployment:
         for server in reversed(self.servers):
             await stop_server(server)
         self.servers.clear()
+
+
+# --- the floor ------------------------------------------------------------------------------------
+
+
+def floor_unavailable() -> str | None:
+    """Why the floor (benchmarks/floor, a Node `ws` broadcaster) cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node is not installed (the floor is a Node ws broadcaster)"
+    if not (FLOOR_DIR / "node_modules" / "ws" / "package.json").is_file():
+        return "the floor's npm packages are missing: npm ci --prefix benchmarks/floor"
+    return None
+
+
+async def start_floor(workdir: Path, name: str = "floor") -> Server:
+    """The floor on a free port: a bare WebSocket broadcaster the same subscriber processes connect to."""
+    reason = floor_unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    port = free_port()
+    node = shutil.which("node") or "node"
+    log = workdir / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [node, str(FLOOR_DIR / "server.mjs"), "--port", str(port)],
+            cwd=FLOOR_DIR,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(name, port, process, log)
+    try:
+        await wait_ready(server, within=30)
+    except BaseException:
+        await stop_server(server)
+        raise
+    return server
 
 
 async def wait_ready(server: Server, within: float = 60.0) -> None:
