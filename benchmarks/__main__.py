@@ -3,6 +3,7 @@
     python -m benchmarks                         # everything, full sizes (several minutes)
     python -m benchmarks --quick                 # small sizes, a smoke run
     python -m benchmarks --only push,reads --out benchmarks/results
+    python -m benchmarks --only ingest --ingest-baseline main   # ingestion, before and after
 
 The push and capacity scenarios measure the floor too (benchmarks/floor, a Node `ws` broadcaster:
 `npm ci --prefix benchmarks/floor` installs it; without node it is reported as skipped).
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import machine, profile_summary, raise_fd_limit
+from benchmarks.harness import code_tree, machine, profile_summary, raise_fd_limit
 from benchmarks.report import markdown, plot, targets
 from benchmarks.scenarios import SCENARIOS, Bench, run_scenario
 
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--capacity", type=int, help="idle subscriptions the capacity scenario opens (default 10000)")
     parser.add_argument(
+        "--ingest-baseline",
+        metavar="REV_OR_DIR",
+        help="also run the ingest scenario against this code, interleaved with this checkout: a git revision "
+        "(exported with git archive, served with this venv) or another checkout's directory (served with its "
+        ".venv when it has one)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
@@ -118,9 +126,16 @@ async def run(args: argparse.Namespace) -> int:
             push_rates=args.push_rates,
             floor=not args.no_floor,
             capacity=args.capacity or (200 if args.quick else 10_000),
+            ingest_baseline=args.ingest_baseline,
             compression=not args.no_compression,
             profile_dir=args.profile,
         )
+        if bench.ingest_baseline is not None and "ingest" in args.only:
+            try:  # a wrong revision or directory is said now, not after the other scenarios ran
+                code_tree(bench.ingest_baseline, bench.workdir)
+            except ValueError as exc:
+                print(f"--ingest-baseline: {exc}", file=sys.stderr)
+                return 2
         results: dict[str, Any] = {}
         try:
             for name in args.only:
@@ -159,6 +174,7 @@ async def run(args: argparse.Namespace) -> int:
             "push_rates": bench.push_rates,
             "floor": bench.floor,
             "capacity": bench.capacity,
+            "ingest_baseline": bench.ingest_baseline,
             "websocket_compression": bench.compression,
             "open_files_limit": fd_limit,
         },

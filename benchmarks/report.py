@@ -174,14 +174,29 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
         out += [
             "Webhook ingestion, PostgreSQL, one process:",
             "",
-            "| Webhooks | In flight | Per second | Lost | Response p50 | Response p99 | Server CPU per webhook |",
-            "|---|---|---|---|---|---|---|",
-            f"| {ing['webhooks']:,} | {ing['in_flight']} | {_fmt(ing['webhooks_per_second'], '/s', 0)} "
-            f"| {ing['lost'] + ing['generations_with_wrong_final_state']} "
-            f"| {_fmt(ing['response']['p50_ms'], ' ms')} | {_fmt(ing['response']['p99_ms'], ' ms')} "
-            f"| {_fmt(ing['server_cpu_ms_per_webhook'], ' ms', 2)} |",
-            "",
+            "| Code | Webhooks | In flight | Per second | Lost | Response p50 | Response p99 "
+            "| Server CPU per webhook |",
+            "|---|---|---|---|---|---|---|---|",
         ]
+        sides = [(f"baseline: {ing['baseline']['code']}", ing["baseline"])] if "baseline" in ing else []
+        sides.append(("this checkout", ing))
+        for label, side in sides:
+            out.append(
+                f"| {label} | {side['webhooks']:,} | {side['in_flight']} "
+                f"| {_fmt(side['webhooks_per_second'], '/s', 0)} "
+                f"| {side['lost'] + side['generations_with_wrong_final_state']} "
+                f"| {_fmt(side['response']['p50_ms'], ' ms')} | {_fmt(side['response']['p99_ms'], ' ms')} "
+                f"| {_fmt(side['server_cpu_ms_per_webhook'], ' ms', 2)} |"
+            )
+        if "vs_baseline" in ing:
+            vs = ing["vs_baseline"]
+            out += [
+                "",
+                f"This checkout against the baseline, runs interleaved ({len(ing['runs'])} in all): "
+                f"webhooks/s {_fmt(vs['webhooks_per_second'], X, 2)}, server CPU per webhook "
+                f"{_fmt(vs['server_cpu_ms_per_webhook'], X, 2)}, response p50 {_fmt(vs['response_p50'], X, 2)}.",
+            ]
+        out.append("")
     rd = results.get("reads", {})
     if "latency" in rd:
         lat = rd["latency"]
@@ -346,7 +361,12 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
     ax.set_title("Signed webhooks per second, PostgreSQL")
     if "webhooks_per_second" in ing:
         lost = ing["lost"] + ing["generations_with_wrong_final_state"]
-        bars = ax.bar(["one process"], [ing["webhooks_per_second"]], color="tab:cyan", width=0.4)
+        names = ["this checkout"]
+        values = [ing["webhooks_per_second"]]
+        if "baseline" in ing:
+            names.insert(0, "baseline")
+            values.insert(0, ing["baseline"]["webhooks_per_second"])
+        bars = ax.bar(names, values, color="tab:cyan", width=0.4)
         label_bars(ax, bars, "/s")
         ax.axhline(500, color="grey", linewidth=0.8, linestyle=":", label="target (500/s)")
         ax.set_xlabel(f"{ing['webhooks']:,} webhooks, {ing['in_flight']} in flight, {lost} lost")

@@ -39,9 +39,11 @@ from benchmarks.clients import (
 )
 from benchmarks.harness import (
     REDIS_URL,
+    CodeTree,
     Databases,
     Deployment,
     Server,
+    code_tree,
     floor_unavailable,
     postgres_unavailable,
     redis_unavailable,
@@ -68,6 +70,8 @@ class Bench:
     floor: bool = True
     """Measure the floor (benchmarks/floor) beside Darkroom in push and capacity."""
     capacity: int = 10_000
+    ingest_baseline: str | None = None
+    """A git revision or another checkout's directory to run the ingest scenario against as well."""
     compression: bool = True
     profile_dir: Path | None = None
     databases: Databases = field(default_factory=Databases)
@@ -596,11 +600,72 @@ async def _hold_and_push(bench: Bench, target: PushTarget) -> dict[str, Any]:
 
 
 async def ingest(bench: Bench) -> dict[str, Any]:
+    """One run against this checkout; with --ingest-baseline, runs against the baseline code and this
+    checkout interleaved (baseline, current, current, baseline; quick: one each), each on a fresh
+    database and server, and both sides reported with their ratio."""
+    if bench.ingest_baseline is None:
+        single = await _ingest_run(bench, None, "ingest")
+        single.pop("response_seconds")
+        return single
+    baseline = code_tree(bench.ingest_baseline, bench.workdir)
+    order: list[CodeTree | None] = [baseline, None] if bench.quick else [baseline, None, None, baseline]
+    runs: list[dict[str, Any]] = []
+    for index, tree in enumerate(order, start=1):
+        side = "baseline" if tree is not None else "current"
+        print(f"  ingest: {side} ({index}/{len(order)})", flush=True)
+        run = await _ingest_run(bench, tree, f"ingest_{index}_{side}")
+        runs.append({"tree": side, "code": tree.label if tree is not None else "this checkout", **run})
+    current = _combine_ingest([r for r in runs if r["tree"] == "current"])
+    before = _combine_ingest([r for r in runs if r["tree"] == "baseline"])
+    return {
+        **current,
+        "baseline": {"code": baseline.label, **before},
+        "vs_baseline": {
+            "webhooks_per_second": ratio(current["webhooks_per_second"], before["webhooks_per_second"]),
+            "server_cpu_ms_per_webhook": ratio(
+                current["server_cpu_ms_per_webhook"], before["server_cpu_ms_per_webhook"]
+            ),
+            "response_p50": ratio(current["response"]["p50_ms"], before["response"]["p50_ms"]),
+        },
+        "runs": [{k: v for k, v in r.items() if k != "response_seconds"} for r in runs],
+    }
+
+
+def _combine_ingest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's runs as one figure: totals over all its webhooks, means of the per-webhook costs."""
+    webhooks = sum(r["webhooks"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    waiters = [r["postgres_lock_waiters_mean"] for r in runs if r["postgres_lock_waiters_mean"] is not None]
+    outcomes: Counter[str] = Counter()
+    for r in runs:
+        outcomes.update(r["outcomes"])
+    return {
+        "runs_combined": len(runs),
+        "webhooks": webhooks,
+        "generations": runs[0]["generations"],
+        "in_flight": runs[0]["in_flight"],
+        "seconds": round(seconds, 3),
+        "webhooks_per_second": round(webhooks / seconds, 1) if seconds else None,
+        "webhooks_per_second_by_run": [r["webhooks_per_second"] for r in runs],
+        "outcomes": dict(outcomes),
+        "lost": sum(r["lost"] for r in runs),
+        "generations_with_wrong_final_state": sum(r["generations_with_wrong_final_state"] for r in runs),
+        "response": summary_ms([s for r in runs for s in r["response_seconds"]]),
+        "server_cpu_ms_per_webhook": round(statistics.mean(r["server_cpu_ms_per_webhook"] for r in runs), 3),
+        "server_cpu_share": round(statistics.mean(r["server_cpu_share"] for r in runs), 2),
+        "client_cpu_share": round(statistics.mean(r["client_cpu_share"] for r in runs), 2),
+        "postgres_lock_waiters_mean": round(statistics.mean(waiters), 2) if waiters else None,
+    }
+
+
+async def _ingest_run(bench: Bench, tree: CodeTree | None, label: str) -> dict[str, Any]:
+    """5,000 signed webhooks (100 generations x 50 progress updates, 100 in flight) into one server
+    running `tree` (None: this checkout) on a fresh PostgreSQL database, and the log checked after."""
     generations, per_generation = (5, 10) if bench.quick else (100, 50)
-    database = await bench.postgres("ingest")
-    deployment = bench.deployment(database)
+    database = await bench.postgres(label)
+    deployment = bench.deployment(database, tree=tree)
     try:
-        server = await deployment.start("ingest")
+        server = await deployment.start(label.replace("_", "-"))
         ids = await start_generations(server, generations)
         predictions = await prediction_ids(database, ids)
         hooks = {
@@ -667,6 +732,7 @@ async def ingest(bench: Bench) -> dict[str, Any]:
         "lost": lost + (total - totals["applied"]),
         "generations_with_wrong_final_state": wrong_state,
         "response": summary_ms(latencies),
+        "response_seconds": latencies,
         "server_cpu_ms_per_webhook": round(cpu / total * 1000, 3),
         "server_cpu_share": round(cpu / elapsed, 2),
         "client_cpu_share": round(client_cpu / elapsed, 2),
