@@ -326,8 +326,9 @@ def ratio(value: float | None, floor: float | None) -> float | None:
 
 # --- 1. push latency ------------------------------------------------------------------------------
 
-SETTLE_SECONDS = 1.0
-"""Pause between the last subscription's first frame and the first change, for Darkroom and the floor."""
+SETTLE_SECONDS = 0.0
+"""Pause between the last subscription's first frame and the first change, for Darkroom and the floor:
+none, so work a server leaves for after a subscription's first frame is charged to the first change."""
 
 
 async def push(bench: Bench) -> dict[str, Any]:

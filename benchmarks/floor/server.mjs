@@ -52,10 +52,16 @@ function publish(id, progress) {
   state.sequence += 1;
   state.progress = typeof progress === "number" ? progress : Math.min(1, state.progress + 0.01);
   const payload = payloadOf(id, state); // serialized once, for every subscriber
+  const frames = new Map(); // operation id -> the encoded frame, shared by the sockets using that id
   let sent = 0;
   for (const [socket, operations] of state.subscribers) {
     for (const operationId of operations) {
-      socket.send(frame(operationId, payload));
+      let data = frames.get(operationId);
+      if (data === undefined) {
+        data = Buffer.from(frame(operationId, payload), "utf8");
+        frames.set(operationId, data);
+      }
+      socket.send(data, { binary: false });
       sent += 1;
     }
   }
