@@ -16,6 +16,12 @@ def _push_case(results: dict[str, Any], backend: str, subscribers: int, rate: fl
     return None
 
 
+def _by_run(side: dict[str, Any]) -> str:
+    """Each run's webhooks/s, when a side's figure is over several runs: the spread shows the noise."""
+    runs = side.get("webhooks_per_second_by_run") or []
+    return f" ({', '.join(f'{value:,.0f}' for value in runs)})" if len(runs) > 1 else ""
+
+
 def _times(value: float | None) -> str:
     return "" if value is None else f" ({value:,.1f}{X})"
 
@@ -167,8 +173,12 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
                 f"| {pushed['deliveries']:,}/{pushed['expected_deliveries']:,} |"
             )
         out.append("")
-        if isinstance(cap.get("floor", {}).get("skipped"), str):
-            out += [f"Capacity of the floor skipped: {cap['floor']['skipped']}", ""]
+        for outcome in ("skipped", "error"):
+            if isinstance(cap.get("floor", {}).get(outcome), str):
+                out += [
+                    f"Capacity of the floor {'failed' if outcome == 'error' else outcome}: {cap['floor'][outcome]}",
+                    "",
+                ]
     ing = results.get("ingest", {})
     if "webhooks_per_second" in ing:
         out += [
@@ -183,7 +193,7 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
         for label, side in sides:
             out.append(
                 f"| {label} | {side['webhooks']:,} | {side['in_flight']} "
-                f"| {_fmt(side['webhooks_per_second'], '/s', 0)} "
+                f"| {_fmt(side['webhooks_per_second'], '/s', 0)}{_by_run(side)} "
                 f"| {side['lost'] + side['generations_with_wrong_final_state']} "
                 f"| {_fmt(side['response']['p50_ms'], ' ms')} | {_fmt(side['response']['p99_ms'], ' ms')} "
                 f"| {_fmt(side['server_cpu_ms_per_webhook'], ' ms', 2)} |"
@@ -277,12 +287,18 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
         for offset, (key, colour) in enumerate((("p50", "tab:blue"), ("p95", "tab:orange"), ("p99", "tab:red"))):
             values = [c["latency"][f"{key}_ms"] or 0 for c in cases]
             bars = ax.bar([x + (offset - 1) * 0.27 for x in spots], values, width=0.27, color=colour, label=key)
-            label_bars(ax, bars)
+            if key == "p99":
+                for bar, c in zip(bars, cases, strict=True):
+                    times = c.get("vs_floor", {}).get("p99")
+                    text = f"{bar.get_height():,.0f}" + ("" if times is None else f"\n{times:.1f}{X}")
+                    ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", fontsize=6)
+        counts = {c["subscribers"] for c in cases}
         names = [
-            f"{'floor' if c['backend'] == 'floor' else c['backend']}\n{c['subscribers']:,} @ {c['rate']:g}/s"
-            for c in cases
+            f"{c['backend']}\n{c['rate']:g}/s" + ("" if len(counts) == 1 else f", {c['subscribers']:,}") for c in cases
         ]
         ax.set_xticks(spots, names, fontsize=7)
+        if len(counts) == 1:
+            ax.set_xlabel(f"{counts.pop():,} subscribers; labels: p99 in ms and as a multiple of the floor's")
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
@@ -331,7 +347,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
     ax.set_title("Server memory, idle subscriptions")
     if "rss_mib" in cap:
         xs = [0, cap["subscribed"]]
-        ax.plot(xs, [cap["rss_base_mib"], cap["rss_mib"]], "o-", color="tab:purple", label="measured RSS")
+        ax.plot(xs, [cap["rss_base_mib"], cap["rss_mib"]], "o-", color="tab:purple", label="Darkroom RSS")
         if cap["subscribed"] < 10_000:
             ax.plot(
                 [cap["subscribed"], 10_000],
