@@ -3,6 +3,10 @@
     python -m benchmarks                         # everything, full sizes (several minutes)
     python -m benchmarks --quick                 # small sizes, a smoke run
     python -m benchmarks --only push,reads --out benchmarks/results
+    python -m benchmarks --only ingest --ingest-baseline main   # ingestion, before and after
+
+The push and capacity scenarios measure the floor too (benchmarks/floor, a Node `ws` broadcaster:
+`npm ci --prefix benchmarks/floor` installs it; without node it is reported as skipped).
 
 PostgreSQL (BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/) must let the benchmark
 create and drop databases; Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/0) is used for the
@@ -23,13 +27,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import machine, profile_summary, raise_fd_limit
+from benchmarks.harness import code_tree, machine, profile_summary, raise_fd_limit
 from benchmarks.report import markdown, plot, targets
 from benchmarks.scenarios import SCENARIOS, Bench, run_scenario
 
 
 def _ints(text: str) -> list[int]:
     return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def _rates(text: str) -> list[float]:
+    rates = [float(part) for part in text.split(",") if part.strip()]
+    if not rates or any(rate <= 0 for rate in rates):
+        raise argparse.ArgumentTypeError("rates are changes per second, above 0")
+    return rates
 
 
 def _names(text: str, allowed: list[str]) -> list[str]:
@@ -63,8 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=["memory", "postgres", "redis"],
         help="broadcast backends the push scenario covers",
     )
-    parser.add_argument("--subscribers", type=_ints, help="subscriber counts of the push scenario (default 1,100,1000)")
+    parser.add_argument(
+        "--subscribers", type=_ints, help="subscriber counts of the push scenario (default 1000; quick: 20)"
+    )
+    parser.add_argument(
+        "--push-rates",
+        type=_rates,
+        default=[2.0, 20.0],
+        help="changes per second the push scenario drives, each rate a case of its own (default 2,20)",
+    )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="leave out the floor (the bare Node ws broadcaster measured beside Darkroom in push and capacity)",
+    )
     parser.add_argument("--capacity", type=int, help="idle subscriptions the capacity scenario opens (default 10000)")
+    parser.add_argument(
+        "--ingest-baseline",
+        metavar="REV_OR_DIR",
+        help="also run the ingest scenario against this code, interleaved with this checkout: a git revision "
+        "(exported with git archive, served with this venv) or another checkout's directory (served with its "
+        ".venv when it has one)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -91,11 +122,20 @@ async def run(args: argparse.Namespace) -> int:
             quick=args.quick,
             db=args.db,
             push_backends=args.push_backends,
-            subscribers=args.subscribers or ([1, 20] if args.quick else [1, 100, 1000]),
+            subscribers=args.subscribers or ([20] if args.quick else [1000]),
+            push_rates=args.push_rates,
+            floor=not args.no_floor,
             capacity=args.capacity or (200 if args.quick else 10_000),
+            ingest_baseline=args.ingest_baseline,
             compression=not args.no_compression,
             profile_dir=args.profile,
         )
+        if bench.ingest_baseline is not None and "ingest" in args.only:
+            try:  # a wrong revision or directory is said now, not after the other scenarios ran
+                code_tree(bench.ingest_baseline, bench.workdir)
+            except ValueError as exc:
+                print(f"--ingest-baseline: {exc}", file=sys.stderr)
+                return 2
         results: dict[str, Any] = {}
         try:
             for name in args.only:
@@ -131,7 +171,10 @@ async def run(args: argparse.Namespace) -> int:
             "db": args.db,
             "push_backends": args.push_backends,
             "subscribers": bench.subscribers,
+            "push_rates": bench.push_rates,
+            "floor": bench.floor,
             "capacity": bench.capacity,
+            "ingest_baseline": bench.ingest_baseline,
             "websocket_compression": bench.compression,
             "open_files_limit": fd_limit,
         },

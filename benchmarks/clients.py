@@ -71,42 +71,12 @@ class HttpConnection:
 
     async def _request(self, method: str, path: str, body: bytes, headers: dict[str, str] | None) -> tuple[int, bytes]:
         reader, writer = await self._connect()
-        head = [f"{method} {path} HTTP/1.1", f"host: {self.host}:{self.port}", f"content-length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        status_line = await reader.readline()
-        if not status_line:
+        writer.write(request_bytes(self.host, self.port, method, path, body, headers))
+        try:
+            status, data, close = await read_response(reader)
+        except (ConnectionError, asyncio.IncompleteReadError):
             await self.close()
-            raise ConnectionError("the server closed the connection")
-        status = int(status_line.split()[1])
-        length: int | None = None
-        chunked = False
-        close = False
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            name = name.strip().lower()
-            value = value.strip()
-            if name == "content-length":
-                length = int(value)
-            elif name == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-            elif name == "connection" and value.lower() == "close":
-                close = True
-        if chunked:
-            parts = []
-            while True:
-                size = int((await reader.readline()).split(b";")[0], 16)
-                if size == 0:
-                    await reader.readline()
-                    break
-                parts.append(await reader.readexactly(size))
-                await reader.readline()
-            data = b"".join(parts)
-        else:
-            data = await reader.readexactly(length or 0)
+            raise
         if close:
             await self.close()
         return status, data
@@ -125,6 +95,109 @@ class HttpConnection:
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
         self._reader = self._writer = None
+
+
+def request_bytes(host: str, port: int, method: str, path: str, body: bytes, headers: dict[str, str] | None) -> bytes:
+    head = [f"{method} {path} HTTP/1.1", f"host: {host}:{port}", f"content-length: {len(body)}"]
+    head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """One HTTP/1.1 response: its status, its body, and whether the server closes the connection."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("the server closed the connection")
+    status = int(status_line.split()[1])
+    length: int | None = None
+    chunked = False
+    close = False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        name = name.strip().lower()
+        value = value.strip()
+        if name == "content-length":
+            length = int(value)
+        elif name == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+        elif name == "connection" and value.lower() == "close":
+            close = True
+    if chunked:
+        parts = []
+        while True:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                await reader.readline()
+                break
+            parts.append(await reader.readexactly(size))
+            await reader.readline()
+        data = b"".join(parts)
+    else:
+        data = await reader.readexactly(length or 0)
+    return status, data, close
+
+
+class PipelinedSender:
+    """Requests written on one keep-alive connection at the caller's pace, each without waiting for the
+    answer to the one before (HTTP/1.1 pipelining). The server still reads and answers them one after
+    another, in order, so a generation's changes are applied in the order they were sent; a slow answer
+    delays the server's next request, never the client's schedule. Answers are read in the background."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.answers: list[tuple[int, bytes, float]] = []
+        """(status, body, time.time() it arrived), in the order the requests were sent."""
+        self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    async def open(self) -> None:
+        reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        self._reading = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                status, data, close = await read_response(reader)
+                self.answers.append((status, data, time.time()))
+                if close:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            self._error = exc
+
+    def send(self, method: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> float:
+        """Write one request now; the time.time() it was written."""
+        assert self._writer is not None, "open() first"
+        data = request_bytes(self.host, self.port, method, path, body, headers)
+        at = time.time()
+        self._writer.write(data)
+        return at
+
+    async def wait_answers(self, count: int, within: float) -> bool:
+        """Wait until `count` answers have arrived; False on timeout or a lost connection."""
+        deadline = time.monotonic() + within
+        while len(self.answers) < count:
+            if self._error is not None or (self._reading is not None and self._reading.done()):
+                return False
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.002)
+        return True
+
+    async def close(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reading
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+        self._writer = None
 
 
 def host_port(base_url: str) -> tuple[str, int]:
@@ -325,6 +398,22 @@ class SubscriberFleet:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.0005)
+        return True
+
+    async def wait_quiet(self, total: int, within: float, quiet: float) -> bool:
+        """Wait until `total` messages have arrived, for at most `within` seconds, or until none has
+        arrived for `quiet` seconds (the rest are not coming); True when all arrived."""
+        deadline = time.monotonic() + within
+        seen = self.received
+        last_change = time.monotonic()
+        while self.received < total:
+            now = time.monotonic()
+            if now > deadline or now - last_change > quiet:
+                return False
+            if self.received != seen:
+                seen = self.received
+                last_change = now
+            await asyncio.sleep(0.005)
         return True
 
     async def stop(self, within: float = 120.0) -> tuple[list[tuple[str, list[tuple[int, float]]]], list[str], int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import os
 import re
 import resource
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -29,6 +31,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+FLOOR_DIR = REPO / "benchmarks" / "floor"
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -223,6 +226,8 @@ class Deployment:
     channel: str = field(default_factory=lambda: f"darkroom_bench_{uuid.uuid4().hex[:8]}")
     webhook_secret: str = field(default_factory=new_webhook_secret)
     extra: dict[str, str] = field(default_factory=dict)
+    tree: CodeTree | None = None
+    """The code the servers run; None: this checkout."""
     profile_dir: Path | None = None
     """When set, each server is sampled by py-spy from start to stop: DIR/<server>.folded."""
     servers: list[Server] = field(default_factory=list)
@@ -230,8 +235,10 @@ class Deployment:
     def env(self, name: str) -> dict[str, str]:
         data_dir = self.workdir / name
         data_dir.mkdir(parents=True, exist_ok=True)
+        code = {} if self.tree is None else {"PYTHONPATH": str(self.tree.path)}
         return {
             **os.environ,
+            **code,
             "DATABASE_URL": self.database_url,
             "BROADCAST_URL": self.broadcast_url,
             "BROADCAST_CHANNEL": self.channel,
@@ -256,10 +263,12 @@ class Deployment:
     async def start(self, name: str, *, count_sql: bool = False) -> Server:
         port = free_port()
         module = "benchmarks.sqlcount" if count_sql else "server.cli"
-        command = [sys.executable, "-m", module, "serve", "--port", str(port)]
+        python = sys.executable if self.tree is None else self.tree.python
+        command = [python, "-m", module, "serve", "--port", str(port)]
+        cwd = REPO if self.tree is None else self.tree.path
         log = self.workdir / f"{name}.log"
         with log.open("wb") as sink:
-            process = subprocess.Popen(command, env=self.env(name), cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(command, env=self.env(name), cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
         server = Server(name, port, process, log)
         self.servers.append(server)
         await wait_ready(server)
@@ -271,6 +280,83 @@ class Deployment:
         for server in reversed(self.servers):
             await stop_server(server)
         self.servers.clear()
+
+
+@dataclass(frozen=True)
+class CodeTree:
+    """Another version of Darkroom for servers to run, to compare with this checkout."""
+
+    path: Path
+    python: str
+    label: str
+
+
+def code_tree(spec: str, workdir: Path) -> CodeTree:
+    """The code named by `spec`: a directory holding another checkout (served with its own
+    .venv/bin/python when it has one, else this one), or a git revision of this repository, whose files
+    are exported under `workdir` with `git archive` (no work tree or branch is touched) and served with
+    this checkout's Python and packages."""
+    directory = Path(spec).expanduser()
+    if directory.is_dir():
+        directory = directory.resolve()
+        if not (directory / "server" / "cli.py").is_file():
+            raise ValueError(f"{directory} holds no Darkroom checkout (no server/cli.py)")
+        venv_python = directory / ".venv" / "bin" / "python"
+        python = str(venv_python) if venv_python.exists() else sys.executable
+        return CodeTree(directory, python, str(directory))
+    found = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        raise ValueError(f"{spec!r} is neither a directory nor a git revision of {REPO}")
+    commit = found.stdout.strip()
+    target = workdir / f"tree-{commit[:12]}"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], capture_output=True)
+        if archive.returncode != 0:
+            raise ValueError(f"git archive {commit} failed: {archive.stderr.decode(errors='replace')[:300]}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(target, filter="data")
+    return CodeTree(target, sys.executable, f"{spec} ({commit[:10]})")
+
+
+# --- the floor ------------------------------------------------------------------------------------
+
+
+def floor_unavailable() -> str | None:
+    """Why the floor (benchmarks/floor, a Node `ws` broadcaster) cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node is not installed (the floor is a Node ws broadcaster)"
+    if not (FLOOR_DIR / "node_modules" / "ws" / "package.json").is_file():
+        return "the floor's npm packages are missing: npm ci --prefix benchmarks/floor"
+    return None
+
+
+async def start_floor(workdir: Path, name: str = "floor") -> Server:
+    """The floor on a free port: a bare WebSocket broadcaster the same subscriber processes connect to."""
+    reason = floor_unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    port = free_port()
+    node = shutil.which("node") or "node"
+    log = workdir / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [node, str(FLOOR_DIR / "server.mjs"), "--port", str(port)],
+            cwd=FLOOR_DIR,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(name, port, process, log)
+    try:
+        await wait_ready(server, within=30)
+    except BaseException:
+        await stop_server(server)
+        raise
+    return server
 
 
 async def wait_ready(server: Server, within: float = 60.0) -> None:

@@ -6,13 +6,24 @@ from pathlib import Path
 from typing import Any
 
 GIB_MIB = 1024
+X = "\N{MULTIPLICATION SIGN}"
 
 
-def _push_case(results: dict[str, Any], backend: str, subscribers: int) -> dict[str, Any] | None:
+def _push_case(results: dict[str, Any], backend: str, subscribers: int, rate: float) -> dict[str, Any] | None:
     for case in results.get("push", {}).get("cases", []):
-        if case["backend"] == backend and case["subscribers"] == subscribers:
+        if case["backend"] == backend and case["subscribers"] == subscribers and case.get("rate") == rate:
             return dict(case)
     return None
+
+
+def _by_run(side: dict[str, Any]) -> str:
+    """Each run's webhooks/s, when a side's figure is over several runs: the spread shows the noise."""
+    runs = side.get("webhooks_per_second_by_run") or []
+    return f" ({', '.join(f'{value:,.0f}' for value in runs)})" if len(runs) > 1 else ""
+
+
+def _times(value: float | None) -> str:
+    return "" if value is None else f" ({value:,.1f}{X})"
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
@@ -39,19 +50,32 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, target: str, figure: str, met: bool | None) -> None:
         verdicts.append({"target": name, "goal": target, "figure": figure, "met": met})
 
-    for backend, processes, limit in (
-        ("memory", "1 process, memory://", 25.0),
-        ("postgres", "2 processes, Postgres", 50.0),
-    ):
-        case = _push_case(results, backend, 1000)
-        p99 = case["latency"]["p99_ms"] if case else None
-        complete = case is not None and case["deliveries"] == case["expected_deliveries"] == 1000 * case["events"]
-        add(
-            f"Push p99, 1,000 subscribers, {processes}",
-            f"≤ {limit:.0f} ms",
-            _fmt(p99, " ms") if case else "not run",
-            None if p99 is None else (p99 <= limit and complete),
+    for rate, limit, complete_too in ((2.0, 2.0, False), (20.0, 3.0, True)):
+        name = f"Push p99 at {rate:g} changes/s, 1,000 subscribers, 1 process (memory://)"
+        goal = f"≤ {limit:g}{X} the floor" + (", every event delivered" if complete_too else "")
+        case = _push_case(results, "memory", 1000, rate)
+        floor = _push_case(results, "floor", 1000, rate)
+        if case is None or floor is None:
+            add(name, goal, "not run" if case is None else "floor not run", None)
+            continue
+        times = case.get("vs_floor", {}).get("p99")
+        delivered = f", {case['deliveries']:,}/{case['expected_deliveries']:,} delivered" if complete_too else ""
+        figure = (
+            f"{_fmt(case['latency']['p99_ms'], ' ms')} vs {_fmt(floor['latency']['p99_ms'], ' ms')}"
+            f"{_times(times)}{delivered}"
         )
+        met = None if times is None else times <= limit and (not complete_too or bool(case["all_delivered"]))
+        add(name, goal, figure, met)
+    name = "First change after subscribing, 1,000 subscribers, 2 changes/s (memory://)"
+    case = _push_case(results, "memory", 1000, 2.0)
+    first = case["first_vs_median_change"] if case else None
+    if case is None or first is None:
+        add(name, f"≤ 1.5{X} the median change", "not run", None)
+    else:
+        figure = (
+            f"{_fmt(case['first_change_p50_ms'], ' ms')} vs {_fmt(case['median_change_p50_ms'], ' ms')}{_times(first)}"
+        )
+        add(name, f"≤ 1.5{X} the median change", figure, first <= 1.5)
 
     cap = results.get("capacity", {})
     if "rss_mib" in cap:
@@ -96,17 +120,27 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
     push = results.get("push", {})
     if push.get("cases"):
         out += [
-            "Push latency, signed webhook sent → event received by each subscriber:",
+            "Push latency at a fixed rate, change sent (Darkroom: signed webhook; floor: POST /publish) → frame "
+            "received by each subscriber, every change counted; Darkroom's figures also as a multiple of the "
+            "floor's:",
             "",
-            "| Broadcast | Processes | Subscribers | p50 | p95 | p99 | Last subscriber p50 | Delivered |",
-            "|---|---|---|---|---|---|---|---|",
+            "| Server | Broadcast | Processes | Subscribers | Changes/s | p50 | p95 | p99 | First change p50 "
+            "| First / median change | Delivered |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in push["cases"]:
             lat = c["latency"]
+            vs = c.get("vs_floor", {})
+            floor = c["backend"] == "floor"
+
+            def cell(key: str, lat: dict[str, Any] = lat, vs: dict[str, Any] = vs) -> str:
+                return _fmt(lat[f"{key}_ms"], " ms", 1) + _times(vs.get(key))
+
             out.append(
-                f"| {c['backend']} | {c['processes']} | {c['subscribers']:,} | {_fmt(lat['p50_ms'], ' ms', 2)} "
-                f"| {_fmt(lat['p95_ms'], ' ms', 2)} | {_fmt(lat['p99_ms'], ' ms', 2)} "
-                f"| {_fmt(c['last_subscriber']['p50_ms'], ' ms', 2)} "
+                f"| {'floor (Node ws)' if floor else 'Darkroom'} | {'-' if floor else c['backend']} "
+                f"| {c['processes']} | {c['subscribers']:,} | {c['rate']:g} "
+                f"| {cell('p50')} | {cell('p95')} | {cell('p99')} "
+                f"| {_fmt(c['first_change_p50_ms'], ' ms')} | {_fmt(c['first_vs_median_change'], X, 2)} "
                 f"| {c['deliveries']:,}/{c['expected_deliveries']:,} |"
             )
         out.append("")
@@ -117,28 +151,62 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
     cap = results.get("capacity", {})
     if "rss_mib" in cap:
         out += [
-            "Capacity, idle subscriptions held by one process:",
+            "Capacity: idle subscriptions held by one process, then a few changes pushed to all of them, one "
+            "at a time:",
             "",
-            "| Subscriptions | RSS before | RSS with them | Per subscription | Opened at | One change to all |",
-            "|---|---|---|---|---|---|",
-            f"| {cap['subscribed']:,} | {_fmt(cap['rss_base_mib'], ' MiB')} | {_fmt(cap['rss_mib'], ' MiB')} "
-            f"| {_fmt(cap['kib_per_subscription'], ' KiB')} | {_fmt(cap['subscriptions_per_second'], '/s', 0)} "
-            f"| {_fmt(cap['fanout']['max_ms'], ' ms', 0)} |",
-            "",
+            "| Server | Subscriptions | RSS before | RSS with them | Per subscription | Opened at | Push p50 "
+            "| Push p99 | First change p50 | Delivered |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        for label, side in (("Darkroom", cap), ("floor (Node ws)", cap.get("floor", {}))):
+            if "rss_mib" not in side:
+                continue
+            pushed = side["push"]
+            vs = pushed.get("vs_floor", {})
+            out.append(
+                f"| {label} | {side['subscribed']:,} | {_fmt(side['rss_base_mib'], ' MiB')} "
+                f"| {_fmt(side['rss_mib'], ' MiB')} | {_fmt(side['kib_per_subscription'], ' KiB')} "
+                f"| {_fmt(side['subscriptions_per_second'], '/s', 0)} "
+                f"| {_fmt(pushed['latency']['p50_ms'], ' ms', 0)}{_times(vs.get('p50'))} "
+                f"| {_fmt(pushed['latency']['p99_ms'], ' ms', 0)}{_times(vs.get('p99'))} "
+                f"| {_fmt(pushed['first_change_p50_ms'], ' ms', 0)} "
+                f"| {pushed['deliveries']:,}/{pushed['expected_deliveries']:,} |"
+            )
+        out.append("")
+        for outcome in ("skipped", "error"):
+            if isinstance(cap.get("floor", {}).get(outcome), str):
+                out += [
+                    f"Capacity of the floor {'failed' if outcome == 'error' else outcome}: {cap['floor'][outcome]}",
+                    "",
+                ]
     ing = results.get("ingest", {})
     if "webhooks_per_second" in ing:
         out += [
             "Webhook ingestion, PostgreSQL, one process:",
             "",
-            "| Webhooks | In flight | Per second | Lost | Response p50 | Response p99 | Server CPU per webhook |",
-            "|---|---|---|---|---|---|---|",
-            f"| {ing['webhooks']:,} | {ing['in_flight']} | {_fmt(ing['webhooks_per_second'], '/s', 0)} "
-            f"| {ing['lost'] + ing['generations_with_wrong_final_state']} "
-            f"| {_fmt(ing['response']['p50_ms'], ' ms')} | {_fmt(ing['response']['p99_ms'], ' ms')} "
-            f"| {_fmt(ing['server_cpu_ms_per_webhook'], ' ms', 2)} |",
-            "",
+            "| Code | Webhooks | In flight | Per second | Lost | Response p50 | Response p99 "
+            "| Server CPU per webhook |",
+            "|---|---|---|---|---|---|---|---|",
         ]
+        sides = [(f"baseline: {ing['baseline']['code']}", ing["baseline"])] if "baseline" in ing else []
+        sides.append(("this checkout", ing))
+        for label, side in sides:
+            out.append(
+                f"| {label} | {side['webhooks']:,} | {side['in_flight']} "
+                f"| {_fmt(side['webhooks_per_second'], '/s', 0)}{_by_run(side)} "
+                f"| {side['lost'] + side['generations_with_wrong_final_state']} "
+                f"| {_fmt(side['response']['p50_ms'], ' ms')} | {_fmt(side['response']['p99_ms'], ' ms')} "
+                f"| {_fmt(side['server_cpu_ms_per_webhook'], ' ms', 2)} |"
+            )
+        if "vs_baseline" in ing:
+            vs = ing["vs_baseline"]
+            out += [
+                "",
+                f"This checkout against the baseline, runs interleaved ({len(ing['runs'])} in all): "
+                f"webhooks/s {_fmt(vs['webhooks_per_second'], X, 2)}, server CPU per webhook "
+                f"{_fmt(vs['server_cpu_ms_per_webhook'], X, 2)}, response p50 {_fmt(vs['response_p50'], X, 2)}.",
+            ]
+        out.append("")
     rd = results.get("reads", {})
     if "latency" in rd:
         lat = rd["latency"]
@@ -210,29 +278,32 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
                 fontsize=8,
             )
 
-    # Push latency by subscribers and backend.
+    # Push latency: each case's p50, p95 and p99, the floor's beside Darkroom's.
     ax = axes[0][0]
-    cases = results.get("push", {}).get("cases", [])
-    for backend, colour in (("memory", "tab:blue"), ("postgres", "tab:orange"), ("redis", "tab:red")):
-        mine = sorted(
-            (c for c in cases if c["backend"] == backend and c["latency"]["n"]), key=lambda c: c["subscribers"]
-        )
-        if not mine:
-            continue
-        xs = [c["subscribers"] for c in mine]
-        label = "memory:// (1 process)" if backend == "memory" else f"{backend} (2 processes)"
-        ax.plot(xs, [c["latency"]["p50_ms"] for c in mine], "o-", color=colour, label=f"{label} p50")
-        ax.plot(xs, [c["latency"]["p99_ms"] for c in mine], "s--", color=colour, label=f"{label} p99", alpha=0.7)
-    ax.axhline(25, color="tab:blue", linewidth=0.8, linestyle=":", label="target p99, memory:// (25 ms)")
-    ax.axhline(50, color="tab:orange", linewidth=0.8, linestyle=":", label="target p99, Postgres (50 ms)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("concurrent subscribers")
-    ax.set_ylabel("signed webhook sent → event at subscriber (ms)")
-    ax.set_title("Push latency")
-    ax.legend(fontsize=7)
+    cases = [c for c in results.get("push", {}).get("cases", []) if c["latency"]["n"]]
+    ax.set_title("Push latency at a fixed rate, Darkroom and the floor")
+    if cases:
+        spots = list(range(len(cases)))
+        for offset, (key, colour) in enumerate((("p50", "tab:blue"), ("p95", "tab:orange"), ("p99", "tab:red"))):
+            values = [c["latency"][f"{key}_ms"] or 0 for c in cases]
+            bars = ax.bar([x + (offset - 1) * 0.27 for x in spots], values, width=0.27, color=colour, label=key)
+            if key == "p99":
+                for bar, c in zip(bars, cases, strict=True):
+                    times = c.get("vs_floor", {}).get("p99")
+                    text = f"{bar.get_height():,.0f}" + ("" if times is None else f"\n{times:.1f}{X}")
+                    ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", fontsize=6)
+        counts = {c["subscribers"] for c in cases}
+        names = [
+            f"{c['backend']}\n{c['rate']:g}/s" + ("" if len(counts) == 1 else f", {c['subscribers']:,}") for c in cases
+        ]
+        ax.set_xticks(spots, names, fontsize=7)
+        if len(counts) == 1:
+            ax.set_xlabel(f"{counts.pop():,} subscribers; labels: p99 in ms and as a multiple of the floor's")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel("change sent → frame at subscriber (ms)")
+        ax.legend(fontsize=7)
 
     # Polling vs. subscription: time to notice.
     ax = axes[0][1]
@@ -276,7 +347,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
     ax.set_title("Server memory, idle subscriptions")
     if "rss_mib" in cap:
         xs = [0, cap["subscribed"]]
-        ax.plot(xs, [cap["rss_base_mib"], cap["rss_mib"]], "o-", color="tab:purple", label="measured RSS")
+        ax.plot(xs, [cap["rss_base_mib"], cap["rss_mib"]], "o-", color="tab:purple", label="Darkroom RSS")
         if cap["subscribed"] < 10_000:
             ax.plot(
                 [cap["subscribed"], 10_000],
@@ -284,6 +355,15 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
                 ":",
                 color="tab:purple",
                 label="projected",
+            )
+        floor = cap.get("floor", {})
+        if "rss_mib" in floor:
+            ax.plot(
+                [0, floor["subscribed"]],
+                [floor["rss_base_mib"], floor["rss_mib"]],
+                "o-",
+                color="tab:grey",
+                label="floor (Node ws)",
             )
         ax.axhline(GIB_MIB, color="grey", linewidth=0.8, linestyle=":", label="target (1 GiB)")
         ax.set_xlabel("subscriptions")
@@ -297,7 +377,12 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
     ax.set_title("Signed webhooks per second, PostgreSQL")
     if "webhooks_per_second" in ing:
         lost = ing["lost"] + ing["generations_with_wrong_final_state"]
-        bars = ax.bar(["one process"], [ing["webhooks_per_second"]], color="tab:cyan", width=0.4)
+        names = ["this checkout"]
+        values = [ing["webhooks_per_second"]]
+        if "baseline" in ing:
+            names.insert(0, "baseline")
+            values.insert(0, ing["baseline"]["webhooks_per_second"])
+        bars = ax.bar(names, values, color="tab:cyan", width=0.4)
         label_bars(ax, bars, "/s")
         ax.axhline(500, color="grey", linewidth=0.8, linestyle=":", label="target (500/s)")
         ax.set_xlabel(f"{ing['webhooks']:,} webhooks, {ing['in_flight']} in flight, {lost} lost")

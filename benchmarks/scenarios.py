@@ -3,6 +3,9 @@
 Each scenario starts its own servers on a fresh database, makes the generations it needs through the
 GraphQL mutation (the embedded simulator accepts them and then stays silent), and drives every change
 itself with signed webhooks, each carrying one more progress line, so each is a real change.
+
+Push and capacity also measure the floor (benchmarks/floor: a bare Node `ws` broadcaster, no GraphQL,
+no database) with the same subscriber processes, triggered by a POST where Darkroom gets a webhook.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import re
 import statistics
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from benchmarks.clients import (
     START,
     STATUS,
     HttpConnection,
+    PipelinedSender,
     PollerFleet,
     SubscriberFleet,
     Webhook,
@@ -35,11 +39,16 @@ from benchmarks.clients import (
 )
 from benchmarks.harness import (
     REDIS_URL,
+    CodeTree,
     Databases,
     Deployment,
     Server,
+    code_tree,
+    floor_unavailable,
     postgres_unavailable,
     redis_unavailable,
+    start_floor,
+    stop_server,
     summary_ms,
 )
 
@@ -56,8 +65,13 @@ class Bench:
     quick: bool = False
     db: str = "postgres"
     push_backends: list[str] = field(default_factory=lambda: ["memory", "postgres", "redis"])
-    subscribers: list[int] = field(default_factory=lambda: [1, 100, 1000])
+    subscribers: list[int] = field(default_factory=lambda: [1000])
+    push_rates: list[float] = field(default_factory=lambda: [2.0, 20.0])
+    floor: bool = True
+    """Measure the floor (benchmarks/floor) beside Darkroom in push and capacity."""
     capacity: int = 10_000
+    ingest_baseline: str | None = None
+    """A git revision or another checkout's directory to run the ingest scenario against as well."""
     compression: bool = True
     profile_dir: Path | None = None
     databases: Databases = field(default_factory=Databases)
@@ -176,112 +190,293 @@ async def metric(server: Server, name: str) -> float | None:
     return float(match.group(1)) if status == 200 and match else None
 
 
+# --- push targets: Darkroom and the floor ---------------------------------------------------------
+
+
+@dataclass
+class PushTarget:
+    """Where push cases run: the floor, or Darkroom with one broadcast backend."""
+
+    name: str
+    """"floor", or Darkroom's broadcast: "memory", "postgres" or "redis"."""
+    publisher: Server
+    """Receives the triggers: Darkroom's signed webhooks, or the floor's POST /publish."""
+    subscriber: Server
+    """Holds the subscriptions (the publisher itself in one-process cases)."""
+    deployment: Deployment | None = None
+    """Darkroom's settings; None for the floor."""
+
+    @property
+    def processes(self) -> int:
+        return 1 if self.publisher is self.subscriber else 2
+
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+@dataclass
+class Subject:
+    """One generation that subscribers follow, and the triggers that change it, built when needed (a
+    webhook's signature carries its time)."""
+
+    generation_id: str
+    sequence: int
+    """Its sequence before the first trigger."""
+    next_trigger: Callable[[], tuple[str, bytes, dict[str, str]]]
+    """Path, body and headers of the next change's POST."""
+
+
+async def new_subject(target: PushTarget, changes: int) -> Subject:
+    """A fresh generation, changed once before anyone listens (Darkroom: STARTING -> PROCESSING)."""
+    conn = connection(target.publisher)
+    try:
+        if target.deployment is None:
+            from server.graphql.ids import encode_id
+
+            generation_id = encode_id("Generation", uuid.uuid4())  # the size of Darkroom's ids
+            total = changes + 1
+            steps = iter(range(1, total + 1))
+
+            def floor_trigger() -> tuple[str, bytes, dict[str, str]]:
+                body = json.dumps({"id": generation_id, "progress": round(next(steps) / total, 2)}).encode()
+                return "/publish", body, JSON_HEADERS
+
+            path, body, headers = floor_trigger()
+            status, data = await conn.request("POST", path, body, headers)
+            assert status == 200, data
+            return Subject(generation_id, int(json.loads(data)["sequence"]), floor_trigger)
+        (generation_id,) = await start_generations(target.publisher, 1)
+        database_url = target.deployment.database_url
+        prediction = (await prediction_ids(database_url, [generation_id]))[generation_id]
+        driver = Driver(target.deployment.webhook_secret, prediction, changes + 1)
+        outcome = await send_webhook(conn, driver.next_hook())
+        assert outcome == "applied", outcome
+        sequence = await current_sequence(conn, generation_id)
+
+        def webhook() -> tuple[str, bytes, dict[str, str]]:
+            hook = driver.next_hook()
+            return "/webhooks/replicate", hook.body, hook.headers
+
+        return Subject(generation_id, sequence, webhook)
+    finally:
+        await conn.close()
+
+
+def outcome_of(status: int, data: bytes) -> str:
+    """Darkroom's verdict on a webhook (applied, duplicate, stale, unknown), the floor's, or the status."""
+    if status != 200:
+        return f"http_{status}"
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(data).get("result"))
+    return "unreadable"
+
+
+def deliveries(records: list[tuple[str, list[tuple[int, float]]]], sent_at: dict[int, float]) -> dict[str, Any]:
+    """Every change's arrival at every subscriber, measured from the moment its trigger was sent: all
+    changes counted, the first change after subscribing also on its own."""
+    latencies: list[float] = []
+    by_change: dict[int, list[float]] = {}
+    duplicates = out_of_order = unexpected = 0
+    for _, received in records:
+        seen: set[int] = set()
+        highest = -1
+        for seq, at in received:
+            if seq not in sent_at:
+                unexpected += 1
+                continue
+            if seq in seen:
+                duplicates += 1
+                continue
+            seen.add(seq)
+            if seq < highest:
+                out_of_order += 1
+            highest = max(highest, seq)
+            latency = at - sent_at[seq]
+            latencies.append(latency)
+            by_change.setdefault(seq, []).append(latency)
+    first = min(sent_at) if sent_at else None
+    change_p50 = {seq: statistics.median(values) for seq, values in sorted(by_change.items())}
+    first_p50 = change_p50.get(first) if first is not None else None
+    later = [value for seq, value in change_p50.items() if seq != first]
+    median_change = statistics.median(later) if later else None
+
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000, 3)
+
+    return {
+        "deliveries": len(latencies),
+        "latency": summary_ms(latencies),
+        "first_change_p50_ms": ms(first_p50),
+        "median_change_p50_ms": ms(median_change),
+        "first_vs_median_change": (
+            round(first_p50 / median_change, 2) if first_p50 is not None and median_change else None
+        ),
+        "last_subscriber": summary_ms([max(by_change[seq]) for seq in sorted(by_change)]),
+        "change_p50_ms": [round(value * 1000, 1) for value in change_p50.values()],
+        "last_subscriber_by_change_ms": [round(max(by_change[seq]) * 1000, 1) for seq in sorted(by_change)],
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "unexpected": unexpected,
+    }
+
+
+def ratio(value: float | None, floor: float | None) -> float | None:
+    return round(value / floor, 2) if value is not None and floor else None
+
+
 # --- 1. push latency ------------------------------------------------------------------------------
+
+SETTLE_SECONDS = 0.0
+"""Pause between the last subscription's first frame and the first change, for Darkroom and the floor:
+none, so work a server leaves for after a subscription's first frame is charged to the first change."""
 
 
 async def push(bench: Bench) -> dict[str, Any]:
+    """Darkroom and the floor, side by side: for each subscriber count and rate, the floor's case and
+    then each backend's, every case on fresh subscriptions to a fresh generation."""
     cases: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
-    for backend in bench.push_backends:
-        try:
-            if backend == "memory":
-                deployment = bench.deployment(await bench.database("push_memory"))
+    targets: list[PushTarget] = []
+    deployments: list[Deployment] = []
+    floor: Server | None = None
+    try:
+        if bench.floor:
+            reason = floor_unavailable()
+            if reason:
+                skipped["floor"] = reason
             else:
-                database = await bench.postgres(f"push_{backend}")
-                if backend == "redis":
-                    reason = await redis_unavailable(REDIS_URL)
-                    if reason:
-                        raise Skipped(reason)
-                broadcast = database if backend == "postgres" else REDIS_URL
-                deployment = bench.deployment(database, broadcast_url=broadcast)
-        except Skipped as exc:
-            skipped[backend] = str(exc)
-            continue
-        try:
-            webhook_server = await deployment.start(f"push-{backend}-a")
-            subscriber_server = webhook_server if backend == "memory" else await deployment.start(f"push-{backend}-b")
-            for count in bench.subscribers:
-                print(f"  push: {backend}, {count} subscriber(s)", flush=True)
-                cases.append(await _push_case(bench, deployment, webhook_server, subscriber_server, backend, count))
-        except Exception as exc:  # one backend failing keeps the others' figures
-            failed[backend] = f"{type(exc).__name__}: {exc}"
-            print(f"  push via {backend} failed: {failed[backend]}", flush=True)
-        finally:
+                floor = await start_floor(bench.workdir, "push-floor")
+                targets.append(PushTarget("floor", floor, floor))
+        for backend in bench.push_backends:
+            try:
+                if backend == "memory":
+                    deployment = bench.deployment(await bench.database("push_memory"))
+                else:
+                    database = await bench.postgres(f"push_{backend}")
+                    if backend == "redis":
+                        reason = await redis_unavailable(REDIS_URL)
+                        if reason:
+                            raise Skipped(reason)
+                    broadcast = database if backend == "postgres" else REDIS_URL
+                    deployment = bench.deployment(database, broadcast_url=broadcast)
+            except Skipped as exc:
+                skipped[backend] = str(exc)
+                continue
+            deployments.append(deployment)
+            try:
+                a = await deployment.start(f"push-{backend}-a")
+                b = a if backend == "memory" else await deployment.start(f"push-{backend}-b")
+            except Exception as exc:
+                failed[backend] = f"{type(exc).__name__}: {exc}"
+                print(f"  push via {backend} failed: {failed[backend]}", flush=True)
+                continue
+            targets.append(PushTarget(backend, a, b, deployment))
+        for count in bench.subscribers:
+            for rate in bench.push_rates:
+                for target in targets:
+                    if target.name in failed:
+                        continue
+                    print(f"  push: {target.name}, {count:,} subscriber(s), {rate:g} changes/s", flush=True)
+                    try:
+                        cases.append(await _push_case(bench, target, count, rate))
+                    except Exception as exc:  # one target failing keeps the others' figures
+                        failed[target.name] = f"{type(exc).__name__}: {exc}"
+                        print(f"  push via {target.name} failed: {failed[target.name]}", flush=True)
+    finally:
+        for deployment in deployments:
             await deployment.stop()
-    return {"cases": cases, "skipped": skipped, "failed": failed}
+        if floor is not None:
+            await stop_server(floor)
+    for case in cases:
+        floor_case = next(
+            (
+                c
+                for c in cases
+                if c["backend"] == "floor" and c["subscribers"] == case["subscribers"] and c["rate"] == case["rate"]
+            ),
+            None,
+        )
+        if case["backend"] != "floor" and floor_case is not None:
+            case["vs_floor"] = {
+                key: ratio(case["latency"][f"{key}_ms"], floor_case["latency"][f"{key}_ms"])
+                for key in ("p50", "p95", "p99")
+            }
+    return {"cases": cases, "skipped": skipped, "failed": failed, "settle_seconds": SETTLE_SECONDS}
 
 
-def _push_events(bench: Bench, subscribers: int) -> int:
+def _push_changes(bench: Bench, rate: float) -> int:
+    """Changes per case: 30 at 2/s (15 s), 200 at 20/s (10 s); quick: 6 at 2/s, 20 at 20/s."""
     if bench.quick:
-        return 10
-    return min(200, max(40, 40_000 // subscribers))
+        return max(6, round(rate))
+    return max(30, round(10 * rate))
 
 
-async def _push_case(
-    bench: Bench, deployment: Deployment, a: Server, b: Server, backend: str, subscribers: int
-) -> dict[str, Any]:
-    events = _push_events(bench, subscribers)
-    warmup = 3
-    (generation_id,) = await start_generations(a, 1)
-    prediction = (await prediction_ids(deployment.database_url, [generation_id]))[generation_id]
-    driver = Driver(deployment.webhook_secret, prediction, warmup + events + 2)
-    conn = connection(a)
-    outcome = await send_webhook(conn, driver.next_hook())  # STARTING -> PROCESSING, before anyone listens
-    assert outcome == "applied", outcome
-    fleet = SubscriberFleet(b.ws_url, [generation_id] * subscribers, compression=bench.compression)
+async def _push_case(bench: Bench, target: PushTarget, subscribers: int, rate: float) -> dict[str, Any]:
+    changes = _push_changes(bench, rate)
+    subject = await new_subject(target, changes)
+    fleet = SubscriberFleet(
+        target.subscriber.ws_url, [subject.generation_id] * subscribers, compression=bench.compression
+    )
     await fleet.start()
-    sequence = await current_sequence(conn, generation_id)
+    await asyncio.sleep(SETTLE_SECONDS)
+    triggers = [subject.next_trigger() for _ in range(changes)]
+    rss = target.subscriber.rss_bytes()
+    servers = list({id(s): s for s in (target.publisher, target.subscriber)}.values())
+    cpu_before = [server.cpu_seconds() for server in servers]
+    sender = PipelinedSender(*host_port(target.publisher.base_url))
+    await sender.open()
+    sent: list[float] = []
+    lag: list[float] = []
+    begin = time.monotonic() + 0.05
+    # Open loop: change i is sent at begin + i / rate, whatever became of the ones before it.
+    for index, (path, body, headers) in enumerate(triggers):
+        due = begin + index / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag.append(max(0.0, time.monotonic() - due))
+        sent.append(sender.send("POST", path, body, headers))
+    sending_seconds = time.monotonic() - begin
+    answered = await sender.wait_answers(changes, within=120)
     sent_at: dict[int, float] = {}
     responses: list[float] = []
     outcomes: Counter[str] = Counter()
-    timeouts = 0
-    expected = 0
-    for index in range(warmup + events):
-        hook = driver.next_hook()
-        before = time.time()
-        outcome = await send_webhook(conn, hook)
-        after = time.time()
+    sequence = subject.sequence
+    for (status, data, at), sent_time in zip(sender.answers, sent, strict=False):
+        outcome = outcome_of(status, data)
         outcomes[outcome] += 1
-        if outcome != "applied":
-            continue
-        sequence += 1
-        expected += fleet.opened
-        if index >= warmup:
-            sent_at[sequence] = before
-            responses.append(after - before)
-        # One change at a time: the next webhook goes once every subscriber has this one (or 30 s
-        # passed), so each figure is the latency of one change, not of a queue of them.
-        if not await fleet.wait_for(expected, within=30):
-            timeouts += 1
-            expected = fleet.received
-        await asyncio.sleep(0.005 + random.random() * 0.005)
+        responses.append(at - sent_time)
+        if outcome == "applied":  # answered in order: the k-th applied change is sequence + k
+            sequence += 1
+            sent_at[sequence] = sent_time
+    await sender.close()
+    expected = fleet.opened * len(sent_at)
+    all_arrived = await fleet.wait_quiet(expected, within=180, quiet=15)
+    cpu = sum(server.cpu_seconds() - before for server, before in zip(servers, cpu_before, strict=True))
     await asyncio.sleep(0.2)
     records, errors, error_count = await fleet.stop()
-    await conn.close()
-    latencies: list[float] = []
-    last_arrival: dict[int, float] = {}
-    for _, received in records:
-        for seq, at in received:
-            if seq in sent_at:
-                latencies.append(at - sent_at[seq])
-                last_arrival[seq] = max(last_arrival.get(seq, 0.0), at)
-    fanout = [last_arrival[seq] - sent_at[seq] for seq in sorted(last_arrival)]
+    found = deliveries(records, sent_at)
     return {
-        "backend": backend,
-        "processes": 1 if a is b else 2,
+        "backend": target.name,
+        "server": "floor" if target.deployment is None else "darkroom",
+        "processes": target.processes,
         "subscribers": subscribers,
         "subscribed": fleet.opened,
         "subscribe_failures": fleet.failed,
+        "rate": rate,
+        "changes": changes,
         "events": len(sent_at),
-        "expected_deliveries": fleet.opened * len(sent_at),
-        "deliveries": len(latencies),
-        "latency": summary_ms(latencies),
-        "last_subscriber": summary_ms(fanout),
-        "last_subscriber_by_event_ms": [round(seconds * 1000, 1) for seconds in fanout],
+        "sent_at_rate": round((changes - 1) / sending_seconds, 2) if sending_seconds > 0 else None,
+        "send_lag": summary_ms(lag),
+        "expected_deliveries": expected,
+        "all_delivered": all_arrived and found["deliveries"] == expected,
+        **found,
         "webhook_response": summary_ms(responses),
         "webhook_outcomes": dict(outcomes),
-        "wait_timeouts": timeouts,
+        "all_answered": answered,
+        "server_cpu_ms_per_change": round(cpu / max(changes, 1) * 1000, 2),
+        "subscriber_rss_mib": round(rss / 2**20, 1),
         "client_errors": error_count,
         "client_error_sample": errors[:3],
     }
@@ -291,49 +486,95 @@ async def _push_case(
 
 
 async def capacity(bench: Bench) -> dict[str, Any]:
-    count = bench.capacity
+    """Darkroom holding `bench.capacity` idle subscriptions in one process, then a few changes pushed to
+    all of them; the floor the same way, when it can run."""
     deployment = bench.deployment(await bench.database("capacity"))
     try:
         server = await deployment.start("capacity")
-        (generation_id,) = await start_generations(server, 1)
-        prediction = (await prediction_ids(deployment.database_url, [generation_id]))[generation_id]
-        driver = Driver(deployment.webhook_secret, prediction, 10)
-        conn = connection(server)
-        await send_webhook(conn, driver.next_hook())
-        # A few subscriptions first, so one-off costs (imports, caches) are not charged per subscription.
-        warm = SubscriberFleet(server.ws_url, [generation_id] * 10, compression=bench.compression)
-        await warm.start()
-        await asyncio.sleep(1.0)
-        rss_base = server.rss_bytes()
-        print(f"  capacity: opening {count} subscriptions", flush=True)
-        fleet = SubscriberFleet(
-            server.ws_url,
-            [generation_id] * count,
-            per_process=2500,
-            max_processes=4,
-            compression=bench.compression,
-        )
-        started = time.perf_counter()
-        await fleet.start(within=900)
-        open_seconds = time.perf_counter() - started
-        await asyncio.sleep(2.0)
-        rss_after = server.rss_bytes()
-        open_gauge = await metric(server, "darkroom_open_subscriptions")
-        # Still alive? One change, to every subscriber.
-        cpu_before = server.cpu_seconds()
-        sent = time.time()
-        await send_webhook(conn, driver.next_hook())
-        all_received = await fleet.wait_for(fleet.opened, within=300)
-        cpu_fanout = server.cpu_seconds() - cpu_before
-        rss_peak = server.rss_bytes()
-        records, errors, error_count = await fleet.stop()
-        await warm.stop()
-        await conn.close()
+        result = await _hold_and_push(bench, PushTarget("memory", server, server, deployment))
     finally:
         await deployment.stop()
-    arrivals = [at - sent for _, received in records for _, at in received]
+    if bench.floor:
+        reason = floor_unavailable()
+        if reason:
+            result["floor"] = {"skipped": reason}
+        else:
+            try:  # the floor failing keeps Darkroom's figures
+                floor = await start_floor(bench.workdir, "capacity-floor")
+                try:
+                    result["floor"] = await _hold_and_push(bench, PushTarget("floor", floor, floor))
+                finally:
+                    await stop_server(floor)
+            except Exception as exc:
+                result["floor"] = {"error": f"{type(exc).__name__}: {exc}"}
+                print(f"  capacity of the floor failed: {result['floor']['error']}", flush=True)
+            else:
+                mine, theirs = result["push"]["latency"], result["floor"]["push"]["latency"]
+                result["push"]["vs_floor"] = {
+                    key: ratio(mine[f"{key}_ms"], theirs[f"{key}_ms"]) for key in ("p50", "p99")
+                }
+    return result
+
+
+def _capacity_changes(bench: Bench) -> int:
+    return 3 if bench.quick else 5
+
+
+async def _hold_and_push(bench: Bench, target: PushTarget) -> dict[str, Any]:
+    count = bench.capacity
+    server = target.subscriber
+    changes = _capacity_changes(bench)
+    subject = await new_subject(target, changes)
+    # A few subscriptions first, so one-off costs (imports, caches) are not charged per subscription.
+    warm = SubscriberFleet(server.ws_url, [subject.generation_id] * 10, compression=bench.compression)
+    await warm.start()
+    await asyncio.sleep(1.0)
+    rss_base = server.rss_bytes()
+    print(f"  capacity: {target.name}, opening {count:,} subscriptions", flush=True)
+    fleet = SubscriberFleet(
+        server.ws_url,
+        [subject.generation_id] * count,
+        per_process=2500,
+        max_processes=4,
+        compression=bench.compression,
+    )
+    started = time.perf_counter()
+    await fleet.start(within=900)
+    open_seconds = time.perf_counter() - started
+    await asyncio.sleep(2.0)
+    rss_after = server.rss_bytes()
+    open_gauge = await metric(server, "darkroom_open_subscriptions") if target.deployment is not None else None
+    # Still alive? A few changes, one at a time, each to every subscriber (the warm ones included).
+    print(f"  capacity: {target.name}, {changes} changes to all of them", flush=True)
+    conn = connection(target.publisher)
+    sent_at: dict[int, float] = {}
+    responses: list[float] = []
+    outcomes: Counter[str] = Counter()
+    sequence = subject.sequence
+    cpu_before = server.cpu_seconds()
+    all_arrived = True
+    for _ in range(changes):
+        path, body, headers = subject.next_trigger()
+        before = time.time()
+        status, data = await conn.request("POST", path, body, headers)
+        responses.append(time.time() - before)
+        outcome = outcome_of(status, data)
+        outcomes[outcome] += 1
+        if outcome == "applied":
+            sequence += 1
+            sent_at[sequence] = before
+        arrived = await fleet.wait_quiet(fleet.opened * len(sent_at), within=300, quiet=30)
+        all_arrived = all_arrived and arrived
+        await asyncio.sleep(0.5)
+    cpu_push = server.cpu_seconds() - cpu_before
+    rss_peak = server.rss_bytes()
+    await conn.close()
+    records, errors, error_count = await fleet.stop()
+    await warm.stop()
+    found = deliveries(records, sent_at)
     per_subscription = (rss_after - rss_base) / max(fleet.opened, 1)
     projected = rss_base + per_subscription * 10_000
+    expected = fleet.opened * len(sent_at)
     return {
         "subscriptions": count,
         "subscribed": fleet.opened,
@@ -344,14 +585,20 @@ async def capacity(bench: Bench) -> dict[str, Any]:
         "subscriptions_per_second": round(fleet.opened / open_seconds, 1) if open_seconds else None,
         "rss_base_mib": round(rss_base / 2**20, 1),
         "rss_mib": round(rss_after / 2**20, 1),
-        "rss_after_fanout_mib": round(rss_peak / 2**20, 1),
+        "rss_after_push_mib": round(rss_peak / 2**20, 1),
         "kib_per_subscription": round(per_subscription / 1024, 2),
         "projected_rss_at_10000_mib": round(projected / 2**20, 1),
         "websocket_compression": bench.compression,
-        "fanout_all_received": all_received,
-        "fanout_deliveries": len(arrivals),
-        "fanout": summary_ms(arrivals),
-        "fanout_cpu_seconds": round(cpu_fanout, 3),
+        "push": {
+            "changes": changes,
+            "events": len(sent_at),
+            "expected_deliveries": expected,
+            "all_delivered": all_arrived and found["deliveries"] == expected,
+            **found,
+            "webhook_response": summary_ms(responses),
+            "webhook_outcomes": dict(outcomes),
+            "server_cpu_ms_per_change": round(cpu_push / max(changes, 1) * 1000, 1),
+        },
         "client_errors": error_count,
         "client_error_sample": errors[:3],
     }
@@ -361,11 +608,72 @@ async def capacity(bench: Bench) -> dict[str, Any]:
 
 
 async def ingest(bench: Bench) -> dict[str, Any]:
+    """One run against this checkout; with --ingest-baseline, runs against the baseline code and this
+    checkout interleaved (baseline, current, current, baseline; quick: one each), each on a fresh
+    database and server, and both sides reported with their ratio."""
+    if bench.ingest_baseline is None:
+        single = await _ingest_run(bench, None, "ingest")
+        single.pop("response_seconds")
+        return single
+    baseline = code_tree(bench.ingest_baseline, bench.workdir)
+    order: list[CodeTree | None] = [baseline, None] if bench.quick else [baseline, None, None, baseline]
+    runs: list[dict[str, Any]] = []
+    for index, tree in enumerate(order, start=1):
+        side = "baseline" if tree is not None else "current"
+        print(f"  ingest: {side} ({index}/{len(order)})", flush=True)
+        run = await _ingest_run(bench, tree, f"ingest_{index}_{side}")
+        runs.append({"tree": side, "code": tree.label if tree is not None else "this checkout", **run})
+    current = _combine_ingest([r for r in runs if r["tree"] == "current"])
+    before = _combine_ingest([r for r in runs if r["tree"] == "baseline"])
+    return {
+        **current,
+        "baseline": {"code": baseline.label, **before},
+        "vs_baseline": {
+            "webhooks_per_second": ratio(current["webhooks_per_second"], before["webhooks_per_second"]),
+            "server_cpu_ms_per_webhook": ratio(
+                current["server_cpu_ms_per_webhook"], before["server_cpu_ms_per_webhook"]
+            ),
+            "response_p50": ratio(current["response"]["p50_ms"], before["response"]["p50_ms"]),
+        },
+        "runs": [{k: v for k, v in r.items() if k != "response_seconds"} for r in runs],
+    }
+
+
+def _combine_ingest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's runs as one figure: totals over all its webhooks, means of the per-webhook costs."""
+    webhooks = sum(r["webhooks"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    waiters = [r["postgres_lock_waiters_mean"] for r in runs if r["postgres_lock_waiters_mean"] is not None]
+    outcomes: Counter[str] = Counter()
+    for r in runs:
+        outcomes.update(r["outcomes"])
+    return {
+        "runs_combined": len(runs),
+        "webhooks": webhooks,
+        "generations": runs[0]["generations"],
+        "in_flight": runs[0]["in_flight"],
+        "seconds": round(seconds, 3),
+        "webhooks_per_second": round(webhooks / seconds, 1) if seconds else None,
+        "webhooks_per_second_by_run": [r["webhooks_per_second"] for r in runs],
+        "outcomes": dict(outcomes),
+        "lost": sum(r["lost"] for r in runs),
+        "generations_with_wrong_final_state": sum(r["generations_with_wrong_final_state"] for r in runs),
+        "response": summary_ms([s for r in runs for s in r["response_seconds"]]),
+        "server_cpu_ms_per_webhook": round(statistics.mean(r["server_cpu_ms_per_webhook"] for r in runs), 3),
+        "server_cpu_share": round(statistics.mean(r["server_cpu_share"] for r in runs), 2),
+        "client_cpu_share": round(statistics.mean(r["client_cpu_share"] for r in runs), 2),
+        "postgres_lock_waiters_mean": round(statistics.mean(waiters), 2) if waiters else None,
+    }
+
+
+async def _ingest_run(bench: Bench, tree: CodeTree | None, label: str) -> dict[str, Any]:
+    """5,000 signed webhooks (100 generations x 50 progress updates, 100 in flight) into one server
+    running `tree` (None: this checkout) on a fresh PostgreSQL database, and the log checked after."""
     generations, per_generation = (5, 10) if bench.quick else (100, 50)
-    database = await bench.postgres("ingest")
-    deployment = bench.deployment(database)
+    database = await bench.postgres(label)
+    deployment = bench.deployment(database, tree=tree)
     try:
-        server = await deployment.start("ingest")
+        server = await deployment.start(label.replace("_", "-"))
         ids = await start_generations(server, generations)
         predictions = await prediction_ids(database, ids)
         hooks = {
@@ -432,6 +740,7 @@ async def ingest(bench: Bench) -> dict[str, Any]:
         "lost": lost + (total - totals["applied"]),
         "generations_with_wrong_final_state": wrong_state,
         "response": summary_ms(latencies),
+        "response_seconds": latencies,
         "server_cpu_ms_per_webhook": round(cpu / total * 1000, 3),
         "server_cpu_share": round(cpu / elapsed, 2),
         "client_cpu_share": round(client_cpu / elapsed, 2),

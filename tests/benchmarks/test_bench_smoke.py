@@ -1,14 +1,20 @@
-"""`python -m benchmarks --quick` runs end to end and writes figures (no timing is asserted)."""
+"""`python -m benchmarks --quick` runs end to end and writes figures (no timing is asserted).
+
+The push scenario measures the floor (benchmarks/floor, Node's `ws`) beside Darkroom; where node or the
+floor's npm packages are missing the scenario reports the floor as skipped, and so does this test.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+FLOOR_READY = shutil.which("node") is not None and (REPO / "benchmarks/floor/node_modules/ws/package.json").is_file()
 
 
 def test_quick_push_and_reads_write_figures(tmp_path: Path) -> None:
@@ -24,6 +30,8 @@ def test_quick_push_and_reads_write_figures(tmp_path: Path) -> None:
         "memory",
         "--subscribers",
         "1",
+        "--push-rates",
+        "20",
         "--db",
         "sqlite",
         "--out",
@@ -37,12 +45,23 @@ def test_quick_push_and_reads_write_figures(tmp_path: Path) -> None:
     assert document["quick"] is True
     assert document["machine"]["cpus"]
 
-    (case,) = document["results"]["push"]["cases"]
-    assert case["backend"] == "memory" and case["subscribers"] == 1
-    assert case["events"] > 0
-    assert case["deliveries"] == case["expected_deliveries"] == case["events"]
-    assert isinstance(case["latency"]["p50_ms"], float)
-    assert isinstance(case["latency"]["p99_ms"], float)
+    push = document["results"]["push"]
+    assert not push["failed"], push["failed"]
+    cases = {case["backend"]: case for case in push["cases"]}
+    assert set(cases) == ({"floor", "memory"} if FLOOR_READY else {"memory"})
+    for case in cases.values():
+        assert case["subscribers"] == 1 and case["rate"] == 20
+        assert case["events"] == case["changes"] > 0  # every change counted
+        assert case["deliveries"] == case["expected_deliveries"] == case["events"]
+        assert case["all_delivered"] and case["duplicates"] == case["out_of_order"] == 0
+        assert isinstance(case["latency"]["p50_ms"], float)
+        assert isinstance(case["latency"]["p99_ms"], float)
+        assert isinstance(case["first_change_p50_ms"], float)
+    if FLOOR_READY:
+        assert set(cases["memory"]["vs_floor"]) == {"p50", "p95", "p99"}
+        assert "| floor (Node ws) |" in run.stdout
+    else:
+        assert push["skipped"]["floor"]
 
     reads = document["results"]["reads"]
     assert isinstance(reads["latency"]["p50_ms"], float)
