@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.handlers import asgi
 from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Receive, Scope, Send
 
 from server import metrics
@@ -57,6 +58,18 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
 def metrics_endpoint() -> Response[bytes]:
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
+
+
+def server_fault(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """An exception no handler caught: logged at ERROR with its traceback, answered 500 without details."""
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    if request.url.path.startswith("/graphql"):
+        body: dict[str, Any] = {
+            "errors": [{"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]
+        }
+    else:
+        body = {"status_code": HTTP_500_INTERNAL_SERVER_ERROR, "detail": "Internal Server Error"}
+    return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR, media_type=MediaType.JSON)
 
 
 def _simulator_mount(simulator: Any) -> Any:
@@ -129,6 +142,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[RequestIdMiddleware],
         cors_config=_cors_config(settings),
         logging_config=None,
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: server_fault},
     )
 
 

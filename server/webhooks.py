@@ -72,7 +72,7 @@ async def replicate_webhook(request: Request[object, object, State], state: Stat
         return _problem(HTTP_401_UNAUTHORIZED, "invalid webhook signature")
     try:
         prediction = Prediction.from_json(json.loads(body))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested past the parser's depth
         metrics.WEBHOOKS.labels("bad_request").inc()
         return _problem(HTTP_400_BAD_REQUEST, f"not a prediction: {exc}")
     try:

@@ -8,6 +8,16 @@ the handshake's own Authorization header is the fallback) and is refused with th
 close code 4403 on graphql-transport-ws, `connection_error` and a close on graphql-ws. Accepted sockets
 are registered with the API key service, which closes them (4403) when their key is revoked.
 
+Over HTTP the route follows GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/). A
+client that prefers `application/graphql-response+json` gets that media type and the spec's status codes:
+400 when the operation never ran (the document does not parse or validate, a variable does not coerce),
+with no `data` entry, and 200 once it ran, field errors or not. `application/json` (the default, and what
+`*/*` gets) keeps answering 200 for every GraphQL result. A request that is not a GraphQL request at all
+(a body that is not a JSON object, an unsupported content type, a mutation over GET) gets a 4xx with a
+GraphQL-shaped body, `{"errors": [{"message": ..., "extensions": {"code": "BAD_REQUEST"}}]}`, in either
+media type. Subscriptions also stream over HTTP as multipart/mixed (`Accept: multipart/mixed;
+subscriptionSpec="1.0"`).
+
 Strawberry pings idle `graphql-ws` sockets ("ka") when keep-alive is on, but sends nothing on
 `graphql-transport-ws`; mobile networks and proxies then drop idle subscriptions. The handler below
 adds the protocol's own server `ping` at the same interval (clients answer with `pong`).
@@ -16,22 +26,35 @@ adds the protocol's own server `ping` at the same interval (clients answer with 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import logging
 from datetime import timedelta
 from typing import Any
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException as LitestarHTTPException
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from server.graphql.context import Context, context_getter
+from server.graphql.errors import is_request_error, one_line
 from server.services.api_keys import AuthError, bearer_token
 from server.settings import Settings
 
@@ -39,6 +62,16 @@ logger = logging.getLogger(__name__)
 
 # Close code for a socket whose key was revoked (graphql-transport-ws's Forbidden, used on both protocols).
 CLOSE_FORBIDDEN = 4403
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+# The codes of the HTTP-level refusals (the request is not a GraphQL request Darkroom can run).
+HTTP_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
 
 
 def _forget_socket(context: Any) -> None:
@@ -92,11 +125,35 @@ def socket_token(context: Context) -> str | None:
     return None
 
 
-def unauthenticated(message: str) -> Response[dict[str, Any]]:
+def response_media_type(request: Request[Any, Any, Any]) -> str:
+    """application/graphql-response+json when the client prefers it, else application/json (also for */*)."""
+    return request.accept.best_match([MediaType.JSON, GRAPHQL_RESPONSE_JSON], default=MediaType.JSON)
+
+
+def request_refused(
+    status: int, message: str, media_type: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    """A 4xx with a GraphQL-shaped body: the request was not one Darkroom could run."""
+    code = HTTP_ERROR_CODES.get(status, "BAD_REQUEST")
+    logger.info("GraphQL request refused (%s %s): %s", status, code, one_line(message), extra={"code": code})
     return Response(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+        media_type=media_type,
+        headers=headers,
+    )
+
+
+def unauthenticated(message: str, media_type: str = MediaType.JSON) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    if media_type == MediaType.JSON:
+        # What application/json clients have always had; GraphQL over HTTP's own media type has no `data` on a
+        # request error.
+        body = {"data": None, **body}
+    return Response(
+        body,
         status_code=401,
-        media_type=MediaType.JSON,
+        media_type=media_type,
         headers={"WWW-Authenticate": 'Bearer realm="darkroom"'},
     )
 
@@ -109,6 +166,7 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
         keep_alive=True,
         keep_alive_interval=settings.graphql_keep_alive_seconds,
         context_getter=context_getter,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=30),
         allowed_origins=settings.allowed_cors_origins(),
     )
@@ -118,20 +176,92 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
         graphql_ws_handler_class = ForgettingGraphQLWSHandler
 
         def decode_json(self, data: str | bytes) -> object:
-            # A body that is not UTF-8 is malformed JSON (400), not a server error.
+            # A body that is not UTF-8, or nests deeper than the parser goes, is malformed JSON (400), not a
+            # server error.
             try:
                 return json.loads(data)
             except UnicodeDecodeError as exc:
                 raise json.JSONDecodeError("the body is not UTF-8", "", 0) from exc
+            except RecursionError as exc:
+                raise json.JSONDecodeError("the JSON nests too deeply", "", 0) from exc
+
+        async def parse_http_body(
+            self, request: AsyncHTTPRequestAdapter
+        ) -> GraphQLRequestData | list[GraphQLRequestData]:
+            # Strawberry reads a JSON body as a request object (or a batch, which is refused): a number, a
+            # string or null would fail inside it. Anything that does not start as an object or an array is
+            # refused here; the common case, an object, is decoded once, by Strawberry.
+            if request.method == "POST" and "application/json" in parse_content_type(request.content_type or "")[0]:
+                body = (await request.get_body()).removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
+                if not body.startswith((b"{", b"[")):
+                    self.parse_json(body)  # 400 when it is not JSON at all
+                    raise HTTPException(400, "The request body must be a JSON object: a GraphQL request.")
+            request_data = await super().parse_http_body(request)
+            if isinstance(request_data, GraphQLRequestData) and not isinstance(request_data.operation_name, str | None):
+                raise HTTPException(400, "The GraphQL operation's `operationName` must be a string or null.")
+            return request_data
 
         async def execute_request(self, request: Request[Any, Any, Any], context: Any, root_value: Any) -> Any:
+            media_type = response_media_type(request)
             if (
                 isinstance(context, Context)
                 and context.auth_error is not None
                 and not self.should_render_graphql_ide(self.request_adapter_class(request))
             ):
-                return unauthenticated(context.auth_error)
-            return await super().execute_request(request, context, root_value)
+                return unauthenticated(context.auth_error, media_type)
+            try:
+                response = await self.run(request, context=context, root_value=root_value)
+            except HTTPException as exc:
+                headers = {"Allow": "POST"} if exc.status_code == 405 else None
+                return request_refused(exc.status_code, exc.reason, media_type, headers)
+            except LitestarHTTPException as exc:
+                if exc.status_code >= 500:
+                    raise
+                # Raised while the body is read, e.g. 413 past GRAPHQL_MAX_BODY_BYTES.
+                return request_refused(exc.status_code, exc.detail, media_type)
+            if media_type == GRAPHQL_RESPONSE_JSON and response.media_type == MediaType.JSON:
+                response.media_type = GRAPHQL_RESPONSE_JSON
+            return response
+
+        async def execute_single(
+            self,
+            request: Request[Any, Any, Any],
+            request_adapter: AsyncHTTPRequestAdapter,
+            sub_response: Response[Any],
+            context: Any,
+            root_value: Any,
+            request_data: GraphQLRequestData,
+        ) -> ExecutionResult:
+            try:
+                return await super().execute_single(
+                    request, request_adapter, sub_response, context, root_value, request_data
+                )
+            except HTTPException as exc:
+                # GraphQL over HTTP: a mutation over GET is 405 Method Not Allowed (Strawberry says 400).
+                if request_adapter.method == "GET" and isinstance(exc.__cause__, InvalidOperationTypeError):
+                    raise HTTPException(405, exc.reason) from exc.__cause__
+                raise
+
+        async def process_result(self, request: Request[Any, Any, Any], result: ExecutionResult) -> GraphQLHTTPResponse:
+            response = process_result(result)
+            if (
+                result.data is None
+                and is_request_error(result.errors or [])
+                and response_media_type(request) == GRAPHQL_RESPONSE_JSON
+            ):
+                # The operation never ran: GraphQL over HTTP's response has no `data` entry then (and a 400,
+                # given in create_response).
+                del response["data"]
+            return response
+
+        def create_response(
+            self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response[bytes]
+        ) -> Response[bytes]:
+            response = super().create_response(response_data, sub_response)
+            if isinstance(response_data, dict) and "data" not in response_data:
+                # Only process_result leaves `data` out, and only for application/graphql-response+json.
+                response.status_code = 400
+            return response
 
         async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
             runtime = context.runtime

@@ -253,6 +253,83 @@ async def test_the_start_mutation_with_fuzzed_variables_starts_nothing(darkroom:
     assert await _snapshot(darkroom) == before
 
 
+# --- bodies that are not a GraphQL request ------------------------------------------------------------
+
+CONTENT_TYPES = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/graphql-response+json",
+    "application/graphql",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "text/plain",
+    "",
+]
+
+
+@st.composite
+def non_request_bodies(draw: st.DrawFn) -> bytes:
+    """Bodies no GraphQL request is made of: JSON scalars and arrays, deep nesting, bytes, broken UTF-8."""
+    kind = draw(st.sampled_from(["scalar", "array", "nested", "bytes", "not-utf8", "empty"]))
+    if kind == "scalar":
+        scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+        return json.dumps(draw(scalar | st.text(max_size=30))).encode()
+    if kind == "array":
+        return json.dumps(draw(st.lists(json_values, max_size=5))).encode()
+    if kind == "nested":
+        depth = draw(st.integers(1, 20_000))
+        opener, closer = draw(st.sampled_from([("[", "]"), ('{"query":', "}"), ('{"variables":', "}")]))
+        closed = draw(st.booleans())
+        return (opener * depth + ("0" + closer * depth if closed else "")).encode()
+    if kind == "bytes":
+        return draw(st.binary(max_size=300))
+    if kind == "not-utf8":
+        return (
+            b'{"query": "{ __typename }", "x": "'
+            + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80"]))
+            + b'"}'
+        )
+    return b""
+
+
+@st.composite
+def shaped_requests(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    headers = {"content-type": draw(st.sampled_from(CONTENT_TYPES))}
+    accept = draw(st.sampled_from([None, "application/json", "application/graphql-response+json", "*/*"]))
+    if accept:
+        headers["accept"] = accept
+    return draw(non_request_bodies()), headers
+
+
+async def test_a_body_that_is_not_a_graphql_request_gets_a_400_with_a_graphql_error(darkroom: Darkroom) -> None:
+    await _seed(darkroom)
+    before = await _snapshot(darkroom)
+    secret = await darkroom.runtime.webhook_secret()
+
+    @FUZZ
+    @given(request=shaped_requests(), signed=st.booleans())
+    def fuzz(client: httpx.Client, request: tuple[bytes, dict[str, str]], signed: bool) -> None:
+        body, headers = request
+        response = client.post("/graphql", content=body, headers=headers)
+        assert response.status_code == 400, (response.status_code, response.text[:300], body[:100], headers)
+        wanted = "application/graphql-response+json" if "graphql-response" in headers.get("accept", "") else "json"
+        assert wanted in response.headers["content-type"], (response.headers, headers)
+        error = response.json()["errors"][0]
+        assert isinstance(error["message"], str) and error["extensions"]["code"] == "BAD_REQUEST", error
+        # The webhook route too: unsigned it is 401, signed it is no prediction, 400 (only text can be signed).
+        signature: dict[str, str] = {}
+        if signed:
+            try:
+                signature = sign_webhook(secret, f"msg_{uuid.uuid4().hex}", body)
+            except UnicodeDecodeError:
+                signed = False
+        hook = client.post("/webhooks/replicate", content=body, headers={**headers, **signature})
+        assert hook.status_code == (400 if signed else 401), (hook.status_code, hook.text[:300], body[:100])
+
+    await asyncio.to_thread(_in_thread(darkroom, lambda client: fuzz(client)))
+    assert await _snapshot(darkroom) == before
+
+
 def test_property_tests_draw_the_same_examples_on_every_run() -> None:
     """A fresh clone tries what CI tried: no random seed, no example database carried between runs."""
     if os.environ.get("HYPOTHESIS_PROFILE", "deterministic") != "deterministic":
