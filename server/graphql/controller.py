@@ -34,15 +34,17 @@ from datetime import timedelta
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError, get_operation_ast, parse
+from graphql import OperationType as DocumentOperationType
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException as LitestarHTTPException
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema import BaseSchema
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import (
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
@@ -50,7 +52,8 @@ from strawberry.subscriptions import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.types import ExecutionResult
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from server.graphql.context import Context, context_getter
@@ -64,6 +67,10 @@ logger = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+SUBSCRIPTION_NEEDS_A_STREAM = (
+    "Subscriptions run over a WebSocket (graphql-transport-ws or graphql-ws), or over HTTP as multipart/mixed "
+    '(Accept: multipart/mixed;subscriptionSpec="1.0").'
+)
 # The codes of the HTTP-level refusals (the request is not a GraphQL request Darkroom can run).
 HTTP_ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -158,6 +165,16 @@ def unauthenticated(message: str, media_type: str = MediaType.JSON) -> Response[
     )
 
 
+def names_a_subscription(request_data: GraphQLRequestData, max_tokens: int) -> bool:
+    """Whether the operation a request asks for is a subscription (or cannot be told: the stream reports why)."""
+    try:
+        document = parse(request_data.query or "", no_location=True, max_tokens=max_tokens)
+    except GraphQLError:
+        return True
+    operation = get_operation_ast(document, request_data.operation_name)
+    return operation is None or operation.operation == DocumentOperationType.SUBSCRIPTION
+
+
 def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
     controller = make_graphql_controller(
         schema,
@@ -223,6 +240,27 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
                 response.media_type = GRAPHQL_RESPONSE_JSON
             return response
 
+        async def execute_operation(
+            self,
+            request: Request[Any, Any, Any],
+            request_adapter: AsyncHTTPRequestAdapter,
+            request_data: GraphQLRequestData | list[GraphQLRequestData],
+            context: Any,
+            root_value: Any,
+            sub_response: Response[Any],
+        ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+            if (
+                isinstance(request_data, GraphQLRequestData)
+                and request_data.protocol != "http"
+                and not names_a_subscription(request_data, settings.graphql_max_tokens)
+            ):
+                # multipart/mixed streams subscriptions; a query or mutation sent with that Accept is answered
+                # once, as JSON, rather than refused inside a stream.
+                request_data.protocol = "http"
+            return await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+
         async def execute_single(
             self,
             request: Request[Any, Any, Any],
@@ -232,15 +270,29 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
             root_value: Any,
             request_data: GraphQLRequestData,
         ) -> ExecutionResult:
+            # One operation answered with one response. Strawberry would run a subscription here too (and fail
+            # inside it): a subscription needs a stream, which execute_operation starts for multipart/mixed.
+            allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
             try:
-                return await super().execute_single(
-                    request, request_adapter, sub_response, context, root_value, request_data
+                return await self.schema.execute(
+                    request_data.query,
+                    root_value=root_value,
+                    variable_values=request_data.variables,
+                    context_value=context,
+                    operation_name=request_data.operation_name,
+                    allowed_operation_types=allowed,
+                    operation_extensions=request_data.extensions,
                 )
-            except HTTPException as exc:
-                # GraphQL over HTTP: a mutation over GET is 405 Method Not Allowed (Strawberry says 400).
-                if request_adapter.method == "GET" and isinstance(exc.__cause__, InvalidOperationTypeError):
-                    raise HTTPException(405, exc.reason) from exc.__cause__
-                raise
+            except CannotGetOperationTypeError as exc:
+                raise HTTPException(400, exc.as_http_error_reason()) from exc
+            except InvalidOperationTypeError as exc:
+                if exc.operation_type == OperationType.SUBSCRIPTION:
+                    raise HTTPException(400, SUBSCRIPTION_NEEDS_A_STREAM) from exc
+                # GraphQL over HTTP: a mutation over GET is 405 Method Not Allowed.
+                status = 405 if request_adapter.method == "GET" else 400
+                raise HTTPException(status, exc.as_http_error_reason(request_adapter.method)) from exc
+            except MissingQueryError as exc:
+                raise HTTPException(400, "No GraphQL query found in the request") from exc
 
         async def process_result(self, request: Request[Any, Any, Any], result: ExecutionResult) -> GraphQLHTTPResponse:
             response = process_result(result)

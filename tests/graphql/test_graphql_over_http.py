@@ -127,6 +127,12 @@ async def test_what_is_not_a_graphql_request_is_a_4xx_with_a_graphql_error(darkr
         ("GET", {"params": {"query": "{ __typename }", "variables": "[1"}, "headers": {"accept": accept}}, 400),
         ("GET", {"headers": {"accept": accept}}, 400),
         ("GET", {"params": {"query": "mutation { __typename }"}, "headers": {"accept": accept}}, 405),
+        # A subscription needs a stream: a WebSocket, or multipart/mixed.
+        (
+            "POST",
+            {"json": {"query": 'subscription { generation(id: "x") { id } }'}, "headers": {"accept": accept}},
+            400,
+        ),
     ]
     for method, options, status in cases:
         response = await darkroom.http.request(method, "/graphql", **options)
@@ -218,6 +224,13 @@ async def test_a_subscription_streams_over_http_as_multipart(start_darkroom: Any
         statuses = await _follow_over_http(darkroom, method, generation["id"])
         assert statuses[-1] == "SUCCEEDED", statuses
         assert "PROCESSING" in statuses or "STARTING" in statuses, statuses
+
+
+async def test_a_query_sent_with_the_multipart_accept_is_answered_once_as_json(darkroom: Darkroom) -> None:
+    response = await darkroom.http.post("/graphql", json={"query": "{ __typename }"}, headers={"accept": MULTIPART})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"data": {"__typename": "Query"}}
 
 
 async def test_a_multipart_subscription_needs_a_key_on_a_closed_server(start_darkroom: Any) -> None:
