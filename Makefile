@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint typecheck schema bench clean
+.PHONY: run test check lint typecheck schema bench vendor-graphiql clean
 
 $(BIN)/darkroom: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ schema: $(BIN)/darkroom
 bench: $(BIN)/darkroom
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks
+
+# Refresh GraphiQL's vendored builds (server/static/graphiql/vendor/) from npm; needs npm, never run by CI.
+vendor-graphiql:
+	bash scripts/vendor-graphiql.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,7 @@ from server.workers.poller import Poller
 logger = logging.getLogger(__name__)
 
 GALLERY_DIR = Path(__file__).parent / "static" / "gallery"
+GRAPHIQL_DIR = Path(__file__).parent / "static" / "graphiql"
 
 
 @get("/healthz", media_type=MediaType.JSON, sync_to_thread=False)
@@ -132,6 +133,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     handlers: list[Any] = [graphql, replicate_webhook, serve_media, healthz, readyz, metrics_endpoint]
     # The live gallery: one page of plain HTML and JavaScript at /gallery, no build step.
     handlers.append(create_static_files_router("/gallery", [GALLERY_DIR], html_mode=True, name="gallery"))
+    if settings.graphiql_enabled:
+        # The scripts and styles of GraphiQL's page at /graphql, vendored: nothing comes from a CDN.
+        handlers.append(create_static_files_router("/graphiql", [GRAPHIQL_DIR], name="graphiql"))
     if simulator is not None:
         handlers.append(_simulator_mount(simulator))
     return Litestar(

@@ -2,7 +2,8 @@
 
 Authentication: an HTTP request without a valid `Authorization: Bearer <token>` (when one is needed)
 is answered 401 with a GraphQL-shaped body, `errors[0].extensions.code == "UNAUTHENTICATED"`, before
-anything is parsed or run; GraphiQL's page itself still loads, so its headers tab can carry the key. A
+anything is parsed or run; GraphiQL's page itself still loads, so its headers tab can carry the key (the
+page is Darkroom's own, loading every asset from /graphiql/: see server/static/graphiql/). A
 WebSocket gives the token in its `connection_init` payload (`Authorization`, `authorization` or `token`;
 the handshake's own Authorization header is the fallback) and is refused with the protocol's answer:
 close code 4403 on graphql-transport-ws, `connection_error` and a close on graphql-ws. Accepted sockets
@@ -31,6 +32,7 @@ import contextlib
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -70,6 +72,22 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 SUBSCRIPTION_NEEDS_A_STREAM = (
     "Subscriptions run over a WebSocket (graphql-transport-ws or graphql-ws), or over HTTP as multipart/mixed "
     '(Accept: multipart/mixed;subscriptionSpec="1.0").'
+)
+# Darkroom's own GraphiQL page: every script and stylesheet it loads is served from /graphiql/ (the vendored
+# builds in server/static/graphiql/vendor/), so it works offline and under this policy.
+GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text(encoding="utf-8")
+GRAPHIQL_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",  # React and CodeMirror set style attributes
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "connect-src 'self'",  # queries by POST, subscriptions over ws(s):// to this same host
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
 )
 # The codes of the HTTP-level refusals (the request is not a GraphQL request Darkroom can run).
 HTTP_ERROR_CODES = {
@@ -314,6 +332,12 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
                 # Only process_result leaves `data` out, and only for application/graphql-response+json.
                 response.status_code = 400
             return response
+
+        async def render_graphql_ide(self, request: Request[Any, Any, Any]) -> Response[str]:
+            # Strawberry's page loads React and GraphiQL from a CDN; this one loads them from this server.
+            return Response(
+                GRAPHIQL_PAGE, media_type=MediaType.HTML, headers={"Content-Security-Policy": GRAPHIQL_POLICY}
+            )
 
         async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
             runtime = context.runtime
