@@ -202,7 +202,7 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
         keep_alive_interval=settings.graphql_keep_alive_seconds,
         context_getter=context_getter,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
-        connection_init_wait_timeout=timedelta(seconds=30),
+        connection_init_wait_timeout=timedelta(seconds=settings.graphql_connection_init_timeout_seconds),
         allowed_origins=settings.allowed_cors_origins(),
     )
 
