@@ -80,7 +80,7 @@ async def replicate_webhook(request: Request[object, object, State], state: Stat
     except ValueError:
         hint = None
     result = await runtime.generations.apply_prediction_update(prediction, generation_hint=hint)
-    metrics.WEBHOOKS.labels("accepted" if result.outcome == "applied" else result.outcome.value).inc()
+    metrics.WEBHOOKS.labels(result.outcome.value).inc()
     if result.outcome == "applied":
         metrics.WEBHOOK_TO_PUBLISH.observe(time.perf_counter() - arrived)
     if result.outcome == "unknown":
