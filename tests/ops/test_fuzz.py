@@ -2,13 +2,14 @@
 
 POST /webhooks/replicate gets malformed bodies, headers and signatures (some validly signed); /graphql
 gets malformed documents, variables and requests. Every answer must be a 4xx or a GraphQL error, never
-a 5xx, and no row may change.
+a 5xx, no row may change, and nothing may be logged at ERROR: every one of these is the client's mistake.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 import uuid
@@ -73,6 +74,11 @@ async def _seed(darkroom: Darkroom) -> None:
                 next_poll_at=None,
             )
         )
+
+
+def _assert_nothing_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    errors = [f"{record.name}: {record.getMessage()}" for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == [], errors[:5]
 
 
 def _in_thread(darkroom: Darkroom, fuzz: Callable[[httpx.Client], None]) -> Callable[[], None]:
@@ -141,7 +147,9 @@ def webhook_requests(draw: st.DrawFn, secret: str) -> tuple[bytes, dict[str, str
     return body, headers, query
 
 
-async def test_webhook_fuzz_never_errors_and_changes_nothing(darkroom: Darkroom) -> None:
+async def test_webhook_fuzz_never_errors_and_changes_nothing(
+    darkroom: Darkroom, caplog: pytest.LogCaptureFixture
+) -> None:
     await _seed(darkroom)
     secret = await darkroom.runtime.webhook_secret()
     before = await _snapshot(darkroom)
@@ -161,6 +169,7 @@ async def test_webhook_fuzz_never_errors_and_changes_nothing(darkroom: Darkroom)
 
     await asyncio.to_thread(_in_thread(darkroom, lambda client: fuzz(client)))
     assert await _snapshot(darkroom) == before
+    _assert_nothing_logged_as_an_error(caplog)
     assert {400, 401} <= seen, seen
 
 
@@ -212,7 +221,11 @@ def graphql_requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         payload = {"query": draw(st.sampled_from([document, None, 5, []])), "variables": draw(variables)}
         if draw(st.booleans()):
             payload["operationName"] = draw(st.none() | st.text(max_size=10) | st.integers())
-        return "POST", {"content": json.dumps(payload), "headers": {"content-type": "application/json"}}
+        accept = draw(st.sampled_from(["application/json", "application/graphql-response+json", "*/*"]) | printable)
+        return "POST", {
+            "content": json.dumps(payload),
+            "headers": {"content-type": "application/json", "accept": accept},
+        }
     if shape == "raw-body":
         content_type = draw(st.sampled_from(["application/json", "application/graphql", "text/plain", "x/y"]))
         return "POST", {"content": draw(st.binary(max_size=200)), "headers": {"content-type": content_type}}
@@ -221,7 +234,9 @@ def graphql_requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return "POST", {"data": {"query": document, "variables": draw(st.text(max_size=40))}}
 
 
-async def test_graphql_fuzz_never_errors_and_changes_nothing(darkroom: Darkroom) -> None:
+async def test_graphql_fuzz_never_errors_and_changes_nothing(
+    darkroom: Darkroom, caplog: pytest.LogCaptureFixture
+) -> None:
     await _seed(darkroom)
     before = await _snapshot(darkroom)
 
@@ -237,9 +252,12 @@ async def test_graphql_fuzz_never_errors_and_changes_nothing(darkroom: Darkroom)
 
     await asyncio.to_thread(_in_thread(darkroom, lambda client: fuzz(client)))
     assert await _snapshot(darkroom) == before
+    _assert_nothing_logged_as_an_error(caplog)
 
 
-async def test_the_start_mutation_with_fuzzed_variables_starts_nothing(darkroom: Darkroom) -> None:
+async def test_the_start_mutation_with_fuzzed_variables_starts_nothing(
+    darkroom: Darkroom, caplog: pytest.LogCaptureFixture
+) -> None:
     before = await _snapshot(darkroom)
 
     @FUZZ
@@ -253,6 +271,7 @@ async def test_the_start_mutation_with_fuzzed_variables_starts_nothing(darkroom:
 
     await asyncio.to_thread(_in_thread(darkroom, lambda client: fuzz(client)))
     assert await _snapshot(darkroom) == before
+    _assert_nothing_logged_as_an_error(caplog)
 
 
 # --- bodies that are not a GraphQL request ------------------------------------------------------------
@@ -303,7 +322,9 @@ def shaped_requests(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
     return draw(non_request_bodies()), headers
 
 
-async def test_a_body_that_is_not_a_graphql_request_gets_a_400_with_a_graphql_error(darkroom: Darkroom) -> None:
+async def test_a_body_that_is_not_a_graphql_request_gets_a_400_with_a_graphql_error(
+    darkroom: Darkroom, caplog: pytest.LogCaptureFixture
+) -> None:
     await _seed(darkroom)
     before = await _snapshot(darkroom)
     secret = await darkroom.runtime.webhook_secret()
@@ -330,6 +351,7 @@ async def test_a_body_that_is_not_a_graphql_request_gets_a_400_with_a_graphql_er
 
     await asyncio.to_thread(_in_thread(darkroom, lambda client: fuzz(client)))
     assert await _snapshot(darkroom) == before
+    _assert_nothing_logged_as_an_error(caplog)
 
 
 def test_property_tests_draw_the_same_examples_on_every_run() -> None:
