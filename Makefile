@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint typecheck schema bench clean
+.PHONY: run test check lint typecheck schema bench vendor-graphiql clean
 
 $(BIN)/darkroom: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(BIN)/darkroom
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix benchmarks/floor --no-audit --no-fund --silent; \
 	else echo "npm not found: the benchmarks' floor (benchmarks/floor) will be skipped"; fi
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Refresh GraphiQL's vendored builds (server/static/graphiql/vendor/) from npm; needs npm, never run by CI.
+vendor-graphiql:
+	bash scripts/vendor-graphiql.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.handlers import asgi
 from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Receive, Scope, Send
 
 from server import collector, metrics
@@ -35,6 +36,7 @@ from server.workers.poller import Poller
 logger = logging.getLogger(__name__)
 
 GALLERY_DIR = Path(__file__).parent / "static" / "gallery"
+GRAPHIQL_DIR = Path(__file__).parent / "static" / "graphiql"
 
 
 @get("/healthz", media_type=MediaType.JSON, sync_to_thread=False)
@@ -60,6 +62,18 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
 def metrics_endpoint() -> Response[bytes]:
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
+
+
+def server_fault(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """An exception no handler caught: logged at ERROR with its traceback, answered 500 without details."""
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    if request.url.path.startswith("/graphql"):
+        body: dict[str, Any] = {
+            "errors": [{"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]
+        }
+    else:
+        body = {"status_code": HTTP_500_INTERNAL_SERVER_ERROR, "detail": "Internal Server Error"}
+    return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR, media_type=MediaType.JSON)
 
 
 def _simulator_mount(simulator: Any) -> Any:
@@ -125,6 +139,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     handlers: list[Any] = [graphql, replicate_webhook, serve_media, healthz, readyz, metrics_endpoint]
     # The live gallery: one page of plain HTML and JavaScript at /gallery, no build step.
     handlers.append(create_static_files_router("/gallery", [GALLERY_DIR], html_mode=True, name="gallery"))
+    if settings.graphiql_enabled:
+        # The scripts and styles of GraphiQL's page at /graphql, vendored: nothing comes from a CDN.
+        handlers.append(create_static_files_router("/graphiql", [GRAPHIQL_DIR], name="graphiql"))
     if simulator is not None:
         handlers.append(_simulator_mount(simulator))
     return Litestar(
@@ -135,6 +152,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[RequestIdMiddleware],
         cors_config=_cors_config(settings),
         logging_config=None,
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: server_fault},
     )
 
 

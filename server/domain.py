@@ -58,3 +58,12 @@ PROVIDER_STATUS_MAP: dict[str, GenerationStatus] = {
     "canceled": GenerationStatus.CANCELED,
     "aborted": GenerationStatus.CANCELED,
 }
+
+
+def generation_status_for(provider_status: str, current: GenerationStatus) -> GenerationStatus:
+    """Ours for the provider's status. A status Darkroom does not know (the provider may add some) says the
+    prediction is not finished: a running generation stays as it is, and is still polled and timed out."""
+    known = PROVIDER_STATUS_MAP.get(provider_status)
+    if known is not None:
+        return known
+    return current if not current.is_terminal else GenerationStatus.PROCESSING

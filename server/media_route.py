@@ -2,7 +2,9 @@
 
 Keys embed the media id (a random UUID), so a URL is a capability: whoever was given it can fetch the
 file, as with a CDN. Files never change once written, hence a strong ETag (the file's sha256),
-`immutable` caching, 304 on If-None-Match and byte ranges (206) for video seeking.
+`immutable` caching, 304 on If-None-Match and single byte ranges (206) for video seeking. A Range header
+that is malformed, or asks for several ranges, is ignored and the whole file sent (RFC 9110 allows a
+server to ignore Range); a single range that cannot be satisfied is 416.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import mimetypes
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from litestar import HttpMethod, Request, Response, route
 from litestar.datastructures import State
@@ -23,7 +26,7 @@ from server.runtime import Runtime
 from server.storage import StorageError
 
 CHUNK = 256 * 1024
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 
@@ -37,6 +40,25 @@ def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
                 break
             remaining -= len(chunk)
             yield chunk
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """The first and last byte a Range header asks for; None to send the whole file (no header, or one that
+    is malformed or asks for several ranges: ignored), "unsatisfiable" for a single range outside the file."""
+    match = RANGE.match(header.strip()) if header else None
+    if match is None or (not match.group(1) and not match.group(2)):
+        return None
+    first, last = match.group(1), match.group(2)
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    else:  # a suffix: the last N bytes
+        start, end = max(size - int(last), 0), size - 1
+        if int(last) == 0:
+            return "unsatisfiable"
+    if start >= size or start > end:
+        return "unsatisfiable"
+    return start, end
 
 
 def _not_found() -> Response[bytes]:
@@ -62,18 +84,11 @@ async def serve_media(key: str, request: Request[object, object, State], state: 
     if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
         return Response(b"", status_code=304, headers=headers)
     start, end, status = 0, size - 1, 200
-    requested = request.headers.get("range")
-    if requested:
-        match = RANGE.match(requested.strip())
-        if match is None or (not match.group(1) and not match.group(2)):
-            return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
-        if match.group(1):
-            start = int(match.group(1))
-            end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
-        else:  # a suffix: the last N bytes
-            start = max(size - int(match.group(2)), 0)
-        if start >= size or start > end:
-            return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    requested = byte_range(request.headers.get("range"), size)
+    if requested == "unsatisfiable":
+        return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    if requested is not None:
+        start, end = requested
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)

@@ -21,7 +21,7 @@ GENERATIONS_FINISHED = Counter(
 )
 WEBHOOKS = Counter(
     "darkroom_webhooks_total",
-    "Webhooks received, by result: accepted, duplicate, stale, unknown, bad_signature, bad_request, too_large.",
+    "Webhooks received, by result: applied, duplicate, stale, unknown, bad_signature, bad_request, too_large.",
     ["result"],
 )
 POLL_CYCLES = Counter("darkroom_poll_cycles_total", "Poller cycles run.")

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     graphql_keep_alive_seconds: float = Field(
         15.0, description="WebSocket keep-alive ping interval, so idle sockets survive proxies."
     )
+    graphql_connection_init_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a graphql-transport-ws socket may take to send connection_init before it is "
+        "closed (4408).",
+    )
     graphql_max_depth: int = Field(12, description="Deepest query accepted.")
     graphql_max_aliases: int = Field(30, description="Most aliases a query may use.")
     graphql_max_tokens: int = Field(4000, description="Most tokens a query document may have.")

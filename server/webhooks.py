@@ -72,7 +72,7 @@ async def replicate_webhook(request: Request[object, object, State], state: Stat
         return _problem(HTTP_401_UNAUTHORIZED, "invalid webhook signature")
     try:
         prediction = Prediction.from_json(json.loads(body))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested past the parser's depth
         metrics.WEBHOOKS.labels("bad_request").inc()
         return _problem(HTTP_400_BAD_REQUEST, f"not a prediction: {exc}")
     try:
@@ -80,7 +80,7 @@ async def replicate_webhook(request: Request[object, object, State], state: Stat
     except ValueError:
         hint = None
     result = await runtime.generations.apply_prediction_update(prediction, generation_hint=hint)
-    metrics.WEBHOOKS.labels("accepted" if result.outcome == "applied" else result.outcome.value).inc()
+    metrics.WEBHOOKS.labels(result.outcome.value).inc()
     if result.outcome == "applied":
         metrics.WEBHOOK_TO_PUBLISH.observe(time.perf_counter() - arrived)
     if result.outcome == "unknown":

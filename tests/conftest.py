@@ -2,11 +2,16 @@
 
 Every test that takes `database` runs twice, on SQLite and on PostgreSQL. Outside CI the Postgres half
 is skipped when no server answers; under CI=true it fails instead.
+
+Property-based tests run derandomized: the same examples on every machine and every run, with no example
+database, so a fresh clone passes or fails exactly as CI does. HYPOTHESIS_PROFILE=explore draws fresh
+random examples instead, for hunting new failures by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.settings import Settings
@@ -24,6 +30,10 @@ from tests.support.live_server import free_port, live_server
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
+
+hypothesis_settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 # Test sessions may share a Redis server; each publishes on its own channel.
 SESSION_CHANNEL = f"darkroom_test_{uuid.uuid4().hex[:8]}"

@@ -95,7 +95,8 @@ class Generation(Base):
     input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16))
     provider_id: Mapped[str | None] = mapped_column(String(100), unique=True)
-    provider_status: Mapped[str | None] = mapped_column(String(16))
+    # The provider's own status, as sent (up to provider.types.MAX_STATUS_LENGTH), known to Darkroom or not.
+    provider_status: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     logs: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[float | None] = mapped_column(Float)

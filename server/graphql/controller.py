@@ -2,11 +2,22 @@
 
 Authentication: an HTTP request without a valid `Authorization: Bearer <token>` (when one is needed)
 is answered 401 with a GraphQL-shaped body, `errors[0].extensions.code == "UNAUTHENTICATED"`, before
-anything is parsed or run; GraphiQL's page itself still loads, so its headers tab can carry the key. A
+anything is parsed or run; GraphiQL's page itself still loads, so its headers tab can carry the key (the
+page is Darkroom's own, loading every asset from /graphiql/: see server/static/graphiql/). A
 WebSocket gives the token in its `connection_init` payload (`Authorization`, `authorization` or `token`;
 the handshake's own Authorization header is the fallback) and is refused with the protocol's answer:
 close code 4403 on graphql-transport-ws, `connection_error` and a close on graphql-ws. Accepted sockets
 are registered with the API key service, which closes them (4403) when their key is revoked.
+
+Over HTTP the route follows GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/). A
+client that prefers `application/graphql-response+json` gets that media type and the spec's status codes:
+400 when the operation never ran (the document does not parse or validate, a variable does not coerce),
+with no `data` entry, and 200 once it ran, field errors or not. `application/json` (the default, and what
+`*/*` gets) keeps answering 200 for every GraphQL result. A request that is not a GraphQL request at all
+(a body that is not a JSON object, an unsupported content type, a mutation over GET) gets a 4xx with a
+GraphQL-shaped body, `{"errors": [{"message": ..., "extensions": {"code": "BAD_REQUEST"}}]}`, in either
+media type. Subscriptions also stream over HTTP as multipart/mixed (`Accept: multipart/mixed;
+subscriptionSpec="1.0"`).
 
 Strawberry pings idle `graphql-ws` sockets ("ka") when keep-alive is on, but sends nothing on
 `graphql-transport-ws`; mobile networks and proxies then drop idle subscriptions. The handler below
@@ -16,25 +27,42 @@ adds the protocol's own server `ping` at the same interval (clients answer with 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import logging
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError, get_operation_ast, parse
+from graphql import OperationType as DocumentOperationType
 from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException as LitestarHTTPException
 from litestar.exceptions import WebSocketDisconnect
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 from uvicorn.protocols.utils import ClientDisconnected
 
 from server.graphql.context import Context, context_getter
+from server.graphql.errors import is_request_error, one_line
 from server.graphql.shared_render import LIVE_SINK, LiveSink, encode_frame
 from server.services.api_keys import AuthError, bearer_token
 from server.settings import Settings
@@ -43,6 +71,36 @@ logger = logging.getLogger(__name__)
 
 # Close code for a socket whose key was revoked (graphql-transport-ws's Forbidden, used on both protocols).
 CLOSE_FORBIDDEN = 4403
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+SUBSCRIPTION_NEEDS_A_STREAM = (
+    "Subscriptions run over a WebSocket (graphql-transport-ws or graphql-ws), or over HTTP as multipart/mixed "
+    '(Accept: multipart/mixed;subscriptionSpec="1.0").'
+)
+# Darkroom's own GraphiQL page: every script and stylesheet it loads is served from /graphiql/ (the vendored
+# builds in server/static/graphiql/vendor/), so it works offline and under this policy.
+GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text(encoding="utf-8")
+GRAPHIQL_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",  # React and CodeMirror set style attributes
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "connect-src 'self'",  # queries by POST, subscriptions over ws(s):// to this same host
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+# The codes of the HTTP-level refusals (the request is not a GraphQL request Darkroom can run).
+HTTP_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
 
 
 def _forget_socket(context: Any) -> None:
@@ -115,13 +173,47 @@ def socket_token(context: Context) -> str | None:
     return None
 
 
-def unauthenticated(message: str) -> Response[dict[str, Any]]:
+def response_media_type(request: Request[Any, Any, Any]) -> str:
+    """application/graphql-response+json when the client prefers it, else application/json (also for */*)."""
+    return request.accept.best_match([MediaType.JSON, GRAPHQL_RESPONSE_JSON], default=MediaType.JSON)
+
+
+def request_refused(
+    status: int, message: str, media_type: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    """A 4xx with a GraphQL-shaped body: the request was not one Darkroom could run."""
+    code = HTTP_ERROR_CODES.get(status, "BAD_REQUEST")
+    logger.info("GraphQL request refused (%s %s): %s", status, code, one_line(message), extra={"code": code})
     return Response(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+        media_type=media_type,
+        headers=headers,
+    )
+
+
+def unauthenticated(message: str, media_type: str = MediaType.JSON) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    if media_type == MediaType.JSON:
+        # What application/json clients have always had; GraphQL over HTTP's own media type has no `data` on a
+        # request error.
+        body = {"data": None, **body}
+    return Response(
+        body,
         status_code=401,
-        media_type=MediaType.JSON,
+        media_type=media_type,
         headers={"WWW-Authenticate": 'Bearer realm="darkroom"'},
     )
+
+
+def names_a_subscription(request_data: GraphQLRequestData, max_tokens: int) -> bool:
+    """Whether the operation a request asks for is a subscription (or cannot be told: the stream reports why)."""
+    try:
+        document = parse(request_data.query or "", no_location=True, max_tokens=max_tokens)
+    except GraphQLError:
+        return True
+    operation = get_operation_ast(document, request_data.operation_name)
+    return operation is None or operation.operation == DocumentOperationType.SUBSCRIPTION
 
 
 def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
@@ -132,7 +224,8 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
         keep_alive=True,
         keep_alive_interval=settings.graphql_keep_alive_seconds,
         context_getter=context_getter,
-        connection_init_wait_timeout=timedelta(seconds=30),
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
+        connection_init_wait_timeout=timedelta(seconds=settings.graphql_connection_init_timeout_seconds),
         allowed_origins=settings.allowed_cors_origins(),
     )
 
@@ -146,20 +239,133 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
             return frame if frame is not None else super().encode_json(data)
 
         def decode_json(self, data: str | bytes) -> object:
-            # A body that is not UTF-8 is malformed JSON (400), not a server error.
+            # A body that is not UTF-8, or nests deeper than the parser goes, is malformed JSON (400), not a
+            # server error.
             try:
                 return json.loads(data)
             except UnicodeDecodeError as exc:
                 raise json.JSONDecodeError("the body is not UTF-8", "", 0) from exc
+            except RecursionError as exc:
+                raise json.JSONDecodeError("the JSON nests too deeply", "", 0) from exc
+
+        async def parse_http_body(
+            self, request: AsyncHTTPRequestAdapter
+        ) -> GraphQLRequestData | list[GraphQLRequestData]:
+            # Strawberry reads a JSON body as a request object (or a batch, which is refused): a number, a
+            # string or null would fail inside it. Anything that does not start as an object or an array is
+            # refused here; the common case, an object, is decoded once, by Strawberry.
+            if request.method == "POST" and "application/json" in parse_content_type(request.content_type or "")[0]:
+                body = (await request.get_body()).removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
+                if not body.startswith((b"{", b"[")):
+                    self.parse_json(body)  # 400 when it is not JSON at all
+                    raise HTTPException(400, "The request body must be a JSON object: a GraphQL request.")
+            request_data = await super().parse_http_body(request)
+            if isinstance(request_data, GraphQLRequestData) and not isinstance(request_data.operation_name, str | None):
+                raise HTTPException(400, "The GraphQL operation's `operationName` must be a string or null.")
+            return request_data
 
         async def execute_request(self, request: Request[Any, Any, Any], context: Any, root_value: Any) -> Any:
+            media_type = response_media_type(request)
             if (
                 isinstance(context, Context)
                 and context.auth_error is not None
                 and not self.should_render_graphql_ide(self.request_adapter_class(request))
             ):
-                return unauthenticated(context.auth_error)
-            return await super().execute_request(request, context, root_value)
+                return unauthenticated(context.auth_error, media_type)
+            try:
+                response = await self.run(request, context=context, root_value=root_value)
+            except HTTPException as exc:
+                headers = {"Allow": "POST"} if exc.status_code == 405 else None
+                return request_refused(exc.status_code, exc.reason, media_type, headers)
+            except LitestarHTTPException as exc:
+                if exc.status_code >= 500:
+                    raise
+                # Raised while the body is read, e.g. 413 past GRAPHQL_MAX_BODY_BYTES.
+                return request_refused(exc.status_code, exc.detail, media_type)
+            if media_type == GRAPHQL_RESPONSE_JSON and response.media_type == MediaType.JSON:
+                response.media_type = GRAPHQL_RESPONSE_JSON
+            return response
+
+        async def execute_operation(
+            self,
+            request: Request[Any, Any, Any],
+            request_adapter: AsyncHTTPRequestAdapter,
+            request_data: GraphQLRequestData | list[GraphQLRequestData],
+            context: Any,
+            root_value: Any,
+            sub_response: Response[Any],
+        ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+            if (
+                isinstance(request_data, GraphQLRequestData)
+                and request_data.protocol != "http"
+                and not names_a_subscription(request_data, settings.graphql_max_tokens)
+            ):
+                # multipart/mixed streams subscriptions; a query or mutation sent with that Accept is answered
+                # once, as JSON, rather than refused inside a stream.
+                request_data.protocol = "http"
+            return await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+
+        async def execute_single(
+            self,
+            request: Request[Any, Any, Any],
+            request_adapter: AsyncHTTPRequestAdapter,
+            sub_response: Response[Any],
+            context: Any,
+            root_value: Any,
+            request_data: GraphQLRequestData,
+        ) -> ExecutionResult:
+            # One operation answered with one response. Strawberry would run a subscription here too (and fail
+            # inside it): a subscription needs a stream, which execute_operation starts for multipart/mixed.
+            allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+            try:
+                return await self.schema.execute(
+                    request_data.query,
+                    root_value=root_value,
+                    variable_values=request_data.variables,
+                    context_value=context,
+                    operation_name=request_data.operation_name,
+                    allowed_operation_types=allowed,
+                    operation_extensions=request_data.extensions,
+                )
+            except CannotGetOperationTypeError as exc:
+                raise HTTPException(400, exc.as_http_error_reason()) from exc
+            except InvalidOperationTypeError as exc:
+                if exc.operation_type == OperationType.SUBSCRIPTION:
+                    raise HTTPException(400, SUBSCRIPTION_NEEDS_A_STREAM) from exc
+                # GraphQL over HTTP: a mutation over GET is 405 Method Not Allowed.
+                status = 405 if request_adapter.method == "GET" else 400
+                raise HTTPException(status, exc.as_http_error_reason(request_adapter.method)) from exc
+            except MissingQueryError as exc:
+                raise HTTPException(400, "No GraphQL query found in the request") from exc
+
+        async def process_result(self, request: Request[Any, Any, Any], result: ExecutionResult) -> GraphQLHTTPResponse:
+            response = process_result(result)
+            if (
+                result.data is None
+                and is_request_error(result.errors or [])
+                and response_media_type(request) == GRAPHQL_RESPONSE_JSON
+            ):
+                # The operation never ran: GraphQL over HTTP's response has no `data` entry then (and a 400,
+                # given in create_response).
+                del response["data"]
+            return response
+
+        def create_response(
+            self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response[bytes]
+        ) -> Response[bytes]:
+            response = super().create_response(response_data, sub_response)
+            if isinstance(response_data, dict) and "data" not in response_data:
+                # Only process_result leaves `data` out, and only for application/graphql-response+json.
+                response.status_code = 400
+            return response
+
+        async def render_graphql_ide(self, request: Request[Any, Any, Any]) -> Response[str]:
+            # Strawberry's page loads React and GraphiQL from a CDN; this one loads them from this server.
+            return Response(
+                GRAPHIQL_PAGE, media_type=MediaType.HTML, headers={"Content-Security-Policy": GRAPHIQL_POLICY}
+            )
 
         async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
             runtime = context.runtime

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import strawberry
 
 from server.graphql.context import Info
+from server.graphql.errors import one_line
 from server.graphql.ids import decode_id
 from server.graphql.inputs import (
     AnimateImageInput,
@@ -16,8 +19,16 @@ from server.graphql.inputs import (
 from server.graphql.types import Generation, Media, UserError
 from server.services.errors import ServiceError
 
+logger = logging.getLogger("server.graphql")
+
 
 def user_errors(exc: ServiceError) -> list[UserError]:
+    """The refusal as the payload's userErrors, logged once (INFO: the caller's to fix, not the server's)."""
+    logger.info(
+        "mutation refused: %s",
+        "; ".join(f"{error.code}: {one_line(error.message)}" for error in exc.errors),
+        extra={"codes": sorted({error.code for error in exc.errors})},
+    )
     return [
         UserError(
             field=error.field,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -15,13 +16,21 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
+from server.graphql.errors import log_errors
 from server.graphql.mutations import Mutation
 from server.graphql.queries import Query
 from server.graphql.shared_render import RenderCache, shared_render_executor
 from server.graphql.subscriptions import Subscription
 from server.graphql.types import Generation, Media, Model
 from server.settings import Settings
+
+
+class DarkroomSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        # Strawberry logs every error at ERROR with a traceback; most are the client's (see server.graphql.errors).
+        log_errors(errors, execution_context.operation_name if execution_context else None)
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -39,7 +48,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=cache_size),
         lambda: ValidationCache(maxsize=cache_size),
     ]
-    return strawberry.Schema(
+    return DarkroomSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -112,7 +112,8 @@ def encode_frame(message: object) -> str | None:
     if not isinstance(payload, dict) or len(payload) != 1 or not isinstance(payload.get("data"), RenderedData):
         return None
     envelope = json.dumps({k: v for k, v in message.items() if k != "payload"}, separators=(",", ":"))
-    return f'{envelope[:-1]},"payload":{payload["data"].payload_json()}}}'
+    separator = "" if envelope == "{}" else ","
+    return f'{envelope[:-1]}{separator}"payload":{payload["data"].payload_json()}}}'
 
 
 class RenderCache:

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+logger = logging.getLogger(__name__)
+
 # Replicate's prediction statuses. `aborted` is terminal too: clients that forget it hang forever.
 PROVIDER_TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 PROVIDER_STATUSES = frozenset({"starting", "processing"}) | PROVIDER_TERMINAL_STATUSES
+# What a status may be: a word, not a document (generations.provider_status holds this many characters).
+MAX_STATUS_LENGTH = 64
+# Unknown statuses already reported by this process (each is logged once; the set is capped).
+_reported_statuses: set[str] = set()
+MAX_REPORTED_STATUSES = 100
+
+
+def _report_unknown_status(status: str) -> None:
+    if status in _reported_statuses or len(_reported_statuses) >= MAX_REPORTED_STATUSES:
+        return
+    _reported_statuses.add(status)
+    logger.warning(
+        "the provider sent a prediction status Darkroom does not know; treated as still running",
+        extra={"provider_status": status},
+    )
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -23,7 +41,8 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """A prediction object, exactly the fields Darkroom uses; `raw` keeps the whole body."""
+    """A prediction object, exactly the fields Darkroom uses; `raw` keeps the whole body. `status` is the
+    provider's own word, one Darkroom does not know included (see domain.generation_status_for)."""
 
     id: str
     status: str
@@ -50,8 +69,11 @@ class Prediction:
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise ValueError("a prediction needs a string id")
         status = body.get("status")
+        if not isinstance(status, str) or not status or len(status) > MAX_STATUS_LENGTH:
+            raise ValueError(f"a prediction needs a status (a word), got {status!r:.80}")
         if status not in PROVIDER_STATUSES:
-            raise ValueError(f"unknown prediction status {status!r}")
+            # Kept as sent (it is stored as providerStatus); the generation counts as still running.
+            _report_unknown_status(status)
         error = body.get("error")
         logs = body.get("logs")
         return cls(

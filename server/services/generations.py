@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server import metrics
 from server.db.models import CatalogModel, Generation, Media, utcnow
-from server.domain import PROVIDER_STATUS_MAP, GenerationStatus, MediaKind, MediaStatus
+from server.domain import GenerationStatus, MediaKind, MediaStatus, generation_status_for
 from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
 from server.provider.replicate import ReplicateClient
 from server.provider.types import Prediction, output_urls
@@ -66,7 +66,7 @@ def media_kind_for(url: str, default: str) -> str:
 def decide(generation: Generation, prediction: Prediction) -> UpdateOutcome:
     """Whether `prediction` moves `generation` forward, repeats it, or lags behind it."""
     current = GenerationStatus(generation.status)
-    incoming = PROVIDER_STATUS_MAP[prediction.status]
+    incoming = generation_status_for(prediction.status, current)
     if current.is_terminal:
         return UpdateOutcome.DUPLICATE if incoming == current else UpdateOutcome.STALE
     if incoming.rank < current.rank:
@@ -258,7 +258,7 @@ class GenerationService:
 
     def _apply(self, generation: Generation, prediction: Prediction) -> list[Media]:
         now = utcnow()
-        new_status = PROVIDER_STATUS_MAP[prediction.status]
+        new_status = generation_status_for(prediction.status, GenerationStatus(generation.status))
         generation.status = new_status
         generation.provider_status = prediction.status
         generation.provider_id = generation.provider_id or prediction.id

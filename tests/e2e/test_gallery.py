@@ -11,8 +11,6 @@ under CI=true.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import Darkroom, eventually
-from tests.support import services
+from tests.e2e.browser import CHROMIUM_ARGS, chromium
 from tests.support.flows import IMAGE_MODEL, get_generation, settled, start_generation
 
 if TYPE_CHECKING:
@@ -29,16 +27,6 @@ if TYPE_CHECKING:
 # The gallery needs one database to show; SQLite is enough.
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "gallery"
 TIMEOUT_MS = 60_000
 # Page conditions are polled on a timer: animation frames can stall in a headless page on a loaded machine.
@@ -67,27 +55,10 @@ SOCKET_SWITCH = """
 """
 
 
-def _unavailable(reason: str) -> None:
-    if services.IN_CI:
-        pytest.fail(f"{reason}; CI must provide it", pytrace=False)
-    pytest.skip(reason)
-
-
-def _chromium() -> str:
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError as exc:
-        _unavailable(f"the playwright package is not installed ({exc})")
-    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.access(path, os.X_OK):
-        _unavailable(f"Chromium is not installed at {path} (apt-get install chromium)")
-    return path
-
-
 @pytest.fixture
 async def page(request: pytest.FixtureRequest) -> AsyncIterator[Page]:
     """A fresh browser page; its last state is saved to test-artifacts/gallery/<test>.png, pass or fail."""
-    executable = _chromium()
+    executable = chromium()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:

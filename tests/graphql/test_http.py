@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from sqlalchemy import event, func, select
@@ -12,10 +13,34 @@ from server.domain import GenerationStatus, MediaKind, MediaStatus
 from tests.conftest import Darkroom
 
 
-async def test_graphiql_is_served_to_browsers(darkroom: Darkroom) -> None:
+async def test_graphiql_is_served_to_browsers_with_every_asset_from_darkroom(darkroom: Darkroom) -> None:
     response = await darkroom.http.get("/graphql", headers={"Accept": "text/html"})
     assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
     assert "graphiql" in response.text.lower()
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert len(assets) >= 8, assets
+    for asset in assets:
+        if asset.startswith("data:"):
+            continue
+        assert asset.startswith("/graphiql/"), asset
+        served = await darkroom.http.get(asset)
+        assert served.status_code == 200, asset
+        assert served.content, asset
+    # Each vendored package comes with its license.
+    for package in ("react", "react-dom", "graphiql", "plugin-explorer"):
+        assert (await darkroom.http.get(f"/graphiql/vendor/{package}/LICENSE")).status_code == 200, package
+
+
+async def test_graphiql_can_be_switched_off(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(graphiql_enabled=False, poller_enabled=False) as darkroom:
+        page = await darkroom.http.get("/graphql", headers={"Accept": "text/html"})
+        assert page.status_code == 404
+        assert page.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert (await darkroom.http.get("/graphiql/graphiql.js")).status_code == 404
+        assert (await darkroom.http.post("/graphql", json={"query": "{ __typename }"})).status_code == 200
 
 
 async def test_queries_over_get_and_post(darkroom: Darkroom) -> None:
@@ -31,7 +56,9 @@ async def test_mutations_are_refused_over_get(darkroom: Darkroom) -> None:
     response = await darkroom.http.get(
         "/graphql", params={"query": 'mutation { deleteMedia(input: {mediaId: "x"}) { deletedMediaId } }'}
     )
-    assert response.status_code in (400, 405)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
 
 
 async def _error(darkroom: Darkroom, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:

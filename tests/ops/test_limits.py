@@ -1,13 +1,16 @@
 """Limits against abuse: over-deep, over-aliased, over-long and over-paged documents are refused before
-anything runs, and request bodies are capped on /graphql and on the webhook route."""
+anything runs, request bodies are capped on /graphql and on the webhook route, and a WebSocket that never
+says connection_init is closed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from server.graphql.schema import build_schema
 from server.settings import Settings
+from tests.auth.support import closed_with, raw_socket
 from tests.conftest import Darkroom
 from tests.ops.support import row_counts
 from tests.support.flows import IMAGE_MODEL
@@ -125,3 +128,12 @@ async def test_webhook_bodies_over_the_cap_get_413(start_darkroom: Callable[...,
         assert under.status_code == 401  # small enough to be read, then refused for its missing signature
         scrape = (await darkroom.http.get("/metrics")).text
         assert 'darkroom_webhooks_total{result="too_large"}' in scrape
+
+
+async def test_a_socket_that_never_sends_connection_init_is_closed_in_time(start_darkroom: Callable[..., Any]) -> None:
+    async with start_darkroom(graphql_connection_init_timeout_seconds=0.5, poller_enabled=False) as darkroom:
+        opened = time.monotonic()
+        async with raw_socket(darkroom.base_url) as socket:
+            code = await closed_with(socket, timeout=10)
+        assert code == 4408  # graphql-transport-ws: Connection initialisation timeout
+        assert 0.4 < time.monotonic() - opened < 5

@@ -1,4 +1,5 @@
-"""GET /media/...: content type, a strong ETag from the sha256, immutable caching, 304 and byte ranges."""
+"""GET /media/...: content type, a strong ETag from the sha256, immutable caching, 304 and byte ranges (a
+malformed or multi-range header ignored, an unsatisfiable range 416)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,29 @@ async def test_a_video_is_served_cacheable_and_seekable(start_darkroom: Callable
             refused = await darkroom.http.get(url, headers={"Range": unsatisfiable})
             assert refused.status_code == 416, unsatisfiable
             assert refused.headers["content-range"] == f"bytes */{size}"
+
+        # The unit is case-insensitive.
+        shouted = await darkroom.http.get(url, headers={"Range": "BYTES=0-9"})
+        assert shouted.status_code == 206 and shouted.content == body[:10]
+
+        # A malformed or multi-range header is ignored (RFC 9110 allows it): the whole file, 200.
+        for ignored in (
+            "bytes=",
+            "bytes=-",
+            "bytes=abc",
+            "bytes=--5",
+            "bytes 0-5",
+            "items=0-5",
+            "bytes=0-5,10-20",
+            "bytes=0-5, 10-20",
+            "bytes=1-2-3",
+            "bytes=0x10-20",
+        ):
+            whole = await darkroom.http.get(url, headers={"Range": ignored})
+            assert whole.status_code == 200, ignored
+            assert whole.content == body, ignored
+            assert "content-range" not in whole.headers, ignored
+            assert whole.headers["content-length"] == str(size), ignored
 
 
 async def test_an_image_has_its_content_type(start_darkroom: Callable[..., Any]) -> None:

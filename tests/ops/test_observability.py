@@ -88,6 +88,108 @@ async def test_every_request_gets_an_id_that_reaches_its_log_lines(
     assert downloaded[0]["generation_id"] == generation_id and downloaded[0]["request_id"] is None
 
 
+BAD_REQUESTS: list[tuple[str, dict[str, Any], str]] = [
+    # (name, httpx request options, the code its log line carries)
+    ("syntax", {"json": {"query": "{ generations(first: 1) { edges"}}, "GRAPHQL_PARSE_FAILED"),
+    ("unknown-field", {"json": {"query": "{ generations { edges { node { nope } } } }"}}, "GRAPHQL_VALIDATION_FAILED"),
+    ("too-deep", {"json": {"query": "{ a: __typename " + "b: __typename " * 5000 + "}"}}, "GRAPHQL_PARSE_FAILED"),
+    (
+        "variable",
+        {"json": {"query": "query($n: Int) { generations(first: $n) { edges { cursor } } }", "variables": {"n": "x"}}},
+        "BAD_USER_INPUT",
+    ),
+    (
+        "bad-id",
+        {"json": {"query": "query($id: ID!) { generation(id: $id) { id } }", "variables": {"id": "not\nan id"}}},
+        "BAD_USER_INPUT",
+    ),
+    ("page-size", {"json": {"query": "{ media(first: 100000) { edges { cursor } } }"}}, "BAD_USER_INPUT"),
+    (
+        "user-error",
+        {
+            "json": {
+                "query": 'mutation { startGeneration(input: {model: "nobody/none", input: {prompt: "x"}})'
+                " { userErrors { code } } }"
+            }
+        },
+        "NOT_FOUND",
+    ),
+    ("scalar-body", {"content": b"5", "headers": {"content-type": "application/json"}}, "BAD_REQUEST"),
+    ("null-body", {"content": b"null", "headers": {"content-type": "application/json"}}, "BAD_REQUEST"),
+    ("not-utf8", {"content": b'{"query": "\xff"}', "headers": {"content-type": "application/json"}}, "BAD_REQUEST"),
+    ("nested", {"content": b"[" * 5000, "headers": {"content-type": "application/json"}}, "BAD_REQUEST"),
+    ("content-type", {"content": b"{ __typename }", "headers": {"content-type": "text/plain"}}, "BAD_REQUEST"),
+]
+
+
+async def test_client_mistakes_are_one_info_line_each_and_never_an_error(
+    start_darkroom: Callable[..., Any], json_log: io.StringIO
+) -> None:
+    async with start_darkroom(poller_enabled=False, downloader_enabled=False) as darkroom:
+        for round_ in range(3):
+            for name, options, _ in BAD_REQUESTS:
+                headers = {**options.get("headers", {}), "X-Request-ID": f"bad-{name}-{round_}"}
+                response = await darkroom.http.post("/graphql", **{**options, "headers": headers})
+                assert response.status_code < 500, (name, response.status_code, response.text)
+                body = response.json()
+                errors = body.get("errors") or body["data"]["startGeneration"]["userErrors"]
+                assert errors[0].get("extensions", errors[0]).get("code"), (name, body)
+            mutation_by_get = await darkroom.http.get(
+                "/graphql",
+                params={"query": 'mutation { cancelGeneration(input: {id: "x"}) { userErrors { code } } }'},
+                headers={"X-Request-ID": f"bad-get-{round_}"},
+            )
+            assert mutation_by_get.status_code == 405
+            assert mutation_by_get.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+        async with ws_connect(darkroom.base_url) as client:
+            payloads = [payload async for payload in client.subscribe('subscription { generation(id: "x") { id } }')]
+            assert payloads[0]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", payloads
+
+    lines = _lines(json_log)
+    assert [line for line in lines if line["level"] in ("ERROR", "CRITICAL")] == []
+    assert all("exc_info" not in line for line in lines if line["logger"].startswith(("server.graphql", "strawberry")))
+    for round_ in range(3):
+        for name, _, code in [*BAD_REQUESTS, ("get", {}, "METHOD_NOT_ALLOWED")]:
+            mine = [
+                line
+                for line in lines
+                if line["request_id"] == f"bad-{name}-{round_}"
+                and line["logger"].startswith(("server.", "strawberry"))
+                and line["logger"] != "server.http"
+            ]
+            assert len(mine) == 1, (name, mine)
+            assert mine[0]["level"] == "INFO", mine
+            assert code in mine[0]["message"], (code, mine)
+            assert "\n" not in mine[0]["message"], mine
+
+
+async def test_a_server_fault_is_an_error_with_its_traceback_and_request_id(
+    start_darkroom: Callable[..., Any], json_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    async with start_darkroom(poller_enabled=False, downloader_enabled=False) as darkroom:
+        monkeypatch.setattr("server.graphql.queries.queries.latest_event_id", broken)
+        result = await darkroom.http.post("/graphql", json={"query": "{ feedCursor }"}, headers={"X-Request-ID": "f1"})
+        assert result.status_code == 200
+        assert result.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+
+        def no_media_type(request: Any) -> str:
+            raise RuntimeError("the controller is on fire")
+
+        monkeypatch.setattr("server.graphql.controller.response_media_type", no_media_type)
+        crashed = await darkroom.http.post("/graphql", json={"query": "{ __typename }"}, headers={"X-Request-ID": "f2"})
+        assert crashed.status_code == 500
+        assert crashed.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+        assert "on fire" not in crashed.text
+
+    errors = [line for line in _lines(json_log) if line["level"] == "ERROR"]
+    assert [line["request_id"] for line in errors] == ["f1", "f2"], errors
+    assert "the disk is on fire" in errors[0]["message"] and "RuntimeError" in errors[0]["exc_info"]
+    assert "Traceback" in errors[1]["exc_info"] and "the controller is on fire" in errors[1]["exc_info"]
+
+
 # --- metrics -----------------------------------------------------------------------------------------
 
 
@@ -139,7 +241,8 @@ async def test_metrics_after_a_flow(start_darkroom: Callable[..., Any]) -> None:
         image = {"model": IMAGE_MODEL, "kind": "IMAGE"}
         assert grew("darkroom_generations_started_total", **image) == 1
         assert grew("darkroom_generations_finished_total", **image, status="SUCCEEDED") == 1
-        assert grew("darkroom_webhooks_total", result="accepted") >= 1
+        assert grew("darkroom_webhooks_total", result="applied") >= 1
+        assert grew("darkroom_webhooks_total", result="accepted") == 0  # one word for both doors
         assert grew("darkroom_webhooks_total", result="duplicate") >= 1
         assert grew("darkroom_webhooks_total", result="stale") >= 1
         assert grew("darkroom_webhooks_total", result="bad_signature") == 1

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from server.db.models import Generation
 from server.graphql.ids import decode_id
+from server.graphql.shared_render import RenderedData, encode_frame
 from server.provider.signing import sign_webhook
 from tests.auth.support import new_key
 from tests.conftest import Darkroom, eventually
@@ -162,3 +163,18 @@ async def test_a_variable_the_selection_reads_keeps_subscribers_apart(start_dark
             assert renders("executed") - executed == 4
         assert "media" in followers[0].frames[-1]["payload"]["data"]["generation"]
         assert "media" not in followers[1].frames[-1]["payload"]["data"]["generation"]
+
+
+def test_a_shared_result_is_framed_around_its_one_encoding_for_every_protocol() -> None:
+    data = RenderedData({"generation": {"id": "g", "progress": 0.5}})
+    frames = [
+        encode_frame({"id": "7", "type": "next", "payload": {"data": data}}),  # graphql-transport-ws
+        encode_frame({"type": "data", "id": "7", "payload": {"data": data}}),  # graphql-ws
+        encode_frame({"payload": {"data": data}}),  # a multipart part
+    ]
+    assert [json.loads(frame or "") for frame in frames] == [
+        {"id": "7", "type": "next", "payload": {"data": data}},
+        {"type": "data", "id": "7", "payload": {"data": data}},
+        {"payload": {"data": data}},
+    ]
+    assert encode_frame({"id": "7", "type": "next", "payload": {"data": {"plain": 1}}}) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -93,8 +94,10 @@ async def test_malformed_oversized_and_unknown_webhooks(start_darkroom) -> None:
         body, headers = await _signed(darkroom, b"{not json")
         response = await _post(darkroom, body, headers)
         assert response.status_code == 400
-        body, headers = await _signed(darkroom, {"id": "x", "status": "exploded"})
-        assert (await _post(darkroom, body, headers)).status_code == 400
+        not_predictions: list[Any] = [{"id": "x", "status": None}, {"id": "x"}, {"id": 5, "status": "processing"}, []]
+        for not_a_prediction in not_predictions:
+            body, headers = await _signed(darkroom, not_a_prediction)
+            assert (await _post(darkroom, body, headers)).status_code == 400, not_a_prediction
         body, headers = await _signed(darkroom, _prediction("p", "processing", logs="x" * 5000))
         assert (await _post(darkroom, body, headers)).status_code == 413
         body, headers = await _signed(darkroom, _prediction("never-heard-of-it", "succeeded"))
@@ -137,6 +140,35 @@ async def test_aborted_is_terminal_and_kept_apart_from_canceled(start_darkroom) 
         state = await get_generation(darkroom, known["generation"]["id"])
         assert (state["status"], state["providerStatus"]) == ("CANCELED", "aborted")
         assert settled(state)
+
+
+async def test_a_status_darkroom_does_not_know_leaves_the_generation_running(start_darkroom, caplog) -> None:  # type: ignore[no-untyped-def]
+    async with start_darkroom(poller_enabled=False) as darkroom:
+        known = await _stored_prediction(darkroom)
+        pid = known["provider_id"]
+        status = f"warming_up_{uuid.uuid4().hex[:6]}"  # new to this process, so it is reported
+        results = []
+        with caplog.at_level(logging.INFO):
+            first = " 10%|█         | 1/10 [00:00<00:01,  5.0it/s]"
+            # Logs only grow at the provider.
+            for logs in (first, first + "\n 30%|███       | 3/10 [00:01<00:01,  5.0it/s]"):
+                body, headers = await _signed(darkroom, _prediction(pid, status, logs=logs))
+                response = await _post(darkroom, body, headers)
+                assert response.status_code == 200, response.text
+                results.append(response.json()["result"])
+        assert results == ["applied", "applied"]
+        state = await get_generation(darkroom, known["generation"]["id"])
+        assert (state["status"], state["providerStatus"], state["progress"]) == ("STARTING", status, 0.3)
+        reported = [
+            record
+            for record in caplog.records
+            if record.name == "server.provider.types" and getattr(record, "provider_status", None) == status
+        ]
+        assert len(reported) == 1 and reported[0].levelname == "WARNING", reported
+        # It is still running: the provider's next known status moves it on as usual.
+        body, headers = await _signed(darkroom, _prediction(pid, "processing", logs=logs + "\n 60%|██████    | 6/10"))
+        assert (await _post(darkroom, body, headers)).json()["result"] == "applied"
+        assert (await get_generation(darkroom, known["generation"]["id"]))["status"] == "PROCESSING"
 
 
 async def test_a_webhook_that_outruns_the_start_finds_its_generation(start_darkroom) -> None:  # type: ignore[no-untyped-def]

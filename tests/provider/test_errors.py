@@ -151,7 +151,7 @@ async def test_timeout_is_unavailable(stack: Stack, make_client: MakeClient) -> 
         Answer(200, b"not json"),
         ok(["a", "list"]),
         ok({"id": "p1"}),  # no status
-        ok({"id": "p1", "status": "exploded"}),
+        ok({"id": "p1", "status": None}),
         ok({"id": 7, "status": "starting"}),
         Answer(204, None),
         Answer(302, None, {"location": "https://elsewhere.example/"}),
@@ -163,6 +163,14 @@ async def test_unreadable_success_is_a_bad_response(stack: Stack, client: Replic
         await client.get_prediction("p1")
     assert (caught.value.code, caught.value.status) == ("PROVIDER_BAD_RESPONSE", answer.status)
     assert stack.proxy.count("GET", "/v1/predictions/p1") == 1
+
+
+async def test_a_status_darkroom_does_not_know_reads_as_a_running_prediction(
+    stack: Stack, client: ReplicateClient
+) -> None:
+    stack.proxy.script("GET", "/v1/predictions/p1", ok({"id": "p1", "status": "exploded"}))
+    prediction = await client.get_prediction("p1")
+    assert (prediction.id, prediction.status, prediction.is_terminal) == ("p1", "exploded", False)
 
 
 async def test_an_undecodable_body_is_a_bad_response(stack: Stack, client: ReplicateClient) -> None:

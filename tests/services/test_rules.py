@@ -40,12 +40,25 @@ def _prediction(status: str, logs: str | None = None) -> Prediction:
         ("SUCCEEDED", None, "failed", None, UpdateOutcome.STALE),
         ("CANCELED", None, "aborted", None, UpdateOutcome.DUPLICATE),
         ("TIMED_OUT", None, "succeeded", None, UpdateOutcome.STALE),
+        # A status Darkroom does not know: still running, so only more logs are news.
+        ("STARTING", None, "queued_somewhere", None, UpdateOutcome.DUPLICATE),
+        ("PROCESSING", "ab", "queued_somewhere", "abc", UpdateOutcome.APPLIED),
+        ("PROCESSING", "abc", "queued_somewhere", "abc", UpdateOutcome.DUPLICATE),
+        ("SUCCEEDED", None, "queued_somewhere", None, UpdateOutcome.STALE),
     ],
 )
 def test_updates_only_move_forward(
     stored: str, stored_logs: str | None, incoming: str, incoming_logs: str | None, outcome: UpdateOutcome
 ) -> None:
     assert decide(_generation(stored, stored_logs), _prediction(incoming, incoming_logs)) is outcome
+
+
+def test_a_prediction_with_a_status_darkroom_does_not_know_still_reads() -> None:
+    prediction = Prediction.from_json({"id": "p", "status": "brand-new-status"})
+    assert prediction.status == "brand-new-status" and not prediction.is_terminal
+    for status in (None, 5, "", ["processing"], "x" * 65):
+        with pytest.raises(ValueError):
+            Prediction.from_json({"id": "p", "status": status})
 
 
 @pytest.mark.parametrize(
