@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
@@ -43,9 +42,8 @@ from graphql import (
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from server.graphql.errors import log_errors
 from server.metrics import SUBSCRIPTION_RENDERS
-
-logger = logging.getLogger(__name__)
 
 _EXECUTED = SUBSCRIPTION_RENDERS.labels("executed")
 _SHARED = SUBSCRIPTION_RENDERS.labels("shared")
@@ -247,8 +245,8 @@ def shared_render_executor(cache: RenderCache) -> type[StrawberryGraphQLCoreExec
                     result = ExecutionResult(RenderedData(result.data), None, result.extensions)
                 else:
                     cache.forget(key)  # a later subscriber executes again rather than inherit a failure
-                    for error in result.errors or ():
-                        logger.error("a subscription event failed to render", exc_info=error.original_error or error)
+                    name = self.operation.name.value if self.operation.name is not None else None
+                    log_errors(list(result.errors or ()), name)
             except asyncio.CancelledError:
                 cache.forget(key)
                 future.cancel()  # the members waiting on it execute for themselves
