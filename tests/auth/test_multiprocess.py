@@ -12,8 +12,7 @@ import httpx
 
 from tests.auth.support import bearer, closed_with, init, raw_socket
 from tests.conftest import SESSION_CHANNEL, _truncate
-from tests.pipeline.test_multiprocess import serve
-from tests.support.live_server import free_port
+from tests.support.processes import darkroom_process
 
 QUERY = {"query": "{ generations(first: 1) { edges { cursor } } }"}
 
@@ -48,8 +47,8 @@ async def test_a_key_revoked_by_the_cli_is_shut_out_of_every_process(postgres_da
     token = created.stdout.strip()
 
     async with (
-        serve(env, free_port(), tmp_path / "a.log") as process_a,
-        serve(env, free_port(), tmp_path / "b.log") as process_b,
+        darkroom_process(env, tmp_path / "a.log") as process_a,
+        darkroom_process(env, tmp_path / "b.log") as process_b,
         httpx.AsyncClient(timeout=30) as http,
         raw_socket(process_a) as socket_a,
         raw_socket(process_b) as socket_b,
