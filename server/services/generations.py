@@ -240,7 +240,6 @@ class GenerationService:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
             media = self._apply(generation, prediction)
             session.add_all(media)
-            await session.flush()
             payload = await append_event(session, generation, media, EventType.UPDATED)
             status = GenerationStatus(generation.status)
         await self._publish(payload)

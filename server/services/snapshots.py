@@ -74,6 +74,13 @@ def media_snapshot(media: Media) -> dict[str, Any]:
 def event_payload(
     *, event_id: int, seq: int, type_: str, generation: Generation, media: list[Media], at: datetime
 ) -> dict[str, Any]:
+    return event_record(event_id=event_id, seq=seq, type_=type_, generation=generation, media=media, at=at)[0]
+
+
+def event_record(
+    *, event_id: int, seq: int, type_: str, generation: Generation, media: list[Media], at: datetime
+) -> tuple[dict[str, Any], str]:
+    """The event's payload, and the same payload as compact JSON (what the event log stores)."""
     payload: dict[str, Any] = {
         "id": event_id,
         "seq": seq,
@@ -85,10 +92,12 @@ def event_payload(
         "media": [media_snapshot(item) for item in media],
         "mediaTruncated": False,
     }
-    if len(json.dumps(payload, separators=(",", ":"))) > MAX_EVENT_BYTES:
+    encoded = json.dumps(payload, separators=(",", ":"))
+    if len(encoded) > MAX_EVENT_BYTES:
         payload["media"] = []
         payload["mediaTruncated"] = True
-    return payload
+        encoded = json.dumps(payload, separators=(",", ":"))
+    return payload, encoded
 
 
 def state_snapshot(generation: Generation, media: list[Media]) -> dict[str, Any]:
