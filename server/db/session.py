@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from server.settings import Settings
 
@@ -52,3 +55,19 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 def is_postgres(session: AsyncSession) -> bool:
     """Row locks and advisory locks exist only on Postgres; SQLite serialises writers instead."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+@asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A pooled Postgres connection's own asyncpg connection, for a hot path that SQLAlchemy would slow.
+
+    No transaction is open on it: each statement commits by itself. It goes back to the pool afterwards,
+    except after an exception, when it is discarded, since it may be mid-statement or broken.
+    """
+    pooled = await engine.raw_connection()
+    try:
+        yield pooled.driver_connection
+    except BaseException:
+        await greenlet_spawn(pooled.invalidate)
+        raise
+    await greenlet_spawn(pooled.close)

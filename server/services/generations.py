@@ -17,17 +17,18 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server import metrics
 from server.db.models import CatalogModel, Generation, Media, utcnow
+from server.db.session import driver_connection
 from server.domain import PROVIDER_STATUS_MAP, GenerationStatus, MediaKind, MediaStatus
 from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
 from server.provider.replicate import ReplicateClient
 from server.provider.types import Prediction, output_urls
 from server.services.alerts import FailureAlerts
 from server.services.errors import FieldError, NotFound, ServiceError
-from server.services.events import EventType, append_event
+from server.services.events import EVENT_ORDER_LOCK, EventType, append_event, event_for, number_change
 from server.services.progress import parse_progress
 from server.services.viewer import Viewer
 from server.settings import Settings
@@ -38,6 +39,54 @@ WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".m4v")
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
+
+# What `decide`, `_apply` and an event's snapshot read of a generation: not its input (large) or poll claim.
+_STATE_COLUMNS = ", ".join(
+    (
+        "id",
+        "owner_id",
+        "kind",
+        "model_ref",
+        "model_version",
+        "status",
+        "provider_id",
+        "provider_status",
+        "error",
+        "logs",
+        "progress",
+        "source_media_id",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
+        "provider_updated_at",
+        "next_poll_at",
+        "poll_attempts",
+        "event_seq",
+    )
+)
+_STATE_BY_PROVIDER_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE provider_id = $1"
+_STATE_BY_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE id = $1"
+# A provider update as one statement that commits by itself: the row is updated only if it is still the
+# version that was read (same event_seq; every change that matters bumps it), then the ordering lock is
+# taken (after the row lock, as every writer does) and the event logged with the next id (see
+# server.services.events). Each CTE reads the one before, which fixes that order. No row back: the row
+# changed or went away meanwhile.
+_UPDATE_AND_APPEND = """
+WITH changed AS (
+    UPDATE generations SET
+        status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
+        started_at = $9, completed_at = $10, provider_updated_at = $11, error = $12, poll_attempts = $13,
+        next_poll_at = $14, event_seq = $15, updated_at = $16
+    WHERE id = $1 AND event_seq = $2
+    RETURNING id
+), ordered AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock($17) FROM changed
+)
+INSERT INTO events (generation_id, owner_id, seq, type, payload, created_at)
+SELECT $1, $18::uuid, $15, $19::varchar, $20::json, $16 FROM ordered
+RETURNING id
+"""
 
 
 class UpdateOutcome(StrEnum):
@@ -149,6 +198,11 @@ class GenerationService:
         self._provider = provider
         self._publish = publish
         self._alerts = alerts
+        bind = sessions.kw.get("bind")
+        # On Postgres, provider updates take the short path of `_apply_in_one_statement` first.
+        self._postgres: AsyncEngine | None = (
+            bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
+        )
 
     # --- reads -----------------------------------------------------------------------------------
     async def get(self, generation_id: uuid.UUID, viewer: Viewer) -> Generation:
@@ -231,6 +285,10 @@ class GenerationService:
         self, prediction: Prediction, *, generation_hint: uuid.UUID | None = None
     ) -> ApplyResult:
         """Bring the generation behind `prediction` up to date with it; see the module docstring."""
+        if self._postgres is not None:
+            result = await self._apply_in_one_statement(self._postgres, prediction, generation_hint)
+            if result is not None:
+                return result
         async with self._sessions() as session, session.begin():
             generation = await self._find_for_prediction(session, prediction.id, generation_hint)
             if generation is None:
@@ -241,7 +299,64 @@ class GenerationService:
             media = self._apply(generation, prediction)
             session.add_all(media)
             payload = await append_event(session, generation, media, EventType.UPDATED)
-            status = GenerationStatus(generation.status)
+        return await self._applied(generation, prediction, payload)
+
+    async def _apply_in_one_statement(
+        self, engine: AsyncEngine, prediction: Prediction, hint: uuid.UUID | None
+    ) -> ApplyResult | None:
+        """The common provider update on Postgres, in two statements and no explicit transaction.
+
+        The generation is read without a lock and decided on; an applied update is then written and logged
+        by one statement that checks the row is still the version read. None when the row changed meanwhile,
+        or when the update adds media rows: then the caller applies it under the row lock instead.
+        """
+        async with driver_connection(engine) as connection:
+            row = await connection.fetchrow(_STATE_BY_PROVIDER_ID, prediction.id)
+            if row is None and hint is not None:
+                row = await connection.fetchrow(_STATE_BY_ID, hint)
+                if row is not None and row["provider_id"] not in (None, prediction.id):
+                    row = None
+            if row is None:
+                return ApplyResult(UpdateOutcome.UNKNOWN)
+            generation = Generation(**dict(row.items()))  # never added to a session
+            outcome = decide(generation, prediction)
+            if outcome is not UpdateOutcome.APPLIED:
+                return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
+            seen = generation.event_seq
+            if self._apply(generation, prediction):
+                return None
+            now = number_change(generation)
+            payload, encoded = event_for(generation, [], EventType.UPDATED, now)
+            event_id = await connection.fetchval(
+                _UPDATE_AND_APPEND,
+                generation.id,
+                seen,
+                generation.status,
+                generation.provider_status,
+                generation.provider_id,
+                generation.model_version,
+                generation.logs,
+                generation.progress,
+                generation.started_at,
+                generation.completed_at,
+                generation.provider_updated_at,
+                generation.error,
+                generation.poll_attempts,
+                generation.next_poll_at,
+                generation.event_seq,
+                now,
+                EVENT_ORDER_LOCK,
+                generation.owner_id,
+                EventType.UPDATED,
+                encoded,
+            )
+        if event_id is None:
+            return None
+        return await self._applied(generation, prediction, {**payload, "id": event_id})
+
+    async def _applied(self, generation: Generation, prediction: Prediction, payload: dict[str, Any]) -> ApplyResult:
+        """After an update committed: publish its event, count a finish, log it."""
+        status = GenerationStatus(generation.status)
         await self._publish(payload)
         if status.is_terminal:
             self._finished(generation.model_ref, generation.kind, status)
