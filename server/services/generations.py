@@ -68,7 +68,8 @@ _STATE_COLUMNS = ", ".join(
 _STATE_BY_PROVIDER_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE provider_id = $1"
 _STATE_BY_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE id = $1"
 # A provider update as one statement that commits by itself: the row is updated only if it is still the
-# version that was read (same event_seq; every change that matters bumps it), then the ordering lock is
+# version that was read (same event_seq, which every change that matters bumps, and the same references
+# that a deletion elsewhere may set to NULL), then the ordering lock is
 # taken (after the row lock, as every writer does) and the event logged with the next id (see
 # server.services.events). Each CTE reads the one before, which fixes that order. No row back: the row
 # changed or went away meanwhile.
@@ -78,7 +79,8 @@ WITH changed AS (
         status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
         started_at = $9, completed_at = $10, provider_updated_at = $11, error = $12, poll_attempts = $13,
         next_poll_at = $14, event_seq = $15, updated_at = $16
-    WHERE id = $1 AND event_seq = $2
+    WHERE id = $1 AND event_seq = $2 AND owner_id IS NOT DISTINCT FROM $18::uuid
+        AND source_media_id IS NOT DISTINCT FROM $21::uuid
     RETURNING id
 ), ordered AS MATERIALIZED (
     SELECT pg_advisory_xact_lock($17) FROM changed
@@ -349,6 +351,7 @@ class GenerationService:
                 generation.owner_id,
                 EventType.UPDATED,
                 encoded,
+                generation.source_media_id,
             )
         if event_id is None:
             return None
