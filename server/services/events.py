@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Event, Generation, Media, utcnow
+from server.db.models import AnyGeneration, Event, Generation, Media, utcnow
 from server.db.session import is_postgres
 from server.services.snapshots import event_record
 
@@ -44,7 +44,7 @@ class EventType:
     MEDIA_UPDATED = "MEDIA_UPDATED"
 
 
-def number_change(generation: Generation) -> datetime:
+def number_change(generation: AnyGeneration) -> datetime:
     """Give the generation's next change its sequence number and `updated_at`; returns that time."""
     now: datetime = utcnow()
     generation.event_seq += 1
@@ -52,7 +52,7 @@ def number_change(generation: Generation) -> datetime:
     return now
 
 
-def event_for(generation: Generation, media: list[Media], type_: str, at: datetime) -> tuple[dict[str, Any], str]:
+def event_for(generation: AnyGeneration, media: list[Media], type_: str, at: datetime) -> tuple[dict[str, Any], str]:
     """The numbered change's payload (without its id) and the same payload as stored JSON."""
     return event_record(event_id=0, seq=generation.event_seq, type_=type_, generation=generation, media=media, at=at)
 

@@ -7,6 +7,7 @@ an update older than what is stored is ignored, and terminal states are final.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server import metrics
-from server.db.models import CatalogModel, Generation, Media, utcnow
+from server.db.models import AnyGeneration, CatalogModel, Generation, GenerationRow, Media, utcnow
 from server.db.session import driver_connection
 from server.domain import PROVIDER_STATUS_MAP, GenerationStatus, MediaKind, MediaStatus
 from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
@@ -40,31 +41,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".m4v")
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
-# What `decide`, `_apply` and an event's snapshot read of a generation: not its input (large) or poll claim.
-_STATE_COLUMNS = ", ".join(
-    (
-        "id",
-        "owner_id",
-        "kind",
-        "model_ref",
-        "model_version",
-        "status",
-        "provider_id",
-        "provider_status",
-        "error",
-        "logs",
-        "progress",
-        "source_media_id",
-        "created_at",
-        "updated_at",
-        "started_at",
-        "completed_at",
-        "provider_updated_at",
-        "next_poll_at",
-        "poll_attempts",
-        "event_seq",
-    )
-)
+_STATE_COLUMNS = ", ".join(field.name for field in dataclasses.fields(GenerationRow))
 _STATE_BY_PROVIDER_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE provider_id = $1"
 _STATE_BY_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE id = $1"
 # A provider update as one statement that commits by itself: the row is updated only if it is still the
@@ -114,7 +91,7 @@ def media_kind_for(url: str, default: str) -> str:
     return default
 
 
-def decide(generation: Generation, prediction: Prediction) -> UpdateOutcome:
+def decide(generation: AnyGeneration, prediction: Prediction) -> UpdateOutcome:
     """Whether `prediction` moves `generation` forward, repeats it, or lags behind it."""
     current = GenerationStatus(generation.status)
     incoming = PROVIDER_STATUS_MAP[prediction.status]
@@ -320,7 +297,7 @@ class GenerationService:
                     row = None
             if row is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
-            generation = Generation(**dict(row.items()))  # never added to a session
+            generation = GenerationRow(*row)
             outcome = decide(generation, prediction)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
@@ -357,7 +334,7 @@ class GenerationService:
             return None
         return await self._applied(generation, prediction, {**payload, "id": event_id})
 
-    async def _applied(self, generation: Generation, prediction: Prediction, payload: dict[str, Any]) -> ApplyResult:
+    async def _applied(self, generation: AnyGeneration, prediction: Prediction, payload: dict[str, Any]) -> ApplyResult:
         """After an update committed: publish its event, count a finish, log it."""
         status = GenerationStatus(generation.status)
         await self._publish(payload)
@@ -373,7 +350,7 @@ class GenerationService:
         )
         return ApplyResult(UpdateOutcome.APPLIED, generation.id, status)
 
-    def _apply(self, generation: Generation, prediction: Prediction) -> list[Media]:
+    def _apply(self, generation: AnyGeneration, prediction: Prediction) -> list[Media]:
         now = utcnow()
         new_status = PROVIDER_STATUS_MAP[prediction.status]
         generation.status = new_status

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.db.migrate import upgrade
-from server.db.models import Event, Generation
+from server.db.models import Event, Generation, GenerationRow
 from server.db.session import create_engine, create_sessionmaker
 from server.provider.replicate import ReplicateClient
 from server.provider.types import Prediction
@@ -195,3 +196,9 @@ async def test_an_update_that_lost_a_race_is_decided_again_on_the_row_it_lost_to
     assert generation is not None and generation.logs == _logs(5) and generation.event_seq == 1
     assert seqs == [1]
     assert published == []
+
+
+def test_the_plain_row_has_every_state_column_of_a_generation() -> None:
+    """A column added to generations must reach the one-statement update path (and its events) too."""
+    columns = {column.key for column in Generation.__table__.columns}
+    assert {field.name for field in dataclasses.fields(GenerationRow)} == columns - {"input", "poll_claimed_until"}
