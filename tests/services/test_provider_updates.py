@@ -202,3 +202,52 @@ def test_the_plain_row_has_every_state_column_of_a_generation() -> None:
     """A column added to generations must reach the one-statement update path (and its events) too."""
     columns = {column.key for column in Generation.__table__.columns}
     assert {field.name for field in dataclasses.fields(GenerationRow)} == columns - {"input", "poll_claimed_until"}
+
+
+async def test_a_state_remembered_by_one_process_and_changed_by_another_is_never_trusted(
+    make_settings: Callable[..., Settings], engine: AsyncEngine
+) -> None:
+    settings = make_settings()
+    sessions = create_sessionmaker(engine)
+    [generation_id] = await _seed(sessions, 1)
+    published = Published()
+    async with _services(settings, 2, published) as [first, second]:
+        assert (await first.apply_prediction_update(_progress("p0", 1))).outcome is UpdateOutcome.APPLIED
+        assert (await second.apply_prediction_update(_progress("p0", 2))).outcome is UpdateOutcome.APPLIED
+        # `first` remembers step 1, where step 2 is news; the row is at step 2 already.
+        assert (await first.apply_prediction_update(_progress("p0", 2))).outcome is UpdateOutcome.DUPLICATE
+        assert (await first.apply_prediction_update(_progress("p0", 3))).outcome is UpdateOutcome.APPLIED
+        assert (await second.apply_prediction_update(_progress("p0", 5))).outcome is UpdateOutcome.APPLIED
+        # `first` remembers step 3, and step 4 is news to it: the row at step 5 says it is stale.
+        assert (await first.apply_prediction_update(_progress("p0", 4))).outcome is UpdateOutcome.STALE
+        # `first` remembers nothing now; step 1 is old news against the stored row too.
+        assert (await first.apply_prediction_update(_progress("p0", 1))).outcome is UpdateOutcome.STALE
+        assert (await first.apply_prediction_update(_progress("p0", 6))).outcome is UpdateOutcome.APPLIED
+        assert (await first.apply_prediction_update(_progress("p0", 7))).outcome is UpdateOutcome.APPLIED
+        done = Prediction.from_json({"id": "p0", "status": "failed", "logs": _logs(7), "error": "out of memory"})
+        assert (await second.apply_prediction_update(done)).outcome is UpdateOutcome.APPLIED
+        assert (await first.apply_prediction_update(_progress("p0", 8))).outcome is UpdateOutcome.STALE
+    async with sessions() as session:
+        generation = await session.get(Generation, generation_id)
+        events = list((await session.scalars(select(Event).order_by(Event.id))).all())
+    assert generation is not None and generation.status == "FAILED" and generation.logs == _logs(7)
+    assert [event.seq for event in events] == [1, 2, 3, 4, 5, 6, 7]
+    assert [event.payload["generation"]["progress"] for event in events] == sorted(
+        event.payload["generation"]["progress"] for event in events
+    )
+    assert [{**event.payload, "id": event.id} for event in events] == published
+
+
+async def test_remembered_states_are_bounded_and_final_ones_dropped(
+    make_settings: Callable[..., Settings], engine: AsyncEngine
+) -> None:
+    settings = make_settings(provider_update_cache_size=2)
+    sessions = create_sessionmaker(engine)
+    await _seed(sessions, 3)
+    async with _services(settings, 1, Published()) as [service]:
+        for number in range(3):
+            await service.apply_prediction_update(_progress(f"p{number}", 1))
+        done = Prediction.from_json({"id": "p2", "status": "canceled", "logs": _logs(1)})
+        await service.apply_prediction_update(done)
+        remembered = set(service._written)
+    assert remembered <= {"p0", "p1"} and len(remembered) <= 2
