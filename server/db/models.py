@@ -7,6 +7,7 @@ Postgres hold exactly the same schema and a new status needs no database enum mi
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,6 +124,38 @@ class Generation(Base):
         cascade="all, delete-orphan",
         lazy="raise",
     )
+
+
+@dataclass(slots=True)
+class GenerationRow:
+    """A generation's state as a plain object that no session tracks, under Generation's attribute names:
+    every column but `input` (large) and the poller's claim. The provider-update path on Postgres reads
+    and writes these without the ORM; the fields are in the order it selects them."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID | None
+    kind: str
+    model_ref: str
+    model_version: str | None
+    status: str
+    provider_id: str | None
+    provider_status: str | None
+    error: str | None
+    logs: str | None
+    progress: float | None
+    source_media_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    provider_updated_at: datetime | None
+    next_poll_at: datetime | None
+    poll_attempts: int
+    event_seq: int
+
+
+# What the rules and snapshots of a generation accept: the mapped row, or its plain copy.
+AnyGeneration = Generation | GenerationRow
 
 
 class Media(Base):

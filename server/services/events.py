@@ -1,8 +1,12 @@
 """Appending to the event log, inside the caller's transaction.
 
 Event ids are the resumable feed's cursor, so they must become visible in id order. On Postgres two
-transactions could commit their ids out of order; a transaction-scoped advisory lock taken just before
-the insert, and held until commit, makes id order equal commit order (SQLite has one writer anyway).
+transactions could commit their ids out of order; a transaction-scoped advisory lock (EVENT_ORDER_LOCK),
+taken right before the event's id is drawn and held until commit, makes id order equal commit order
+(SQLite has one writer anyway). Every writer takes the generation's row lock first and this lock last,
+in the same statement as the event insert and after everything else the transaction writes, so that the
+lock is held for as short a time as possible (the insert and the commit) and never while waiting for a
+row lock.
 """
 
 from __future__ import annotations
@@ -14,11 +18,24 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Event, Generation, Media, utcnow
+from server.db.models import AnyGeneration, Event, Generation, Media, utcnow
 from server.db.session import is_postgres
-from server.services.snapshots import event_payload
+from server.services.snapshots import event_record
 
 EVENT_ORDER_LOCK = 7314220002
+
+# The lock is taken while the one-row CTE is read, that is before the INSERT draws the id from the
+# sequence (a MATERIALIZED CTE with a volatile function is evaluated exactly once, first).
+_LOCKED_INSERT = text(
+    """
+    WITH ordered AS MATERIALIZED (SELECT pg_advisory_xact_lock(:lock))
+    INSERT INTO events (generation_id, owner_id, seq, type, payload, created_at)
+    SELECT CAST(:generation_id AS UUID), CAST(:owner_id AS UUID), CAST(:seq AS INTEGER),
+           CAST(:type AS VARCHAR), CAST(:payload AS JSON), CAST(:created_at AS TIMESTAMP WITH TIME ZONE)
+    FROM ordered
+    RETURNING id
+    """
+)
 
 
 class EventType:
@@ -27,27 +44,54 @@ class EventType:
     MEDIA_UPDATED = "MEDIA_UPDATED"
 
 
-async def append_event(session: AsyncSession, generation: Generation, media: list[Media], type_: str) -> dict[str, Any]:
-    """Number the change, log it, and return the payload to publish once the transaction commits."""
-    if is_postgres(session):
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_ORDER_LOCK})
+def number_change(generation: AnyGeneration) -> datetime:
+    """Give the generation's next change its sequence number and `updated_at`; returns that time."""
     now: datetime = utcnow()
     generation.event_seq += 1
     generation.updated_at = now
-    payload = event_payload(
-        event_id=0, seq=generation.event_seq, type_=type_, generation=generation, media=media, at=now
-    )
-    event = Event(
-        generation_id=generation.id,
-        owner_id=generation.owner_id,
-        seq=generation.event_seq,
-        type=type_,
-        payload=payload,
-        created_at=now,
-    )
-    session.add(event)
+    return now
+
+
+def event_for(generation: AnyGeneration, media: list[Media], type_: str, at: datetime) -> tuple[dict[str, Any], str]:
+    """The numbered change's payload (without its id) and the same payload as stored JSON."""
+    return event_record(event_id=0, seq=generation.event_seq, type_=type_, generation=generation, media=media, at=at)
+
+
+async def append_event(session: AsyncSession, generation: Generation, media: list[Media], type_: str) -> dict[str, Any]:
+    """Number the change, log it, and return the payload to publish once the transaction commits.
+
+    Everything the session holds is flushed first (so the snapshot shows the rows as stored); on Postgres
+    the ordering lock and the event insert are then one statement, the transaction's last before COMMIT."""
+    now = number_change(generation)
     await session.flush()
-    return {**payload, "id": event.id}
+    payload, encoded = event_for(generation, media, type_, now)
+    if not is_postgres(session):
+        event = Event(
+            generation_id=generation.id,
+            owner_id=generation.owner_id,
+            seq=generation.event_seq,
+            type=type_,
+            payload=payload,
+            created_at=now,
+        )
+        session.add(event)
+        await session.flush()
+        return {**payload, "id": event.id}
+    event_id = (
+        await session.execute(
+            _LOCKED_INSERT,
+            {
+                "lock": EVENT_ORDER_LOCK,
+                "generation_id": generation.id,
+                "owner_id": generation.owner_id,
+                "seq": generation.event_seq,
+                "type": type_,
+                "payload": encoded,
+                "created_at": now,
+            },
+        )
+    ).scalar_one()
+    return {**payload, "id": event_id}
 
 
 def published_form(event: Event) -> dict[str, Any]:

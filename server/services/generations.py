@@ -7,8 +7,10 @@ an update older than what is stored is ignored, and terminal states are final.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,17 +19,18 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server import metrics
-from server.db.models import CatalogModel, Generation, Media, utcnow
+from server.db.models import AnyGeneration, CatalogModel, Generation, GenerationRow, Media, utcnow
+from server.db.session import driver_connection
 from server.domain import GenerationStatus, MediaKind, MediaStatus, generation_status_for
 from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
 from server.provider.replicate import ReplicateClient
 from server.provider.types import Prediction, output_urls
 from server.services.alerts import FailureAlerts
 from server.services.errors import FieldError, NotFound, ServiceError
-from server.services.events import EventType, append_event
+from server.services.events import EVENT_ORDER_LOCK, EventType, append_event, event_for, number_change
 from server.services.progress import parse_progress
 from server.services.viewer import Viewer
 from server.settings import Settings
@@ -38,6 +41,39 @@ WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".m4v")
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
+
+# A generation whose logs are longer is not remembered between updates (bounds the memory it takes).
+_REMEMBERED_LOGS_MAX = 32 * 1024
+
+_STATE_COLUMNS = ", ".join(field.name for field in dataclasses.fields(GenerationRow))
+_STATE_BY_PROVIDER_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE provider_id = $1"
+_STATE_BY_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE id = $1"
+# A provider update as one statement that commits by itself: the row is updated only if it is still the
+# version that was read (same event_seq, which every change that matters bumps, and the same references
+# that a deletion elsewhere may set to NULL), then the ordering lock is taken (after the row lock, as every
+# writer does) and the event logged with the next id (see server.services.events). Each CTE reads the one
+# before, which fixes that order. It returns the event's id; or, when the row was not that version any
+# more, the row as this statement's snapshot holds it (event_id NULL); or nothing when the row is gone.
+_UPDATE_AND_APPEND = f"""
+WITH changed AS (
+    UPDATE generations SET
+        status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
+        started_at = $9, completed_at = $10, provider_updated_at = $11, error = $12, poll_attempts = $13,
+        next_poll_at = $14, event_seq = $15, updated_at = $16
+    WHERE id = $1 AND event_seq = $2 AND owner_id IS NOT DISTINCT FROM $18::uuid
+        AND source_media_id IS NOT DISTINCT FROM $21::uuid
+    RETURNING id
+), ordered AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock($17) FROM changed
+), logged AS (
+    INSERT INTO events (generation_id, owner_id, seq, type, payload, created_at)
+    SELECT $1, $18::uuid, $15, $19::varchar, $20::json, $16 FROM ordered
+    RETURNING id
+)
+SELECT id AS event_id, {", ".join("NULL" for _ in dataclasses.fields(GenerationRow))} FROM logged
+UNION ALL
+SELECT NULL, {_STATE_COLUMNS} FROM generations WHERE id = $1 AND NOT EXISTS (SELECT FROM logged)
+"""
 
 
 class UpdateOutcome(StrEnum):
@@ -63,7 +99,7 @@ def media_kind_for(url: str, default: str) -> str:
     return default
 
 
-def decide(generation: Generation, prediction: Prediction) -> UpdateOutcome:
+def decide(generation: AnyGeneration, prediction: Prediction) -> UpdateOutcome:
     """Whether `prediction` moves `generation` forward, repeats it, or lags behind it."""
     current = GenerationStatus(generation.status)
     incoming = generation_status_for(prediction.status, current)
@@ -149,6 +185,14 @@ class GenerationService:
         self._provider = provider
         self._publish = publish
         self._alerts = alerts
+        bind = sessions.kw.get("bind")
+        # On Postgres, provider updates take the short path of `_apply_unlocked` first.
+        self._postgres: AsyncEngine | None = (
+            bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
+        )
+        # The state this process last wrote for each of a bounded number of active generations (by provider
+        # id, oldest first): their next update needs no read. Only ever a guess, checked by the write.
+        self._written: OrderedDict[str, GenerationRow] = OrderedDict()
 
     # --- reads -----------------------------------------------------------------------------------
     async def get(self, generation_id: uuid.UUID, viewer: Viewer) -> Generation:
@@ -231,6 +275,10 @@ class GenerationService:
         self, prediction: Prediction, *, generation_hint: uuid.UUID | None = None
     ) -> ApplyResult:
         """Bring the generation behind `prediction` up to date with it; see the module docstring."""
+        if self._postgres is not None:
+            result = await self._apply_unlocked(self._postgres, prediction, generation_hint)
+            if result is not None:
+                return result
         async with self._sessions() as session, session.begin():
             generation = await self._find_for_prediction(session, prediction.id, generation_hint)
             if generation is None:
@@ -240,9 +288,99 @@ class GenerationService:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
             media = self._apply(generation, prediction)
             session.add_all(media)
-            await session.flush()
             payload = await append_event(session, generation, media, EventType.UPDATED)
-            status = GenerationStatus(generation.status)
+        return await self._applied(generation, prediction, payload)
+
+    async def _apply_unlocked(
+        self, engine: AsyncEngine, prediction: Prediction, hint: uuid.UUID | None
+    ) -> ApplyResult | None:
+        """The common provider update on Postgres, without an explicit transaction or a row lock held.
+
+        The update is decided on the generation's state as this process last wrote it, if it remembers it,
+        else as read without a lock; an applied update is then written and logged by one statement that
+        checks the row is still that version. A remembered state that was not the stored one any more is
+        replaced by the stored row that statement returns, and the update decided again once. None when
+        a row that was read changed meanwhile, or when the update adds media rows: then the caller applies
+        it under the row lock instead.
+        """
+        state = self._written.pop(prediction.id, None)
+        read = state is None
+        async with driver_connection(engine) as connection:
+            for _attempt in range(2):
+                if state is None:
+                    state = await self._read_state(connection, prediction.id, hint)
+                    read = True
+                    if state is None:
+                        return ApplyResult(UpdateOutcome.UNKNOWN)
+                outcome = decide(state, prediction)
+                if outcome is not UpdateOutcome.APPLIED:
+                    if read:
+                        return ApplyResult(outcome, state.id, GenerationStatus(state.status))
+                    state = None  # only news is trusted to a remembered state: ask the database
+                    continue
+                seen = state.event_seq
+                if self._apply(state, prediction):
+                    return None
+                now = number_change(state)
+                payload, encoded = event_for(state, [], EventType.UPDATED, now)
+                written = await connection.fetchrow(
+                    _UPDATE_AND_APPEND,
+                    state.id,
+                    seen,
+                    state.status,
+                    state.provider_status,
+                    state.provider_id,
+                    state.model_version,
+                    state.logs,
+                    state.progress,
+                    state.started_at,
+                    state.completed_at,
+                    state.provider_updated_at,
+                    state.error,
+                    state.poll_attempts,
+                    state.next_poll_at,
+                    state.event_seq,
+                    now,
+                    EVENT_ORDER_LOCK,
+                    state.owner_id,
+                    EventType.UPDATED,
+                    encoded,
+                    state.source_media_id,
+                )
+                if written is None:
+                    return None  # the row is gone
+                if written["event_id"] is not None:
+                    break
+                if read:
+                    return None
+                state = GenerationRow(*list(written.values())[1:])
+                read = True
+            else:
+                return None
+        self._remember(prediction.id, state)
+        return await self._applied(state, prediction, {**payload, "id": written["event_id"]})
+
+    @staticmethod
+    async def _read_state(connection: Any, provider_id: str, hint: uuid.UUID | None) -> GenerationRow | None:
+        found = await connection.fetchrow(_STATE_BY_PROVIDER_ID, provider_id)
+        if found is None and hint is not None:
+            found = await connection.fetchrow(_STATE_BY_ID, hint)
+            if found is not None and found["provider_id"] not in (None, provider_id):
+                found = None
+        return None if found is None else GenerationRow(*found)
+
+    def _remember(self, provider_id: str, state: GenerationRow) -> None:
+        """Keep the state just written for the generation's next update, unless it is final or too large."""
+        limit = self._settings.provider_update_cache_size
+        if limit <= 0 or GenerationStatus(state.status).is_terminal or len(state.logs or "") > _REMEMBERED_LOGS_MAX:
+            return
+        self._written[provider_id] = state
+        while len(self._written) > limit:
+            self._written.popitem(last=False)
+
+    async def _applied(self, generation: AnyGeneration, prediction: Prediction, payload: dict[str, Any]) -> ApplyResult:
+        """After an update committed: publish its event, count a finish, log it."""
+        status = GenerationStatus(generation.status)
         await self._publish(payload)
         if status.is_terminal:
             self._finished(generation.model_ref, generation.kind, status)
@@ -256,7 +394,7 @@ class GenerationService:
         )
         return ApplyResult(UpdateOutcome.APPLIED, generation.id, status)
 
-    def _apply(self, generation: Generation, prediction: Prediction) -> list[Media]:
+    def _apply(self, generation: AnyGeneration, prediction: Prediction) -> list[Media]:
         now = utcnow()
         new_status = generation_status_for(prediction.status, GenerationStatus(generation.status))
         generation.status = new_status

@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from server.db.models import Generation, Media
+from server.db.models import AnyGeneration, Generation, Media
 
 MAX_EVENT_BYTES = 7000
 MAX_TEXT = 300
@@ -28,7 +28,7 @@ def _cut(text: str | None) -> str | None:
     return text[: MAX_TEXT - 1] + "…"
 
 
-def generation_snapshot(generation: Generation) -> dict[str, Any]:
+def generation_snapshot(generation: AnyGeneration) -> dict[str, Any]:
     return {
         "id": str(generation.id),
         "ownerId": str(generation.owner_id) if generation.owner_id else None,
@@ -72,8 +72,15 @@ def media_snapshot(media: Media) -> dict[str, Any]:
 
 
 def event_payload(
-    *, event_id: int, seq: int, type_: str, generation: Generation, media: list[Media], at: datetime
+    *, event_id: int, seq: int, type_: str, generation: AnyGeneration, media: list[Media], at: datetime
 ) -> dict[str, Any]:
+    return event_record(event_id=event_id, seq=seq, type_=type_, generation=generation, media=media, at=at)[0]
+
+
+def event_record(
+    *, event_id: int, seq: int, type_: str, generation: AnyGeneration, media: list[Media], at: datetime
+) -> tuple[dict[str, Any], str]:
+    """The event's payload, and the same payload as compact JSON (what the event log stores)."""
     payload: dict[str, Any] = {
         "id": event_id,
         "seq": seq,
@@ -85,10 +92,12 @@ def event_payload(
         "media": [media_snapshot(item) for item in media],
         "mediaTruncated": False,
     }
-    if len(json.dumps(payload, separators=(",", ":"))) > MAX_EVENT_BYTES:
+    encoded = json.dumps(payload, separators=(",", ":"))
+    if len(encoded) > MAX_EVENT_BYTES:
         payload["media"] = []
         payload["mediaTruncated"] = True
-    return payload
+        encoded = json.dumps(payload, separators=(",", ":"))
+    return payload, encoded
 
 
 def state_snapshot(generation: Generation, media: list[Media]) -> dict[str, Any]:
