@@ -41,11 +41,6 @@ class Settings(BaseSettings):
         description="A pooled connection left idle longer than this is pinged before it is used again, and "
         "replaced if it is dead (Postgres); 0: pinged on every use.",
     )
-    provider_update_cache_size: int = Field(
-        1000,
-        description="Active generations whose last written state each process keeps (Postgres), so that their "
-        "next provider update takes one statement instead of two; checked by that statement (0: none).",
-    )
     database_echo: bool = Field(False, description="Log every SQL statement (debugging).")
     migrate_on_start: bool = Field(True, description="Apply database migrations when the server starts.")
     broadcast_url: str = Field(

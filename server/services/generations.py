@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,19 +41,16 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".m4v")
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
-# A generation whose logs are longer is not remembered between updates (bounds the memory it takes).
-_REMEMBERED_LOGS_MAX = 32 * 1024
-
 _STATE_COLUMNS = ", ".join(field.name for field in dataclasses.fields(GenerationRow))
 _STATE_BY_PROVIDER_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE provider_id = $1"
 _STATE_BY_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE id = $1"
 # A provider update as one statement that commits by itself: the row is updated only if it is still the
 # version that was read (same event_seq, which every change that matters bumps, and the same references
-# that a deletion elsewhere may set to NULL), then the ordering lock is taken (after the row lock, as every
-# writer does) and the event logged with the next id (see server.services.events). Each CTE reads the one
-# before, which fixes that order. It returns the event's id; or, when the row was not that version any
-# more, the row as this statement's snapshot holds it (event_id NULL); or nothing when the row is gone.
-_UPDATE_AND_APPEND = f"""
+# that a deletion elsewhere may set to NULL), then the ordering lock is
+# taken (after the row lock, as every writer does) and the event logged with the next id (see
+# server.services.events). Each CTE reads the one before, which fixes that order. No row back: the row
+# changed or went away meanwhile.
+_UPDATE_AND_APPEND = """
 WITH changed AS (
     UPDATE generations SET
         status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
@@ -65,14 +61,10 @@ WITH changed AS (
     RETURNING id
 ), ordered AS MATERIALIZED (
     SELECT pg_advisory_xact_lock($17) FROM changed
-), logged AS (
-    INSERT INTO events (generation_id, owner_id, seq, type, payload, created_at)
-    SELECT $1, $18::uuid, $15, $19::varchar, $20::json, $16 FROM ordered
-    RETURNING id
 )
-SELECT id AS event_id, {", ".join("NULL" for _ in dataclasses.fields(GenerationRow))} FROM logged
-UNION ALL
-SELECT NULL, {_STATE_COLUMNS} FROM generations WHERE id = $1 AND NOT EXISTS (SELECT FROM logged)
+INSERT INTO events (generation_id, owner_id, seq, type, payload, created_at)
+SELECT $1, $18::uuid, $15, $19::varchar, $20::json, $16 FROM ordered
+RETURNING id
 """
 
 
@@ -186,13 +178,10 @@ class GenerationService:
         self._publish = publish
         self._alerts = alerts
         bind = sessions.kw.get("bind")
-        # On Postgres, provider updates take the short path of `_apply_unlocked` first.
+        # On Postgres, provider updates take the short path of `_apply_in_one_statement` first.
         self._postgres: AsyncEngine | None = (
             bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
         )
-        # The state this process last wrote for each of a bounded number of active generations (by provider
-        # id, oldest first): their next update needs no read. Only ever a guess, checked by the write.
-        self._written: OrderedDict[str, GenerationRow] = OrderedDict()
 
     # --- reads -----------------------------------------------------------------------------------
     async def get(self, generation_id: uuid.UUID, viewer: Viewer) -> Generation:
@@ -276,7 +265,7 @@ class GenerationService:
     ) -> ApplyResult:
         """Bring the generation behind `prediction` up to date with it; see the module docstring."""
         if self._postgres is not None:
-            result = await self._apply_unlocked(self._postgres, prediction, generation_hint)
+            result = await self._apply_in_one_statement(self._postgres, prediction, generation_hint)
             if result is not None:
                 return result
         async with self._sessions() as session, session.begin():
@@ -291,92 +280,59 @@ class GenerationService:
             payload = await append_event(session, generation, media, EventType.UPDATED)
         return await self._applied(generation, prediction, payload)
 
-    async def _apply_unlocked(
+    async def _apply_in_one_statement(
         self, engine: AsyncEngine, prediction: Prediction, hint: uuid.UUID | None
     ) -> ApplyResult | None:
-        """The common provider update on Postgres, without an explicit transaction or a row lock held.
+        """The common provider update on Postgres, in two statements and no explicit transaction.
 
-        The update is decided on the generation's state as this process last wrote it, if it remembers it,
-        else as read without a lock; an applied update is then written and logged by one statement that
-        checks the row is still that version. A remembered state that was not the stored one any more is
-        replaced by the stored row that statement returns, and the update decided again once. None when
-        a row that was read changed meanwhile, or when the update adds media rows: then the caller applies
-        it under the row lock instead.
+        The generation is read without a lock and decided on; an applied update is then written and logged
+        by one statement that checks the row is still the version read. None when the row changed meanwhile,
+        or when the update adds media rows: then the caller applies it under the row lock instead.
         """
-        state = self._written.pop(prediction.id, None)
-        read = state is None
         async with driver_connection(engine) as connection:
-            for _attempt in range(2):
-                if state is None:
-                    state = await self._read_state(connection, prediction.id, hint)
-                    read = True
-                    if state is None:
-                        return ApplyResult(UpdateOutcome.UNKNOWN)
-                outcome = decide(state, prediction)
-                if outcome is not UpdateOutcome.APPLIED:
-                    if read:
-                        return ApplyResult(outcome, state.id, GenerationStatus(state.status))
-                    state = None  # only news is trusted to a remembered state: ask the database
-                    continue
-                seen = state.event_seq
-                if self._apply(state, prediction):
-                    return None
-                now = number_change(state)
-                payload, encoded = event_for(state, [], EventType.UPDATED, now)
-                written = await connection.fetchrow(
-                    _UPDATE_AND_APPEND,
-                    state.id,
-                    seen,
-                    state.status,
-                    state.provider_status,
-                    state.provider_id,
-                    state.model_version,
-                    state.logs,
-                    state.progress,
-                    state.started_at,
-                    state.completed_at,
-                    state.provider_updated_at,
-                    state.error,
-                    state.poll_attempts,
-                    state.next_poll_at,
-                    state.event_seq,
-                    now,
-                    EVENT_ORDER_LOCK,
-                    state.owner_id,
-                    EventType.UPDATED,
-                    encoded,
-                    state.source_media_id,
-                )
-                if written is None:
-                    return None  # the row is gone
-                if written["event_id"] is not None:
-                    break
-                if read:
-                    return None
-                state = GenerationRow(*list(written.values())[1:])
-                read = True
-            else:
+            row = await connection.fetchrow(_STATE_BY_PROVIDER_ID, prediction.id)
+            if row is None and hint is not None:
+                row = await connection.fetchrow(_STATE_BY_ID, hint)
+                if row is not None and row["provider_id"] not in (None, prediction.id):
+                    row = None
+            if row is None:
+                return ApplyResult(UpdateOutcome.UNKNOWN)
+            generation = GenerationRow(*row)
+            outcome = decide(generation, prediction)
+            if outcome is not UpdateOutcome.APPLIED:
+                return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
+            seen = generation.event_seq
+            if self._apply(generation, prediction):
                 return None
-        self._remember(prediction.id, state)
-        return await self._applied(state, prediction, {**payload, "id": written["event_id"]})
-
-    @staticmethod
-    async def _read_state(connection: Any, provider_id: str, hint: uuid.UUID | None) -> GenerationRow | None:
-        found = await connection.fetchrow(_STATE_BY_PROVIDER_ID, provider_id)
-        if found is None and hint is not None:
-            found = await connection.fetchrow(_STATE_BY_ID, hint)
-            if found is not None and found["provider_id"] not in (None, provider_id):
-                found = None
-        return None if found is None else GenerationRow(*found)
-
-    def _remember(self, provider_id: str, state: GenerationRow) -> None:
-        """Keep the state just written for the generation's next update, unless it is final or too large."""
-        limit = self._settings.provider_update_cache_size
-        if limit <= 0 or GenerationStatus(state.status).is_terminal or len(state.logs or "") > _REMEMBERED_LOGS_MAX:
-            return
-        self._written[provider_id] = state
-        while len(self._written) > limit:
-            self._written.popitem(last=False)
+            now = number_change(generation)
+            payload, encoded = event_for(generation, [], EventType.UPDATED, now)
+            event_id = await connection.fetchval(
+                _UPDATE_AND_APPEND,
+                generation.id,
+                seen,
+                generation.status,
+                generation.provider_status,
+                generation.provider_id,
+                generation.model_version,
+                generation.logs,
+                generation.progress,
+                generation.started_at,
+                generation.completed_at,
+                generation.provider_updated_at,
+                generation.error,
+                generation.poll_attempts,
+                generation.next_poll_at,
+                generation.event_seq,
+                now,
+                EVENT_ORDER_LOCK,
+                generation.owner_id,
+                EventType.UPDATED,
+                encoded,
+                generation.source_media_id,
+            )
+        if event_id is None:
+            return None
+        return await self._applied(generation, prediction, {**payload, "id": event_id})
 
     async def _applied(self, generation: AnyGeneration, prediction: Prediction, payload: dict[str, Any]) -> ApplyResult:
         """After an update committed: publish its event, count a finish, log it."""
