@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.handlers import asgi
@@ -22,14 +22,15 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Receive, Scope, Send
 
-from server import collector, metrics
+from server import collector
 from server.graphql.controller import build_graphql_controller
 from server.graphql.schema import build_schema
-from server.media_route import serve_media
+from server.http.health import healthz, metrics_endpoint, readyz
+from server.http.media import serve_media
+from server.http.webhooks import replicate_webhook
 from server.request_id import RequestIdMiddleware
 from server.runtime import Runtime
 from server.settings import Settings, get_settings
-from server.webhooks import replicate_webhook
 from server.workers.downloader import Downloader
 from server.workers.poller import Poller
 
@@ -37,31 +38,6 @@ logger = logging.getLogger(__name__)
 
 GALLERY_DIR = Path(__file__).parent / "static" / "gallery"
 GRAPHIQL_DIR = Path(__file__).parent / "static" / "graphiql"
-
-
-@get("/healthz", media_type=MediaType.JSON, sync_to_thread=False)
-def healthz() -> dict[str, str]:
-    """Alive: the process answers."""
-    return {"status": "ok"}
-
-
-@get("/readyz", media_type=MediaType.JSON)
-async def readyz(state: State) -> Response[dict[str, Any]]:
-    """Ready: the database answers, the event log can be read, and the broadcast connection is up."""
-    runtime: Runtime = state.runtime
-    checks = {
-        "database": await runtime.database_ok(),
-        "event_log": runtime.hub.log_readable,
-        "broadcast": runtime.hub.broadcast_connected,
-    }
-    ok = all(checks.values())
-    return Response({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
-
-
-@get("/metrics", sync_to_thread=False)
-def metrics_endpoint() -> Response[bytes]:
-    body, content_type = metrics.render()
-    return Response(body, media_type=content_type)
 
 
 def server_fault(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -89,7 +89,7 @@ def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
 def _api_key(settings: Settings, args: argparse.Namespace) -> int:
     from server.db.migrate import upgrade
     from server.db.session import create_engine, create_sessionmaker
-    from server.services.api_keys import ApiKeyService
+    from server.services.access.api_keys import ApiKeyService
     from server.services.errors import ServiceError
 
     async def run() -> int:

@@ -17,18 +17,18 @@ from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
 from server.provider.replicate import ReplicateClient
-from server.services.alerts import FailureAlerts
-from server.services.api_keys import ApiKeyService
-from server.services.catalogue import CatalogueService
-from server.services.event_log import StoredEventLog
-from server.services.generations import GenerationService
-from server.services.launch import Launcher
-from server.services.media import MediaService
-from server.services.rate_limits import MutationRateLimiter
-from server.services.retention import RetentionService
-from server.services.stats import StatsService
+from server.services.access.api_keys import ApiKeyService
+from server.services.access.rate_limits import MutationRateLimiter
+from server.services.catalogue.service import CatalogueService
+from server.services.generations.event_log import StoredEventLog
+from server.services.generations.launch import Launcher
+from server.services.generations.service import GenerationService
+from server.services.media.retention import RetentionService
+from server.services.media.service import MediaService
+from server.services.operations.alerts import FailureAlerts
+from server.services.operations.stats import StatsService
 from server.settings import Settings
-from server.storage import LocalStorage
+from server.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
 

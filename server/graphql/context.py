@@ -16,8 +16,8 @@ from strawberry.types import Info as StrawberryInfo
 
 from server.graphql.loaders import Loaders
 from server.runtime import Runtime
-from server.services.api_keys import AuthError, bearer_token
-from server.services.viewer import Viewer
+from server.services.access.api_keys import AuthError, bearer_token
+from server.services.access.viewer import Viewer
 
 
 class Context(BaseContext, kw_only=True):

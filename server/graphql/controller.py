@@ -64,7 +64,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from server.graphql.context import Context, context_getter
 from server.graphql.errors import is_request_error, one_line
 from server.graphql.shared_render import LIVE_SINK, LiveSink, encode_frame
-from server.services.api_keys import AuthError, bearer_token
+from server.services.access.api_keys import AuthError, bearer_token
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)

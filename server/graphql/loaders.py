@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
 from server.db.models import CatalogModel, Generation, Media
-from server.services import queries
+from server.services.generations import queries
 
 K = TypeVar("K")
 V = TypeVar("V")

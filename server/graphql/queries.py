@@ -21,8 +21,8 @@ from server.graphql.types import (
     ModelConnection,
     Node,
 )
-from server.services import queries
 from server.services.errors import ServiceError
+from server.services.generations import queries
 
 
 async def _generation(info: Info, global_id: str) -> Generation | None:

@@ -10,7 +10,7 @@ from graphql import GraphQLError
 
 from server.domain import MediaKind
 from server.graphql.context import Info
-from server.services import stats as service
+from server.services.operations import stats as service
 
 MAX_WINDOW_HOURS = 24 * 366
 

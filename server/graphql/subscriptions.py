@@ -26,8 +26,8 @@ from server.graphql.pagination import decode_event_cursor, encode_cursor
 from server.graphql.shared_render import LiveRenderer, SharedEvent, shared
 from server.graphql.types import Generation, GenerationEvent, parse_datetime
 from server.metrics import open_subscription
-from server.services import queries
-from server.services.events import published_form
+from server.services.generations import queries
+from server.services.generations.events import published_form
 
 BACKFILL_BATCH = 500
 

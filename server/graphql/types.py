@@ -19,7 +19,7 @@ from server.db.models import Generation as GenerationRow
 from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import encode_id
-from server.services.model_schema import list_inputs
+from server.services.catalogue.model_schema import list_inputs
 
 # Registered in place, so the domain enums are the GraphQL enums and annotations stay plain classes.
 strawberry.enum(domain.MediaKind, description="What a media file is: an image or a video.")

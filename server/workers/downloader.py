@@ -25,10 +25,10 @@ import httpx
 from server import metrics
 from server.events import EventHub
 from server.log import generation_context
-from server.services.alerts import FailureAlerts
-from server.services.media import Claim, DownloadResult, MediaService
+from server.services.media.service import Claim, DownloadResult, MediaService
+from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
-from server.storage import LocalStorage
+from server.storage.local import LocalStorage
 from server.workers.probe import probe_file
 
 logger = logging.getLogger(__name__)

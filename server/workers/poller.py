@@ -27,7 +27,7 @@ from server.domain import GenerationStatus
 from server.log import generation_context
 from server.provider.errors import ProviderError, ProviderNotFoundError
 from server.provider.replicate import ReplicateClient
-from server.services.generations import GenerationService
+from server.services.generations.service import GenerationService
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ EMPTY: dict[str, object] = {"data": {"generations": {"edges": []}}}
 
 
 async def test_with_no_key_the_server_is_open_and_says_so(start_darkroom, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    with caplog.at_level(logging.WARNING, logger="server.services.api_keys"):
+    with caplog.at_level(logging.WARNING, logger="server.services.access.api_keys"):
         async with start_darkroom() as darkroom:
             response = await post(darkroom, QUERY)
             assert response.status_code == 200 and response.json() == EMPTY

@@ -8,8 +8,8 @@ import pytest
 import websockets
 
 from server.graphql.ids import encode_id
-from server.services.rate_limits import MutationRateLimiter, RateLimited
-from server.services.viewer import Viewer
+from server.services.access.rate_limits import MutationRateLimiter, RateLimited
+from server.services.access.viewer import Viewer
 from tests.auth.support import bearer, init, new_key, raw_socket
 from tests.support.graphql import data
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from server import cli
-from server.services.api_keys import hash_token
+from server.services.access.api_keys import hash_token
 from tests.auth.support import bearer, closed_with, init, new_key, post, raw_socket
 from tests.conftest import Darkroom, eventually
 

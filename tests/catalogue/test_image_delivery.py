@@ -105,7 +105,7 @@ async def test_when_the_upload_fails_a_large_image_is_a_user_error(
         image = await ready_image(darkroom)
         before = await generation_count(darkroom)
         monkeypatch.setattr(darkroom.runtime.provider, "upload_file", broken_upload)
-        monkeypatch.setattr("server.services.launch.DATA_URI_MAX_BYTES", 16)
+        monkeypatch.setattr("server.services.generations.launch.DATA_URI_MAX_BYTES", 16)
         payload = await animate(darkroom, image["id"], STILL_MOTION)
         assert payload["generation"] is None
         assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [(["mediaId"], "UPLOAD_FAILED")]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from server.services.model_schema import (
+from server.services.catalogue.model_schema import (
     describe_openapi,
     field_type,
     find_image_field,

@@ -16,7 +16,7 @@ from server.provider.errors import (
     ProviderValidationError,
     error_from_answer,
 )
-from server.services.generations import provider_error_to_service_error
+from server.services.generations.service import provider_error_to_service_error
 from tests.catalogue.flows import SNAP_STILL, STILL_MOTION, animate, generation_count, ready_image
 from tests.conftest import Darkroom
 from tests.support.flows import start_payload

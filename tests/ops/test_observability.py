@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from server.db.models import Generation
 from server.log import configure_logging
 from server.provider.signing import sign_webhook
-from server.services.alerts import FailureAlerts
+from server.services.operations.alerts import FailureAlerts
 from tests.conftest import Darkroom, eventually
 from tests.ops.support import raw_id, settled_generation
 from tests.support.flows import FOLLOW, IMAGE_MODEL, start_generation
@@ -75,7 +75,7 @@ async def test_every_request_gets_an_id_that_reaches_its_log_lines(
     lines = _lines(json_log)
     rejected = [line for line in lines if line["message"] == "webhook rejected"]
     assert rejected and rejected[0]["request_id"] == "trace-abc.123"
-    assert rejected[0]["level"] == "WARNING" and rejected[0]["logger"] == "server.webhooks"
+    assert rejected[0]["level"] == "WARNING" and rejected[0]["logger"] == "server.http.webhooks"
     access = [line for line in lines if line.get("path") == "/webhooks/replicate"]
     assert access and access[0]["request_id"] == "trace-abc.123" and access[0]["status"] == 401
     assert all(line.get("path") != "/healthz" for line in lines)  # probes are logged at DEBUG only
@@ -483,7 +483,7 @@ async def _assert_stats(darkroom: Darkroom) -> None:
 
 async def test_stats_count_only_what_the_viewer_may_see(darkroom: Darkroom) -> None:
     from server.db.models import ApiKey
-    from server.services.viewer import Viewer
+    from server.services.access.viewer import Viewer
 
     async with darkroom.runtime.sessions.begin() as session:
         keys = [ApiKey(name=name, prefix=name, token_hash=name * 8) for name in ("alice", "bob")]

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
-from server.services.retention import MISSING_FILE_ERROR
+from server.services.media.retention import MISSING_FILE_ERROR
 from tests.conftest import Darkroom, eventually
 from tests.ops.support import raw_id, seed_media, settled_generation
 from tests.support.flows import IMAGE_MODEL

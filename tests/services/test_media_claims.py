@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.migrate import upgrade
 from server.db.models import Event, Generation, Media, utcnow
 from server.db.session import create_engine, create_sessionmaker
-from server.services.media import DownloadResult, MediaService
+from server.services.media.service import DownloadResult, MediaService
 from server.settings import Settings
-from server.storage import LocalStorage
+from server.storage.local import LocalStorage
 
 
 class Published(list[dict[str, Any]]):

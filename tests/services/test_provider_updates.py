@@ -20,8 +20,8 @@ from server.db.models import Event, Generation, GenerationRow
 from server.db.session import create_engine, create_sessionmaker
 from server.provider.replicate import ReplicateClient
 from server.provider.types import Prediction
-from server.services.events import EventType, append_event
-from server.services.generations import GenerationService, UpdateOutcome
+from server.services.generations.events import EventType, append_event
+from server.services.generations.service import GenerationService, UpdateOutcome
 from server.settings import Settings
 
 STEPS = 30

@@ -10,10 +10,10 @@ import pytest
 
 from server.db.models import Generation, Media
 from server.provider.types import Prediction, output_urls
-from server.services.generations import UpdateOutcome, decide, media_kind_for
-from server.services.progress import parse_progress
-from server.services.snapshots import MAX_EVENT_BYTES, event_payload
-from server.storage import LocalStorage, StorageError
+from server.services.generations.progress import parse_progress
+from server.services.generations.service import UpdateOutcome, decide, media_kind_for
+from server.services.generations.snapshots import MAX_EVENT_BYTES, event_payload
+from server.storage.local import LocalStorage, StorageError
 from server.workers.downloader import DownloadError, decode_data_uri, host_allowed
 
 

@@ -18,12 +18,9 @@ from typing import Literal
 from litestar import HttpMethod, Request, Response, route
 from litestar.datastructures import State
 from litestar.response import Stream
-from sqlalchemy import select
 
-from server.db.models import Media
-from server.domain import MediaStatus
 from server.runtime import Runtime
-from server.storage import StorageError
+from server.storage.local import StorageError
 
 CHUNK = 256 * 1024
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
@@ -73,9 +70,8 @@ async def serve_media(key: str, request: Request[object, object, State], state: 
         path = runtime.storage.path(key)
     except StorageError:
         return _not_found()
-    async with runtime.sessions() as session:
-        media = (await session.scalars(select(Media).where(Media.storage_key == key))).first()
-    if media is None or media.status != MediaStatus.READY or not path.is_file():
+    media = await runtime.media.ready_by_key(key)
+    if media is None or not path.is_file():
         return _not_found()
     size = path.stat().st_size
     etag = f'"{media.sha256}"'

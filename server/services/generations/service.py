@@ -27,11 +27,11 @@ from server.domain import GenerationStatus, MediaKind, MediaStatus, generation_s
 from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
 from server.provider.replicate import ReplicateClient
 from server.provider.types import Prediction, output_urls
-from server.services.alerts import FailureAlerts
+from server.services.access.viewer import Viewer
 from server.services.errors import FieldError, NotFound, ServiceError
-from server.services.events import EVENT_ORDER_LOCK, EventType, append_event, event_for, number_change
-from server.services.progress import parse_progress
-from server.services.viewer import Viewer
+from server.services.generations.events import EVENT_ORDER_LOCK, EventType, append_event, event_for, number_change
+from server.services.generations.progress import parse_progress
+from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ _STATE_BY_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE id = $1"
 # version that was read (same event_seq, which every change that matters bumps, and the same references
 # that a deletion elsewhere may set to NULL), then the ordering lock is
 # taken (after the row lock, as every writer does) and the event logged with the next id (see
-# server.services.events). Each CTE reads the one before, which fixes that order. No row back: the row
+# server.services.generations.events). Each CTE reads the one before, which fixes that order. No row back: the row
 # changed or went away meanwhile.
 _UPDATE_AND_APPEND = """
 WITH changed AS (

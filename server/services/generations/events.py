@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import AnyGeneration, Event, Generation, Media, utcnow
 from server.db.session import is_postgres
-from server.services.snapshots import event_record
+from server.services.generations.snapshots import event_record
 
 EVENT_ORDER_LOCK = 7314220002
 

@@ -28,8 +28,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import ApiKey, utcnow
+from server.services.access.viewer import Viewer
 from server.services.errors import NotFound, ServiceError
-from server.services.viewer import Viewer
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
-from server.services.viewer import Viewer
+from server.services.access.viewer import Viewer
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from server.services.access.viewer import Viewer
 from server.services.errors import FieldError, ServiceError
-from server.services.viewer import Viewer
 from server.settings import Settings
 
 

@@ -31,8 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import CatalogModel, utcnow
 from server.domain import MediaKind
 from server.provider.errors import ProviderError, ProviderNotFoundError
+from server.services.catalogue.model_schema import describe_openapi, produces_files
 from server.services.errors import NotFound, ServiceError
-from server.services.model_schema import describe_openapi, produces_files
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import CatalogModel, Event, Generation, Media
-from server.services.snapshots import state_snapshot
-from server.services.viewer import Viewer
+from server.services.access.viewer import Viewer
+from server.services.generations.snapshots import state_snapshot
 
 
 @dataclass(frozen=True, slots=True)

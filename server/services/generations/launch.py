@@ -3,7 +3,7 @@
 Both paths resolve the model from the catalogue, check the input against its schema (nothing is
 created or sent when it fails), and hand the result to GenerationService.start — one pipeline for
 images and videos alike. What is sent is the caller's input; what is stored adds the schema's
-defaults and masks secrets (see `server.services.validation`).
+defaults and masks secrets (see `server.services.catalogue.validation`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from server.db.models import CatalogModel, Generation, Media
 from server.domain import MediaKind, MediaStatus
 from server.provider.errors import ProviderError
 from server.provider.replicate import ReplicateClient
-from server.services.catalogue import CatalogueService
+from server.services.access.viewer import Viewer
+from server.services.catalogue.service import CatalogueService
+from server.services.catalogue.validation import check_input, show
 from server.services.errors import FieldError, NotFound, ServiceError
-from server.services.generations import GenerationService
-from server.services.validation import check_input, show
-from server.services.viewer import Viewer
+from server.services.generations.service import GenerationService
 from server.settings import Settings
-from server.storage import LocalStorage, StorageError
+from server.storage.local import LocalStorage, StorageError
 
 logger = logging.getLogger(__name__)
 

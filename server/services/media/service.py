@@ -22,11 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import Media, utcnow
 from server.db.session import is_postgres
 from server.domain import MediaStatus
+from server.services.access.viewer import Viewer
 from server.services.errors import NotFound, ServiceError
-from server.services.events import append_media_event
-from server.services.viewer import Viewer
+from server.services.generations.events import append_media_event
 from server.settings import Settings
-from server.storage import LocalStorage
+from server.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +196,13 @@ class MediaService:
                 )
                 .execution_options(synchronize_session=False)
             )
+
+    # --- serving -----------------------------------------------------------------------------------
+    async def ready_by_key(self, storage_key: str) -> Media | None:
+        """The READY media stored under this key, or None: what GET /media may serve."""
+        async with self._sessions() as session:
+            statement = select(Media).where(Media.storage_key == storage_key, Media.status == MediaStatus.READY)
+            return (await session.scalars(statement)).first()
 
     # --- client actions ----------------------------------------------------------------------------
     async def retry(self, media_id: uuid.UUID, viewer: Viewer) -> Media:

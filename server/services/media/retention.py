@@ -33,9 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
-from server.services.events import append_media_event
+from server.services.generations.events import append_media_event
 from server.settings import Settings
-from server.storage import LocalStorage
+from server.storage.local import LocalStorage
 
 logger = logging.getLogger(__name__)
 

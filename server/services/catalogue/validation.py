@@ -38,8 +38,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
 from server.db.models import CatalogModel
+from server.services.catalogue.model_schema import effective_schema, field_order, field_type, is_nullable, is_secret
 from server.services.errors import FieldError, ServiceError
-from server.services.model_schema import effective_schema, field_order, field_type, is_nullable, is_secret
 
 SECRET_MASK = "**********"
 PROMPT_FIELD = "prompt"

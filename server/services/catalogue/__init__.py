@@ -1,0 +1,1 @@
+"""The model catalogue and the schemas it checks every input against."""

@@ -1,0 +1,1 @@
+"""The generation pipeline: starting jobs, applying the provider's updates, and the event log they write."""

@@ -1,0 +1,1 @@
+"""Media rows: download claims and results, deletion, and the retention policy."""

@@ -1,0 +1,1 @@
+"""What operators watch: statistics from the tables, and alerts on repeated failures."""

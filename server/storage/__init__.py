@@ -1,0 +1,1 @@
+"""Where downloaded media files live."""
