@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint typecheck schema bench vendor-graphiql clean
+.PHONY: run test check lint typecheck schema settings-table bench vendor-graphiql clean
 
 $(BIN)/darkroom: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: check
 
 schema: $(BIN)/darkroom
 	$(BIN)/darkroom export-schema --output schema.graphql
+
+# The README's configuration table is written from server/settings.py's declarations.
+settings-table: $(BIN)/darkroom
+	$(BIN)/python -m server.settings_table README.md
 
 # The floor the push figures are compared with is a Node `ws` broadcaster (benchmarks/floor); without npm it
 # is reported as skipped. Options go in BENCH_ARGS: make bench BENCH_ARGS="--only ingest --ingest-baseline main"

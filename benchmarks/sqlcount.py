@@ -54,12 +54,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     settings = Settings()
-    settings.port = args.port
-    configure_logging(settings.log_level, settings.log_format)
+    settings.server.port = args.port
+    configure_logging(settings.server.log_level, settings.server.log_format)
     uvicorn.run(
         CountingApp(create_app(settings)),
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         log_config=None,
         ws="websockets-sansio",
         timeout_graceful_shutdown=10,

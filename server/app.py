@@ -75,25 +75,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
-        collector.tune_after_start_up(settings.gc_thresholds)
+        collector.tune_after_start_up(settings.server.gc_thresholds)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
-        if settings.gc_freeze_after_subscribe_seconds > 0:
+        if settings.server.gc_freeze_after_subscribe_seconds > 0:
             freezer = collector.freeze_after_subscription_bursts(
                 stop,
                 lambda: runtime.hub.subscriptions_opened,
                 lambda: runtime.hub.subscriber_count,
-                settings.gc_freeze_after_subscribe_seconds,
+                settings.server.gc_freeze_after_subscribe_seconds,
             )
             tasks.append(asyncio.create_task(freezer, name="subscription-freezer"))
-        if settings.downloader_enabled:
+        if settings.downloads.enabled:
             downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub, runtime.alerts)
             tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))
-        if settings.poller_enabled:
+        if settings.poller.enabled:
             poller = Poller(settings, runtime.sessions, runtime.provider, runtime.generations)
             tasks.append(asyncio.create_task(poller.run(stop), name="poller"))
-        if settings.cleanup_enabled:
-            cleanup = runtime.retention.run_periodically(stop, settings.cleanup_interval_seconds)
+        if settings.media.cleanup_enabled:
+            cleanup = runtime.retention.run_periodically(stop, settings.media.cleanup_interval_seconds)
             tasks.append(asyncio.create_task(cleanup, name="cleanup"))
         tasks.append(asyncio.create_task(runtime.api_keys.run(stop), name="api-keys"))
         await runtime.api_keys.log_access_mode()
@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     handlers: list[Any] = [graphql, replicate_webhook, serve_media, healthz, readyz, metrics_endpoint]
     # The live gallery: one page of plain HTML and JavaScript at /gallery, no build step.
     handlers.append(create_static_files_router("/gallery", [GALLERY_DIR], html_mode=True, name="gallery"))
-    if settings.graphiql_enabled:
+    if settings.graphql.graphiql_enabled:
         # The scripts and styles of GraphiQL's page at /graphql, vendored: nothing comes from a CDN.
         handlers.append(create_static_files_router("/graphiql", [GRAPHIQL_DIR], name="graphiql"))
     if simulator is not None:
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=handlers,
         lifespan=[lifespan],
         state=State({"runtime": runtime}),
-        request_max_body_size=settings.graphql_max_body_bytes,
+        request_max_body_size=settings.graphql.max_body_bytes,
         middleware=[RequestIdMiddleware],
         cors_config=_cors_config(settings),
         logging_config=None,

@@ -20,16 +20,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from server.app import create_app
 
-    settings.host = args.host or settings.host
-    settings.port = args.port or settings.port
+    settings.server.host = args.host or settings.server.host
+    settings.server.port = args.port or settings.server.port
     uvicorn.run(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         log_config=None,
         ws="websockets-sansio",
-        ws_per_message_deflate=settings.ws_compression,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        ws_per_message_deflate=settings.graphql.ws_compression,
+        timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
     )
     return 0
 
@@ -37,7 +37,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _simulator(settings: Settings, args: argparse.Namespace) -> int:
     from server.simulator import serve_simulator
 
-    serve_simulator(settings, args.host or "127.0.0.1", args.port or settings.simulator_port)
+    serve_simulator(settings, args.host or "127.0.0.1", args.port or settings.simulator.port)
     return 0
 
 
@@ -95,7 +95,7 @@ def _api_key(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
         engine = create_engine(settings)
         try:
-            if settings.migrate_on_start:
+            if settings.database.migrate_on_start:
                 await upgrade(engine)
             keys = ApiKeyService(settings, create_sessionmaker(engine))
             if args.action == "create":
@@ -110,7 +110,7 @@ def _api_key(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 key = await keys.revoke(args.key)
                 sys.stdout.write(f"revoked {key.id} ({key.prefix}, {key.name!r})\n")
-                if not await keys.active_count() and not settings.auth_required:
+                if not await keys.active_count() and not settings.access.auth_required:
                     sys.stderr.write("no active API key remains: /graphql is open again (set AUTH_REQUIRED=true)\n")
         except ServiceError as exc:
             sys.stderr.write(f"darkroom api-key {args.action}: {exc}\n")
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.server.log_level, settings.server.log_format)
     return int(args.run(settings, args))
 
 

@@ -39,17 +39,19 @@ class Runtime:
         self.engine: AsyncEngine = create_engine(settings)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
         self.hub = EventHub(
-            settings.broadcast_url,
+            settings.events.broadcast_url,
             StoredEventLog(self.sessions),
-            channel=settings.broadcast_channel,
-            queue_size=settings.subscription_queue_size,
-            tail_interval=settings.event_tail_interval_seconds,
-            tail_batch_size=settings.event_tail_batch_size,
-            check_seconds=settings.broadcast_check_seconds,
+            channel=settings.events.broadcast_channel,
+            queue_size=settings.events.subscription_queue_size,
+            tail_interval=settings.events.tail_interval_seconds,
+            tail_batch_size=settings.events.tail_batch_size,
+            check_seconds=settings.events.broadcast_check_seconds,
         )
         self.storage = LocalStorage(settings.resolved_media_root)
         self.provider = ReplicateClient.from_settings(settings, on_request=metrics.observe_provider_request)
-        self.alerts = FailureAlerts(settings.alert_failure_threshold, settings.alert_window_seconds)
+        self.alerts = FailureAlerts(
+            settings.operations.alert_failure_threshold, settings.operations.alert_window_seconds
+        )
         self.catalogue = CatalogueService(self.sessions, self.provider, settings)
         self.generations = GenerationService(settings, self.sessions, self.provider, self.publish, self.alerts)
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
@@ -62,7 +64,7 @@ class Runtime:
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
 
     async def start(self) -> None:
-        if self.settings.migrate_on_start:
+        if self.settings.database.migrate_on_start:
             await upgrade(self.engine)
         await self.hub.start()
         metrics.watch_event_tailer(self.hub.tailer)
@@ -84,8 +86,8 @@ class Runtime:
 
     async def webhook_secret(self) -> str:
         """REPLICATE_WEBHOOK_SECRET, else the account's secret fetched from the provider once."""
-        if self.settings.replicate_webhook_secret:
-            return self.settings.replicate_webhook_secret
+        if self.settings.replicate.webhook_secret:
+            return self.settings.replicate.webhook_secret
         if self._webhook_secret is None:
             self._webhook_secret = await self.provider.get_webhook_secret()
         return self._webhook_secret

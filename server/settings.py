@@ -1,266 +1,464 @@
-"""Every setting Darkroom reads, in one place, from the environment.
+"""Every setting Darkroom reads, from the environment, grouped by the area it tunes.
 
-Each field's environment variable is its name in upper case (``database_url`` ->
-``DATABASE_URL``). The README's configuration table lists them all; a test keeps the two in step.
+Each setting is one field of a group (``settings.database.url``) and is read from one environment
+variable, its alias (``DATABASE_URL``): the names operators set stay flat and stable however the groups
+are arranged. Keyword arguments take the same names (``Settings(database_url=...)``). The README's
+configuration table is checked against these declarations by a test.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_REPLICATE_BASE_URL = "https://api.replicate.com"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=False)
+class SettingsGroup(BaseModel):
+    """One area's settings; each field's alias is its environment variable."""
 
-    # --- server -------------------------------------------------------------------------------------
-    host: str = Field("127.0.0.1", description="Interface `darkroom serve` binds to.")
-    port: int = Field(8000, description="Port `darkroom serve` listens on.")
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class ServerSettings(SettingsGroup):
+    """Serving: address, public URL, files, logs, shutdown and the garbage collector."""
+
+    host: str = Field("127.0.0.1", alias="HOST", description="Interface `darkroom serve` binds to.")
+    port: int = Field(8000, alias="PORT", description="Port `darkroom serve` listens on.")
     public_url: str | None = Field(
         None,
+        alias="PUBLIC_URL",
         description="Base URL the outside world reaches this server on. Replicate's webhooks are sent "
         "to PUBLIC_URL/webhooks/replicate and Media.url is built on it. Unset: webhooks are not "
         "requested (the poller carries every job) and URLs are built from the serving address.",
     )
-    data_dir: Path = Field(Path("./var"), description="Where the embedded defaults keep their files.")
-    database_url: str | None = Field(
-        None,
-        description="SQLAlchemy async URL. Unset: a SQLite file in DATA_DIR. "
-        "Postgres: postgresql+asyncpg://user@host/db.",
-    )
-    database_pool_size: int = Field(10, description="Connections kept open per process (Postgres).")
-    database_ping_idle_seconds: float = Field(
-        1.0,
-        description="A pooled connection left idle longer than this is pinged before it is used again, and "
-        "replaced if it is dead (Postgres); 0: pinged on every use.",
-    )
-    database_echo: bool = Field(False, description="Log every SQL statement (debugging).")
-    migrate_on_start: bool = Field(True, description="Apply database migrations when the server starts.")
-    broadcast_url: str = Field(
-        "memory://",
-        description="How processes tell each other that the event log has grown: memory:// (one process), "
-        "postgres://user@host/db (LISTEN/NOTIFY) or redis://host:6379. Only that doorbell travels on it; "
-        "events are read from the database.",
-    )
-    broadcast_channel: str = Field(
-        "darkroom_events",
-        description="Channel name events are published on; deployments sharing one Redis or Postgres need "
-        "different names.",
-    )
-    event_tail_interval_seconds: float = Field(
-        1.0,
-        gt=0,
-        description="How often each process reads the event log without a doorbell: the longest a lost "
-        "doorbell or a broker outage delays live delivery.",
-    )
-    event_tail_batch_size: int = Field(500, gt=0, description="Events each read of the log fetches at most.")
-    broadcast_check_seconds: float = Field(
-        5.0,
-        gt=0,
-        description="How often each process checks its BROADCAST_URL connection with a round trip; an "
-        "unanswered check marks it down (/readyz 503) and reconnects.",
-    )
-    media_root: Path | None = Field(None, description="Where downloaded media files live. Unset: DATA_DIR/media.")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
-    log_format: Literal["text", "json"] = Field("text", description="text (readable) or json (one object a line).")
-    alert_failure_threshold: int = Field(
-        5,
-        description="Failed generations of one model, or failed downloads, within ALERT_WINDOW_SECONDS that log "
-        "an alert WARNING (0: never).",
-    )
-    alert_window_seconds: float = Field(900.0, description="The window ALERT_FAILURE_THRESHOLD counts failures in.")
-
-    # --- GraphQL ------------------------------------------------------------------------------------
-    graphql_max_page_size: int = Field(100, description="Largest `first` a connection accepts.")
-    graphql_default_page_size: int = Field(20, description="Page size when `first` is omitted.")
-    graphql_keep_alive_seconds: float = Field(
-        15.0, description="WebSocket keep-alive ping interval, so idle sockets survive proxies."
-    )
-    graphql_connection_init_timeout_seconds: float = Field(
-        30.0,
-        gt=0,
-        description="How long a graphql-transport-ws socket may take to send connection_init before it is "
-        "closed (4408).",
-    )
-    graphql_max_depth: int = Field(12, description="Deepest query accepted.")
-    graphql_max_aliases: int = Field(30, description="Most aliases a query may use.")
-    graphql_max_tokens: int = Field(4000, description="Most tokens a query document may have.")
-    graphql_max_body_bytes: int = Field(1_000_000, description="Largest /graphql request body.")
-    graphql_document_cache_size: int = Field(
-        256, description="Parsed and validated query documents kept per process (subscribers share them)."
-    )
-    ws_compression: bool = Field(
-        False,
-        description="Offer permessage-deflate on WebSockets. Events are small; compression costs about 48 KiB "
-        "of memory per open socket.",
+    data_dir: Path = Field(Path("./var"), alias="DATA_DIR", description="Where the embedded defaults keep their files.")
+    log_level: str = Field("INFO", alias="LOG_LEVEL", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(
+        "text", alias="LOG_FORMAT", description="text (readable) or json (one object a line)."
     )
     shutdown_grace_seconds: int = Field(
-        10, description="On shutdown, how long open connections get to finish before they are closed."
+        10,
+        alias="SHUTDOWN_GRACE_SECONDS",
+        description="On shutdown, how long open connections get to finish before they are closed.",
     )
     gc_thresholds: str = Field(
         "50000,20,100",
+        alias="GC_THRESHOLDS",
         pattern=r"^\s*$|^\d+(,\d+){0,2}$",
         description="Python's garbage collector thresholds (gen0,gen1,gen2). Python's own 700,10,10 makes a "
         "process with many open subscriptions stall for a full collection every few events; empty keeps them.",
     )
     gc_freeze_after_subscribe_seconds: float = Field(
         0.5,
+        alias="GC_FREEZE_AFTER_SUBSCRIBE_SECONDS",
         ge=0,
         description="Once new subscriptions stop opening for this long, their objects are frozen out of garbage "
         "collection, so the next event does not pay for scanning them; after many have closed, the garbage is "
         "collected at such a quiet moment (0: off).",
     )
-    graphiql_enabled: bool = Field(True, description="Serve GraphiQL at /graphql to browsers.")
+
+
+class DatabaseSettings(SettingsGroup):
+    """The database and its connection pool."""
+
+    url: str | None = Field(
+        None,
+        alias="DATABASE_URL",
+        description="SQLAlchemy async URL. Unset: a SQLite file in DATA_DIR. "
+        "Postgres: postgresql+asyncpg://user@host/db.",
+    )
+    pool_size: int = Field(10, alias="DATABASE_POOL_SIZE", description="Connections kept open per process (Postgres).")
+    ping_idle_seconds: float = Field(
+        1.0,
+        alias="DATABASE_PING_IDLE_SECONDS",
+        description="A pooled connection left idle longer than this is pinged before it is used again, and "
+        "replaced if it is dead (Postgres); 0: pinged on every use.",
+    )
+    echo: bool = Field(False, alias="DATABASE_ECHO", description="Log every SQL statement (debugging).")
+    migrate_on_start: bool = Field(
+        True, alias="MIGRATE_ON_START", description="Apply database migrations when the server starts."
+    )
+
+
+class EventsSettings(SettingsGroup):
+    """The event log's delivery: the broadcast doorbell, the tailer and subscriptions."""
+
+    broadcast_url: str = Field(
+        "memory://",
+        alias="BROADCAST_URL",
+        description="How processes tell each other that the event log has grown: memory:// (one process), "
+        "postgres://user@host/db (LISTEN/NOTIFY) or redis://host:6379. Only that doorbell travels on it; "
+        "events are read from the database.",
+    )
+    broadcast_channel: str = Field(
+        "darkroom_events",
+        alias="BROADCAST_CHANNEL",
+        description="Channel name events are published on; deployments sharing one Redis or Postgres need "
+        "different names.",
+    )
+    broadcast_check_seconds: float = Field(
+        5.0,
+        alias="BROADCAST_CHECK_SECONDS",
+        gt=0,
+        description="How often each process checks its BROADCAST_URL connection with a round trip; an "
+        "unanswered check marks it down (/readyz 503) and reconnects.",
+    )
+    tail_interval_seconds: float = Field(
+        1.0,
+        alias="EVENT_TAIL_INTERVAL_SECONDS",
+        gt=0,
+        description="How often each process reads the event log without a doorbell: the longest a lost "
+        "doorbell or a broker outage delays live delivery.",
+    )
+    tail_batch_size: int = Field(
+        500, alias="EVENT_TAIL_BATCH_SIZE", gt=0, description="Events each read of the log fetches at most."
+    )
     subscription_queue_size: int = Field(
-        256, description="Events buffered per subscriber before it is told it fell behind."
+        256,
+        alias="SUBSCRIPTION_QUEUE_SIZE",
+        description="Events buffered per subscriber before it is told it fell behind.",
     )
     subscription_render_cache_size: int = Field(
         1024,
+        alias="SUBSCRIPTION_RENDER_CACHE_SIZE",
         gt=0,
         description="Executed subscription results kept per process, one per (document, variables, viewer, "
         "event): every subscriber alike reuses one execution and one encoding of each event.",
     )
 
-    # --- access control -----------------------------------------------------------------------------
+
+class GraphQLSettings(SettingsGroup):
+    """The GraphQL endpoint: pages, limits on documents, WebSockets and GraphiQL."""
+
+    max_page_size: int = Field(100, alias="GRAPHQL_MAX_PAGE_SIZE", description="Largest `first` a connection accepts.")
+    default_page_size: int = Field(
+        20, alias="GRAPHQL_DEFAULT_PAGE_SIZE", description="Page size when `first` is omitted."
+    )
+    keep_alive_seconds: float = Field(
+        15.0,
+        alias="GRAPHQL_KEEP_ALIVE_SECONDS",
+        description="WebSocket keep-alive ping interval, so idle sockets survive proxies.",
+    )
+    connection_init_timeout_seconds: float = Field(
+        30.0,
+        alias="GRAPHQL_CONNECTION_INIT_TIMEOUT_SECONDS",
+        gt=0,
+        description="How long a graphql-transport-ws socket may take to send connection_init before it is "
+        "closed (4408).",
+    )
+    max_depth: int = Field(12, alias="GRAPHQL_MAX_DEPTH", description="Deepest query accepted.")
+    max_aliases: int = Field(30, alias="GRAPHQL_MAX_ALIASES", description="Most aliases a query may use.")
+    max_tokens: int = Field(4000, alias="GRAPHQL_MAX_TOKENS", description="Most tokens a query document may have.")
+    max_body_bytes: int = Field(1_000_000, alias="GRAPHQL_MAX_BODY_BYTES", description="Largest /graphql request body.")
+    document_cache_size: int = Field(
+        256,
+        alias="GRAPHQL_DOCUMENT_CACHE_SIZE",
+        description="Parsed and validated query documents kept per process (subscribers share them).",
+    )
+    ws_compression: bool = Field(
+        False,
+        alias="WS_COMPRESSION",
+        description="Offer permessage-deflate on WebSockets. Events are small; compression costs about 48 KiB "
+        "of memory per open socket.",
+    )
+    graphiql_enabled: bool = Field(
+        True, alias="GRAPHIQL_ENABLED", description="Serve GraphiQL at /graphql to browsers."
+    )
+
+
+class AccessSettings(SettingsGroup):
+    """Who may call: API keys, rate limits and CORS."""
+
     auth_required: bool = Field(
         False,
+        alias="AUTH_REQUIRED",
         description="Require an API key on /graphql even before any exists. Off: the server is open while no "
         "active key exists, and closed as soon as one does.",
     )
     auth_refresh_seconds: float = Field(
         5.0,
+        alias="AUTH_REFRESH_SECONDS",
         description="How often each process re-reads the API keys: a key revoked elsewhere (the CLI, another "
         "process) stops working, and its WebSockets close, within this time.",
     )
     rate_limit_mutations_per_minute: float = Field(
-        60.0, description="Mutations one API key may make per minute, in each process (0: no limit)."
+        60.0,
+        alias="RATE_LIMIT_MUTATIONS_PER_MINUTE",
+        description="Mutations one API key may make per minute, in each process (0: no limit).",
     )
     rate_limit_mutations_burst: int = Field(
-        20, description="Mutations one API key may make in a burst before the per-minute rate applies."
+        20,
+        alias="RATE_LIMIT_MUTATIONS_BURST",
+        description="Mutations one API key may make in a burst before the per-minute rate applies.",
     )
     cors_origins: str = Field(
         "",
+        alias="CORS_ORIGINS",
         description="Comma-separated origins browser pages may call the API from (https://app.example.com), "
         "or *. Empty: no cross-origin access.",
     )
 
-    # --- Replicate ----------------------------------------------------------------------------------
-    replicate_api_token: str | None = Field(
-        None, description="Replicate API token. Unset: the built-in simulator plays Replicate."
+
+class ReplicateSettings(SettingsGroup):
+    """The provider: Replicate's API, retries, output hosts and webhooks."""
+
+    api_token: str | None = Field(
+        None,
+        alias="REPLICATE_API_TOKEN",
+        description="Replicate API token. Unset: the built-in simulator plays Replicate.",
     )
-    replicate_api_base_url: str = Field(
-        DEFAULT_REPLICATE_BASE_URL, description="Replicate's base URL; /v1/... is appended."
+    api_base_url: str = Field(
+        DEFAULT_REPLICATE_BASE_URL,
+        alias="REPLICATE_API_BASE_URL",
+        description="Replicate's base URL; /v1/... is appended.",
     )
-    replicate_webhook_secret: str | None = Field(
-        None, description="whsec_... secret webhooks are signed with. Unset: fetched from the provider."
+    webhook_secret: str | None = Field(
+        None,
+        alias="REPLICATE_WEBHOOK_SECRET",
+        description="whsec_... secret webhooks are signed with. Unset: fetched from the provider.",
     )
-    replicate_timeout_seconds: float = Field(30.0, description="Timeout of one request to Replicate.")
-    replicate_connect_timeout_seconds: float = Field(5.0, description="Connect timeout to Replicate.")
-    replicate_max_retries: int = Field(
-        4, description="Most retries of one failed Replicate call (a create only on 429 or when it never left)."
+    timeout_seconds: float = Field(
+        30.0, alias="REPLICATE_TIMEOUT_SECONDS", description="Timeout of one request to Replicate."
     )
-    replicate_retry_base_seconds: float = Field(0.5, description="First retry delay; doubles each time.")
-    replicate_retry_max_seconds: float = Field(
-        30.0, description="Longest single retry delay; a longer Retry-After is raised, not waited out."
+    connect_timeout_seconds: float = Field(
+        5.0, alias="REPLICATE_CONNECT_TIMEOUT_SECONDS", description="Connect timeout to Replicate."
     )
-    replicate_file_hosts: str = Field(
+    max_retries: int = Field(
+        4,
+        alias="REPLICATE_MAX_RETRIES",
+        description="Most retries of one failed Replicate call (a create only on 429 or when it never left).",
+    )
+    retry_base_seconds: float = Field(
+        0.5, alias="REPLICATE_RETRY_BASE_SECONDS", description="First retry delay; doubles each time."
+    )
+    retry_max_seconds: float = Field(
+        30.0,
+        alias="REPLICATE_RETRY_MAX_SECONDS",
+        description="Longest single retry delay; a longer Retry-After is raised, not waited out.",
+    )
+    file_hosts: str = Field(
         "replicate.delivery,*.replicate.delivery",
+        alias="REPLICATE_FILE_HOSTS",
         description="Comma-separated hosts output files may be downloaded from (*.x matches subdomains). "
         "The embedded simulator's own host is added automatically.",
     )
-
-    # --- webhooks -----------------------------------------------------------------------------------
-    webhook_tolerance_seconds: int = Field(300, description="Largest clock skew a signed webhook may have.")
-    webhook_max_body_bytes: int = Field(1_000_000, description="Largest webhook body accepted (413 above).")
-
-    # --- poller -------------------------------------------------------------------------------------
-    poller_enabled: bool = Field(True, description="Run the fallback poller in this process.")
-    poll_interval_seconds: float = Field(2.0, description="How often the poller looks for stale generations.")
-    poll_stale_after_seconds: float = Field(
-        5.0, description="A running generation not updated for this long is polled."
+    webhook_tolerance_seconds: int = Field(
+        300, alias="WEBHOOK_TOLERANCE_SECONDS", description="Largest clock skew a signed webhook may have."
     )
-    poll_backoff_max_seconds: float = Field(60.0, description="Longest wait between polls of one generation.")
-    poll_batch_size: int = Field(50, description="Most generations one poll cycle fetches.")
+    webhook_max_body_bytes: int = Field(
+        1_000_000, alias="WEBHOOK_MAX_BODY_BYTES", description="Largest webhook body accepted (413 above)."
+    )
+
+
+class PollerSettings(SettingsGroup):
+    """The fallback poller and the generation timeout."""
+
+    enabled: bool = Field(True, alias="POLLER_ENABLED", description="Run the fallback poller in this process.")
+    interval_seconds: float = Field(
+        2.0, alias="POLL_INTERVAL_SECONDS", description="How often the poller looks for stale generations."
+    )
+    stale_after_seconds: float = Field(
+        5.0, alias="POLL_STALE_AFTER_SECONDS", description="A running generation not updated for this long is polled."
+    )
+    backoff_max_seconds: float = Field(
+        60.0, alias="POLL_BACKOFF_MAX_SECONDS", description="Longest wait between polls of one generation."
+    )
+    batch_size: int = Field(50, alias="POLL_BATCH_SIZE", description="Most generations one poll cycle fetches.")
     generation_timeout_seconds: float = Field(
-        1800.0, description="A generation running longer is marked TIMED_OUT and canceled."
+        1800.0,
+        alias="GENERATION_TIMEOUT_SECONDS",
+        description="A generation running longer is marked TIMED_OUT and canceled.",
     )
 
-    # --- downloads ----------------------------------------------------------------------------------
-    downloader_enabled: bool = Field(True, description="Run the media downloader in this process.")
-    download_concurrency: int = Field(4, description="Downloads one process runs at once.")
-    download_max_attempts: int = Field(5, description="Attempts before a media row is FAILED.")
-    download_retry_base_seconds: float = Field(1.0, description="First download retry delay; doubles.")
-    download_retry_max_seconds: float = Field(60.0, description="Longest download retry delay.")
-    download_lease_seconds: float = Field(120.0, description="How long a download claim holds.")
-    download_timeout_seconds: float = Field(120.0, description="Timeout of one media download.")
-    download_max_bytes: int = Field(500_000_000, description="Largest media file downloaded.")
-    download_idle_seconds: float = Field(1.0, description="How often an idle downloader looks for work.")
 
-    # --- retention ----------------------------------------------------------------------------------
-    media_retention_days: float | None = Field(
-        None, description="Media files (and their rows) older than this are deleted by cleanup. Unset: kept."
+class DownloadsSettings(SettingsGroup):
+    """The media downloader."""
+
+    enabled: bool = Field(True, alias="DOWNLOADER_ENABLED", description="Run the media downloader in this process.")
+    concurrency: int = Field(4, alias="DOWNLOAD_CONCURRENCY", description="Downloads one process runs at once.")
+    max_attempts: int = Field(5, alias="DOWNLOAD_MAX_ATTEMPTS", description="Attempts before a media row is FAILED.")
+    retry_base_seconds: float = Field(
+        1.0, alias="DOWNLOAD_RETRY_BASE_SECONDS", description="First download retry delay; doubles."
+    )
+    retry_max_seconds: float = Field(
+        60.0, alias="DOWNLOAD_RETRY_MAX_SECONDS", description="Longest download retry delay."
+    )
+    lease_seconds: float = Field(120.0, alias="DOWNLOAD_LEASE_SECONDS", description="How long a download claim holds.")
+    timeout_seconds: float = Field(
+        120.0, alias="DOWNLOAD_TIMEOUT_SECONDS", description="Timeout of one media download."
+    )
+    max_bytes: int = Field(500_000_000, alias="DOWNLOAD_MAX_BYTES", description="Largest media file downloaded.")
+    idle_seconds: float = Field(
+        1.0, alias="DOWNLOAD_IDLE_SECONDS", description="How often an idle downloader looks for work."
+    )
+
+
+class MediaSettings(SettingsGroup):
+    """Where media is kept, and the retention policy."""
+
+    root: Path | None = Field(
+        None, alias="MEDIA_ROOT", description="Where downloaded media files live. Unset: DATA_DIR/media."
+    )
+    retention_days: float | None = Field(
+        None,
+        alias="MEDIA_RETENTION_DAYS",
+        description="Media files (and their rows) older than this are deleted by cleanup. Unset: kept.",
     )
     failed_generation_retention_days: float | None = Field(
         None,
+        alias="FAILED_GENERATION_RETENTION_DAYS",
         description="FAILED, CANCELED and TIMED_OUT generations older than this are deleted by cleanup. Unset: kept.",
     )
     storage_cap_bytes: int | None = Field(
-        None, description="Most bytes of media kept; cleanup deletes the oldest files above it. Unset: no cap."
+        None,
+        alias="STORAGE_CAP_BYTES",
+        description="Most bytes of media kept; cleanup deletes the oldest files above it. Unset: no cap.",
     )
-    cleanup_enabled: bool = Field(False, description="Run the retention cleanup periodically in the server.")
-    cleanup_interval_seconds: float = Field(3600.0, description="How often the periodic cleanup runs.")
+    cleanup_enabled: bool = Field(
+        False, alias="CLEANUP_ENABLED", description="Run the retention cleanup periodically in the server."
+    )
+    cleanup_interval_seconds: float = Field(
+        3600.0, alias="CLEANUP_INTERVAL_SECONDS", description="How often the periodic cleanup runs."
+    )
 
-    # --- simulator ----------------------------------------------------------------------------------
-    simulator_run_seconds: float = Field(3.0, description="How long a simulated prediction runs.")
-    simulator_fail_rate: float = Field(0.0, description="Share of simulated predictions that fail (0-1).")
-    simulator_webhook_drop_rate: float = Field(0.0, description="Share of simulator webhooks never sent.")
-    simulator_webhook_duplicate_rate: float = Field(0.0, description="Share of simulator webhooks sent twice.")
-    simulator_webhook_reorder: bool = Field(False, description="Deliver simulator webhooks out of order.")
-    simulator_webhook_delay_ms: int = Field(0, description="Delay before each simulator webhook.")
-    simulator_download_failures: int = Field(
-        0, description="Times each simulated output file answers 500 before it serves."
+
+class SimulatorSettings(SettingsGroup):
+    """The built-in Replicate simulator."""
+
+    run_seconds: float = Field(3.0, alias="SIMULATOR_RUN_SECONDS", description="How long a simulated prediction runs.")
+    fail_rate: float = Field(
+        0.0, alias="SIMULATOR_FAIL_RATE", description="Share of simulated predictions that fail (0-1)."
     )
-    simulator_output_ttl_seconds: float = Field(3600.0, description="Lifetime of simulated outputs.")
-    simulator_webhook_secret: str = Field(
+    webhook_drop_rate: float = Field(
+        0.0, alias="SIMULATOR_WEBHOOK_DROP_RATE", description="Share of simulator webhooks never sent."
+    )
+    webhook_duplicate_rate: float = Field(
+        0.0, alias="SIMULATOR_WEBHOOK_DUPLICATE_RATE", description="Share of simulator webhooks sent twice."
+    )
+    webhook_reorder: bool = Field(
+        False, alias="SIMULATOR_WEBHOOK_REORDER", description="Deliver simulator webhooks out of order."
+    )
+    webhook_delay_ms: int = Field(
+        0, alias="SIMULATOR_WEBHOOK_DELAY_MS", description="Delay before each simulator webhook."
+    )
+    download_failures: int = Field(
+        0,
+        alias="SIMULATOR_DOWNLOAD_FAILURES",
+        description="Times each simulated output file answers 500 before it serves.",
+    )
+    output_ttl_seconds: float = Field(
+        3600.0, alias="SIMULATOR_OUTPUT_TTL_SECONDS", description="Lifetime of simulated outputs."
+    )
+    webhook_secret: str = Field(
         "whsec_ZGFya3Jvb20tc2ltdWxhdG9yLXNpZ25pbmcta2V5IQ==",
+        alias="SIMULATOR_WEBHOOK_SECRET",
         description="The simulator's webhook signing secret (whsec_ + base64).",
     )
-    simulator_port: int = Field(8001, description="Port `darkroom simulator` listens on.")
+    port: int = Field(8001, alias="SIMULATOR_PORT", description="Port `darkroom simulator` listens on.")
 
-    # --- catalogue ----------------------------------------------------------------------------------
-    catalogue_ttl_seconds: float = Field(
+
+class CatalogueSettings(SettingsGroup):
+    """The model catalogue."""
+
+    ttl_seconds: float = Field(
         3600.0,
+        alias="CATALOGUE_TTL_SECONDS",
         description="How long a cached catalogue entry is fresh. Older ones are still served (marked stale) "
         "while they are refreshed in the background.",
     )
     default_video_model: str | None = Field(
         None,
+        alias="DEFAULT_VIDEO_MODEL",
         description="Model animateImage uses when none is given (owner/name). Unset, or a model taking no image: "
         "the catalogue's best image-to-video model.",
     )
+
+
+class OperationsSettings(SettingsGroup):
+    """Alerts on repeated failures."""
+
+    alert_failure_threshold: int = Field(
+        5,
+        alias="ALERT_FAILURE_THRESHOLD",
+        description="Failed generations of one model, or failed downloads, within ALERT_WINDOW_SECONDS that log "
+        "an alert WARNING (0: never).",
+    )
+    alert_window_seconds: float = Field(
+        900.0, alias="ALERT_WINDOW_SECONDS", description="The window ALERT_FAILURE_THRESHOLD counts failures in."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    replicate: ReplicateSettings = Field(default_factory=ReplicateSettings)
+    poller: PollerSettings = Field(default_factory=PollerSettings)
+    downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keywords first, then the flat environment variables; both are sorted into groups below.
+        return init_settings, FlatEnvironment(settings_cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sort_into_groups(cls, data: Any) -> Any:
+        """Put each flat name (DATABASE_URL, or database_url as a keyword) into its group's field."""
+        if not isinstance(data, dict):
+            return data
+        grouped: dict[str, Any] = {}
+        for key, value in data.items():
+            name = key.upper()
+            group = ENVIRONMENT_NAMES.get(name)
+            if group is None:
+                grouped[key] = value
+                continue
+            values = grouped.setdefault(group, {})
+            if isinstance(values, dict):
+                # By its variable's name, so that an error names what the operator set (server.PORT).
+                values.setdefault(name, value)
+        return grouped
 
     # --- derived ------------------------------------------------------------------------------------
     @property
     def simulated(self) -> bool:
         """True when no token is set: the embedded simulator plays Replicate."""
-        return not self.replicate_api_token
+        return not self.replicate.api_token
 
     @cached_property
     def resolved_database_url(self) -> str:
-        if self.database_url:
-            return normalize_database_url(self.database_url)
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'darkroom.db').resolve()}"
+        if self.database.url:
+            return normalize_database_url(self.database.url)
+        return f"sqlite+aiosqlite:///{(self.server.data_dir / 'darkroom.db').resolve()}"
 
     @property
     def resolved_media_root(self) -> Path:
-        return (self.media_root or self.data_dir / "media").resolve()
+        return (self.media.root or self.server.data_dir / "media").resolve()
 
     @property
     def is_postgres(self) -> bool:
@@ -268,32 +466,63 @@ class Settings(BaseSettings):
 
     def base_url(self) -> str:
         """Where this server is reached: PUBLIC_URL, else the address it serves on."""
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        host = "127.0.0.1" if self.server.host in ("0.0.0.0", "::", "") else self.server.host
+        return f"http://{host}:{self.server.port}"
 
     @property
     def embedded_simulator(self) -> bool:
         """No token and no other base URL: this process mounts the simulator at /simulator."""
-        return self.simulated and self.replicate_api_base_url.rstrip("/") == DEFAULT_REPLICATE_BASE_URL
+        return self.simulated and self.replicate.api_base_url.rstrip("/") == DEFAULT_REPLICATE_BASE_URL
 
     def provider_base_url(self) -> str:
         """Replicate's base URL, or the embedded simulator's (reached over loopback) when embedded."""
         if self.embedded_simulator:
-            return f"http://127.0.0.1:{self.port}/simulator"
-        return self.replicate_api_base_url.rstrip("/")
+            return f"http://127.0.0.1:{self.server.port}/simulator"
+        return self.replicate.api_base_url.rstrip("/")
 
     def allowed_cors_origins(self) -> list[str]:
-        return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()]
+        return [origin.strip().rstrip("/") for origin in self.access.cors_origins.split(",") if origin.strip()]
 
     def allowed_file_hosts(self) -> list[str]:
-        hosts = [h.strip().lower() for h in self.replicate_file_hosts.split(",") if h.strip()]
+        hosts = [h.strip().lower() for h in self.replicate.file_hosts.split(",") if h.strip()]
         if self.simulated:
             host = urlparse(self.provider_base_url()).hostname
             if host:
                 hosts.append(host)
         return hosts
+
+
+def setting_fields() -> Iterator[tuple[str, FieldInfo]]:
+    """Every setting: its environment variable and its declaration, group by group."""
+    for group in Settings.model_fields.values():
+        model = group.annotation
+        assert isinstance(model, type) and issubclass(model, SettingsGroup)
+        for field in model.model_fields.values():
+            assert field.alias is not None
+            yield field.alias, field
+
+
+# Each environment variable, and the group its setting belongs to.
+ENVIRONMENT_NAMES: dict[str, str] = {
+    field.alias: group_name
+    for group_name, group in Settings.model_fields.items()
+    if isinstance(group.annotation, type) and issubclass(group.annotation, SettingsGroup)
+    for field in group.annotation.model_fields.values()
+    if field.alias is not None
+}
+
+
+class FlatEnvironment(PydanticBaseSettingsSource):
+    """The process environment, read by each setting's own variable (case-insensitive)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole environment at once
+
+    def __call__(self) -> dict[str, Any]:
+        # Lower case, the keywords' spelling, so that a keyword given for the same setting wins.
+        return {key.lower(): value for key, value in os.environ.items() if key.upper() in ENVIRONMENT_NAMES}
 
 
 def normalize_database_url(url: str) -> str:

@@ -138,7 +138,7 @@ def start_darkroom(make_settings: Callable[..., Settings]) -> Callable[..., Any]
         settings = make_settings(**overrides)
         app = create_app(settings)
         async with (
-            live_server(app, settings.port) as base_url,
+            live_server(app, settings.server.port) as base_url,
             httpx.AsyncClient(base_url=base_url, timeout=30) as http,
         ):
             yield Darkroom(base_url, settings, http, app.state.runtime)

@@ -18,9 +18,9 @@ from server.settings import Settings
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.server.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, echo=settings.database_echo, connect_args={"timeout": 30}, pool_pre_ping=False
+            url, echo=settings.database.echo, connect_args={"timeout": 30}, pool_pre_ping=False
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -43,11 +43,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     engine = create_async_engine(
         url,
-        echo=settings.database_echo,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        echo=settings.database.echo,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.pool_size,
     )
-    _ping_idle_connections(engine, settings.database_ping_idle_seconds)
+    _ping_idle_connections(engine, settings.database.ping_idle_seconds)
     return engine
 
 

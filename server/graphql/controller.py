@@ -220,12 +220,12 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
     controller = make_graphql_controller(
         schema,
         path="/graphql",
-        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        graphql_ide="graphiql" if settings.graphql.graphiql_enabled else None,
         keep_alive=True,
-        keep_alive_interval=settings.graphql_keep_alive_seconds,
+        keep_alive_interval=settings.graphql.keep_alive_seconds,
         context_getter=context_getter,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
-        connection_init_wait_timeout=timedelta(seconds=settings.graphql_connection_init_timeout_seconds),
+        connection_init_wait_timeout=timedelta(seconds=settings.graphql.connection_init_timeout_seconds),
         allowed_origins=settings.allowed_cors_origins(),
     )
 
@@ -298,7 +298,7 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
             if (
                 isinstance(request_data, GraphQLRequestData)
                 and request_data.protocol != "http"
-                and not names_a_subscription(request_data, settings.graphql_max_tokens)
+                and not names_a_subscription(request_data, settings.graphql.max_tokens)
             ):
                 # multipart/mixed streams subscriptions; a query or mutation sent with that Accept is answered
                 # once, as JSON, rather than refused inside a stream.

@@ -15,11 +15,11 @@ from server.settings import Settings
 
 def page_size(first: int | None, settings: Settings) -> int:
     if first is None:
-        return settings.graphql_default_page_size
-    if first < 1 or first > settings.graphql_max_page_size:
+        return settings.graphql.default_page_size
+    if first < 1 or first > settings.graphql.max_page_size:
         raise GraphQLError(
-            f"first must be between 1 and {settings.graphql_max_page_size}, got {first}",
-            extensions={"code": "BAD_USER_INPUT", "maxPageSize": settings.graphql_max_page_size},
+            f"first must be between 1 and {settings.graphql.max_page_size}, got {first}",
+            extensions={"code": "BAD_USER_INPUT", "maxPageSize": settings.graphql.max_page_size},
         )
     return first
 

@@ -37,14 +37,14 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     # Validation results are cached by (document, rules), so the limit rules are built once, not per request.
     rules = [
-        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
+        *QueryDepthLimiter(max_depth=settings.graphql.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.graphql.max_aliases).validation_rules,
     ]
-    cache_size = settings.graphql_document_cache_size
+    cache_size = settings.graphql.document_cache_size
     # Factories, so that every operation gets fresh extension instances; the caches behind them are shared.
     limits: list[Callable[[], SchemaExtension]] = [
         lambda: AddValidationRules(rules),
-        lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+        lambda: MaxTokensLimiter(max_token_count=settings.graphql.max_tokens),
         lambda: ParserCache(maxsize=cache_size),
         lambda: ValidationCache(maxsize=cache_size),
     ]
@@ -56,7 +56,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         config=StrawberryConfig(auto_camel_case=True),
         extensions=limits,
         # Subscribers alike share one execution per event (see shared_render.py).
-        execution_context_class=shared_render_executor(RenderCache(settings.subscription_render_cache_size)),
+        execution_context_class=shared_render_executor(RenderCache(settings.events.subscription_render_cache_size)),
     )
 
 

@@ -48,7 +48,7 @@ def _declared_length(request: Request[object, object, State]) -> int:
 async def replicate_webhook(request: Request[object, object, State], state: State) -> Response[dict[str, object]]:
     arrived = time.perf_counter()
     runtime: Runtime = state.runtime
-    limit = runtime.settings.webhook_max_body_bytes
+    limit = runtime.settings.replicate.webhook_max_body_bytes
     if _declared_length(request) > limit:
         metrics.WEBHOOKS.labels("too_large").inc()
         return _problem(HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"webhook bodies are limited to {limit} bytes")
@@ -65,7 +65,9 @@ async def replicate_webhook(request: Request[object, object, State], state: Stat
         logger.error("no webhook secret to verify with", extra={"error": str(exc)})
         return _problem(503, "the webhook signing secret is not available yet")
     try:
-        verify_webhook(secret, request.headers, body, tolerance_seconds=runtime.settings.webhook_tolerance_seconds)
+        verify_webhook(
+            secret, request.headers, body, tolerance_seconds=runtime.settings.replicate.webhook_tolerance_seconds
+        )
     except WebhookVerificationError as exc:
         metrics.WEBHOOKS.labels("bad_signature").inc()
         logger.warning("webhook rejected", extra={"reason": str(exc)})

@@ -117,15 +117,15 @@ class ReplicateClient:
         on_request: RequestHook | None = None,
     ) -> ReplicateClient:
         """The client `settings` describe: the configured Replicate, or the simulator (token "simulator")."""
-        token = settings.replicate_api_token or (SIMULATOR_TOKEN if settings.simulated else None)
+        token = settings.replicate.api_token or (SIMULATOR_TOKEN if settings.simulated else None)
         return cls(
             settings.provider_base_url(),
             token,
-            timeout_seconds=settings.replicate_timeout_seconds,
-            connect_timeout_seconds=settings.replicate_connect_timeout_seconds,
-            max_retries=settings.replicate_max_retries,
-            retry_base_seconds=settings.replicate_retry_base_seconds,
-            retry_max_seconds=settings.replicate_retry_max_seconds,
+            timeout_seconds=settings.replicate.timeout_seconds,
+            connect_timeout_seconds=settings.replicate.connect_timeout_seconds,
+            max_retries=settings.replicate.max_retries,
+            retry_base_seconds=settings.replicate.retry_base_seconds,
+            retry_max_seconds=settings.replicate.retry_max_seconds,
             on_request=on_request,
         )
 

@@ -56,15 +56,15 @@ class SimulatorConfig:
         """The simulator of this Darkroom process, reached at `public_base_url`."""
         return cls(
             public_base_url=public_base_url.rstrip("/"),
-            webhook_secret=settings.simulator_webhook_secret,
-            run_seconds=settings.simulator_run_seconds,
-            fail_rate=settings.simulator_fail_rate,
-            webhook_drop_rate=settings.simulator_webhook_drop_rate,
-            webhook_duplicate_rate=settings.simulator_webhook_duplicate_rate,
-            webhook_reorder=settings.simulator_webhook_reorder,
-            webhook_delay_ms=settings.simulator_webhook_delay_ms,
-            download_failures=settings.simulator_download_failures,
-            output_ttl_seconds=settings.simulator_output_ttl_seconds,
+            webhook_secret=settings.simulator.webhook_secret,
+            run_seconds=settings.simulator.run_seconds,
+            fail_rate=settings.simulator.fail_rate,
+            webhook_drop_rate=settings.simulator.webhook_drop_rate,
+            webhook_duplicate_rate=settings.simulator.webhook_duplicate_rate,
+            webhook_reorder=settings.simulator.webhook_reorder,
+            webhook_delay_ms=settings.simulator.webhook_delay_ms,
+            download_failures=settings.simulator.download_failures,
+            output_ttl_seconds=settings.simulator.output_ttl_seconds,
         )
 
     @property

@@ -82,7 +82,7 @@ class Downloader:
         self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
-                settings.download_timeout_seconds, connect=settings.replicate_connect_timeout_seconds
+                settings.downloads.timeout_seconds, connect=settings.replicate.connect_timeout_seconds
             ),
             follow_redirects=False,
         )
@@ -92,7 +92,7 @@ class Downloader:
             waker = asyncio.create_task(self._forward(announcements), name="downloader-waker")
             workers = [
                 asyncio.create_task(self._work(stop), name=f"downloader-{n}")
-                for n in range(self._settings.download_concurrency)
+                for n in range(self._settings.downloads.concurrency)
             ]
             try:
                 await stop.wait()
@@ -123,7 +123,7 @@ class Downloader:
             if claim is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._settings.download_idle_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._settings.downloads.idle_seconds)
                 continue
             try:
                 with generation_context(str(claim.generation_id)):
@@ -169,7 +169,7 @@ class Downloader:
         digest = hashlib.sha256()
         if url.startswith("data:"):
             data, content_type = decode_data_uri(url)
-            if len(data) > self._settings.download_max_bytes:
+            if len(data) > self._settings.downloads.max_bytes:
                 raise DownloadError("the file is larger than DOWNLOAD_MAX_BYTES", retryable=False)
             await asyncio.to_thread(temp.write_bytes, data)
             digest.update(data)
@@ -197,7 +197,7 @@ class Downloader:
         )
 
     async def _stream(self, url: str, temp: Path, digest: Any) -> tuple[str, int]:
-        limit = self._settings.download_max_bytes
+        limit = self._settings.downloads.max_bytes
         size = 0
         try:
             async with self._client.stream("GET", url) as response:

@@ -62,7 +62,7 @@ class Poller:
             except Exception:
                 logger.exception("poll cycle failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.poll_interval_seconds)
+                await asyncio.wait_for(stop.wait(), timeout=self._settings.poller.interval_seconds)
 
     async def poll_once(self) -> int:
         """Run one cycle; returns how many generations it looked at."""
@@ -76,7 +76,7 @@ class Poller:
     async def _claim_due(self) -> list[Due]:
         settings = self._settings
         now = utcnow()
-        deadline = now - timedelta(seconds=settings.generation_timeout_seconds)
+        deadline = now - timedelta(seconds=settings.poller.generation_timeout_seconds)
         async with self._sessions() as session, session.begin():
             statement = (
                 select(Generation)
@@ -86,7 +86,7 @@ class Poller:
                     or_(Generation.poll_claimed_until.is_(None), Generation.poll_claimed_until < now),
                 )
                 .order_by(Generation.next_poll_at)
-                .limit(settings.poll_batch_size)
+                .limit(settings.poller.batch_size)
             )
             if is_postgres(session):
                 statement = statement.with_for_update(skip_locked=True)
@@ -94,12 +94,12 @@ class Poller:
             for row in rows:
                 row.poll_attempts += 1
                 backoff = min(
-                    settings.poll_stale_after_seconds * 2 ** (row.poll_attempts - 1),
-                    settings.poll_backoff_max_seconds,
+                    settings.poller.stale_after_seconds * 2 ** (row.poll_attempts - 1),
+                    settings.poller.backoff_max_seconds,
                 )
                 row.next_poll_at = now + timedelta(seconds=backoff)
                 # The claim only has to outlast this cycle; it expires by itself if we crash.
-                row.poll_claimed_until = now + timedelta(seconds=max(settings.poll_interval_seconds * 5, 30))
+                row.poll_claimed_until = now + timedelta(seconds=max(settings.poller.interval_seconds * 5, 30))
             return [Due(row.id, row.provider_id, row.created_at < deadline) for row in rows]
 
     async def _poll(self, item: Due) -> None:

@@ -80,7 +80,7 @@ async def test_unknown_fields_and_wrong_types_are_validation_errors(darkroom: Da
 
 
 async def test_page_size_over_the_cap_is_refused(darkroom: Darkroom) -> None:
-    cap = darkroom.settings.graphql_max_page_size
+    cap = darkroom.settings.graphql.max_page_size
     result = await _error(darkroom, "query($n: Int) { media(first: $n) { edges { cursor } } }", {"n": cap + 1})
     assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert str(cap) in result["errors"][0]["message"]

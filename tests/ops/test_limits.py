@@ -55,20 +55,20 @@ async def test_a_query_within_the_limits_runs(darkroom: Darkroom) -> None:
 
 
 async def test_an_over_deep_mutation_is_refused_unexecuted(darkroom: Darkroom) -> None:
-    depth = darkroom.settings.graphql_max_depth
+    depth = darkroom.settings.graphql.max_depth
     body = await _refused(darkroom, f"mutation {{ {_start(_deep_selection(depth))} }}")
     assert "depth" in body["errors"][0]["message"].lower()
 
 
 async def test_over_many_aliases_are_refused_unexecuted(darkroom: Darkroom) -> None:
-    count = darkroom.settings.graphql_max_aliases + 1
+    count = darkroom.settings.graphql.max_aliases + 1
     document = "mutation { " + " ".join(_start(alias=f"a{n}") for n in range(count)) + " }"
     body = await _refused(darkroom, document)
     assert "alias" in body["errors"][0]["message"].lower()
 
 
 async def test_an_over_long_document_is_refused_unexecuted(darkroom: Darkroom) -> None:
-    tokens = darkroom.settings.graphql_max_tokens
+    tokens = darkroom.settings.graphql.max_tokens
     filler = ", ".join(["1"] * tokens)
     document = (
         f'mutation {{ startGeneration(input: {{model: "{IMAGE_MODEL}", input: {{prompt: "x", junk: [{filler}]}}}}) '
@@ -79,7 +79,7 @@ async def test_an_over_long_document_is_refused_unexecuted(darkroom: Darkroom) -
 
 
 async def test_a_page_over_the_cap_is_refused(darkroom: Darkroom) -> None:
-    cap = darkroom.settings.graphql_max_page_size
+    cap = darkroom.settings.graphql.max_page_size
     for field in ("generations", "media", "models"):
         body = await _refused(darkroom, f"{{ {field}(first: {cap + 1}) {{ edges {{ cursor }} }} }}")
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

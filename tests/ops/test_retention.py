@@ -184,8 +184,8 @@ async def test_the_cleanup_command(start_darkroom: Callable[..., Any]) -> None:
         settings = darkroom.settings
         env = {
             **os.environ,
-            "DATABASE_URL": settings.database_url or "",
-            "DATA_DIR": str(settings.data_dir),
+            "DATABASE_URL": settings.database.url or "",
+            "DATA_DIR": str(settings.server.data_dir),
             "MEDIA_RETENTION_DAYS": "7",
             "FAILED_GENERATION_RETENTION_DAYS": "3",
             "DOWNLOAD_LEASE_SECONDS": "30",

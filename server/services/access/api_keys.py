@@ -162,7 +162,7 @@ class ApiKeyService:
         """
         await self._fresh()
         if token is None:
-            if self._settings.auth_required or self._snapshot.active:
+            if self._settings.access.auth_required or self._snapshot.active:
                 raise AuthError("an API key is required: send Authorization: Bearer <token>")
             return Viewer.anonymous()
         digest = hash_token(token)
@@ -185,7 +185,7 @@ class ApiKeyService:
     async def _fresh(self) -> None:
         loaded = self._snapshot.loaded_at
         now = asyncio.get_running_loop().time()
-        if loaded is not None and now - loaded < self._settings.auth_refresh_seconds:
+        if loaded is not None and now - loaded < self._settings.access.auth_refresh_seconds:
             return
         try:
             await self.refresh()
@@ -201,7 +201,7 @@ class ApiKeyService:
         async with self._refresh_lock:
             now = asyncio.get_running_loop().time()
             loaded = self._snapshot.loaded_at
-            if not force and loaded is not None and now - loaded < self._settings.auth_refresh_seconds / 2:
+            if not force and loaded is not None and now - loaded < self._settings.access.auth_refresh_seconds / 2:
                 return  # another caller refreshed while this one waited for the lock
             async with self._sessions() as session:
                 rows = (
@@ -212,7 +212,7 @@ class ApiKeyService:
 
     async def _close_unauthorised_sockets(self) -> None:
         active = self._snapshot.ids
-        required = self._settings.auth_required or bool(active)
+        required = self._settings.access.auth_required or bool(active)
         doomed: list[tuple[_Socket, str]] = []
         for handle, socket in list(self._sockets.items()):
             if socket.owner_id is None and required:
@@ -232,7 +232,7 @@ class ApiKeyService:
         active = len(self._snapshot.ids)
         if active:
             logger.info("API keys required on /graphql", extra={"active_keys": active})
-        elif self._settings.auth_required:
+        elif self._settings.access.auth_required:
             logger.warning(
                 "AUTH_REQUIRED is on but no API key exists: every request is refused until one is created "
                 "with `darkroom api-key create --name NAME`"
@@ -267,7 +267,7 @@ class ApiKeyService:
             except Exception:
                 logger.exception("could not refresh the API keys")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.auth_refresh_seconds)
+                await asyncio.wait_for(stop.wait(), timeout=self._settings.access.auth_refresh_seconds)
 
     async def _write_last_used(self) -> None:
         now = asyncio.get_running_loop().time()

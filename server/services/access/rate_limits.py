@@ -51,7 +51,7 @@ class MutationRateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MutationRateLimiter:
-        return cls(settings.rate_limit_mutations_per_minute, settings.rate_limit_mutations_burst)
+        return cls(settings.access.rate_limit_mutations_per_minute, settings.access.rate_limit_mutations_burst)
 
     @property
     def enabled(self) -> bool:

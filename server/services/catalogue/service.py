@@ -131,7 +131,7 @@ class CatalogueService:
     ) -> None:
         self._sessions = sessions
         self.provider = provider
-        self.ttl_seconds = settings.catalogue_ttl_seconds if settings else DEFAULT_TTL_SECONDS
+        self.ttl_seconds = settings.catalogue.ttl_seconds if settings else DEFAULT_TTL_SECONDS
         self._clock = clock
         self._refresh: asyncio.Task[bool] | None = None
         self._model_refreshes: dict[str, asyncio.Task[None]] = {}

@@ -130,7 +130,7 @@ class Launcher:
                     "MODEL_TAKES_NO_IMAGE", f"{model.ref} has no image input to animate", ["model"]
                 )
             return model
-        default = self._settings.default_video_model
+        default = self._settings.catalogue.default_video_model
         if default:
             try:
                 model = await self._catalogue.get_model(default)
@@ -156,7 +156,7 @@ class Launcher:
         us, plays the provider; otherwise an upload through the provider's files API, with a data: URI
         for a small file when the upload fails.
         """
-        if self._settings.public_url or self._settings.simulated:
+        if self._settings.server.public_url or self._settings.simulated:
             return own_url
         assert media.storage_key is not None
         try:

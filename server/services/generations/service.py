@@ -193,7 +193,7 @@ class GenerationService:
 
     # --- start -----------------------------------------------------------------------------------
     def webhook_url(self, generation_id: uuid.UUID) -> str | None:
-        base = self._settings.public_url or (self._settings.base_url() if self._settings.simulated else None)
+        base = self._settings.server.public_url or (self._settings.base_url() if self._settings.simulated else None)
         if not base:
             return None
         # The generation id rides along so a webhook that outruns our own commit still finds its row.
@@ -222,7 +222,7 @@ class GenerationService:
             input=stored_input,
             status=GenerationStatus.STARTING,
             source_media_id=source_media_id,
-            next_poll_at=utcnow() + timedelta(seconds=self._settings.poll_stale_after_seconds),
+            next_poll_at=utcnow() + timedelta(seconds=self._settings.poller.stale_after_seconds),
         )
         async with self._sessions.begin() as session:
             session.add(generation)
@@ -368,7 +368,7 @@ class GenerationService:
         if stamps:
             generation.provider_updated_at = max(stamps)
         generation.poll_attempts = 0
-        generation.next_poll_at = now + timedelta(seconds=self._settings.poll_stale_after_seconds)
+        generation.next_poll_at = now + timedelta(seconds=self._settings.poller.stale_after_seconds)
         if not new_status.is_terminal:
             return []
         generation.completed_at = prediction.completed_at or now
@@ -456,7 +456,9 @@ class GenerationService:
             generation.status = GenerationStatus.TIMED_OUT
             generation.completed_at = utcnow()
             generation.next_poll_at = None
-            generation.error = f"timed out after {self._settings.generation_timeout_seconds:.0f} s without finishing"
+            generation.error = (
+                f"timed out after {self._settings.poller.generation_timeout_seconds:.0f} s without finishing"
+            )
             provider_id = generation.provider_id
             payload = await append_event(session, generation, [], EventType.UPDATED)
         await self._publish(payload)

@@ -86,16 +86,16 @@ class RetentionService:
         report = CleanupReport(dry_run=dry_run)
         now = utcnow()
         await self._mark_missing_files(report)
-        if settings.failed_generation_retention_days is not None:
-            cutoff = now - timedelta(days=settings.failed_generation_retention_days)
+        if settings.media.failed_generation_retention_days is not None:
+            cutoff = now - timedelta(days=settings.media.failed_generation_retention_days)
             await self._delete_failed_generations(cutoff, report)
-        if settings.media_retention_days is not None:
-            cutoff = now - timedelta(days=settings.media_retention_days)
+        if settings.media.retention_days is not None:
+            cutoff = now - timedelta(days=settings.media.retention_days)
             doomed = await self._select_media(Media.created_at < cutoff)
             report.expired_media, freed = await self._delete_media(doomed, dry_run)
             report.bytes_freed += freed
-        if settings.storage_cap_bytes is not None:
-            report.over_cap_media, freed = await self._enforce_cap(settings.storage_cap_bytes, dry_run)
+        if settings.media.storage_cap_bytes is not None:
+            report.over_cap_media, freed = await self._enforce_cap(settings.media.storage_cap_bytes, dry_run)
             report.bytes_freed += freed
         report.orphan_files, freed = await self._delete_orphan_files(dry_run)
         report.bytes_freed += freed
@@ -253,7 +253,7 @@ class RetentionService:
     def _sweep_orphans(self, named: set[str], dry_run: bool) -> tuple[int, int]:
         """Files no row names, and stale partial downloads (blocking file system work: run in a thread)."""
         # Anything younger than a download lease may belong to a download that has not recorded it yet.
-        settled_before = time.time() - self._settings.download_lease_seconds
+        settled_before = time.time() - self._settings.downloads.lease_seconds
         root = self._storage.root
         candidates = [self._storage.path(key) for key in self._storage.keys() - named]
         candidates += [path for path in (root / ".tmp").glob("*") if path.is_file()]

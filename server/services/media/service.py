@@ -90,7 +90,7 @@ class MediaService:
                     .values(
                         status=MediaStatus.DOWNLOADING,
                         claim_token=token,
-                        claimed_until=now + timedelta(seconds=self._settings.download_lease_seconds),
+                        claimed_until=now + timedelta(seconds=self._settings.downloads.lease_seconds),
                         download_attempts=Media.download_attempts + 1,
                         updated_at=now,
                     )
@@ -156,10 +156,10 @@ class MediaService:
     async def fail(self, claim: Claim, error: str, *, retryable: bool = True) -> MediaStatus | None:
         """Record a failed attempt: back to PENDING with a backoff, or FAILED past the attempt limit."""
         now = utcnow()
-        final = not retryable or claim.attempt >= self._settings.download_max_attempts
+        final = not retryable or claim.attempt >= self._settings.downloads.max_attempts
         delay = min(
-            self._settings.download_retry_base_seconds * 2 ** max(claim.attempt - 1, 0),
-            self._settings.download_retry_max_seconds,
+            self._settings.downloads.retry_base_seconds * 2 ** max(claim.attempt - 1, 0),
+            self._settings.downloads.retry_max_seconds,
         )
         status = MediaStatus.FAILED if final else MediaStatus.PENDING
         async with self._sessions() as session, session.begin():
