@@ -21,8 +21,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=False)
 
     # --- server -------------------------------------------------------------------------------------
-    host: str = Field("127.0.0.1", description="Interface `darkroom serve` binds to.")
-    port: int = Field(8000, description="Port `darkroom serve` listens on.")
+    host: str = Field("127.0.0.1", description="Interface `darkroom serve` (and `darkroom worker`) binds to.")
+    port: int = Field(8000, description="Port `darkroom serve` (and `darkroom worker`) listens on.")
     public_url: str | None = Field(
         None,
         description="Base URL the outside world reaches this server on. Replicate's webhooks are sent "
@@ -214,7 +214,9 @@ class Settings(BaseSettings):
     storage_cap_bytes: int | None = Field(
         None, description="Most bytes of media kept; cleanup deletes the oldest files above it. Unset: no cap."
     )
-    cleanup_enabled: bool = Field(False, description="Run the retention cleanup periodically in the server.")
+    cleanup_enabled: bool = Field(
+        False, description="Run the retention cleanup periodically in this process (`serve` or `worker`)."
+    )
     cleanup_interval_seconds: float = Field(3600.0, description="How often the periodic cleanup runs.")
 
     # --- simulator ----------------------------------------------------------------------------------
