@@ -1,8 +1,8 @@
 """The Litestar application: GraphQL, webhooks, media files, health and metrics, and its lifespan.
 
 The lifespan builds the Runtime, migrates the database, connects the event hub, and starts the
-poller and downloader; with no REPLICATE_API_TOKEN it also mounts the Replicate simulator at
-/simulator so the whole flow runs with no account.
+background workers its settings turn on (server/workers/run.py); with no REPLICATE_API_TOKEN it also
+mounts the Replicate simulator at /simulator so the whole flow runs with no account.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.handlers import asgi
@@ -25,31 +25,19 @@ from litestar.types import Receive, Scope, Send
 from server import collector
 from server.graphql.controller import build_graphql_controller
 from server.graphql.schema import build_schema
+from server.http.errors import server_fault
 from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
 from server.http.webhooks import replicate_webhook
 from server.request_id import RequestIdMiddleware
 from server.runtime import Runtime
 from server.settings import Settings, get_settings
-from server.workers.downloader import Downloader
-from server.workers.poller import Poller
+from server.workers.run import start_background_workers
 
 logger = logging.getLogger(__name__)
 
 GALLERY_DIR = Path(__file__).parent / "static" / "gallery"
 GRAPHIQL_DIR = Path(__file__).parent / "static" / "graphiql"
-
-
-def server_fault(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    """An exception no handler caught: logged at ERROR with its traceback, answered 500 without details."""
-    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-    if request.url.path.startswith("/graphql"):
-        body: dict[str, Any] = {
-            "errors": [{"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]
-        }
-    else:
-        body = {"status_code": HTTP_500_INTERNAL_SERVER_ERROR, "detail": "Internal Server Error"}
-    return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR, media_type=MediaType.JSON)
 
 
 def _simulator_mount(simulator: Any) -> Any:
@@ -77,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await runtime.start()
         collector.tune_after_start_up(settings.server.gc_thresholds)
         stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = []
+        tasks = start_background_workers(runtime, stop, api_keys=True)
         if settings.server.gc_freeze_after_subscribe_seconds > 0:
             freezer = collector.freeze_after_subscription_bursts(
                 stop,
@@ -86,16 +74,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 settings.server.gc_freeze_after_subscribe_seconds,
             )
             tasks.append(asyncio.create_task(freezer, name="subscription-freezer"))
-        if settings.downloads.enabled:
-            downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub, runtime.alerts)
-            tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))
-        if settings.poller.enabled:
-            poller = Poller(settings, runtime.sessions, runtime.provider, runtime.generations)
-            tasks.append(asyncio.create_task(poller.run(stop), name="poller"))
-        if settings.media.cleanup_enabled:
-            cleanup = runtime.retention.run_periodically(stop, settings.media.cleanup_interval_seconds)
-            tasks.append(asyncio.create_task(cleanup, name="cleanup"))
-        tasks.append(asyncio.create_task(runtime.api_keys.run(stop), name="api-keys"))
         await runtime.api_keys.log_access_mode()
         if settings.simulated:
             logger.warning(

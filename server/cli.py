@@ -1,4 +1,4 @@
-"""The `darkroom` command: serve, simulator, migrate, export-schema, cleanup, api-key."""
+"""The `darkroom` command: serve, worker, simulator, migrate, export-schema, cleanup, api-key."""
 
 from __future__ import annotations
 
@@ -34,10 +34,32 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.workers.app import WorkerConfigError, create_worker_app
+
+    settings.server.host = args.host or settings.server.host
+    settings.server.port = args.port or settings.server.port
+    try:
+        app = create_worker_app(settings)
+    except WorkerConfigError as exc:
+        sys.stderr.write(f"darkroom worker: {exc}\n")
+        return 2
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
+    )
+    return 0
+
+
 def _simulator(settings: Settings, args: argparse.Namespace) -> int:
     from server.simulator import serve_simulator
 
-    serve_simulator(settings, args.host or "127.0.0.1", args.port or settings.simulator.port)
+    serve_simulator(settings, args.host or "127.0.0.1", args.port or settings.simulator.port, args.public_url)
     return 0
 
 
@@ -144,9 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default PORT or 8000)")
     serve.set_defaults(run=_serve)
 
+    worker = commands.add_parser(
+        "worker", help="run the poller, the downloader and the periodic cleanup, without the API"
+    )
+    worker.add_argument("--host", help="interface /healthz, /readyz and /metrics bind to (default HOST or 127.0.0.1)")
+    worker.add_argument("--port", type=int, help="port they listen on (default PORT or 8000)")
+    worker.set_defaults(run=_worker)
+
     simulator = commands.add_parser("simulator", help="run the Replicate simulator on its own")
     simulator.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     simulator.add_argument("--port", type=int, help="port (default SIMULATOR_PORT or 8001)")
+    simulator.add_argument(
+        "--public-url",
+        help="where Darkroom processes reach it, e.g. http://simulator:8001 (default http://HOST:PORT)",
+    )
     simulator.set_defaults(run=_simulator)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")

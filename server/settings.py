@@ -31,8 +31,10 @@ class SettingsGroup(BaseModel):
 class ServerSettings(SettingsGroup):
     """Serving: address, public URL, files, logs, shutdown and the garbage collector."""
 
-    host: str = Field("127.0.0.1", alias="HOST", description="Interface `darkroom serve` binds to.")
-    port: int = Field(8000, alias="PORT", description="Port `darkroom serve` listens on.")
+    host: str = Field(
+        "127.0.0.1", alias="HOST", description="Interface `darkroom serve` (and `darkroom worker`) binds to."
+    )
+    port: int = Field(8000, alias="PORT", description="Port `darkroom serve` (and `darkroom worker`) listens on.")
     public_url: str | None = Field(
         None,
         alias="PUBLIC_URL",
@@ -324,7 +326,9 @@ class MediaSettings(SettingsGroup):
         description="Most bytes of media kept; cleanup deletes the oldest files above it. Unset: no cap.",
     )
     cleanup_enabled: bool = Field(
-        False, alias="CLEANUP_ENABLED", description="Run the retention cleanup periodically in the server."
+        False,
+        alias="CLEANUP_ENABLED",
+        description="Run the retention cleanup periodically in this process (`serve` or `worker`).",
     )
     cleanup_interval_seconds: float = Field(
         3600.0, alias="CLEANUP_INTERVAL_SECONDS", description="How often the periodic cleanup runs."

@@ -62,11 +62,14 @@ class Simulator:
         await self._http.aclose()
 
 
-def serve_simulator(settings: Settings, host: str, port: int) -> None:
-    """Run the simulator on its own with uvicorn until interrupted (``darkroom simulator``)."""
+def serve_simulator(settings: Settings, host: str, port: int, public_url: str | None = None) -> None:
+    """Run the simulator on its own with uvicorn until interrupted (``darkroom simulator``).
+
+    `public_url` is where other processes reach it (its URLs are built on it); by default the address
+    it binds, with loopback for a wildcard interface."""
     import uvicorn
 
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    simulator = Simulator(SimulatorConfig.from_settings(settings, f"http://{url_host}:{port}"))
+    simulator = Simulator(SimulatorConfig.from_settings(settings, public_url or f"http://{url_host}:{port}"))
     logger.info("Replicate simulator listening", extra={"url": simulator.base_url})
     uvicorn.run(simulator.app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5)

@@ -1,1 +1,1 @@
-"""Background work each process runs beside the API: the fallback poller and the media downloader."""
+"""Background work: the fallback poller, the media downloader, and `darkroom worker`, the process running them alone."""

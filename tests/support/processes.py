@@ -1,4 +1,5 @@
-"""Real processes for the multi-process tests: `darkroom serve`, and throwaway PostgreSQL and Redis servers.
+"""Real processes for the multi-process tests: `darkroom serve`, `worker` and `simulator`, and throwaway
+PostgreSQL and Redis servers.
 
 Restart and outage tests stop and start servers of their own, on free ports, never the shared ones.
 """
@@ -27,22 +28,40 @@ from tests.support.services import unavailable
 
 
 @asynccontextmanager
-async def darkroom_process(env: dict[str, str], log: Path, port: int | None = None) -> AsyncIterator[str]:
-    """`darkroom serve` in a process of its own with `env`, until the block exits; yields its base URL."""
+async def darkroom_process(
+    env: dict[str, str], log: Path, port: int | None = None, command: str = "serve"
+) -> AsyncIterator[str]:
+    """`darkroom serve` (or `darkroom worker`) in a process of its own with `env`, until the block exits;
+    yields its base URL once /readyz answers 200."""
     port = port or free_port()
+    async with _running([command, "--port", str(port)], env, log, f"http://127.0.0.1:{port}", "/readyz") as base:
+        yield base
+
+
+@asynccontextmanager
+async def simulator_process(env: dict[str, str], log: Path, port: int | None = None) -> AsyncIterator[str]:
+    """`darkroom simulator` on its own, as several Darkroom processes share it; yields its base URL."""
+    port = port or free_port()
+    async with _running(
+        ["simulator", "--port", str(port)], env, log, f"http://127.0.0.1:{port}", "/_control/config"
+    ) as base:
+        yield base
+
+
+@asynccontextmanager
+async def _running(args: list[str], env: dict[str, str], log: Path, base: str, ready_path: str) -> AsyncIterator[str]:
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "server.cli", *args],
             env={**os.environ, **env},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-        base = f"http://127.0.0.1:{port}"
         try:
             async with httpx.AsyncClient() as client:
                 for _ in range(300):
                     try:
-                        if (await client.get(f"{base}/readyz")).status_code == 200:
+                        if (await client.get(f"{base}{ready_path}")).status_code == 200:
                             break
                     except httpx.HTTPError:
                         pass

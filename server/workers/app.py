@@ -1,0 +1,76 @@
+"""The `darkroom worker` process: the background workers, and only /healthz, /readyz and /metrics.
+
+No GraphQL, webhooks, gallery or media routes: API processes (`darkroom serve` with POLLER_ENABLED,
+DOWNLOADER_ENABLED and CLEANUP_ENABLED off) answer clients, and workers like this one carry the jobs
+to the end. They meet in the database, and tell each other about new events over BROADCAST_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from server.http.errors import server_fault
+from server.http.health import healthz, metrics_endpoint, readyz
+from server.request_id import RequestIdMiddleware
+from server.runtime import Runtime
+from server.settings import Settings
+from server.workers.run import start_background_workers
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerConfigError(Exception):
+    """Settings a worker cannot run with; the message says what to set."""
+
+
+def check_worker_settings(settings: Settings) -> None:
+    """A worker has no simulator of its own to mount: without a token it needs a simulator's address."""
+    if settings.embedded_simulator:
+        raise WorkerConfigError(
+            "no REPLICATE_API_TOKEN: set REPLICATE_API_BASE_URL to the Replicate simulator the API processes "
+            "use (the URL of `darkroom simulator`, or http://API_HOST:PORT/simulator of the one `darkroom serve`), "
+            "or set REPLICATE_API_TOKEN"
+        )
+
+
+def create_worker_app(settings: Settings) -> Litestar:
+    check_worker_settings(settings)
+    runtime = Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        stop = asyncio.Event()
+        tasks = start_background_workers(runtime, stop, api_keys=False)
+        logger.info(
+            "darkroom worker ready",
+            extra={
+                "database": runtime.engine.dialect.name,
+                "provider": settings.provider_base_url(),
+                "poller": settings.poller.enabled,
+                "downloader": settings.downloads.enabled,
+                "cleanup": settings.media.cleanup_enabled,
+            },
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.stop()
+
+    return Litestar(
+        route_handlers=[healthz, readyz, metrics_endpoint],
+        lifespan=[lifespan],
+        state=State({"runtime": runtime}),
+        middleware=[RequestIdMiddleware],
+        logging_config=None,
+        exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: server_fault},
+    )
