@@ -16,7 +16,7 @@ from server import metrics
 from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
-from server.provider.replicate import ReplicateClient
+from server.provider.replicate.client import ReplicateClient
 from server.services.access.api_keys import ApiKeyService
 from server.services.access.rate_limits import MutationRateLimiter
 from server.services.catalogue.service import CatalogueService

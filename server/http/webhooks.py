@@ -26,8 +26,8 @@ from litestar.status_codes import (
 
 from server import metrics
 from server.provider.errors import ProviderError
-from server.provider.signing import WebhookVerificationError, verify_webhook
-from server.provider.types import Prediction
+from server.provider.replicate.prediction import Prediction
+from server.provider.replicate.signing import WebhookVerificationError, verify_webhook
 from server.runtime import Runtime
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from server.db.session import is_postgres
 from server.domain import GenerationStatus
 from server.log import generation_context
 from server.provider.errors import ProviderError, ProviderNotFoundError
-from server.provider.replicate import ReplicateClient
+from server.provider.replicate.client import ReplicateClient
 from server.services.generations.service import GenerationService
 from server.settings import Settings
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from server.db.models import Generation, Media
 from server.domain import GenerationStatus
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from tests.conftest import Darkroom
 from tests.ops.support import row_counts, seed_media
 from tests.support.flows import GENERATION_FIELDS, START

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.db.models import Generation
 from server.log import configure_logging
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from server.services.operations.alerts import FailureAlerts
 from tests.conftest import Darkroom, eventually
 from tests.ops.support import raw_id, settled_generation

@@ -126,7 +126,7 @@ async def test_twenty_concurrent_generations_settle_and_no_file_is_fetched_twice
 
 
 async def test_forged_output_hosts_are_never_fetched(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    from server.provider.types import Prediction
+    from server.provider.replicate.prediction import Prediction
 
     async with start_darkroom(poller_enabled=False) as darkroom:
         await _configure(darkroom, webhook_drop_rate=1.0, run_seconds=60)

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from server.db.models import Generation
 from server.graphql.ids import decode_id
 from server.graphql.shared_render import RenderedData, encode_frame
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from tests.auth.support import new_key
 from tests.conftest import Darkroom, eventually
 from tests.support.flows import FOLLOW, IMAGE_MODEL, START, start_generation

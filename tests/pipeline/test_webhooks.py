@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from server.db.models import Event, Generation
 from server.graphql.ids import decode_id
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from tests.conftest import Darkroom, eventually
 from tests.support.flows import get_generation, settled, start_generation, wait_settled
 
@@ -162,7 +162,8 @@ async def test_a_status_darkroom_does_not_know_leaves_the_generation_running(sta
         reported = [
             record
             for record in caplog.records
-            if record.name == "server.provider.types" and getattr(record, "provider_status", None) == status
+            if record.name == "server.provider.replicate.prediction"
+            and getattr(record, "provider_status", None) == status
         ]
         assert len(reported) == 1 and reported[0].levelname == "WARNING", reported
         # It is still running: the provider's next known status moves it on as usual.

@@ -10,8 +10,8 @@ import pytest
 
 from server import __version__
 from server.provider.errors import ProviderBadResponseError, ProviderNotFoundError
-from server.provider.replicate import ReplicateClient
-from server.provider.types import output_urls
+from server.provider.replicate.client import ReplicateClient
+from server.provider.replicate.prediction import output_urls
 from server.settings import Settings
 from tests.provider.conftest import IMAGES, SMALL, STILL, TOKEN, MakeClient, Stack, finished
 from tests.provider.fault_proxy import ok

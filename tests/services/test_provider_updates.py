@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.db.migrate import upgrade
 from server.db.models import Event, Generation, GenerationRow
 from server.db.session import create_engine, create_sessionmaker
-from server.provider.replicate import ReplicateClient
-from server.provider.types import Prediction
+from server.provider.replicate.client import ReplicateClient
+from server.provider.replicate.prediction import Prediction
 from server.services.generations.events import EventType, append_event
 from server.services.generations.service import GenerationService, UpdateOutcome
 from server.settings import Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from server.db.models import Generation, Media
-from server.provider.types import Prediction, output_urls
+from server.provider.replicate.prediction import Prediction, output_urls
 from server.services.generations.progress import parse_progress
 from server.services.generations.service import UpdateOutcome, decide, media_kind_for
 from server.services.generations.snapshots import MAX_EVENT_BYTES, event_payload

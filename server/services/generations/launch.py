@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import CatalogModel, Generation, Media
 from server.domain import MediaKind, MediaStatus
 from server.provider.errors import ProviderError
-from server.provider.replicate import ReplicateClient
+from server.provider.replicate.client import ReplicateClient
 from server.services.access.viewer import Viewer
 from server.services.catalogue.service import CatalogueService
 from server.services.catalogue.validation import check_input, show

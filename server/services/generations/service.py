@@ -25,8 +25,8 @@ from server.db.models import AnyGeneration, CatalogModel, Generation, Generation
 from server.db.session import driver_connection
 from server.domain import GenerationStatus, MediaKind, MediaStatus, generation_status_for
 from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
-from server.provider.replicate import ReplicateClient
-from server.provider.types import Prediction, output_urls
+from server.provider.replicate.client import ReplicateClient
+from server.provider.replicate.prediction import Prediction, output_urls
 from server.services.access.viewer import Viewer
 from server.services.errors import FieldError, NotFound, ServiceError
 from server.services.generations.events import EVENT_ORDER_LOCK, EventType, append_event, event_for, number_change

@@ -3,7 +3,7 @@
 One `httpx.AsyncClient` (one connection pool) per client; every call sends
 ``Authorization: Bearer <token>`` and ``User-Agent: darkroom/<version>`` to ``<base_url>/v1/...``.
 Failures are raised as `server.provider.errors.ProviderError` subclasses only; retries follow
-`server.provider.retry` (idempotent calls on 429/5xx/connection failures; creates on 429, or when the
+`server.provider.replicate.retry` (idempotent calls on 429/5xx/connection failures; creates on 429, or when the
 request never left).
 
 Each HTTP attempt is reported to the optional `on_request(method, path_template, status, seconds)`
@@ -32,8 +32,8 @@ from server.provider.errors import (
     ProviderUnavailableError,
     error_from_response,
 )
-from server.provider.retry import RetryPolicy, is_retryable
-from server.provider.types import Prediction
+from server.provider.replicate.prediction import Prediction
+from server.provider.replicate.retry import RetryPolicy, is_retryable
 
 if TYPE_CHECKING:
     from server.settings import Settings
@@ -333,7 +333,7 @@ class ReplicateClient:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         request_timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
-        """Send one call, retrying as `server.provider.retry` says; the 2xx response, or a ProviderError."""
+        """Send one call, retrying as `server.provider.replicate.retry` says; the 2xx response, or a ProviderError."""
         retry = 0
         while True:
             started = time.perf_counter()

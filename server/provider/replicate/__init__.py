@@ -1,0 +1,2 @@
+"""Replicate as Darkroom's provider: its HTTP client, its prediction format and statuses, its webhook
+signing, its retry rules and how its refusals read as Darkroom's error codes."""
