@@ -26,7 +26,7 @@ from server.db.session import is_postgres
 from server.domain import GenerationStatus
 from server.log import generation_context
 from server.provider.errors import ProviderError, ProviderNotFoundError
-from server.provider.replicate.client import ReplicateClient
+from server.provider.port import Provider
 from server.services.generations.service import GenerationService
 from server.settings import Settings
 
@@ -47,7 +47,7 @@ class Poller:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        provider: ReplicateClient,
+        provider: Provider,
         generations: GenerationService,
     ) -> None:
         self._settings = settings
@@ -110,8 +110,8 @@ class Poller:
                 return
             if item.provider_id is None:
                 return  # its start is still in flight; the deadline above settles it if it never lands
-            prediction = await self._provider.get_prediction(item.provider_id)
-            result = await self._generations.apply_prediction_update(prediction)
+            update = await self._provider.get(item.provider_id)
+            result = await self._generations.apply_prediction_update(update)
             metrics.POLLED_PREDICTIONS.labels(result.outcome.value).inc()
         except ProviderNotFoundError:
             logger.warning("the provider does not know a prediction we track", extra={"prediction": item.provider_id})

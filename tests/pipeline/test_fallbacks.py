@@ -49,7 +49,7 @@ async def test_the_poller_times_out_generations_that_run_too_long(start_darkroom
         provider_id = row.provider_id
 
         async def canceled_at_provider() -> bool:
-            prediction = await darkroom.runtime.provider.get_prediction(provider_id)
+            prediction = await darkroom.replicate.client.get_prediction(provider_id)
             return prediction.status in ("canceled", "aborted")
 
         await eventually(canceled_at_provider)
@@ -140,7 +140,7 @@ async def test_forged_output_hosts_are_never_fetched(start_darkroom) -> None:  #
                 "status": "succeeded",
                 "output": ["http://169.254.169.254/latest/meta-data"],
             }
-        )
+        ).to_update()
         await darkroom.runtime.generations.apply_prediction_update(forged)
         final = await wait_settled(darkroom, generation["id"])
         [media] = final["media"]

@@ -73,7 +73,7 @@ async def progress_webhook(darkroom: Darkroom, prediction_id: str, steps: int) -
     body = json.dumps(
         {"id": prediction_id, "status": "processing", "logs": logs, "output": None, "error": None, "input": {}}
     ).encode()
-    headers = sign_webhook(await darkroom.runtime.webhook_secret(), f"msg_{uuid.uuid4().hex}", body)
+    headers = sign_webhook(await darkroom.replicate.webhook_secret(), f"msg_{uuid.uuid4().hex}", body)
     response = await darkroom.http.post("/webhooks/replicate", content=body, headers=headers)
     assert response.status_code == 200 and response.json()["result"] not in ("duplicate", "stale"), response.text
 

@@ -27,7 +27,7 @@ async def _signed(
     darkroom: Darkroom, payload: Any, *, msg_id: str | None = None, at: int | None = None
 ) -> tuple[bytes, dict[str, str]]:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    secret = await darkroom.runtime.webhook_secret()
+    secret = await darkroom.replicate.webhook_secret()
     return body, sign_webhook(secret, msg_id or f"msg_{uuid.uuid4().hex}", body, at)
 
 
@@ -223,7 +223,7 @@ async def test_duplicated_and_reordered_webhooks_record_only_the_forward_path(st
 async def test_a_prediction_orphaned_by_a_failed_start_is_canceled_when_it_reports_in(start_darkroom) -> None:  # type: ignore[no-untyped-def]
     """A create that failed after the provider began leaves a running prediction; its webhook stops it."""
     async with start_darkroom(poller_enabled=False, simulator_run_seconds=60) as darkroom:
-        provider = darkroom.runtime.provider
+        provider = darkroom.replicate.client
         orphan = await provider.create_prediction(model="darkroom-sim/pixel-forge", input={"prompt": "orphan"})
         stranger = await provider.create_prediction(model="darkroom-sim/pixel-forge", input={"prompt": "stranger"})
 

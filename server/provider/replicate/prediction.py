@@ -1,4 +1,4 @@
-"""The provider's data, as Darkroom reads it: predictions and their outputs."""
+"""Replicate's prediction objects as Darkroom reads them, their outputs, and the neutral update each gives."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from server.provider.replicate.statuses import PROVIDER_STATUSES, PROVIDER_TERMINAL_STATUSES, STATUS_MAP
+from server.provider.types import MAX_STATUS_LENGTH, PredictionUpdate
+
 logger = logging.getLogger(__name__)
 
-# Replicate's prediction statuses. `aborted` is terminal too: clients that forget it hang forever.
-PROVIDER_TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
-PROVIDER_STATUSES = frozenset({"starting", "processing"}) | PROVIDER_TERMINAL_STATUSES
-# What a status may be: a word, not a document (generations.provider_status holds this many characters).
-MAX_STATUS_LENGTH = 64
 # Unknown statuses already reported by this process (each is logged once; the set is capped).
 _reported_statuses: set[str] = set()
 MAX_REPORTED_STATUSES = 100
@@ -42,7 +40,7 @@ def parse_timestamp(value: Any) -> datetime | None:
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """A prediction object, exactly the fields Darkroom uses; `raw` keeps the whole body. `status` is the
-    provider's own word, one Darkroom does not know included (see domain.generation_status_for)."""
+    provider's own word, one Darkroom does not know included (see `to_update`)."""
 
     id: str
     status: str
@@ -63,6 +61,26 @@ class Prediction:
     @property
     def is_terminal(self) -> bool:
         return self.status in PROVIDER_TERMINAL_STATUSES
+
+    def to_update(self) -> PredictionUpdate:
+        """The prediction in Darkroom's words: its status read through STATUS_MAP (None for a word Darkroom
+        does not know), its output files listed, and a reason given for an abort that came without one."""
+        error = self.error
+        if self.status == "aborted" and error is None:
+            error = "aborted by the provider before it started"
+        return PredictionUpdate(
+            prediction_id=self.id,
+            status=STATUS_MAP.get(self.status),
+            provider_status=self.status,
+            version=self.version,
+            logs=self.logs,
+            output_urls=tuple(output_urls(self.output)),
+            error=error,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            data_removed=self.data_removed,
+        )
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Prediction:
