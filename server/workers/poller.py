@@ -2,10 +2,10 @@
 
 Each cycle claims a batch of due generations (not terminal, `next_poll_at` passed, no live claim) and
 pushes their next poll out with a per-generation backoff, all in one short transaction; on Postgres
-`FOR UPDATE SKIP LOCKED` keeps two processes off the same rows. It then fetches each prediction and
-hands it to `apply_prediction_update`, the same door webhooks use. A generation past the maximum run
-time is marked TIMED_OUT and canceled at the provider. The first cycle runs at start-up, so jobs that
-finished while the server was down are settled at once.
+`FOR UPDATE SKIP LOCKED` keeps two processes off the same rows. It then asks the provider's port for
+each prediction and hands the update to `apply_prediction_update`, the same door webhooks use. A
+generation past the maximum run time is marked TIMED_OUT and canceled at the provider. The first cycle
+runs at start-up, so jobs that finished while the server was down are settled at once.
 """
 
 from __future__ import annotations
