@@ -21,7 +21,7 @@ from multiprocessing.context import SpawnProcess
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 
 SPAWN = multiprocessing.get_context("spawn")
 

@@ -29,6 +29,7 @@ from server.http.errors import server_fault
 from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
 from server.http.webhooks import replicate_webhook
+from server.provider.port import Provider
 from server.request_id import RequestIdMiddleware
 from server.runtime import Runtime
 from server.settings import Settings, get_settings
@@ -48,9 +49,10 @@ def _simulator_mount(simulator: Any) -> Any:
     return simulator_app
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, provider: Provider | None = None) -> Litestar:
+    """The application `settings` describe; `provider` replaces the Replicate (or simulator) they name."""
     settings = settings or get_settings()
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, provider)
     simulator = None
     if settings.embedded_simulator:
         from server.simulator import Simulator, SimulatorConfig

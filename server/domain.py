@@ -49,21 +49,10 @@ class MediaStatus(StrEnum):
         return self in (MediaStatus.READY, MediaStatus.FAILED)
 
 
-# Replicate's statuses onto ours; `aborted` (canceled before it started) is a cancellation.
-PROVIDER_STATUS_MAP: dict[str, GenerationStatus] = {
-    "starting": GenerationStatus.STARTING,
-    "processing": GenerationStatus.PROCESSING,
-    "succeeded": GenerationStatus.SUCCEEDED,
-    "failed": GenerationStatus.FAILED,
-    "canceled": GenerationStatus.CANCELED,
-    "aborted": GenerationStatus.CANCELED,
-}
-
-
-def generation_status_for(provider_status: str, current: GenerationStatus) -> GenerationStatus:
-    """Ours for the provider's status. A status Darkroom does not know (the provider may add some) says the
-    prediction is not finished: a running generation stays as it is, and is still polled and timed out."""
-    known = PROVIDER_STATUS_MAP.get(provider_status)
-    if known is not None:
-        return known
+def generation_status_for(reported: GenerationStatus | None, current: GenerationStatus) -> GenerationStatus:
+    """The status a provider's report gives a generation now at `current`. A report in a word Darkroom
+    does not know (None; a provider may add some) says the prediction is not finished: a running
+    generation stays as it is, and is still polled and timed out."""
+    if reported is not None:
+        return reported
     return current if not current.is_terminal else GenerationStatus.PROCESSING

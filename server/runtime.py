@@ -1,7 +1,9 @@
 """Everything a running Darkroom process holds, built once from Settings and shared by every layer.
 
 The app's lifespan, the CLI and the tests all construct a Runtime, `start()` it and `stop()` it; no
-module keeps global state of its own.
+module keeps global state of its own. This is also where the provider is chosen (`replicate_provider`):
+Replicate itself with REPLICATE_API_TOKEN, else the simulator playing it; the services only know the
+provider's port, and are told here what differs (where webhooks reach us, whether our URLs do).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from server import metrics
 from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
-from server.provider.replicate import ReplicateClient
+from server.provider.port import Provider
+from server.provider.replicate import ReplicateClient, ReplicateProvider
+from server.provider.replicate.client import SIMULATOR_TOKEN, RequestHook
 from server.services.access.api_keys import ApiKeyService
 from server.services.access.rate_limits import MutationRateLimiter
 from server.services.catalogue.service import CatalogueService
@@ -33,8 +37,40 @@ from server.storage.local import LocalStorage
 logger = logging.getLogger(__name__)
 
 
+# The route Replicate's webhooks are delivered to (server.http.webhooks).
+WEBHOOK_PATH = "/webhooks/replicate"
+
+
+def replicate_provider(settings: Settings, *, on_request: RequestHook | None = None) -> ReplicateProvider:
+    """Replicate with REPLICATE_API_TOKEN; without one, the simulator playing it (mounted in this process
+    at /simulator, or at REPLICATE_API_BASE_URL), which takes any token."""
+    client = ReplicateClient(
+        settings.provider_base_url(),
+        settings.replicate.api_token or SIMULATOR_TOKEN,
+        timeout_seconds=settings.replicate.timeout_seconds,
+        connect_timeout_seconds=settings.replicate.connect_timeout_seconds,
+        max_retries=settings.replicate.max_retries,
+        retry_base_seconds=settings.replicate.retry_base_seconds,
+        retry_max_seconds=settings.replicate.retry_max_seconds,
+        on_request=on_request,
+    )
+    return ReplicateProvider(
+        client,
+        webhook_secret=settings.replicate.webhook_secret,
+        webhook_tolerance_seconds=settings.replicate.webhook_tolerance_seconds,
+    )
+
+
+def webhook_url(settings: Settings) -> str | None:
+    """Where the provider delivers webhooks: under PUBLIC_URL, or (for the simulator, which runs beside
+    us) the address we serve on; None when the provider cannot reach us, and only the poller follows."""
+    base = settings.server.public_url or (settings.base_url() if settings.simulated else None)
+    return f"{base.rstrip('/')}{WEBHOOK_PATH}" if base else None
+
+
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
+        """`provider` replaces the one `settings` describe (Replicate, or the simulator playing it)."""
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
@@ -48,19 +84,28 @@ class Runtime:
             check_seconds=settings.events.broadcast_check_seconds,
         )
         self.storage = LocalStorage(settings.resolved_media_root)
-        self.provider = ReplicateClient.from_settings(settings, on_request=metrics.observe_provider_request)
+        self.provider: Provider = provider or replicate_provider(settings, on_request=metrics.observe_provider_request)
         self.alerts = FailureAlerts(
             settings.operations.alert_failure_threshold, settings.operations.alert_window_seconds
         )
         self.catalogue = CatalogueService(self.sessions, self.provider, settings)
-        self.generations = GenerationService(settings, self.sessions, self.provider, self.publish, self.alerts)
+        self.generations = GenerationService(
+            settings, self.sessions, self.provider, self.publish, self.alerts, webhook_url=webhook_url(settings)
+        )
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
         self.stats = StatsService(self.sessions)
         self.retention = RetentionService(settings, self.sessions, self.storage, self.publish)
         self.api_keys = ApiKeyService(settings, self.sessions)
         self.rate_limits = MutationRateLimiter.from_settings(settings)
-        self.launcher = Launcher(settings, self.sessions, self.catalogue, self.generations, self.storage, self.provider)
-        self._webhook_secret: str | None = None
+        self.launcher = Launcher(
+            settings,
+            self.sessions,
+            self.catalogue,
+            self.generations,
+            self.storage,
+            self.provider,
+            own_urls_reachable=bool(settings.server.public_url) or settings.simulated,
+        )
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
 
     async def start(self) -> None:
@@ -83,14 +128,6 @@ class Runtime:
         except Exception:
             logger.exception("database check failed")
             return False
-
-    async def webhook_secret(self) -> str:
-        """REPLICATE_WEBHOOK_SECRET, else the account's secret fetched from the provider once."""
-        if self.settings.replicate.webhook_secret:
-            return self.settings.replicate.webhook_secret
-        if self._webhook_secret is None:
-            self._webhook_secret = await self.provider.get_webhook_secret()
-        return self._webhook_secret
 
     async def publish(self, event: dict[str, Any]) -> None:
         """Announce an event once its transaction committed: subscribers everywhere read it from the log."""

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from server.provider.replicate import ReplicateProvider
 from server.settings import Settings
 from tests.support import services
 from tests.support.graphql import gql
@@ -121,6 +122,12 @@ class Darkroom:
     @property
     def simulator(self) -> Any:
         return self.runtime.simulator
+
+    @property
+    def replicate(self) -> ReplicateProvider:
+        """The runtime's provider, which is Replicate's (or the simulator playing it) unless a test chose another."""
+        assert isinstance(self.runtime.provider, ReplicateProvider), self.runtime.provider
+        return self.runtime.provider
 
     async def query(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         return await gql(self.http, query, variables, **kwargs)

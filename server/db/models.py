@@ -95,8 +95,10 @@ class Generation(Base):
     model_version: Mapped[str | None] = mapped_column(String(100))
     input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16))
+    # Which provider runs it (its port's name; kept out of the API), the prediction's id there, and its
+    # own status, as sent (up to provider.types.MAX_STATUS_LENGTH), known to Darkroom or not.
+    provider: Mapped[str] = mapped_column(String(32), default="replicate", server_default="replicate")
     provider_id: Mapped[str | None] = mapped_column(String(100), unique=True)
-    # The provider's own status, as sent (up to provider.types.MAX_STATUS_LENGTH), known to Darkroom or not.
     provider_status: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     logs: Mapped[str | None] = mapped_column(Text)
@@ -152,6 +154,7 @@ class GenerationRow:
     next_poll_at: datetime | None
     poll_attempts: int
     event_seq: int
+    provider: str
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

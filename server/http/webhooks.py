@@ -1,4 +1,4 @@
-"""POST /webhooks/replicate: verify the signature, then hand the prediction to the service layer.
+"""POST /webhooks/replicate: the provider's port verifies and reads the delivery, the service layer applies it.
 
 Answers fast and never does slow work: downloads are queued as media rows for the downloader.
 Status codes are chosen for Replicate's retry rule (it retries the terminal webhook on any 4xx/5xx):
@@ -9,7 +9,6 @@ addressed to a generation that was withdrawn, the prediction is canceled after t
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -26,8 +25,7 @@ from litestar.status_codes import (
 
 from server import metrics
 from server.provider.errors import ProviderError
-from server.provider.signing import WebhookVerificationError, verify_webhook
-from server.provider.types import Prediction
+from server.provider.port import WebhookRejected
 from server.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -60,35 +58,29 @@ async def replicate_webhook(request: Request[object, object, State], state: Stat
             return _problem(HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"webhook bodies are limited to {limit} bytes")
     body = bytes(received)
     try:
-        secret = await runtime.webhook_secret()
+        update = await runtime.provider.parse_webhook(request.headers, body)
     except ProviderError as exc:
         logger.error("no webhook secret to verify with", extra={"error": str(exc)})
         return _problem(503, "the webhook signing secret is not available yet")
-    try:
-        verify_webhook(
-            secret, request.headers, body, tolerance_seconds=runtime.settings.replicate.webhook_tolerance_seconds
-        )
-    except WebhookVerificationError as exc:
-        metrics.WEBHOOKS.labels("bad_signature").inc()
-        logger.warning("webhook rejected", extra={"reason": str(exc)})
-        return _problem(HTTP_401_UNAUTHORIZED, "invalid webhook signature")
-    try:
-        prediction = Prediction.from_json(json.loads(body))
-    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested past the parser's depth
+    except WebhookRejected as exc:
+        if exc.signature:
+            metrics.WEBHOOKS.labels("bad_signature").inc()
+            logger.warning("webhook rejected", extra={"reason": str(exc)})
+            return _problem(HTTP_401_UNAUTHORIZED, "invalid webhook signature")
         metrics.WEBHOOKS.labels("bad_request").inc()
-        return _problem(HTTP_400_BAD_REQUEST, f"not a prediction: {exc}")
+        return _problem(HTTP_400_BAD_REQUEST, str(exc))
     try:
         hint = uuid.UUID(request.query_params.get("generation", ""))
     except ValueError:
         hint = None
-    result = await runtime.generations.apply_prediction_update(prediction, generation_hint=hint)
+    result = await runtime.generations.apply_prediction_update(update, generation_hint=hint)
     metrics.WEBHOOKS.labels(result.outcome.value).inc()
     if result.outcome == "applied":
         metrics.WEBHOOK_TO_PUBLISH.observe(time.perf_counter() - arrived)
     if result.outcome == "unknown":
-        logger.info("webhook for an unknown prediction ignored", extra={"prediction": prediction.id})
+        logger.info("webhook for an unknown prediction ignored", extra={"prediction": update.prediction_id})
         if hint is not None:
             # Addressed to a generation of ours that is gone: an orphan of a failed create; stop it after answering.
-            cleanup = BackgroundTask(runtime.generations.cancel_withdrawn, prediction, hint)
+            cleanup = BackgroundTask(runtime.generations.cancel_withdrawn, update, hint)
             return Response({"result": result.outcome.value}, status_code=HTTP_200_OK, background=cleanup)
     return Response({"result": result.outcome.value}, status_code=HTTP_200_OK)

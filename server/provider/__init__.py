@@ -1,1 +1,2 @@
-"""Talking to the media generation provider (Replicate, or the built-in simulator)."""
+"""The media generation provider: the port the services use (`port`, with its neutral `types` and
+`errors`), and the implementations behind it (Replicate's, which the simulator also plays, in `replicate`)."""

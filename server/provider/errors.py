@@ -1,6 +1,7 @@
-"""Typed errors of the provider client, and how Replicate's error answers are read into them.
+"""Typed errors of a provider's client, how an HTTP error answer (Replicate's) is read into them, and
+what a failure tells a caller when the provider says nothing more specific (`general_refusal`).
 
-Every failure of a call to Replicate surfaces as a `ProviderError` subclass, never as an httpx
+Every failure of a call to the provider surfaces as a `ProviderError` subclass, never as an httpx
 exception, so callers handle one hierarchy. Each error has a stable machine `code`; `status` is the
 HTTP status (None when no answer came back); `title` and `detail` come from the problem+json body
 (``{"title", "detail", "status"}``) or a plain ``{"detail": ...}`` body, falling back to the reason
@@ -30,6 +31,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
+
+from server.provider.types import Refusal
 
 # Longest raw (non-JSON) error body kept as `detail`: enough to recognise an HTML error page.
 _MAX_RAW_DETAIL = 300
@@ -267,3 +270,14 @@ def error_from_answer(
 def error_from_response(response: httpx.Response) -> ProviderError:
     """`error_from_answer` of a read httpx response."""
     return error_from_answer(response.status_code, response.headers, response.content)
+
+
+def general_refusal(exc: ProviderError) -> Refusal:
+    """What any provider's failure tells a caller, when nothing more specific is known: a rate limit
+    (with its wait), a fault on the provider's side, or a refusal in the provider's own words."""
+    if isinstance(exc, ProviderRateLimitedError):
+        wait = f"; try again in {exc.retry_after_seconds:.0f} s" if exc.retry_after_seconds else ""
+        return Refusal(None, f"the provider is rate limiting requests{wait}", "RATE_LIMITED", exc.retry_after_seconds)
+    if exc.status is None or exc.status >= 500:
+        return Refusal(None, f"the provider failed; try again later ({exc.detail or exc.title})", exc.code)
+    return Refusal(None, f"the provider refused the request: {exc.detail or exc.title}", exc.code)

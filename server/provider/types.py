@@ -1,121 +1,53 @@
-"""The provider's data, as Darkroom reads it: predictions and their outputs."""
+"""The provider's answers in Darkroom's words: one prediction's state, and one reason a request was refused.
+
+Every provider implementation reads its own wire format into these, so the services never see it.
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-logger = logging.getLogger(__name__)
+from server.domain import GenerationStatus
 
-# Replicate's prediction statuses. `aborted` is terminal too: clients that forget it hang forever.
-PROVIDER_TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
-PROVIDER_STATUSES = frozenset({"starting", "processing"}) | PROVIDER_TERMINAL_STATUSES
-# What a status may be: a word, not a document (generations.provider_status holds this many characters).
+# What a provider status may be: a word, not a document (generations.provider_status holds this many characters).
 MAX_STATUS_LENGTH = 64
-# Unknown statuses already reported by this process (each is logged once; the set is capped).
-_reported_statuses: set[str] = set()
-MAX_REPORTED_STATUSES = 100
-
-
-def _report_unknown_status(status: str) -> None:
-    if status in _reported_statuses or len(_reported_statuses) >= MAX_REPORTED_STATUSES:
-        return
-    _reported_statuses.add(status)
-    logger.warning(
-        "the provider sent a prediction status Darkroom does not know; treated as still running",
-        extra={"provider_status": status},
-    )
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """Parse Replicate's ISO-8601 timestamps ("2024-01-01T00:00:00.123456Z"); None stays None."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
-class Prediction:
-    """A prediction object, exactly the fields Darkroom uses; `raw` keeps the whole body. `status` is the
-    provider's own word, one Darkroom does not know included (see domain.generation_status_for)."""
+class PredictionUpdate:
+    """What the provider says of one prediction, from a webhook, a poll or a call's answer.
 
-    id: str
-    status: str
-    model: str | None = None
+    `status` is Darkroom's reading of the provider's own word `provider_status` (kept as sent, it is stored
+    as providerStatus); None when the provider used a word Darkroom does not know, which says the work is
+    not finished: the generation keeps its status, and is still polled and timed out. `output_urls` lists
+    every file the prediction produced, in order; `error` says why it failed or was canceled.
+    """
+
+    prediction_id: str
+    status: GenerationStatus | None
+    provider_status: str
     version: str | None = None
-    input: dict[str, Any] = field(default_factory=dict)
-    output: Any = None
-    error: str | None = None
     logs: str | None = None
+    output_urls: tuple[str, ...] = ()
+    error: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    # The provider deleted the outputs (and the input) already: nothing can be downloaded any more.
     data_removed: bool = False
-    metrics: dict[str, Any] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in PROVIDER_TERMINAL_STATUSES
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Prediction:
-        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
-            raise ValueError("a prediction needs a string id")
-        status = body.get("status")
-        if not isinstance(status, str) or not status or len(status) > MAX_STATUS_LENGTH:
-            raise ValueError(f"a prediction needs a status (a word), got {status!r:.80}")
-        if status not in PROVIDER_STATUSES:
-            # Kept as sent (it is stored as providerStatus); the generation counts as still running.
-            _report_unknown_status(status)
-        error = body.get("error")
-        logs = body.get("logs")
-        return cls(
-            id=body["id"],
-            status=status,
-            model=body.get("model") if isinstance(body.get("model"), str) else None,
-            version=body.get("version") if isinstance(body.get("version"), str) else None,
-            input=_object(body.get("input")),
-            output=body.get("output"),
-            error=None if error is None else str(error),
-            logs=logs if isinstance(logs, str) else None,
-            created_at=parse_timestamp(body.get("created_at")),
-            started_at=parse_timestamp(body.get("started_at")),
-            completed_at=parse_timestamp(body.get("completed_at")),
-            data_removed=bool(body.get("data_removed", False)),
-            metrics=_object(body.get("metrics")),
-            urls={str(k): str(v) for k, v in _object(body.get("urls")).items()},
-            raw=body,
-        )
+        return self.status is not None and self.status.is_terminal
 
 
-def output_urls(output: Any) -> list[str]:
-    """Every file an output names, in order: a URL, a list of URLs, a data: URI, or an object of URLs.
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One reason the provider refused a request, in Darkroom's error codes (those input validation uses,
+    or PROVIDER_* ones). `field` is the path of the input it concerns (["input", "width"]), or None."""
 
-    Nested lists and objects are walked depth first; values that are not URL-like strings are skipped.
-    """
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            if value.startswith(("http://", "https://", "data:")):
-                found.append(value)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-
-    walk(output)
-    return found
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+    field: list[str] | None
+    message: str
+    code: str
+    retry_after_seconds: float | None = None

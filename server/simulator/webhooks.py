@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from server.simulator.config import Dice, SimulatorConfig
 from server.simulator.stats import Stats, WebhookRecord
 

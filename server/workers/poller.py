@@ -2,10 +2,10 @@
 
 Each cycle claims a batch of due generations (not terminal, `next_poll_at` passed, no live claim) and
 pushes their next poll out with a per-generation backoff, all in one short transaction; on Postgres
-`FOR UPDATE SKIP LOCKED` keeps two processes off the same rows. It then fetches each prediction and
-hands it to `apply_prediction_update`, the same door webhooks use. A generation past the maximum run
-time is marked TIMED_OUT and canceled at the provider. The first cycle runs at start-up, so jobs that
-finished while the server was down are settled at once.
+`FOR UPDATE SKIP LOCKED` keeps two processes off the same rows. It then asks the provider's port for
+each prediction and hands the update to `apply_prediction_update`, the same door webhooks use. A
+generation past the maximum run time is marked TIMED_OUT and canceled at the provider. The first cycle
+runs at start-up, so jobs that finished while the server was down are settled at once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from server.db.session import is_postgres
 from server.domain import GenerationStatus
 from server.log import generation_context
 from server.provider.errors import ProviderError, ProviderNotFoundError
-from server.provider.replicate import ReplicateClient
+from server.provider.port import Provider
 from server.services.generations.service import GenerationService
 from server.settings import Settings
 
@@ -47,7 +47,7 @@ class Poller:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        provider: ReplicateClient,
+        provider: Provider,
         generations: GenerationService,
     ) -> None:
         self._settings = settings
@@ -110,8 +110,8 @@ class Poller:
                 return
             if item.provider_id is None:
                 return  # its start is still in flight; the deadline above settles it if it never lands
-            prediction = await self._provider.get_prediction(item.provider_id)
-            result = await self._generations.apply_prediction_update(prediction)
+            update = await self._provider.get(item.provider_id)
+            result = await self._generations.apply_prediction_update(update)
             metrics.POLLED_PREDICTIONS.labels(result.outcome.value).inc()
         except ProviderNotFoundError:
             logger.warning("the provider does not know a prediction we track", extra={"prediction": item.provider_id})

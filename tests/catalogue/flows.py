@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from server.provider.replicate import ReplicateClient
+from server.provider.replicate.client import ReplicateClient
 from tests.conftest import Darkroom
 from tests.support.flows import IMAGE_MODEL, RECORD_FIELDS, VIDEO_MODEL, start_generation, wait_settled
 from tests.support.graphql import data

@@ -89,7 +89,7 @@ async def test_when_the_upload_fails_a_small_image_is_sent_inline(
         raise ProviderServerError("Internal Server Error", "the files API is down", status=500)
 
     async with behind_a_separate_provider(start_darkroom) as (darkroom, simulator):
-        monkeypatch.setattr(darkroom.runtime.provider, "upload_file", broken_upload)
+        monkeypatch.setattr(darkroom.replicate.client, "upload_file", broken_upload)
         await animated(darkroom, FRAME_FLOW, "first_frame_image")
         assert sent_input(simulator)["first_frame_image"].startswith("data:image/")
         assert simulator.files.uploads == {}
@@ -104,7 +104,7 @@ async def test_when_the_upload_fails_a_large_image_is_a_user_error(
     async with behind_a_separate_provider(start_darkroom) as (darkroom, simulator):
         image = await ready_image(darkroom)
         before = await generation_count(darkroom)
-        monkeypatch.setattr(darkroom.runtime.provider, "upload_file", broken_upload)
+        monkeypatch.setattr(darkroom.replicate.client, "upload_file", broken_upload)
         monkeypatch.setattr("server.services.generations.launch.DATA_URI_MAX_BYTES", 16)
         payload = await animate(darkroom, image["id"], STILL_MOTION)
         assert payload["generation"] is None

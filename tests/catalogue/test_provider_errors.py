@@ -16,7 +16,7 @@ from server.provider.errors import (
     ProviderValidationError,
     error_from_answer,
 )
-from server.services.generations.service import provider_error_to_service_error
+from server.provider.replicate.refusals import refusals_for
 from tests.catalogue.flows import SNAP_STILL, STILL_MOTION, animate, generation_count, ready_image
 from tests.conftest import Darkroom
 from tests.support.flows import start_payload
@@ -77,7 +77,7 @@ from tests.support.flows import start_payload
 )
 def test_each_invalid_field_becomes_a_user_error(invalid: InvalidField, field: list[str] | None, code: str) -> None:
     error = ProviderValidationError("Input validation failed", "...", invalid_fields=[invalid])
-    (converted,) = provider_error_to_service_error(error).errors
+    (converted,) = refusals_for(error)
     assert (converted.field, converted.code) == (field, code)
     assert invalid.description in converted.message and converted.message.startswith("the provider refused")
 
@@ -90,7 +90,7 @@ def test_every_invalid_field_is_kept() -> None:
             InvalidField("number_lte", "input.num_outputs", "Must be less than or equal to 4"),
         ],
     )
-    assert [e.field for e in provider_error_to_service_error(error).errors] == [
+    assert [e.field for e in refusals_for(error)] == [
         ["input", "prompt"],
         ["input", "num_outputs"],
     ]
@@ -123,7 +123,7 @@ def test_every_invalid_field_is_kept() -> None:
     ],
 )
 def test_other_refusals_are_one_user_error(error: ProviderError, code: str, words: str) -> None:
-    (converted,) = provider_error_to_service_error(error).errors
+    (converted,) = refusals_for(error)
     assert converted.code == code and words in converted.message and converted.field is None
     assert converted.retry_after_seconds == (30 if code == "RATE_LIMITED" else None)
 
@@ -154,7 +154,7 @@ def refuse_creation(
     async def refused(**_: Any) -> Any:
         raise error_from_answer(status, headers, json.dumps(body).encode())
 
-    monkeypatch.setattr(darkroom.runtime.provider, "create_prediction", refused)
+    monkeypatch.setattr(darkroom.replicate.client, "create_prediction", refused)
 
 
 @pytest.mark.parametrize(("status", "headers", "body", "code"), REFUSALS)

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from server.db.models import Generation, Media
 from server.domain import GenerationStatus
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from tests.conftest import Darkroom
 from tests.ops.support import row_counts, seed_media
 from tests.support.flows import GENERATION_FIELDS, START
@@ -151,7 +151,7 @@ async def test_webhook_fuzz_never_errors_and_changes_nothing(
     darkroom: Darkroom, caplog: pytest.LogCaptureFixture
 ) -> None:
     await _seed(darkroom)
-    secret = await darkroom.runtime.webhook_secret()
+    secret = await darkroom.replicate.webhook_secret()
     before = await _snapshot(darkroom)
     seen: set[int] = set()
 
@@ -327,7 +327,7 @@ async def test_a_body_that_is_not_a_graphql_request_gets_a_400_with_a_graphql_er
 ) -> None:
     await _seed(darkroom)
     before = await _snapshot(darkroom)
-    secret = await darkroom.runtime.webhook_secret()
+    secret = await darkroom.replicate.webhook_secret()
 
     @FUZZ
     @given(request=shaped_requests(), signed=st.booleans())

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.db.models import Generation
 from server.log import configure_logging
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from server.services.operations.alerts import FailureAlerts
 from tests.conftest import Darkroom, eventually
 from tests.ops.support import raw_id, settled_generation
@@ -211,7 +211,7 @@ def _total(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: s
 
 async def _signed_post(darkroom: Darkroom, payload: dict[str, Any]) -> str:
     body = json.dumps(payload).encode()
-    headers = sign_webhook(await darkroom.runtime.webhook_secret(), f"msg_{uuid.uuid4().hex}", body)
+    headers = sign_webhook(await darkroom.replicate.webhook_secret(), f"msg_{uuid.uuid4().hex}", body)
     response = await darkroom.http.post("/webhooks/replicate", content=body, headers=headers)
     assert response.status_code == 200, response.text
     return str(response.json()["result"])

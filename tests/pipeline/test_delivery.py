@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 import pytest
 
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from tests.conftest import SESSION_CHANNEL, _truncate, eventually
 from tests.support.flows import IMAGE_MODEL, START
 from tests.support.graphql import data, gql, ws_connect

@@ -49,7 +49,7 @@ async def test_the_poller_times_out_generations_that_run_too_long(start_darkroom
         provider_id = row.provider_id
 
         async def canceled_at_provider() -> bool:
-            prediction = await darkroom.runtime.provider.get_prediction(provider_id)
+            prediction = await darkroom.replicate.client.get_prediction(provider_id)
             return prediction.status in ("canceled", "aborted")
 
         await eventually(canceled_at_provider)
@@ -126,7 +126,7 @@ async def test_twenty_concurrent_generations_settle_and_no_file_is_fetched_twice
 
 
 async def test_forged_output_hosts_are_never_fetched(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    from server.provider.types import Prediction
+    from server.provider.replicate.prediction import Prediction
 
     async with start_darkroom(poller_enabled=False) as darkroom:
         await _configure(darkroom, webhook_drop_rate=1.0, run_seconds=60)
@@ -140,7 +140,7 @@ async def test_forged_output_hosts_are_never_fetched(start_darkroom) -> None:  #
                 "status": "succeeded",
                 "output": ["http://169.254.169.254/latest/meta-data"],
             }
-        )
+        ).to_update()
         await darkroom.runtime.generations.apply_prediction_update(forged)
         final = await wait_settled(darkroom, generation["id"])
         [media] = final["media"]

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from server.db.models import Generation
 from server.graphql.ids import decode_id
 from server.graphql.shared_render import RenderedData, encode_frame
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from tests.auth.support import new_key
 from tests.conftest import Darkroom, eventually
 from tests.support.flows import FOLLOW, IMAGE_MODEL, START, start_generation
@@ -73,7 +73,7 @@ async def progress_webhook(darkroom: Darkroom, prediction_id: str, steps: int) -
     body = json.dumps(
         {"id": prediction_id, "status": "processing", "logs": logs, "output": None, "error": None, "input": {}}
     ).encode()
-    headers = sign_webhook(await darkroom.runtime.webhook_secret(), f"msg_{uuid.uuid4().hex}", body)
+    headers = sign_webhook(await darkroom.replicate.webhook_secret(), f"msg_{uuid.uuid4().hex}", body)
     response = await darkroom.http.post("/webhooks/replicate", content=body, headers=headers)
     assert response.status_code == 200 and response.json()["result"] not in ("duplicate", "stale"), response.text
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from server.db.models import Event, Generation
 from server.graphql.ids import decode_id
-from server.provider.signing import sign_webhook
+from server.provider.replicate.signing import sign_webhook
 from tests.conftest import Darkroom, eventually
 from tests.support.flows import get_generation, settled, start_generation, wait_settled
 
@@ -27,7 +27,7 @@ async def _signed(
     darkroom: Darkroom, payload: Any, *, msg_id: str | None = None, at: int | None = None
 ) -> tuple[bytes, dict[str, str]]:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    secret = await darkroom.runtime.webhook_secret()
+    secret = await darkroom.replicate.webhook_secret()
     return body, sign_webhook(secret, msg_id or f"msg_{uuid.uuid4().hex}", body, at)
 
 
@@ -162,7 +162,8 @@ async def test_a_status_darkroom_does_not_know_leaves_the_generation_running(sta
         reported = [
             record
             for record in caplog.records
-            if record.name == "server.provider.types" and getattr(record, "provider_status", None) == status
+            if record.name == "server.provider.replicate.prediction"
+            and getattr(record, "provider_status", None) == status
         ]
         assert len(reported) == 1 and reported[0].levelname == "WARNING", reported
         # It is still running: the provider's next known status moves it on as usual.
@@ -222,7 +223,7 @@ async def test_duplicated_and_reordered_webhooks_record_only_the_forward_path(st
 async def test_a_prediction_orphaned_by_a_failed_start_is_canceled_when_it_reports_in(start_darkroom) -> None:  # type: ignore[no-untyped-def]
     """A create that failed after the provider began leaves a running prediction; its webhook stops it."""
     async with start_darkroom(poller_enabled=False, simulator_run_seconds=60) as darkroom:
-        provider = darkroom.runtime.provider
+        provider = darkroom.replicate.client
         orphan = await provider.create_prediction(model="darkroom-sim/pixel-forge", input={"prompt": "orphan"})
         stranger = await provider.create_prediction(model="darkroom-sim/pixel-forge", input={"prompt": "stranger"})
 

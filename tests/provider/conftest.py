@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from server.provider.replicate import ReplicateClient
-from server.provider.types import Prediction
+from server.provider.replicate.client import ReplicateClient
+from server.provider.replicate.prediction import Prediction
 from server.simulator import Simulator, SimulatorConfig
 from tests.provider.fault_proxy import FaultProxy
 from tests.support.live_server import free_port, live_server

@@ -10,8 +10,9 @@ import pytest
 
 from server import __version__
 from server.provider.errors import ProviderBadResponseError, ProviderNotFoundError
-from server.provider.replicate import ReplicateClient
-from server.provider.types import output_urls
+from server.provider.replicate.client import ReplicateClient
+from server.provider.replicate.prediction import output_urls
+from server.runtime import replicate_provider
 from server.settings import Settings
 from tests.provider.conftest import IMAGES, SMALL, STILL, TOKEN, MakeClient, Stack, finished
 from tests.provider.fault_proxy import ok
@@ -322,12 +323,12 @@ async def test_context_manager_closes(stack: Stack) -> None:
     await client.aclose()  # idempotent
 
 
-def test_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_client_settings_describe(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("REPLICATE_API_TOKEN", "REPLICATE_API_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PORT", "8123")
     monkeypatch.setenv("REPLICATE_MAX_RETRIES", "7")
-    client = ReplicateClient.from_settings(Settings())
+    client = replicate_provider(Settings()).client
     assert client.base_url == "http://127.0.0.1:8123/simulator"  # no token: the embedded simulator
     assert client._http.headers["authorization"] == "Bearer simulator"
     assert client.retry_policy.max_retries == 7
@@ -338,7 +339,7 @@ def test_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REPLICATE_CONNECT_TIMEOUT_SECONDS", "2")
     monkeypatch.setenv("REPLICATE_RETRY_BASE_SECONDS", "0.25")
     monkeypatch.setenv("REPLICATE_RETRY_MAX_SECONDS", "9")
-    client = ReplicateClient.from_settings(Settings())
+    client = replicate_provider(Settings()).client
     assert client.base_url == "https://replicate.example"
     assert client._http.headers["authorization"] == "Bearer r8_real"
     assert client._http.timeout == httpx.Timeout(12.0, connect=2.0)

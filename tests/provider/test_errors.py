@@ -27,7 +27,7 @@ from server.provider.errors import (
     parse_resets_in,
     parse_retry_after,
 )
-from server.provider.replicate import ReplicateClient
+from server.provider.replicate.client import ReplicateClient
 from tests.provider.conftest import IMAGES, SMALL, MakeClient, Stack
 from tests.provider.fault_proxy import HANG, Answer, ok, problem, throttled
 from tests.support.live_server import free_port

@@ -23,8 +23,8 @@ from server.provider.errors import (
     ProviderUnavailableError,
     ProviderValidationError,
 )
-from server.provider.replicate import ReplicateClient
-from server.provider.retry import RetryPolicy, is_retryable
+from server.provider.replicate.client import ReplicateClient
+from server.provider.replicate.retry import RetryPolicy, is_retryable
 from tests.provider.conftest import IMAGES, SMALL, MakeClient, Stack
 from tests.provider.fault_proxy import DROP, HANG, after_upstream, problem, throttled
 from tests.support.live_server import free_port
@@ -203,9 +203,9 @@ async def test_a_hint_longer_than_the_cap_is_raised_at_once(stack: Stack, make_c
 
 async def test_each_retry_is_logged(stack: Stack, client: ReplicateClient, caplog: pytest.LogCaptureFixture) -> None:
     stack.proxy.script("GET", SECRET_PATH, problem(503, "Unavailable", "x"))
-    with caplog.at_level(logging.WARNING, logger="server.provider.replicate"):
+    with caplog.at_level(logging.WARNING, logger="server.provider.replicate.client"):
         await client.get_webhook_secret()
-    (record,) = [r for r in caplog.records if r.name == "server.provider.replicate"]
+    (record,) = [r for r in caplog.records if r.name == "server.provider.replicate.client"]
     assert record.levelno == logging.WARNING
     fields = {key: getattr(record, key, None) for key in ("method", "path", "status", "retry")}
     assert fields == {"method": "GET", "path": SECRET_PATH, "status": 503, "retry": 1}

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import standardwebhooks
 
-from server.provider.signing import WebhookVerificationError, sign_webhook, verify_webhook
+from server.provider.replicate.signing import WebhookVerificationError, sign_webhook, verify_webhook
 
 # From Replicate's client tests (replicate-python, replicate-javascript).
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

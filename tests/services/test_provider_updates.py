@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.db.migrate import upgrade
 from server.db.models import Event, Generation, GenerationRow
 from server.db.session import create_engine, create_sessionmaker
-from server.provider.replicate import ReplicateClient
-from server.provider.types import Prediction
+from server.provider.replicate.prediction import Prediction
+from server.provider.types import PredictionUpdate
+from server.runtime import replicate_provider
 from server.services.generations.events import EventType, append_event
 from server.services.generations.service import GenerationService, UpdateOutcome
 from server.settings import Settings
@@ -48,7 +49,7 @@ async def _services(settings: Settings, count: int, published: Published) -> Asy
     engines = [create_engine(settings) for _ in range(count)]
     try:
         yield [
-            GenerationService(settings, create_sessionmaker(each), ReplicateClient.from_settings(settings), published)
+            GenerationService(settings, create_sessionmaker(each), replicate_provider(settings), published)
             for each in engines
         ]
     finally:
@@ -77,8 +78,8 @@ def _logs(step: int) -> str:
     return "".join(f"{100 * n // STEPS}%|\n" for n in range(1, step + 1))
 
 
-def _progress(provider_id: str, step: int) -> Prediction:
-    return Prediction.from_json({"id": provider_id, "status": "processing", "logs": _logs(step)})
+def _progress(provider_id: str, step: int) -> PredictionUpdate:
+    return Prediction.from_json({"id": provider_id, "status": "processing", "logs": _logs(step)}).to_update()
 
 
 async def test_raced_updates_are_each_logged_once_and_only_forward(

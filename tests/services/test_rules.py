@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from server.db.models import Generation, Media
-from server.provider.types import Prediction, output_urls
+from server.provider.replicate.prediction import Prediction, output_urls
+from server.provider.types import PredictionUpdate
 from server.services.generations.progress import parse_progress
 from server.services.generations.service import UpdateOutcome, decide, media_kind_for
 from server.services.generations.snapshots import MAX_EVENT_BYTES, event_payload
@@ -21,8 +22,8 @@ def _generation(status: str, logs: str | None = None) -> Generation:
     return Generation(id=uuid.uuid4(), kind="IMAGE", model_ref="a/b", input={}, status=status, logs=logs, event_seq=0)
 
 
-def _prediction(status: str, logs: str | None = None) -> Prediction:
-    return Prediction.from_json({"id": "p", "status": status, "logs": logs})
+def _prediction(status: str, logs: str | None = None) -> PredictionUpdate:
+    return Prediction.from_json({"id": "p", "status": status, "logs": logs}).to_update()
 
 
 @pytest.mark.parametrize(

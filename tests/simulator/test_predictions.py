@@ -16,7 +16,7 @@ from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
 from PIL import Image
 
-from server.provider.types import Prediction, output_urls
+from server.provider.replicate.prediction import Prediction, output_urls
 from server.simulator import Simulator, SimulatorConfig
 from tests.simulator.support import AUTH, RunningSimulator, StartSimulator
 from tests.support.live_server import free_port, live_server

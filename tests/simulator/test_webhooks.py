@@ -11,7 +11,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from server.provider.signing import verify_webhook
+from server.provider.replicate.signing import verify_webhook
 from server.simulator import webhooks
 from server.simulator.webhooks import THROTTLE_SECONDS
 from tests.simulator.support import Delivery, Receiver, RunningSimulator

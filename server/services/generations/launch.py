@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import CatalogModel, Generation, Media
 from server.domain import MediaKind, MediaStatus
 from server.provider.errors import ProviderError
-from server.provider.replicate import ReplicateClient
+from server.provider.port import Provider
 from server.services.access.viewer import Viewer
 from server.services.catalogue.service import CatalogueService
 from server.services.catalogue.validation import check_input, show
@@ -45,14 +45,19 @@ class Launcher:
         catalogue: CatalogueService,
         generations: GenerationService,
         storage: LocalStorage,
-        provider: ReplicateClient,
+        provider: Provider,
+        *,
+        own_urls_reachable: bool = False,
     ) -> None:
+        """`own_urls_reachable`: the provider can fetch this server's media URLs (PUBLIC_URL is set, or the
+        provider runs beside us), so an image is sent as our own URL rather than uploaded."""
         self._settings = settings
         self._sessions = sessions
         self._catalogue = catalogue
         self._generations = generations
         self._storage = storage
         self._provider = provider
+        self._own_urls_reachable = own_urls_reachable
 
     async def start_generation(self, viewer: Viewer, model_ref: str, raw_input: Any) -> Generation:
         """Validate `raw_input` against the model's schema and start it; ServiceError lists every problem."""
@@ -152,11 +157,10 @@ class Launcher:
     async def _reachable_url(self, media: Media, own_url: str) -> str:
         """A URL of the image that the provider can fetch.
 
-        Our own media URL when the world can reach us (PUBLIC_URL) or the simulator, which runs beside
-        us, plays the provider; otherwise an upload through the provider's files API, with a data: URI
-        for a small file when the upload fails.
+        Our own media URL when the provider can reach it; otherwise an upload through the provider's files
+        API, with a data: URI for a small file when the upload fails.
         """
-        if self._settings.server.public_url or self._settings.simulated:
+        if self._own_urls_reachable:
             return own_url
         assert media.storage_key is not None
         try:
@@ -166,9 +170,8 @@ class Launcher:
         content_type = media.content_type or "application/octet-stream"
         filename = media.storage_key.rsplit("/", 1)[-1]
         try:
-            uploaded = await self._provider.upload_file(data, filename=filename, content_type=content_type)
-            return str(uploaded["urls"]["get"])
-        except (ProviderError, KeyError, TypeError) as exc:
+            return await self._provider.upload(data, filename=filename, content_type=content_type)
+        except ProviderError as exc:
             if len(data) > DATA_URI_MAX_BYTES:
                 raise ServiceError.single(
                     "UPLOAD_FAILED", f"the image could not be uploaded to the provider: {exc}", ["mediaId"]

@@ -1,8 +1,9 @@
 """Generations: starting them, applying the provider's updates, canceling and timing them out.
 
-`apply_prediction_update` is the one door through which the provider's view of a job (from a webhook
-or from the poller) enters the database. It is idempotent and monotonic: a duplicate changes nothing,
-an update older than what is stored is ignored, and terminal states are final.
+`apply_prediction_update` is the one door through which the provider's view of a job (a neutral
+`PredictionUpdate`, from a webhook or from the poller) enters the database. It is idempotent and
+monotonic: a duplicate changes nothing, an update older than what is stored is ignored, and terminal
+states are final. The provider is reached only through its port (`server.provider.port.Provider`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from server import metrics
 from server.db.models import AnyGeneration, CatalogModel, Generation, GenerationRow, Media, utcnow
 from server.db.session import driver_connection
 from server.domain import GenerationStatus, MediaKind, MediaStatus, generation_status_for
-from server.provider.errors import ProviderError, ProviderRateLimitedError, ProviderValidationError
-from server.provider.replicate import ReplicateClient
-from server.provider.types import Prediction, output_urls
+from server.provider.errors import ProviderError
+from server.provider.port import Provider
+from server.provider.types import PredictionUpdate
 from server.services.access.viewer import Viewer
 from server.services.errors import FieldError, NotFound, ServiceError
 from server.services.generations.events import EVENT_ORDER_LOCK, EventType, append_event, event_for, number_change
@@ -36,7 +37,6 @@ from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".m4v")
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
@@ -91,10 +91,10 @@ def media_kind_for(url: str, default: str) -> str:
     return default
 
 
-def decide(generation: AnyGeneration, prediction: Prediction) -> UpdateOutcome:
-    """Whether `prediction` moves `generation` forward, repeats it, or lags behind it."""
+def decide(generation: AnyGeneration, update: PredictionUpdate) -> UpdateOutcome:
+    """Whether `update` moves `generation` forward, repeats it, or lags behind it."""
     current = GenerationStatus(generation.status)
-    incoming = generation_status_for(prediction.status, current)
+    incoming = generation_status_for(update.status, current)
     if current.is_terminal:
         return UpdateOutcome.DUPLICATE if incoming == current else UpdateOutcome.STALE
     if incoming.rank < current.rank:
@@ -102,65 +102,10 @@ def decide(generation: AnyGeneration, prediction: Prediction) -> UpdateOutcome:
     if incoming.rank > current.rank:
         return UpdateOutcome.APPLIED
     # Same non-terminal status: only more logs are news. Logs only ever grow at the provider.
-    stored, given = generation.logs or "", prediction.logs or ""
+    stored, given = generation.logs or "", update.logs or ""
     if len(given) > len(stored):
         return UpdateOutcome.APPLIED
     return UpdateOutcome.DUPLICATE if given == stored else UpdateOutcome.STALE
-
-
-def provider_error_to_service_error(exc: ProviderError) -> ServiceError:
-    """The provider's refusal as userErrors: each invalid field of a 422 with its own path and code
-    (the codes input validation uses), else one error saying what happened."""
-    if isinstance(exc, ProviderValidationError) and exc.invalid_fields:
-        # Replicate's invalid_fields use gojsonschema's error types.
-        codes = {
-            "required": "REQUIRED",
-            "additional_property_not_allowed": "UNKNOWN_FIELD",
-            "invalid_type": "INVALID_TYPE",
-            "enum": "NOT_IN_ENUM",
-            "const": "NOT_IN_ENUM",
-            "number_gte": "OUT_OF_RANGE",
-            "number_gt": "OUT_OF_RANGE",
-            "number_lte": "OUT_OF_RANGE",
-            "number_lt": "OUT_OF_RANGE",
-            "multiple_of": "INVALID_VALUE",
-            "string_gte": "INVALID_LENGTH",
-            "string_lte": "INVALID_LENGTH",
-            "array_min_items": "INVALID_LENGTH",
-            "array_max_items": "INVALID_LENGTH",
-            "format": "INVALID_FORMAT",
-            "does_not_match_format": "INVALID_FORMAT",
-            "does_not_match_pattern": "INVALID_FORMAT",
-            "invalid_version": "INVALID_VERSION",
-        }
-        errors = []
-        for item in exc.invalid_fields:
-            parts = [part for part in item.field.split(".") if part]
-            path: list[str] | None = None
-            if parts[:1] == ["input"]:
-                path = ["input", *parts[1:]]
-                # A missing or extra property is reported on the object around it, named in the sentence.
-                words = item.description.split()
-                if item.type == "required" and words[1:] == ["is", "required"]:
-                    path.append(words[0])
-                elif item.type == "additional_property_not_allowed" and words[:1] == ["Additional"]:
-                    path += words[2:3]
-            elif parts[:1] == ["version"]:
-                path = ["model"]
-            code = codes.get(item.type, "PROVIDER_VALIDATION")
-            if code == "INVALID_FORMAT" and "uri" in item.description:
-                code = "INVALID_URI"
-            name = ".".join(path[1:]) if path and len(path) > 1 else (path[0] if path else "the request")
-            errors.append(FieldError(path, f"the provider refused {name}: {item.description}", code))
-        return ServiceError(errors)
-    if isinstance(exc, ProviderRateLimitedError):
-        wait = f"; try again in {exc.retry_after_seconds:.0f} s" if exc.retry_after_seconds else ""
-        message = f"the provider is rate limiting requests{wait}"
-        return ServiceError([FieldError(None, message, "RATE_LIMITED", retry_after_seconds=exc.retry_after_seconds)])
-    if exc.status is None or exc.status >= 500:
-        reason = exc.detail or exc.title
-        return ServiceError.single(exc.code, f"the provider failed; try again later ({reason})")
-    return ServiceError.single(exc.code, f"the provider refused the request: {exc.detail or exc.title}")
 
 
 class GenerationService:
@@ -168,13 +113,17 @@ class GenerationService:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        provider: ReplicateClient,
+        provider: Provider,
         publish: Publish,
         alerts: FailureAlerts | None = None,
+        *,
+        webhook_url: str | None = None,
     ) -> None:
+        """`webhook_url` is where the provider can report to this server; None when it cannot reach us."""
         self._settings = settings
         self._sessions = sessions
         self._provider = provider
+        self._webhook_url = webhook_url
         self._publish = publish
         self._alerts = alerts
         bind = sessions.kw.get("bind")
@@ -193,11 +142,19 @@ class GenerationService:
 
     # --- start -----------------------------------------------------------------------------------
     def webhook_url(self, generation_id: uuid.UUID) -> str | None:
-        base = self._settings.server.public_url or (self._settings.base_url() if self._settings.simulated else None)
-        if not base:
+        if self._webhook_url is None:
             return None
         # The generation id rides along so a webhook that outruns our own commit still finds its row.
-        return f"{base.rstrip('/')}/webhooks/replicate?generation={generation_id}"
+        return f"{self._webhook_url}?generation={generation_id}"
+
+    def refused(self, exc: ProviderError) -> ServiceError:
+        """The provider's refusal as userErrors, in the codes the provider's port gives it."""
+        return ServiceError(
+            [
+                FieldError(refusal.field, refusal.message, refusal.code, refusal.retry_after_seconds)
+                for refusal in self._provider.refusals(exc)
+            ]
+        )
 
     async def start(
         self,
@@ -221,6 +178,7 @@ class GenerationService:
             model_version=model.version_id,
             input=stored_input,
             status=GenerationStatus.STARTING,
+            provider=self._provider.name,
             source_media_id=source_media_id,
             next_poll_at=utcnow() + timedelta(seconds=self._settings.poller.stale_after_seconds),
         )
@@ -228,60 +186,59 @@ class GenerationService:
             session.add(generation)
         webhook = self.webhook_url(generation.id)
         try:
-            prediction = await self._provider.create_prediction(
-                version=model.version_id,
-                model=None if model.version_id else model.ref,
+            created = await self._provider.create(
+                model_ref=model.ref,
+                version_id=model.version_id,
                 input=provider_input if provider_input is not None else stored_input,
-                webhook=webhook,
-                webhook_events_filter=WEBHOOK_EVENTS if webhook else None,
+                webhook_url=webhook,
             )
         except BaseException as exc:
             async with self._sessions.begin() as session:
                 await session.execute(delete(Generation).where(Generation.id == generation.id))
             if isinstance(exc, ProviderError):
                 logger.warning("provider refused a prediction", extra={"model": model.ref, "code": exc.code})
-                raise provider_error_to_service_error(exc) from exc
+                raise self.refused(exc) from exc
             raise
         async with self._sessions.begin() as session:
             row = await self._lock(session, generation.id)
             assert row is not None
-            row.provider_id = prediction.id
-            row.provider_status = row.provider_status or prediction.status
-            row.model_version = row.model_version or prediction.version
+            row.provider_id = created.prediction_id
+            row.provider_status = row.provider_status or created.provider_status
+            row.model_version = row.model_version or created.version
             payload = await append_event(session, row, [], EventType.CREATED)
         await self._publish(payload)
         metrics.GENERATIONS_STARTED.labels(model.ref, model.kind).inc()
         logger.info(
             "generation started",
-            extra={"generation_id": str(generation.id), "model": model.ref, "prediction": prediction.id},
+            extra={"generation_id": str(generation.id), "model": model.ref, "prediction": created.prediction_id},
         )
-        if prediction.status != "starting":
-            await self.apply_prediction_update(prediction)
+        if created.status is not GenerationStatus.STARTING:
+            await self.apply_prediction_update(created)
         return await self.get(generation.id, Viewer.system())
 
     # --- provider updates ------------------------------------------------------------------------
     async def apply_prediction_update(
-        self, prediction: Prediction, *, generation_hint: uuid.UUID | None = None
+        self, update: PredictionUpdate, *, generation_hint: uuid.UUID | None = None
     ) -> ApplyResult:
-        """Bring the generation behind `prediction` up to date with it; see the module docstring."""
+        """Bring the generation behind `update` up to date with it; see the module docstring."""
         if self._postgres is not None:
-            result = await self._apply_in_one_statement(self._postgres, prediction, generation_hint)
+            result = await self._apply_in_one_statement(self._postgres, update, generation_hint)
             if result is not None:
                 return result
         async with self._sessions() as session, session.begin():
-            generation = await self._find_for_prediction(session, prediction.id, generation_hint)
+            generation = await self._find_for_prediction(session, update.prediction_id, generation_hint)
             if generation is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
-            outcome = decide(generation, prediction)
+            outcome = decide(generation, update)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
-            media = self._apply(generation, prediction)
+            media = self._apply(generation, update)
             session.add_all(media)
             payload = await append_event(session, generation, media, EventType.UPDATED)
-        return await self._applied(generation, prediction, payload)
+        return await self._applied(generation, update, payload)
 
     async def _apply_in_one_statement(
-        self, engine: AsyncEngine, prediction: Prediction, hint: uuid.UUID | None
+        self, engine: AsyncEngine, update: PredictionUpdate, hint: uuid.UUID | None
     ) -> ApplyResult | None:
         """The common provider update on Postgres, in two statements and no explicit transaction.
 
@@ -290,19 +247,19 @@ class GenerationService:
         or when the update adds media rows: then the caller applies it under the row lock instead.
         """
         async with driver_connection(engine) as connection:
-            row = await connection.fetchrow(_STATE_BY_PROVIDER_ID, prediction.id)
+            row = await connection.fetchrow(_STATE_BY_PROVIDER_ID, update.prediction_id)
             if row is None and hint is not None:
                 row = await connection.fetchrow(_STATE_BY_ID, hint)
-                if row is not None and row["provider_id"] not in (None, prediction.id):
+                if row is not None and row["provider_id"] not in (None, update.prediction_id):
                     row = None
             if row is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
             generation = GenerationRow(*row)
-            outcome = decide(generation, prediction)
+            outcome = decide(generation, update)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
             seen = generation.event_seq
-            if self._apply(generation, prediction):
+            if self._apply(generation, update):
                 return None
             now = number_change(generation)
             payload, encoded = event_for(generation, [], EventType.UPDATED, now)
@@ -332,9 +289,11 @@ class GenerationService:
             )
         if event_id is None:
             return None
-        return await self._applied(generation, prediction, {**payload, "id": event_id})
+        return await self._applied(generation, update, {**payload, "id": event_id})
 
-    async def _applied(self, generation: AnyGeneration, prediction: Prediction, payload: dict[str, Any]) -> ApplyResult:
+    async def _applied(
+        self, generation: AnyGeneration, update: PredictionUpdate, payload: dict[str, Any]
+    ) -> ApplyResult:
         """After an update committed: publish its event, count a finish, log it."""
         status = GenerationStatus(generation.status)
         await self._publish(payload)
@@ -345,41 +304,41 @@ class GenerationService:
             extra={
                 "generation_id": str(generation.id),
                 "status": status,
-                "provider_status": prediction.status,
+                "provider_status": update.provider_status,
             },
         )
         return ApplyResult(UpdateOutcome.APPLIED, generation.id, status)
 
-    def _apply(self, generation: AnyGeneration, prediction: Prediction) -> list[Media]:
+    def _apply(self, generation: AnyGeneration, update: PredictionUpdate) -> list[Media]:
         now = utcnow()
-        new_status = generation_status_for(prediction.status, GenerationStatus(generation.status))
+        new_status = generation_status_for(update.status, GenerationStatus(generation.status))
         generation.status = new_status
-        generation.provider_status = prediction.status
-        generation.provider_id = generation.provider_id or prediction.id
-        generation.model_version = generation.model_version or prediction.version
-        if prediction.logs is not None and len(prediction.logs) >= len(generation.logs or ""):
-            generation.logs = prediction.logs
+        generation.provider_status = update.provider_status
+        generation.provider_id = generation.provider_id or update.prediction_id
+        generation.model_version = generation.model_version or update.version
+        if update.logs is not None and len(update.logs) >= len(generation.logs or ""):
+            generation.logs = update.logs
         progress = parse_progress(generation.logs)
         if progress is not None:
             generation.progress = max(progress, generation.progress or 0.0)
         if new_status is not GenerationStatus.STARTING and generation.started_at is None:
-            generation.started_at = prediction.started_at or now
-        stamps = [t for t in (prediction.created_at, prediction.started_at, prediction.completed_at) if t]
+            generation.started_at = update.started_at or now
+        stamps = [t for t in (update.created_at, update.started_at, update.completed_at) if t]
         if stamps:
             generation.provider_updated_at = max(stamps)
         generation.poll_attempts = 0
         generation.next_poll_at = now + timedelta(seconds=self._settings.poller.stale_after_seconds)
         if not new_status.is_terminal:
             return []
-        generation.completed_at = prediction.completed_at or now
+        generation.completed_at = update.completed_at or now
         generation.next_poll_at = None
         if new_status is GenerationStatus.SUCCEEDED:
-            urls = output_urls(prediction.output)
+            urls = update.output_urls
             if not urls:
                 generation.status = GenerationStatus.FAILED
                 generation.error = (
                     "the provider removed the outputs before they could be downloaded"
-                    if prediction.data_removed
+                    if update.data_removed
                     else "the prediction succeeded without any output file"
                 )
                 return []
@@ -398,12 +357,9 @@ class GenerationService:
                 )
                 for position, url in enumerate(urls)
             ]
-        if prediction.status == "aborted":
-            generation.error = prediction.error or "aborted by the provider before it started"
-        else:
-            generation.error = prediction.error or (
-                "canceled" if new_status is GenerationStatus.CANCELED else "the prediction failed"
-            )
+        generation.error = update.error or (
+            "canceled" if new_status is GenerationStatus.CANCELED else "the prediction failed"
+        )
         return []
 
     # --- cancel and time out -----------------------------------------------------------------------
@@ -416,34 +372,34 @@ class GenerationService:
         if generation.provider_id is None:
             raise ServiceError.single("NOT_STARTED", "the generation has not reached the provider yet", ["id"])
         try:
-            prediction = await self._provider.cancel_prediction(generation.provider_id)
+            update = await self._provider.cancel(generation.provider_id)
         except ProviderError as exc:
-            raise provider_error_to_service_error(exc) from exc
-        await self.apply_prediction_update(prediction)
+            raise self.refused(exc) from exc
+        await self.apply_prediction_update(update)
         return await self.get(generation_id, viewer)
 
-    async def cancel_withdrawn(self, prediction: Prediction, generation_id: uuid.UUID) -> bool:
+    async def cancel_withdrawn(self, update: PredictionUpdate, generation_id: uuid.UUID) -> bool:
         """Stop a prediction whose generation no longer exists.
 
         When a create call fails without a clear answer (a 5xx or a dropped connection after the provider
         had started the work), `start` withdraws the row, yet the prediction may be running and billed. Its
         first signed webhook is still addressed to the withdrawn generation id, and this cancels it.
         """
-        if prediction.is_terminal:
+        if update.is_terminal:
             return False
         async with self._sessions() as session:
             if await session.get(Generation, generation_id) is not None:
                 return False
         try:
-            await self._provider.cancel_prediction(prediction.id)
+            await self._provider.cancel(update.prediction_id)
         except ProviderError as exc:
             logger.warning(
-                "could not cancel an orphaned prediction", extra={"prediction": prediction.id, "error": str(exc)}
+                "could not cancel an orphaned prediction", extra={"prediction": update.prediction_id, "error": str(exc)}
             )
             return False
         logger.warning(
             "canceled a prediction whose generation was withdrawn",
-            extra={"prediction": prediction.id, "generation_id": str(generation_id)},
+            extra={"prediction": update.prediction_id, "generation_id": str(generation_id)},
         )
         return True
 
@@ -466,7 +422,7 @@ class GenerationService:
         logger.warning("generation timed out", extra={"generation_id": str(generation_id)})
         if provider_id:
             try:
-                await self._provider.cancel_prediction(provider_id)
+                await self._provider.cancel(provider_id)
             except ProviderError as exc:
                 logger.warning("could not cancel a timed-out prediction", extra={"error": str(exc)})
         return True

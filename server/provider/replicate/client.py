@@ -3,8 +3,8 @@
 One `httpx.AsyncClient` (one connection pool) per client; every call sends
 ``Authorization: Bearer <token>`` and ``User-Agent: darkroom/<version>`` to ``<base_url>/v1/...``.
 Failures are raised as `server.provider.errors.ProviderError` subclasses only; retries follow
-`server.provider.retry` (idempotent calls on 429/5xx/connection failures; creates on 429, or when the
-request never left).
+`server.provider.replicate.retry` (idempotent calls on 429/5xx/connection failures; creates on 429, or
+when the request never left). `ReplicateProvider` puts this client behind the provider port.
 
 Each HTTP attempt is reported to the optional `on_request(method, path_template, status, seconds)`
 hook — `status` None when no answer came back — so metrics can be attached from outside.
@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -32,17 +32,15 @@ from server.provider.errors import (
     ProviderUnavailableError,
     error_from_response,
 )
-from server.provider.retry import RetryPolicy, is_retryable
-from server.provider.types import Prediction
-
-if TYPE_CHECKING:
-    from server.settings import Settings
+from server.provider.replicate.prediction import Prediction
+from server.provider.replicate.retry import RetryPolicy, is_retryable
 
 logger = logging.getLogger(__name__)
 
 RequestHook = Callable[[str, str, int | None, float], None]
 """``on_request(method, path_template, status_or_None, seconds)``, called once per HTTP attempt."""
 
+# The token sent to the simulator when no REPLICATE_API_TOKEN is set.
 SIMULATOR_TOKEN = "simulator"
 USER_AGENT = f"darkroom/{__version__}"
 MAX_WAIT_SECONDS = 60
@@ -108,26 +106,6 @@ class ReplicateClient:
             follow_redirects=False,
         )
         self._origin = _origin(self._http.base_url)
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        on_request: RequestHook | None = None,
-    ) -> ReplicateClient:
-        """The client `settings` describe: the configured Replicate, or the simulator (token "simulator")."""
-        token = settings.replicate.api_token or (SIMULATOR_TOKEN if settings.simulated else None)
-        return cls(
-            settings.provider_base_url(),
-            token,
-            timeout_seconds=settings.replicate.timeout_seconds,
-            connect_timeout_seconds=settings.replicate.connect_timeout_seconds,
-            max_retries=settings.replicate.max_retries,
-            retry_base_seconds=settings.replicate.retry_base_seconds,
-            retry_max_seconds=settings.replicate.retry_max_seconds,
-            on_request=on_request,
-        )
 
     async def aclose(self) -> None:
         """Close the connection pool. Idempotent."""
@@ -333,7 +311,7 @@ class ReplicateClient:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         request_timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
-        """Send one call, retrying as `server.provider.retry` says; the 2xx response, or a ProviderError."""
+        """Send one call, retrying as `server.provider.replicate.retry` says; the 2xx response, or a ProviderError."""
         retry = 0
         while True:
             started = time.perf_counter()
