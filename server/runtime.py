@@ -28,7 +28,7 @@ from server.services.media.service import MediaService
 from server.services.operations.alerts import FailureAlerts
 from server.services.operations.stats import StatsService
 from server.settings import Settings
-from server.storage.local import LocalStorage
+from server.storage.compose import storage_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Runtime:
             tail_batch_size=settings.event_tail_batch_size,
             check_seconds=settings.broadcast_check_seconds,
         )
-        self.storage = LocalStorage(settings.resolved_media_root)
+        self.storage = storage_from_settings(settings)
         self.provider = ReplicateClient.from_settings(settings, on_request=metrics.observe_provider_request)
         self.alerts = FailureAlerts(settings.alert_failure_threshold, settings.alert_window_seconds)
         self.catalogue = CatalogueService(self.sessions, self.provider, settings)
@@ -71,6 +71,7 @@ class Runtime:
         await self.catalogue.aclose()
         await self.hub.stop()
         await self.provider.aclose()
+        await self.storage.aclose()
         await self.engine.dispose()
 
     async def database_ok(self) -> bool:
