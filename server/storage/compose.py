@@ -24,7 +24,7 @@ def storage_from_settings(settings: Settings) -> MediaStorage:
         return S3Storage(
             parsed.netloc,
             unquote(parsed.path),
-            endpoint_url=settings.s3_endpoint_url,
+            endpoint_url=settings.s3_endpoint_url or None,
             part_bytes=settings.s3_part_size_bytes,
         )
     raise ValueError(f"MEDIA_STORAGE_URL {url!r}: expected file:///path or s3://BUCKET/PREFIX")

@@ -198,9 +198,12 @@ class S3Storage:
                 if _missing(exc):
                     raise StorageError(f"no stored file {key!r}") from None
                 raise
-            async with response["Body"] as body:
+            body = response["Body"]
+            try:
                 async for chunk in body.iter_chunks(CHUNK):
                     yield chunk
+            finally:
+                body.close()
 
     async def stat(self, key: str) -> StoredObject | None:
         client = await self.client()

@@ -257,7 +257,9 @@ class RetentionService:
         # Anything younger than a download lease may belong to a download that has not recorded it yet.
         settled_before = self.clock() - self._settings.download_lease_seconds
         orphans = [
-            entry async for entry in self._storage.list_files() if entry.key not in named and entry.modified <= settled_before
+            entry
+            async for entry in self._storage.list_files()
+            if entry.key not in named and entry.modified <= settled_before
         ]
         count = freed = 0
         for entry in orphans:
