@@ -75,12 +75,12 @@ class S3Upload:
                     **self._storage.where(self._key), ContentType=self._content_type, CacheControl=CACHE_FOREVER
                 )
                 self._upload_id = str(started["UploadId"])
-            body, self._buffer = bytes(self._buffer), bytearray()
+            body, self._buffer = self._buffer, bytearray()
             number = len(self._parts) + 1
             self._parts.append({"PartNumber": number})
             self._sending = asyncio.create_task(self._upload_part(number, body))
 
-    async def _upload_part(self, number: int, body: bytes) -> None:
+    async def _upload_part(self, number: int, body: bytearray) -> None:
         client = await self._storage.client()
         sent = await client.upload_part(
             **self._storage.where(self._key), UploadId=self._upload_id, PartNumber=number, Body=body
@@ -94,7 +94,7 @@ class S3Upload:
         attributes = {"ContentType": self._content_type, "CacheControl": CACHE_FOREVER, "Metadata": {"sha256": sha256}}
         async with self._storage.errors():
             if self._upload_id is None:
-                await client.put_object(**where, Body=bytes(self._buffer), **attributes)
+                await client.put_object(**where, Body=self._buffer, **attributes)
                 self._done = True
                 return
             if self._buffer:
