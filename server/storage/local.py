@@ -26,7 +26,8 @@ class LocalUpload:
         self._storage = storage
         self._key = key
         self.spool: Path | None = storage.temp_path()
-        self._file: BinaryIO | None = self.spool.open("wb")
+        # Unbuffered: what was written is in the spool file at once, for whoever reads it before commit.
+        self._file: BinaryIO | None = self.spool.open("wb", buffering=0)
 
     async def write(self, chunk: bytes) -> None:
         assert self._file is not None, "the upload is finished"

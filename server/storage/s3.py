@@ -107,7 +107,13 @@ class S3Upload:
             self._done = True
             if self._size <= COPY_MAX_BYTES:
                 source = {"Bucket": self._storage.bucket, "Key": where["Key"]}
-                await client.copy_object(**where, CopySource=source, MetadataDirective="REPLACE", **attributes)
+                try:
+                    await client.copy_object(**where, CopySource=source, MetadataDirective="REPLACE", **attributes)
+                except BaseException:
+                    # Not committed after all: no object without its sha256 stays behind.
+                    with contextlib.suppress(BotoCoreError, ClientError):
+                        await asyncio.shield(client.delete_object(**where))
+                    raise
             else:
                 logger.warning("object too large to set its sha256 metadata", extra={"key": self._key})
 

@@ -157,6 +157,7 @@ async def test_media_base_url_moves_media_urls_off_this_server(
         base = f"http://127.0.0.1:{port}/media"  # what a CDN in front of this server would be
     async with start_darkroom(poller_enabled=False, port=port, media_base_url=base + "/") as darkroom:
         image = await ready_image(darkroom)
+        assert image["width"] and image["height"]  # probed from the bytes on their way into the store
         assert image["url"].startswith(base + "/") and not image["url"].startswith(base + "//")
         async with httpx.AsyncClient() as client:
             fetched = await client.get(image["url"])
