@@ -22,7 +22,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -420,3 +420,58 @@ async def stop_server(server: Server) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             await asyncio.to_thread(server.process.wait)
+
+
+# --- an S3 server --------------------------------------------------------------------------------
+
+# moto accepts any credentials; these keep the benchmark off whatever the machine has configured.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "darkroom-bench",
+    "AWS_SECRET_ACCESS_KEY": "darkroom-bench-secret",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@contextlib.asynccontextmanager
+async def start_s3(workdir: Path) -> AsyncIterator[str]:
+    """moto's S3 server in a process of its own, on a free port, until the block exits; its endpoint."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = workdir / "moto.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, **S3_CREDENTIALS},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get(f"{endpoint}/moto-api/", timeout=1)
+                    break
+                if process.poll() is not None:
+                    raise RuntimeError(f"moto exited: {log.read_text(errors='replace')}")
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("moto did not answer within 30 s")
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_CREDENTIALS["AWS_REGION"],
+    )

@@ -7,6 +7,10 @@ from typing import Any
 
 GIB_MIB = 1024
 INGEST_TARGET_PER_SECOND = 1000
+STORED_VIDEO_MIB = 200
+# Streaming holds a few S3 parts (8 MiB each) and buffers, never the file; the growth also counts loading
+# the S3 client on first use (about 35 MiB of botocore), so half the file is the bar.
+STORAGE_GROWTH_MIB = 100
 X = "\N{MULTIPLICATION SIGN}"
 
 
@@ -124,6 +128,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     else:
         add("Media page of 50 (nested generation), p50", "≤ 10 ms", "not run", None)
+
+    st = results.get("storage", {})
+    for case in st.get("cases", []):
+        name = f"Server memory growth while storing a 200 MB video ({case['store']})"
+        if "rss_growth_mib" in case:
+            at_size = st["file_mib"] == STORED_VIDEO_MIB
+            figure = _fmt(case["rss_growth_mib"], " MiB") + ("" if at_size else f" (a {st['file_mib']} MB file)")
+            add(
+                name,
+                f"≤ {STORAGE_GROWTH_MIB} MiB",
+                figure,
+                case["rss_growth_mib"] <= STORAGE_GROWTH_MIB if at_size else None,
+            )
+        else:
+            add(name, f"≤ {STORAGE_GROWTH_MIB} MiB", "not run", None)
     return verdicts
 
 
@@ -233,6 +252,24 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
             f"| {_fmt(rd['pages_per_second'], '', 0)} | {_fmt(rd['server_cpu_ms_per_page'], ' ms', 2)} | {counts} |",
             "",
         ]
+    st = results.get("storage", {})
+    if st.get("cases"):
+        out += [
+            f"Storing a {st['file_mib']} MB video through the downloader:",
+            "",
+            "| Store | Time | MiB/s | RSS before | RSS peak | Growth |",
+            "|---|---|---|---|---|---|",
+        ]
+        for case in st["cases"]:
+            if "skipped" in case:
+                out.append(f"| {case['store']} | skipped: {case['skipped']} | | | | |")
+                continue
+            out.append(
+                f"| {case['store']} | {_fmt(case['seconds'], ' s', 2)} | {_fmt(case['mib_per_second'])} "
+                f"| {_fmt(case['rss_before_mib'], ' MiB')} | {_fmt(case['rss_peak_mib'], ' MiB')} "
+                f"| {_fmt(case['rss_growth_mib'], ' MiB')} |"
+            )
+        out.append("")
     base = results.get("baseline", {})
     if "polling" in base:
         out += [

@@ -1,4 +1,5 @@
-"""The five measurements: push latency, capacity, webhook ingestion, reads, and polling vs. push.
+"""The measurements: push latency, capacity, webhook ingestion, reads, polling vs. push, and the
+server's memory while it stores a large video (local disk and S3).
 
 Each scenario starts its own servers on a fresh database, makes the generations it needs through the
 GraphQL mutation (the embedded simulator accepts them and then stays silent), and drives every change
@@ -39,6 +40,7 @@ from benchmarks.clients import (
 )
 from benchmarks.harness import (
     REDIS_URL,
+    S3_CREDENTIALS,
     CodeTree,
     Databases,
     Deployment,
@@ -47,7 +49,9 @@ from benchmarks.harness import (
     floor_unavailable,
     postgres_unavailable,
     redis_unavailable,
+    s3_client,
     start_floor,
+    start_s3,
     stop_server,
     summary_ms,
 )
@@ -987,12 +991,120 @@ async def baseline(bench: Bench) -> dict[str, Any]:
     }
 
 
+# --- 6. storing a large file ---------------------------------------------------------------------
+
+MIB = 1024 * 1024
+# The start of an MP4: the downloader's content sniffing takes the file for a video.
+VIDEO_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
+@contextlib.asynccontextmanager
+async def _video_host(size: int) -> Any:
+    """An HTTP server sending a `size`-byte video/mp4, generated as it goes (the benchmark holds 1 MiB)."""
+    block = VIDEO_HEAD + bytes(uuid.uuid4().bytes * (MIB // 16))[len(VIDEO_HEAD) :]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {size}\r\n\r\n".encode())
+            sent = 0
+            while sent < size:
+                chunk = block[: min(MIB, size - sent)]
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/bench.mp4"
+    finally:
+        server.close()
+
+
+async def storage(bench: Bench) -> dict[str, Any]:
+    """One server downloads a 200 MB video (quick: 20 MB) from a file host into its store, the local disk
+    and then an S3 bucket (moto in a process of its own): its resident memory is sampled every 10 ms
+    from before the webhook that announces the file until the media row is READY."""
+    size = (20 if bench.quick else 200) * MIB
+    cases = [await _store_case(bench, "local", size)]
+    try:
+        import moto  # noqa: F401  (in the test extra)
+    except ImportError:
+        cases.append({"store": "s3", "skipped": "moto is not installed (pip install -e '.[test]')"})
+    else:
+        cases.append(await _store_case(bench, "s3", size))
+    return {"file_mib": size // MIB, "cases": cases}
+
+
+async def _store_case(bench: Bench, store: str, size: int) -> dict[str, Any]:
+    label = f"storage_{store}"
+    extra = {"DOWNLOADER_ENABLED": "true", "DOWNLOAD_MAX_BYTES": str(size * 2), "DOWNLOAD_TIMEOUT_SECONDS": "600"}
+    async with contextlib.AsyncExitStack() as stack:
+        if store == "s3":
+            endpoint = await stack.enter_async_context(start_s3(bench.workdir))
+            bucket = f"darkroom-bench-{uuid.uuid4().hex[:8]}"
+            await asyncio.to_thread(s3_client(endpoint).create_bucket, Bucket=bucket)
+            extra |= {**S3_CREDENTIALS, "MEDIA_STORAGE_URL": f"s3://{bucket}/media", "S3_ENDPOINT_URL": endpoint}
+        deployment = bench.deployment(await bench.database(label), extra=extra)
+        try:
+            server = await deployment.start(label)
+            (generation,) = await start_generations(server, 1)
+            prediction = (await prediction_ids(deployment.database_url, [generation]))[generation]
+            host = await stack.enter_async_context(_video_host(size))
+            conn = connection(server)
+            baseline_rss = server.rss_bytes()
+            peak = baseline_rss
+            hook = Webhook.signed(deployment.webhook_secret, prediction_body(prediction, "succeeded", "", [host]))
+            started = time.perf_counter()
+            assert await send_webhook(conn, hook) == "applied"
+            await conn.close()
+            done = asyncio.Event()
+
+            async def sample() -> None:
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, server.rss_bytes())
+                    await asyncio.sleep(0.01)
+
+            sampler = asyncio.create_task(sample())
+            try:
+                while True:  # the database is the case's own: its one media row is the video's
+                    rows = await sql(deployment.database_url, "SELECT status, byte_size FROM media")
+                    if rows and rows[0][0] in ("READY", "FAILED"):
+                        break
+                    if time.perf_counter() - started > 900:
+                        raise RuntimeError("the download did not finish in 15 minutes")
+                    await asyncio.sleep(0.1)
+            finally:
+                done.set()
+                await sampler
+            elapsed = time.perf_counter() - started
+            status, stored = rows[0]
+            if status != "READY" or stored != size:
+                raise RuntimeError(f"the download ended {status} with {stored} bytes: {server.log_tail()}")
+        finally:
+            await deployment.stop()
+    return {
+        "store": store,
+        "seconds": round(elapsed, 2),
+        "mib_per_second": round(size / MIB / elapsed, 1),
+        "rss_before_mib": round(baseline_rss / MIB, 1),
+        "rss_peak_mib": round(peak / MIB, 1),
+        "rss_growth_mib": round((peak - baseline_rss) / MIB, 1),
+    }
+
+
 SCENARIOS = {
     "push": push,
     "capacity": capacity,
     "ingest": ingest,
     "reads": reads,
     "baseline": baseline,
+    "storage": storage,
 }
 
 

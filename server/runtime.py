@@ -32,7 +32,7 @@ from server.services.media.service import MediaService
 from server.services.operations.alerts import FailureAlerts
 from server.services.operations.stats import StatsService
 from server.settings import Settings
-from server.storage.local import LocalStorage
+from server.storage.compose import storage_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Runtime:
             tail_batch_size=settings.events.tail_batch_size,
             check_seconds=settings.events.broadcast_check_seconds,
         )
-        self.storage = LocalStorage(settings.resolved_media_root)
+        self.storage = storage_from_settings(settings)
         self.provider: Provider = provider or replicate_provider(settings, on_request=metrics.observe_provider_request)
         self.alerts = FailureAlerts(
             settings.operations.alert_failure_threshold, settings.operations.alert_window_seconds
@@ -118,6 +118,7 @@ class Runtime:
         await self.catalogue.aclose()
         await self.hub.stop()
         await self.provider.aclose()
+        await self.storage.aclose()
         await self.engine.dispose()
 
     async def database_ok(self) -> bool:

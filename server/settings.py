@@ -310,6 +310,39 @@ class MediaSettings(SettingsGroup):
     root: Path | None = Field(
         None, alias="MEDIA_ROOT", description="Where downloaded media files live. Unset: DATA_DIR/media."
     )
+    storage_url: str | None = Field(
+        None,
+        alias="MEDIA_STORAGE_URL",
+        description="Where media files are stored: file:///path (a directory) or s3://BUCKET/PREFIX "
+        "(S3-compatible object storage; credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
+        "and AWS_REGION, or the usual AWS credential chain). Unset: file:// of MEDIA_ROOT.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        alias="S3_ENDPOINT_URL",
+        description="The S3 API's address for servers other than AWS (R2, B2, SeaweedFS, Garage...), "
+        "addressed by path. Unset: AWS.",
+    )
+    s3_part_size_bytes: int = Field(
+        8 * 1024 * 1024,
+        alias="S3_PART_SIZE_BYTES",
+        ge=5 * 1024 * 1024,
+        description="Size of each part of a multipart upload to S3; a smaller file goes up in one request. "
+        "At most two parts per download are held in memory.",
+    )
+    base_url: str | None = Field(
+        None,
+        alias="MEDIA_BASE_URL",
+        description="Public base URL of the stored files (a CDN, or the bucket's public address): Media.url "
+        "is MEDIA_BASE_URL/<key>. Unset: Media.url points at this server's /media route.",
+    )
+    presign_seconds: float = Field(
+        3600.0,
+        alias="MEDIA_PRESIGN_SECONDS",
+        gt=0,
+        description="Lifetime of the presigned S3 URL a provider gets for an animateImage source image when "
+        "neither MEDIA_BASE_URL nor PUBLIC_URL is set.",
+    )
     retention_days: float | None = Field(
         None,
         alias="MEDIA_RETENTION_DAYS",
@@ -463,6 +496,10 @@ class Settings(BaseSettings):
     @property
     def resolved_media_root(self) -> Path:
         return (self.media.root or self.server.data_dir / "media").resolve()
+
+    @property
+    def resolved_media_storage_url(self) -> str:
+        return self.media.storage_url or self.resolved_media_root.as_uri()
 
     @property
     def is_postgres(self) -> bool:

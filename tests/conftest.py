@@ -3,6 +3,9 @@
 Every test that takes `database` runs twice, on SQLite and on PostgreSQL. Outside CI the Postgres half
 is skipped when no server answers; under CI=true it fails instead.
 
+Media are kept on the local disk, unless a test is marked `@both_stores` (or a module sets it as
+`pytestmark`): then it runs on the local disk and on a bucket of a real S3 server (moto, over HTTP).
+
 Property-based tests run derandomized: the same examples on every machine and every run, with no example
 database, so a fresh clone passes or fails exactly as CI does. HYPOTHESIS_PROFILE=explore draws fresh
 random examples instead, for hunting new failures by hand.
@@ -28,6 +31,7 @@ from server.settings import Settings
 from tests.support import services
 from tests.support.graphql import gql
 from tests.support.live_server import free_port, live_server
+from tests.support.object_storage import CREDENTIALS, MediaStore, moto_server
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -82,8 +86,28 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+both_stores = pytest.mark.parametrize("media_store", ["local", "s3"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server for the test session."""
+    yield from moto_server()
+
+
 @pytest.fixture
-def make_settings(database: str, tmp_path: Path) -> Callable[..., Settings]:
+def media_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> MediaStore:
+    """Where this test's media live: the local disk, or (with `both_stores`) also a fresh S3 bucket."""
+    kind = getattr(request, "param", "local")
+    if kind == "local":
+        return MediaStore("local")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return MediaStore.s3(request.getfixturevalue("s3_endpoint"))
+
+
+@pytest.fixture
+def make_settings(database: str, tmp_path: Path, media_store: MediaStore) -> Callable[..., Settings]:
     """Settings for a test server: the test's database, the simulator, and fast timings."""
 
     def build(**overrides: Any) -> Settings:
@@ -103,6 +127,7 @@ def make_settings(database: str, tmp_path: Path) -> Callable[..., Settings]:
             "download_retry_max_seconds": 0.2,
             "download_idle_seconds": 0.2,
             "log_level": "WARNING",
+            **media_store.settings,
         }
         values.update(overrides)
         return Settings(**values)

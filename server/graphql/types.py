@@ -20,6 +20,7 @@ from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import encode_id
 from server.services.catalogue.model_schema import list_inputs
+from server.services.media.urls import media_url as stored_media_url
 
 # Registered in place, so the domain enums are the GraphQL enums and annotations stay plain classes.
 strawberry.enum(domain.MediaKind, description="What a media file is: an image or a video.")
@@ -51,7 +52,7 @@ def parse_datetime(value: str | datetime | None) -> datetime | None:
 def media_url(info: Info, storage_key: str | None) -> str | None:
     if not storage_key:
         return None
-    return f"{info.context.runtime.settings.base_url()}/media/{storage_key}"
+    return stored_media_url(info.context.runtime.settings, storage_key)
 
 
 @strawberry.interface(description="An object with a global ID (Relay).")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 from litestar import HttpMethod, Request, Response, route
@@ -20,23 +18,9 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from server.runtime import Runtime
-from server.storage.local import StorageError
+from server.storage.port import CACHE_FOREVER, StorageError, check_key
 
-CHUNK = 256 * 1024
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
-CACHE_FOREVER = "public, max-age=31536000, immutable"
-
-
-def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        source.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = source.read(min(CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
@@ -67,15 +51,18 @@ async def serve_media(key: str, request: Request[object, object, State], state: 
     runtime: Runtime = state.runtime
     key = key.lstrip("/")
     try:
-        path = runtime.storage.path(key)
+        check_key(key)
     except StorageError:
         return _not_found()
     media = await runtime.media.ready_by_key(key)
-    if media is None or not path.is_file():
+    stored = await runtime.storage.stat(key) if media is not None else None
+    if media is None or stored is None:
         return _not_found()
-    size = path.stat().st_size
+    size = stored.size
     etag = f'"{media.sha256}"'
-    content_type = media.content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = (
+        media.content_type or stored.content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
+    )
     headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER, "Accept-Ranges": "bytes"}
     if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
         return Response(b"", status_code=304, headers=headers)
@@ -90,4 +77,4 @@ async def serve_media(key: str, request: Request[object, object, State], state: 
     headers["Content-Length"] = str(end - start + 1)
     if request.method == "HEAD":
         return Response(b"", status_code=status, headers=headers, media_type=content_type)
-    return Stream(_read(path, start, end - start + 1), status_code=status, headers=headers, media_type=content_type)
+    return Stream(runtime.storage.read(key, start, end), status_code=status, headers=headers, media_type=content_type)

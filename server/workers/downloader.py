@@ -1,10 +1,13 @@
 """The media downloader: copies each output file off the provider before its link expires.
 
-Workers claim one PENDING media row at a time (a lease, see MediaService.claim_next), stream the file
-to a temp file while hashing it, probe it (image size, video duration), move it into storage and mark
-the row READY. A failure goes back to PENDING with a backoff, or FAILED past the attempt limit. Only
-http(s) URLs on the allowed file hosts are fetched, with a size cap, so a forged output URL cannot make
-the server reach internal addresses. Workers sleep until an event announces PENDING media.
+Workers claim one PENDING media row at a time (a lease, see MediaService.claim_next) and stream the file
+into storage as it arrives, hashing it on the way: the first bytes decide its content type and so its key,
+the rest follows in chunks (in multipart parts on S3), never the whole file in memory. Once the last byte
+is in, the file is probed (image size, video duration) from a local copy, the upload committed and the row
+marked READY. A failure aborts the upload, so nothing half-written is left visible, and the row goes back
+to PENDING with a backoff, or FAILED past the attempt limit. Only http(s) URLs on the allowed file hosts
+are fetched, with a size cap, so a forged output URL cannot make the server reach internal addresses.
+Workers sleep until an event announces PENDING media.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import contextlib
 import hashlib
 import logging
 import mimetypes
+import os
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote_to_bytes, urlparse
 
 import httpx
@@ -28,8 +34,8 @@ from server.log import generation_context
 from server.services.media.service import Claim, DownloadResult, MediaService
 from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
-from server.storage.local import LocalStorage
-from server.workers.probe import probe_file
+from server.storage.port import MediaStorage, StorageError
+from server.workers.probe import SNIFF_BYTES, probe_file, sniff_content_type
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +76,7 @@ class Downloader:
         self,
         settings: Settings,
         media: MediaService,
-        storage: LocalStorage,
+        storage: MediaStorage,
         hub: EventHub,
         alerts: FailureAlerts | None = None,
     ) -> None:
@@ -135,11 +141,9 @@ class Downloader:
                 raise
 
     async def download(self, claim: Claim) -> None:
-        temp = self._storage.temp_path()
         try:
-            result = await self._fetch(claim, temp)
+            result = await self._fetch(claim)
         except DownloadError as exc:
-            temp.unlink(missing_ok=True)
             status = await self._media.fail(claim, str(exc), retryable=exc.retryable)
             if status is not None:
                 metrics.observe_download("failed" if status == "FAILED" else "retry", claim.attempt)
@@ -155,50 +159,31 @@ class Downloader:
                 },
             )
             return
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
         if not await self._media.complete(claim, result):
-            self._storage.delete(result.storage_key)
+            await self._storage.delete(result.storage_key)
             return
         metrics.observe_download("ready", claim.attempt)
         logger.info("media downloaded", extra={"media_id": str(claim.media_id), "bytes": result.byte_size})
 
-    async def _fetch(self, claim: Claim, temp: Path) -> DownloadResult:
+    async def _fetch(self, claim: Claim) -> DownloadResult:
         url = claim.source_url
-        digest = hashlib.sha256()
-        if url.startswith("data:"):
-            data, content_type = decode_data_uri(url)
-            if len(data) > self._settings.downloads.max_bytes:
-                raise DownloadError("the file is larger than DOWNLOAD_MAX_BYTES", retryable=False)
-            await asyncio.to_thread(temp.write_bytes, data)
-            digest.update(data)
-            size = len(data)
-        else:
+        try:
+            if url.startswith("data:"):
+                data, content_type = decode_data_uri(url)
+                if len(data) > self._settings.downloads.max_bytes:
+                    raise DownloadError("the file is larger than DOWNLOAD_MAX_BYTES", retryable=False)
+                return await self._store(claim, content_type, _single(data))
             if not host_allowed(url, self._settings.allowed_file_hosts()):
                 raise DownloadError(
                     f"refusing to download from {urlparse(url).hostname!r}: not an allowed file host",
                     retryable=False,
                 )
-            content_type, size = await self._stream(url, temp, digest)
-        probe = await asyncio.to_thread(probe_file, temp, content_type)
-        extension = mimetypes.guess_extension(probe.content_type) or ""
-        extension = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(extension, extension)
-        key = f"{claim.media_id.hex[:2]}/{claim.media_id.hex}{extension}"
-        await asyncio.to_thread(self._storage.commit, temp, key)
-        return DownloadResult(
-            storage_key=key,
-            content_type=probe.content_type,
-            byte_size=size,
-            sha256=digest.hexdigest(),
-            width=probe.width,
-            height=probe.height,
-            duration_seconds=probe.duration_seconds,
-        )
+            return await self._stream(claim, url)
+        except StorageError as exc:
+            raise DownloadError(f"storage: {exc}", retryable=True) from None
 
-    async def _stream(self, url: str, temp: Path, digest: Any) -> tuple[str, int]:
+    async def _stream(self, claim: Claim, url: str) -> DownloadResult:
         limit = self._settings.downloads.max_bytes
-        size = 0
         try:
             async with self._client.stream("GET", url) as response:
                 if response.status_code in (404, 410):
@@ -213,13 +198,83 @@ class Downloader:
                 if declared > limit:
                     raise DownloadError(f"the file is {declared} bytes, over DOWNLOAD_MAX_BYTES", retryable=False)
                 content_type = response.headers.get("content-type", "application/octet-stream").split(";")[0]
-                with temp.open("wb") as sink:
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > limit:
-                            raise DownloadError("the file is over DOWNLOAD_MAX_BYTES", retryable=False)
-                        digest.update(chunk)
-                        sink.write(chunk)
+                return await self._store(claim, content_type, _capped(response.aiter_bytes(), limit))
         except httpx.HTTPError as exc:
             raise DownloadError(f"{type(exc).__name__}: {exc}", retryable=True) from None
-        return content_type, size
+
+    async def _store(self, claim: Claim, declared_type: str, chunks: AsyncIterator[bytes]) -> DownloadResult:
+        """Write `chunks` to storage under the media's key; aborted, leaving nothing, if anything fails."""
+        head, rest = await _head(chunks, SNIFF_BYTES)
+        content_type = sniff_content_type(head) or declared_type
+        extension = mimetypes.guess_extension(content_type) or ""
+        extension = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(extension, extension)
+        key = f"{claim.media_id.hex[:2]}/{claim.media_id.hex}{extension}"
+        digest = hashlib.sha256()
+        size = 0
+        upload = await self._storage.open_upload(key, content_type)
+        # The probe reads a local copy: the store's own spool file, or a scratch file beside a remote upload.
+        scratch: tuple[BinaryIO, Path] | None = None
+        try:
+            if upload.spool is None:
+                descriptor, name = tempfile.mkstemp(prefix="darkroom-probe-")
+                scratch = (os.fdopen(descriptor, "wb"), Path(name))
+            async for chunk in _chain(head, rest):
+                size += len(chunk)
+                digest.update(chunk)
+                await upload.write(chunk)
+                if scratch is not None:
+                    scratch[0].write(chunk)
+            if scratch is not None:
+                scratch[0].close()
+            local = upload.spool if scratch is None else scratch[1]
+            assert local is not None
+            probe = await asyncio.to_thread(probe_file, local, content_type)
+            await upload.commit(digest.hexdigest())
+        except BaseException:
+            await asyncio.shield(upload.abort())
+            raise
+        finally:
+            if scratch is not None:
+                scratch[0].close()
+                scratch[1].unlink(missing_ok=True)
+        return DownloadResult(
+            storage_key=key,
+            content_type=content_type,
+            byte_size=size,
+            sha256=digest.hexdigest(),
+            width=probe.width,
+            height=probe.height,
+            duration_seconds=probe.duration_seconds,
+        )
+
+
+async def _single(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise DownloadError("the file is over DOWNLOAD_MAX_BYTES", retryable=False)
+        yield chunk
+
+
+async def _head(chunks: AsyncIterator[bytes], wanted: int) -> tuple[bytes, AsyncIterator[bytes]]:
+    """At least `wanted` bytes off the front of `chunks` (fewer if it ends first), and what follows them."""
+    iterator = aiter(chunks)
+    head = b""
+    while len(head) < wanted:
+        try:
+            head += await anext(iterator)
+        except StopAsyncIteration:
+            break
+    return head, iterator
+
+
+async def _chain(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in rest:
+        yield chunk

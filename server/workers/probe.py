@@ -1,7 +1,9 @@
 """What a downloaded file is: its real content type, and its pixel size or duration.
 
-The content type is sniffed from the bytes (Pillow for images, PyAV for videos) rather than trusted
-from the file host's header. Blocking: run it in a thread.
+The content type is sniffed from the bytes rather than trusted from the file host's header: from the
+first bytes (`sniff_content_type`, so a file can be written to storage under its key as it arrives), then
+confirmed with its size or duration by Pillow for images and PyAV for videos (`probe_file`, blocking: run
+it in a thread).
 """
 
 from __future__ import annotations
@@ -22,6 +24,27 @@ VIDEO_TYPES = {
     "matroska": "video/webm",
     "gif": "image/gif",
 }
+
+
+# Enough of a file's start to tell every type below apart.
+SNIFF_BYTES = 16
+
+
+def sniff_content_type(head: bytes) -> str | None:
+    """The content type the first bytes of a file announce, or None when they announce none we keep."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] not in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1"):
+        return "video/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

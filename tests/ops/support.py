@@ -1,10 +1,11 @@
-"""Helpers the operations tests share: row counts, settled flows, seeded media files."""
+"""Helpers the operations tests share: row counts, settled flows, seeded media files, stray uploads."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +13,11 @@ from sqlalchemy import func, select
 
 from server.db.models import ApiKey, Event, Generation, Media
 from server.domain import GenerationStatus, MediaKind, MediaStatus
+from server.storage.local import LocalStorage
+from server.storage.port import store_bytes
 from tests.conftest import Darkroom, eventually
 from tests.support.flows import START, get_generation, settled
+from tests.support.object_storage import MediaStore
 
 VIDEO_MODEL = "darkroom-sim/motion-sketch"
 
@@ -61,9 +65,7 @@ async def seed_media(
     """A SUCCEEDED generation with one READY media file written to storage."""
     media_id = uuid.uuid4()
     key = f"{media_id.hex[:2]}/{media_id.hex}{extension}"
-    temp = darkroom.runtime.storage.temp_path()
-    temp.write_bytes(content)
-    darkroom.runtime.storage.commit(temp, key)
+    await store_bytes(darkroom.runtime.storage, key, content, content_type)
     async with darkroom.runtime.sessions.begin() as session:
         generation = Generation(
             kind=kind,
@@ -90,3 +92,23 @@ async def seed_media(
         )
         session.add(media)
     return media
+
+
+async def stored_keys(darkroom: Darkroom) -> set[str]:
+    return {entry.key async for entry in darkroom.runtime.storage.list_files()}
+
+
+async def partial_upload(darkroom: Darkroom, store: MediaStore) -> Callable[[], bool]:
+    """An upload a crashed process left unfinished: a partial file, or an S3 multipart upload with a part.
+    Returns a check that says whether it is still there."""
+    storage = darkroom.runtime.storage
+    if isinstance(storage, LocalStorage):
+        partial = storage.temp_path()
+        partial.write_bytes(b"half a download")
+        return partial.exists
+    assert store.bucket is not None
+    client = store.client()
+    key = f"{store.prefix}/yy/{uuid.uuid4().hex}.mp4"
+    started = client.create_multipart_upload(Bucket=store.bucket, Key=key)
+    client.upload_part(Bucket=store.bucket, Key=key, UploadId=started["UploadId"], PartNumber=1, Body=b"half")
+    return lambda: any(upload["UploadId"] == started["UploadId"] for upload in store.multipart_uploads())

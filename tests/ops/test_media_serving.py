@@ -1,5 +1,5 @@
 """GET /media/...: content type, a strong ETag from the sha256, immutable caching, 304 and byte ranges (a
-malformed or multi-range header ignored, an unsatisfiable range 416)."""
+malformed or multi-range header ignored, an unsatisfiable range 416), streamed from the local disk or S3."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import Darkroom
+from tests.conftest import Darkroom, both_stores
 from tests.ops.support import VIDEO_MODEL, seed_media, settled_generation
 from tests.support.flows import IMAGE_MODEL
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+
+pytestmark = both_stores
 
 
 async def _ready_media(darkroom: Darkroom, model: str, prompt: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Retention: `darkroom cleanup` and the periodic task remove old media, old failed generations and what
-exceeds the storage cap, files and rows together, and leave the file system and the database agreeing."""
+exceeds the storage cap, files and rows together, and leave the store and the database agreeing. Every
+test runs on the local disk and on S3; stored files are aged by running the pass's clock ahead."""
 
 from __future__ import annotations
 
@@ -18,31 +19,35 @@ from sqlalchemy import select, update
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
 from server.services.media.retention import MISSING_FILE_ERROR
-from tests.conftest import Darkroom, eventually
-from tests.ops.support import raw_id, seed_media, settled_generation
+from server.storage.port import store_bytes
+from tests.conftest import Darkroom, both_stores, eventually
+from tests.ops.support import partial_upload, raw_id, seed_media, settled_generation, stored_keys
 from tests.support.flows import IMAGE_MODEL
+from tests.support.object_storage import MediaStore
+
+pytestmark = both_stores
 
 RETENTION = {"media_retention_days": 7, "failed_generation_retention_days": 3, "download_lease_seconds": 30}
 
 
 async def _consistency(darkroom: Darkroom) -> tuple[set[str], set[str]]:
-    """The files under MEDIA_ROOT, and the storage keys the media rows name (READY rows must name one)."""
+    """The stored files, and the storage keys the media rows name (READY rows must name one)."""
     async with darkroom.runtime.sessions() as session:
         rows = (await session.execute(select(Media.status, Media.storage_key))).all()
     assert all(key for status, key in rows if status == MediaStatus.READY)
-    return darkroom.runtime.storage.keys(), {key for _, key in rows if key}
+    return await stored_keys(darkroom), {key for _, key in rows if key}
 
 
 async def _state(darkroom: Darkroom) -> tuple[set[str], list[tuple[Any, ...]]]:
     async with darkroom.runtime.sessions() as session:
         generations = (await session.execute(select(Generation.id, Generation.status))).all()
         media = (await session.execute(select(Media.id, Media.status, Media.storage_key))).all()
-    return darkroom.runtime.storage.keys(), sorted(map(tuple, [*generations, *media]), key=str)
+    return await stored_keys(darkroom), sorted(map(tuple, [*generations, *media]), key=str)
 
 
-def _age(path: Any, days: float) -> None:
-    then = time.time() - days * 86400
-    os.utime(path, (then, then))
+def _run_clock_ahead(darkroom: Darkroom, seconds: float) -> None:
+    """Age every stored file and upload by `seconds`, as the cleanup pass sees them."""
+    darkroom.runtime.retention.clock = lambda: time.time() + seconds
 
 
 async def _failed_generation(darkroom: Darkroom, days_ago: float) -> uuid.UUID:
@@ -61,7 +66,7 @@ async def _failed_generation(darkroom: Darkroom, days_ago: float) -> uuid.UUID:
     return generation.id
 
 
-async def _build_scene(darkroom: Darkroom) -> dict[str, Any]:
+async def _build_scene(darkroom: Darkroom, store: MediaStore) -> dict[str, Any]:
     """Real downloads, seeded rows and stray files of every kind the policy deals with."""
     old = utcnow() - timedelta(days=10)
     real_old = await settled_generation(darkroom, IMAGE_MODEL, prompt="old")
@@ -71,7 +76,7 @@ async def _build_scene(darkroom: Darkroom) -> dict[str, Any]:
         await session.execute(update(Media).where(Media.id == old_media_id).values(created_at=old, ready_at=old))
     seeded_old = await seed_media(darkroom, b"old bytes" * 100, created_at=old)
     lost = await seed_media(darkroom, b"lost bytes")
-    darkroom.runtime.storage.delete(lost.storage_key or "")
+    await darkroom.runtime.storage.delete(lost.storage_key or "")
     in_flight = await seed_media(darkroom, b"claimed", created_at=old)
     async with darkroom.runtime.sessions.begin() as session:
         await session.execute(
@@ -79,13 +84,9 @@ async def _build_scene(darkroom: Darkroom) -> dict[str, Any]:
             .where(Media.id == in_flight.id)
             .values(status=MediaStatus.DOWNLOADING, claim_token="x", claimed_until=utcnow() + timedelta(minutes=5))
         )
-    orphan = darkroom.runtime.storage.root / "zz" / "orphan.png"
-    orphan.parent.mkdir(parents=True, exist_ok=True)
-    orphan.write_bytes(b"nobody's")
-    _age(orphan, 1)
-    partial = darkroom.runtime.storage.temp_path()
-    partial.write_bytes(b"half a download")
-    _age(partial, 1)
+    orphan = "zz/orphan.png"
+    await store_bytes(darkroom.runtime.storage, orphan, b"nobody's", "image/png")
+    partial = await partial_upload(darkroom, store)
     return {
         "expired": {old_media_id, seeded_old.id},
         "kept": {raw_id(real_new["media"][0]["id"]), in_flight.id},
@@ -98,17 +99,20 @@ async def _build_scene(darkroom: Darkroom) -> dict[str, Any]:
     }
 
 
-async def test_cleanup_removes_files_and_rows_together(start_darkroom: Callable[..., Any]) -> None:
+async def test_cleanup_removes_files_and_rows_together(
+    start_darkroom: Callable[..., Any], media_store: MediaStore
+) -> None:
     async with start_darkroom(**RETENTION) as darkroom:
-        scene = await _build_scene(darkroom)
+        scene = await _build_scene(darkroom, media_store)
+        _run_clock_ahead(darkroom, 86400)
         files, named = await _consistency(darkroom)
         assert files != named  # the scene starts inconsistent: an orphan file and a row without its file
 
         before = await _state(darkroom)
         plan = await darkroom.runtime.retention.run(dry_run=True)
-        assert await _state(darkroom) == before and scene["partial"].exists()
+        assert await _state(darkroom) == before and scene["partial"]()
         assert (plan.expired_media, plan.failed_generations, plan.missing_files) == (2, 1, 1)
-        assert plan.orphan_files == 2  # the stray file and the stale partial download
+        assert plan.orphan_files == 2  # the stray file and the stale partial upload
 
         report = await darkroom.runtime.retention.run()
         assert (report.expired_media, report.failed_generations, report.missing_files, report.orphan_files) == (
@@ -120,7 +124,7 @@ async def test_cleanup_removes_files_and_rows_together(start_darkroom: Callable[
         assert report.bytes_freed > 0
         files, named = await _consistency(darkroom)
         assert files == named
-        assert not scene["orphan"].exists() and not scene["partial"].exists()
+        assert scene["orphan"] not in files and not scene["partial"]()
 
         async with darkroom.runtime.sessions() as session:
             media = {row.id: row for row in (await session.scalars(select(Media))).all()}
@@ -151,14 +155,13 @@ async def _global_generation_id(darkroom: Darkroom, generation_id: uuid.UUID) ->
 
 async def test_fresh_stray_files_are_left_for_a_download_to_claim(start_darkroom: Callable[..., Any]) -> None:
     async with start_darkroom(poller_enabled=False, downloader_enabled=False, download_lease_seconds=60) as darkroom:
-        stray = darkroom.runtime.storage.root / "ab" / "in-flight.png"
-        stray.parent.mkdir(parents=True, exist_ok=True)
-        stray.write_bytes(b"being recorded")
+        stray = "ab/in-flight.png"
+        await store_bytes(darkroom.runtime.storage, stray, b"being recorded", "image/png")
         assert (await darkroom.runtime.retention.run()).orphan_files == 0
-        assert stray.exists()
-        _age(stray, 0.01)  # 15 minutes: older than the lease
+        assert await darkroom.runtime.storage.exists(stray)
+        _run_clock_ahead(darkroom, 900)  # 15 minutes: older than the lease
         assert (await darkroom.runtime.retention.run()).orphan_files == 1
-        assert not stray.exists()
+        assert not await darkroom.runtime.storage.exists(stray)
 
 
 async def test_the_storage_cap_removes_the_oldest_first(start_darkroom: Callable[..., Any]) -> None:
@@ -178,17 +181,20 @@ async def test_the_storage_cap_removes_the_oldest_first(start_darkroom: Callable
         assert files == named and len(files) == 2
 
 
-async def test_the_cleanup_command(start_darkroom: Callable[..., Any]) -> None:
+async def test_the_cleanup_command(start_darkroom: Callable[..., Any], media_store: MediaStore) -> None:
     async with start_darkroom(**RETENTION) as darkroom:
-        scene = await _build_scene(darkroom)
+        scene = await _build_scene(darkroom, media_store)
         settings = darkroom.settings
         env = {
             **os.environ,
             "DATABASE_URL": settings.database.url or "",
             "DATA_DIR": str(settings.server.data_dir),
+            "MEDIA_STORAGE_URL": settings.resolved_media_storage_url,
+            "S3_ENDPOINT_URL": settings.media.s3_endpoint_url or "",
             "MEDIA_RETENTION_DAYS": "7",
             "FAILED_GENERATION_RETENTION_DAYS": "3",
-            "DOWNLOAD_LEASE_SECONDS": "30",
+            # The command's clock cannot be run ahead: with no lease the scene's strays count as settled.
+            "DOWNLOAD_LEASE_SECONDS": "0",
             "BROADCAST_URL": "memory://",
             "LOG_LEVEL": "WARNING",
         }
@@ -217,7 +223,7 @@ async def test_the_cleanup_command(start_darkroom: Callable[..., Any]) -> None:
         assert (done["dry_run"], done["expired_media"], done["failed_generations"]) == (False, 2, 1)
         files, named = await _consistency(darkroom)
         assert files == named
-        assert not scene["orphan"].exists()
+        assert scene["orphan"] not in files and not scene["partial"]()
 
 
 async def test_the_periodic_cleanup_is_off_by_default_and_runs_when_enabled(

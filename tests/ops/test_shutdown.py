@@ -16,7 +16,9 @@ from sqlalchemy import select
 
 from server.db.models import Generation, Media
 from server.domain import GenerationStatus, MediaStatus
+from server.storage.local import LocalStorage
 from tests.conftest import Darkroom, eventually
+from tests.ops.support import stored_keys
 from tests.support.flows import FOLLOW, start_generation
 
 
@@ -124,5 +126,6 @@ async def test_an_in_flight_download_releases_its_claim(start_darkroom: Callable
         assert row.status == MediaStatus.PENDING
         assert (row.claim_token, row.claimed_until) == (None, None)
         assert row.download_attempts == 0  # the interrupted attempt is not held against it
-        assert darkroom.runtime.storage.keys() == set()
+        assert await stored_keys(darkroom) == set()
+        assert isinstance(darkroom.runtime.storage, LocalStorage)
         assert list((darkroom.runtime.storage.root / ".tmp").iterdir()) == []

@@ -14,7 +14,8 @@ from server.provider.types import PredictionUpdate
 from server.services.generations.progress import parse_progress
 from server.services.generations.service import UpdateOutcome, decide, media_kind_for
 from server.services.generations.snapshots import MAX_EVENT_BYTES, event_payload
-from server.storage.local import LocalStorage, StorageError
+from server.storage.local import LocalStorage
+from server.storage.port import StorageError, check_key, store_bytes
 from server.workers.downloader import DownloadError, decode_data_uri, host_allowed
 
 
@@ -148,12 +149,13 @@ def test_data_uris_decode_and_malformed_ones_fail_for_good() -> None:
         assert caught.value.retryable is False
 
 
-def test_storage_keys_cannot_leave_the_media_root(tmp_path: Path) -> None:
+async def test_storage_keys_cannot_leave_the_media_root(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "media")
-    for key in ("../secret", "/etc/passwd", "a/../../b", ".tmp/x.part"):
+    for key in ("../secret", "/etc/passwd", "a/../../b", ".tmp/x.part", "", "a//b", "./a"):
         with pytest.raises(StorageError):
             storage.path(key)
-    temp = storage.temp_path()
-    temp.write_bytes(b"x")
-    storage.commit(temp, "ab/abc.png")
-    assert storage.keys() == {"ab/abc.png"} and storage.used_bytes() == 1
+        with pytest.raises(StorageError):
+            check_key(key)
+    await store_bytes(storage, "ab/abc.png", b"x", "image/png")
+    assert [entry.key async for entry in storage.list_files()] == ["ab/abc.png"]
+    assert await storage.used_bytes() == 1

@@ -8,7 +8,6 @@ defaults and masks secrets (see `server.services.catalogue.validation`).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import uuid
@@ -26,8 +25,9 @@ from server.services.catalogue.service import CatalogueService
 from server.services.catalogue.validation import check_input, show
 from server.services.errors import FieldError, NotFound, ServiceError
 from server.services.generations.service import GenerationService
+from server.services.media.urls import media_url
 from server.settings import Settings
-from server.storage.local import LocalStorage, StorageError
+from server.storage.port import MediaStorage, StorageError, read_all
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Launcher:
         sessions: async_sessionmaker[AsyncSession],
         catalogue: CatalogueService,
         generations: GenerationService,
-        storage: LocalStorage,
+        storage: MediaStorage,
         provider: Provider,
         *,
         own_urls_reachable: bool = False,
@@ -117,7 +117,7 @@ class Launcher:
                 f"the image is {media.status}, not READY; wait for its download",
                 ["mediaId"],
             )
-        if not self._storage.exists(media.storage_key):
+        if not await self._storage.exists(media.storage_key):
             raise ServiceError.single("MEDIA_NOT_READY", "the image's file is missing from storage", ["mediaId"])
         return media
 
@@ -152,19 +152,29 @@ class Launcher:
 
     def _media_url(self, media: Media) -> str:
         assert media.storage_key is not None
-        return f"{self._settings.base_url()}/media/{media.storage_key}"
+        return media_url(self._settings, media.storage_key)
 
     async def _reachable_url(self, media: Media, own_url: str) -> str:
         """A URL of the image that the provider can fetch.
 
-        Our own media URL when the provider can reach it; otherwise an upload through the provider's files
-        API, with a data: URI for a small file when the upload fails.
+        Our own media URL when the world can reach it (MEDIA_BASE_URL, or PUBLIC_URL); else a short-lived
+        presigned URL when the store has them (S3); else our own URL when the simulator, which runs beside
+        us, plays the provider; otherwise an upload through the provider's files API, with a data: URI
+        for a small file when the upload fails.
         """
-        if self._own_urls_reachable:
+        if self._settings.media.base_url or (self._own_urls_reachable and self._settings.server.public_url):
             return own_url
         assert media.storage_key is not None
         try:
-            data = await asyncio.to_thread(self._storage.path(media.storage_key).read_bytes)
+            presigned = await self._storage.presigned_url(media.storage_key, self._settings.media.presign_seconds)
+        except StorageError as exc:
+            raise ServiceError.single("MEDIA_NOT_READY", f"the image could not be reached: {exc}", ["mediaId"]) from exc
+        if presigned is not None:
+            return presigned
+        if self._own_urls_reachable:  # the provider runs beside us
+            return own_url
+        try:
+            data = await read_all(self._storage, media.storage_key)
         except (OSError, StorageError) as exc:
             raise ServiceError.single("MEDIA_NOT_READY", f"the image could not be read: {exc}", ["mediaId"]) from exc
         content_type = media.content_type or "application/octet-stream"

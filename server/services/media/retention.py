@@ -8,12 +8,15 @@ One pass (`darkroom cleanup`, or the periodic task with CLEANUP_ENABLED) does, i
    with their media, events and files;
 3. media older than MEDIA_RETENTION_DAYS are deleted, rows and files;
 4. while the READY media add up to more than STORAGE_CAP_BYTES, the oldest are deleted;
-5. files no row names (and stale partial downloads) older than DOWNLOAD_LEASE_SECONDS are deleted.
+5. files no row names, and incomplete uploads (a partial file, a multipart upload), older than
+   DOWNLOAD_LEASE_SECONDS are deleted or aborted.
 
 Rows go first and their files right after the commit: a crash in between leaves only files no row
 names, which step 5 removes on the next pass; a row never outlives its file. Media being downloaded
 are left alone. Each media deletion appends a MEDIA_UPDATED event to its generation and publishes it.
-`dry_run` counts what would go and changes nothing.
+`dry_run` counts what would go and changes nothing. Files are reached only through the storage port, so
+the pass works alike on the local disk and on object storage; it lists the stored keys rather than
+asking about each row's file.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
 from server.services.generations.events import append_media_event
 from server.settings import Settings
-from server.storage.local import LocalStorage
+from server.storage.port import MediaStorage
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +75,16 @@ class RetentionService:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        storage: LocalStorage,
+        storage: MediaStorage,
         publish: Publish,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._storage = storage
         self._publish = publish
+        # Ages stored files and uploads (epoch seconds); the store's clock, not the database's.
+        self.clock = clock
 
     async def run(self, *, dry_run: bool = False) -> CleanupReport:
         """One pass of the policy; see the module docstring."""
@@ -122,10 +128,9 @@ class RetentionService:
                     )
                 )
             ).all()
-        # Rows are read before the files are looked at: a file is always written before its row says READY.
-        missing = await asyncio.to_thread(
-            lambda: [(row.id, row.storage_key) for row in rows if not self._storage.exists(row.storage_key)]
-        )
+        # Rows are read before the files are listed: a file is always written before its row says READY.
+        stored = {entry.key async for entry in self._storage.list_files()}
+        missing = [(row.id, row.storage_key) for row in rows if row.storage_key not in stored]
         if report.dry_run:
             report.missing_files = len(missing)
             return
@@ -245,38 +250,28 @@ class RetentionService:
 
     # --- files no row names ------------------------------------------------------------------------------
     async def _delete_orphan_files(self, dry_run: bool) -> tuple[int, int]:
+        """Files no row names, and stale incomplete uploads."""
         async with self._sessions() as session:
             keys = (await session.scalars(select(Media.storage_key).where(Media.storage_key.is_not(None)))).all()
         named = {key for key in keys if key}
-        return await asyncio.to_thread(self._sweep_orphans, named, dry_run)
-
-    def _sweep_orphans(self, named: set[str], dry_run: bool) -> tuple[int, int]:
-        """Files no row names, and stale partial downloads (blocking file system work: run in a thread)."""
         # Anything younger than a download lease may belong to a download that has not recorded it yet.
-        settled_before = time.time() - self._settings.downloads.lease_seconds
-        root = self._storage.root
-        candidates = [self._storage.path(key) for key in self._storage.keys() - named]
-        candidates += [path for path in (root / ".tmp").glob("*") if path.is_file()]
+        settled_before = self.clock() - self._settings.downloads.lease_seconds
+        orphans = [
+            entry
+            async for entry in self._storage.list_files()
+            if entry.key not in named and entry.modified <= settled_before
+        ]
         count = freed = 0
-        for path in candidates:
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            if stat.st_mtime > settled_before:
-                continue
+        for entry in orphans:
             if not dry_run:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                    logger.info("orphan file removed", extra={"path": str(path.relative_to(root))})
+                if not await self._storage.delete(entry.key):
+                    continue
+                logger.info("orphan file removed", extra={"key": entry.key})
             count += 1
-            freed += stat.st_size
-        return count, freed
+            freed += entry.size
+        aborted, partial_bytes = await self._storage.abort_stale_uploads(settled_before, dry_run=dry_run)
+        return count + aborted, freed + partial_bytes
 
     async def _delete_files(self, files: Sequence[tuple[str | None, int | None]]) -> int:
-        """Remove these stored files (key, size) in a thread; the bytes actually freed."""
-
-        def remove() -> int:
-            return sum(size or 0 for key, size in files if key and self._storage.delete(key))
-
-        return await asyncio.to_thread(remove)
+        """Remove these stored files (key, size); the bytes actually freed."""
+        return sum([size or 0 for key, size in files if key and await self._storage.delete(key)])

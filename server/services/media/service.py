@@ -8,7 +8,6 @@ first commits) and on SQLite (one writer at a time) alike.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ from server.services.access.viewer import Viewer
 from server.services.errors import NotFound, ServiceError
 from server.services.generations.events import append_media_event
 from server.settings import Settings
-from server.storage.local import LocalStorage
+from server.storage.port import MediaStorage
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class MediaService:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        storage: LocalStorage,
+        storage: MediaStorage,
         publish: Publish,
     ) -> None:
         self._settings = settings
@@ -241,6 +240,6 @@ class MediaService:
             payload = await append_media_event(session, generation_id)
         # The row is gone first: a file without a row is swept by cleanup, a row without a file is not.
         if storage_key:
-            await asyncio.to_thread(self._storage.delete, storage_key)
+            await self._storage.delete(storage_key)
         await self._publish(payload)
         return media_id

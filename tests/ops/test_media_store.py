@@ -1,0 +1,184 @@
+"""The media store behind the downloader, on the local disk and on S3: large files stream in parts and
+carry their sha256, content type and caching; a failed upload leaves nothing; MEDIA_BASE_URL moves
+Media.url off this server; animateImage hands the provider a presigned URL of a stored image."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from server.db.models import Generation, Media
+from server.domain import GenerationStatus, MediaStatus
+from server.storage.local import LocalStorage
+from server.storage.port import CACHE_FOREVER
+from tests.catalogue.flows import STILL_MOTION, animate, ready_image
+from tests.conftest import Darkroom, both_stores, eventually
+from tests.ops.support import stored_keys
+from tests.support.flows import wait_settled
+from tests.support.object_storage import MediaStore
+
+MIB = 1024 * 1024
+# Looks like an MP4 to the content sniffing; PyAV finds no stream in it, so it has no duration.
+VIDEO_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
+@contextlib.asynccontextmanager
+async def file_host(body: bytes, *, declared: int | None = None) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """An HTTP server sending `body` as video/mp4. With `declared` larger than the body it announces that
+    many bytes, sends the body, then waits for the event and drops the connection mid-file."""
+    cut = asyncio.Event()
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            length = declared or len(body)
+            writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {length}\r\n\r\n".encode())
+            writer.write(body)
+            await writer.drain()
+            if declared:
+                await cut.wait()
+        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/output.mp4", cut
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+
+
+async def _pending_download(darkroom: Darkroom, url: str) -> uuid.UUID:
+    """A SUCCEEDED generation whose one video is waiting to be downloaded from `url`."""
+    async with darkroom.runtime.sessions.begin() as session:
+        generation = Generation(
+            kind="VIDEO",
+            model_ref="darkroom-sim/motion-sketch",
+            input={},
+            status=GenerationStatus.SUCCEEDED,
+            provider_id=f"store-{uuid.uuid4().hex}",
+        )
+        session.add(generation)
+        await session.flush()
+        media = Media(generation_id=generation.id, position=0, kind="VIDEO", status=MediaStatus.PENDING, source_url=url)
+        session.add(media)
+    return media.id
+
+
+async def _settled(darkroom: Darkroom, media_id: uuid.UUID) -> Media:
+    async def done() -> Media | None:
+        async with darkroom.runtime.sessions() as session:
+            row = (await session.scalars(select(Media).where(Media.id == media_id))).one()
+        return row if row.status in (MediaStatus.READY, MediaStatus.FAILED) else None
+
+    found: Media = await eventually(done, timeout=60)
+    return found
+
+
+async def _partial_uploads(darkroom: Darkroom, store: MediaStore) -> list[Any]:
+    if isinstance(darkroom.runtime.storage, LocalStorage):
+        return list((darkroom.runtime.storage.root / ".tmp").iterdir())
+    return store.multipart_uploads()
+
+
+@both_stores
+async def test_a_large_file_streams_into_the_store_in_parts(
+    start_darkroom: Callable[..., Any], media_store: MediaStore
+) -> None:
+    body = VIDEO_HEAD + bytes(range(256)) * (11 * MIB // 256)
+    async with (
+        file_host(body) as (url, _cut),
+        start_darkroom(poller_enabled=False, s3_part_size_bytes=5 * MIB) as darkroom,
+    ):
+        media = await _settled(darkroom, await _pending_download(darkroom, url))
+        assert media.status == MediaStatus.READY, media.download_error
+        assert (media.byte_size, media.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+        assert media.content_type == "video/mp4" and media.storage_key and media.storage_key.endswith(".mp4")
+        stored = await darkroom.runtime.storage.stat(media.storage_key)
+        assert stored is not None and stored.size == len(body)
+        served = await darkroom.http.get(f"/media/{media.storage_key}")
+        assert served.status_code == 200 and served.content == body
+        part = await darkroom.http.get(f"/media/{media.storage_key}", headers={"Range": f"bytes={6 * MIB}-"})
+        assert part.status_code == 206 and part.content == body[6 * MIB :]
+        if media_store.kind == "s3":
+            head = media_store.object(media.storage_key)
+            assert head["Metadata"] == {"sha256": media.sha256}
+            assert head["ContentType"] == "video/mp4" and head["CacheControl"] == CACHE_FOREVER
+        assert await _partial_uploads(darkroom, media_store) == []
+
+
+@both_stores
+async def test_a_failed_upload_leaves_nothing_behind(
+    start_darkroom: Callable[..., Any], media_store: MediaStore
+) -> None:
+    body = VIDEO_HEAD + b"\x01" * (6 * MIB)
+    async with (
+        file_host(body, declared=12 * MIB) as (url, cut),
+        start_darkroom(poller_enabled=False, s3_part_size_bytes=5 * MIB, download_max_attempts=1) as darkroom,
+    ):
+        media_id = await _pending_download(darkroom, url)
+
+        async def uploading() -> bool:
+            return bool(await _partial_uploads(darkroom, media_store))
+
+        await eventually(uploading, timeout=30)  # a part is in the store (S3: a multipart upload is open)
+        cut.set()
+        media = await _settled(darkroom, media_id)
+        assert media.status == MediaStatus.FAILED and media.storage_key is None
+        assert await stored_keys(darkroom) == set()
+        assert await _partial_uploads(darkroom, media_store) == []
+
+
+@both_stores
+async def test_media_base_url_moves_media_urls_off_this_server(
+    start_darkroom: Callable[..., Any], media_store: MediaStore
+) -> None:
+    async with start_darkroom(poller_enabled=False) as probe:
+        port = probe.settings.server.port
+    if media_store.kind == "s3":
+        media_store.make_public()  # the bucket's own address
+        base = f"{media_store.endpoint}/{media_store.bucket}/{media_store.prefix}"
+    else:
+        base = f"http://127.0.0.1:{port}/media"  # what a CDN in front of this server would be
+    async with start_darkroom(poller_enabled=False, port=port, media_base_url=base + "/") as darkroom:
+        image = await ready_image(darkroom)
+        assert image["width"] and image["height"]  # probed from the bytes on their way into the store
+        assert image["url"].startswith(base + "/") and not image["url"].startswith(base + "//")
+        async with httpx.AsyncClient() as client:
+            fetched = await client.get(image["url"])
+        assert fetched.status_code == 200
+        assert hashlib.sha256(fetched.content).hexdigest() == image["sha256"]
+        key = image["url"][len(base) + 1 :]
+        # /media still serves the file for whoever holds an old URL.
+        assert (await darkroom.http.get(f"/media/{key}")).status_code == 200
+
+
+@pytest.mark.parametrize("media_store", ["s3"], indirect=True)
+async def test_an_image_to_animate_reaches_the_provider_by_a_presigned_url(
+    darkroom: Darkroom, media_store: MediaStore
+) -> None:
+    image = await ready_image(darkroom)
+    payload = await animate(darkroom, image["id"], STILL_MOTION, {"prompt": "drift"})
+    assert payload["userErrors"] == []
+    # What is recorded is the lasting URL; what the provider was sent is a short-lived signed one.
+    assert payload["generation"]["input"]["image"] == image["url"]
+    (prediction,) = [p for p in darkroom.simulator.engine.predictions.values() if p.model.ref == STILL_MOTION]
+    sent = str(prediction.input["image"])
+    assert sent.startswith(f"{media_store.endpoint}/{media_store.bucket}/") and "Signature=" in sent
+    done = await wait_settled(darkroom, payload["generation"]["id"])
+    assert done["status"] == "SUCCEEDED"  # the simulator fetched the image from the bucket
