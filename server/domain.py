@@ -10,6 +10,10 @@ class MediaKind(StrEnum):
     VIDEO = "VIDEO"
 
 
+# File endings that name a video (an output URL, a model's example); anything else is taken for an image.
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".gif")
+
+
 class GenerationStatus(StrEnum):
     STARTING = "STARTING"
     PROCESSING = "PROCESSING"

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
 import strawberry
 
+from server.db.models import Generation as GenerationRow
+from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.errors import one_line
 from server.graphql.ids import decode_id
@@ -20,6 +25,9 @@ from server.graphql.types import Generation, Media, UserError
 from server.services.errors import ServiceError
 
 logger = logging.getLogger("server.graphql")
+
+T = TypeVar("T")
+P = TypeVar("P")
 
 
 def user_errors(exc: ServiceError) -> list[UserError]:
@@ -40,9 +48,18 @@ def user_errors(exc: ServiceError) -> list[UserError]:
     ]
 
 
-def spend(info: Info) -> None:
-    """Count one mutation against the caller's key; RateLimited (a ServiceError) when it is over its limit."""
-    info.context.runtime.rate_limits.take(info.context.viewer)
+async def attempt(
+    info: Info, action: Callable[[], Awaitable[T]], done: Callable[[T], P], refused: Callable[..., P]
+) -> P:
+    """Count one mutation against the caller's key, then run `action` and build its payload with `done`.
+
+    A refusal (the rate limit's too) becomes `refused(user_errors=...)`; nothing was changed."""
+    try:
+        info.context.runtime.rate_limits.take(info.context.viewer)
+        result = await action()
+    except ServiceError as exc:
+        return refused(user_errors=user_errors(exc))
+    return done(result)
 
 
 @strawberry.type
@@ -63,55 +80,42 @@ class DeleteMediaPayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
+def _with_generation(row: GenerationRow) -> GenerationPayload:
+    return GenerationPayload(generation=Generation.from_row(row))
+
+
+def _with_media(row: MediaRow) -> MediaPayload:
+    return MediaPayload(media=Media.from_row(row))
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Start a generation on a model; follow it with the `generation` subscription.")
     async def start_generation(self, info: Info, input: StartGenerationInput) -> GenerationPayload:
-        runtime = info.context.runtime
-        try:
-            spend(info)
-            row = await runtime.launcher.start_generation(info.context.viewer, input.model, input.input)
-        except ServiceError as exc:
-            return GenerationPayload(user_errors=user_errors(exc))
-        return GenerationPayload(generation=Generation.from_row(row))
+        launcher, viewer = info.context.runtime.launcher, info.context.viewer
+        start = partial(launcher.start_generation, viewer, input.model, input.input)
+        return await attempt(info, start, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Turn a READY image into a video with an image-to-video model.")
     async def animate_image(self, info: Info, input: AnimateImageInput) -> GenerationPayload:
-        runtime = info.context.runtime
-        media_id = decode_id(input.media_id, "Media")
-        try:
-            spend(info)
-            row = await runtime.launcher.animate_image(info.context.viewer, media_id, input.model, input.input)
-        except ServiceError as exc:
-            return GenerationPayload(user_errors=user_errors(exc))
-        return GenerationPayload(generation=Generation.from_row(row))
+        launcher, viewer = info.context.runtime.launcher, info.context.viewer
+        animate = partial(launcher.animate_image, viewer, decode_id(input.media_id, "Media"), input.model, input.input)
+        return await attempt(info, animate, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Ask the provider to stop a running generation.")
     async def cancel_generation(self, info: Info, input: CancelGenerationInput) -> GenerationPayload:
-        generation_id = decode_id(input.id, "Generation")
-        try:
-            spend(info)
-            row = await info.context.runtime.generations.cancel(generation_id, info.context.viewer)
-        except ServiceError as exc:
-            return GenerationPayload(user_errors=user_errors(exc))
-        return GenerationPayload(generation=Generation.from_row(row))
+        generations, viewer = info.context.runtime.generations, info.context.viewer
+        cancel = partial(generations.cancel, decode_id(input.id, "Generation"), viewer)
+        return await attempt(info, cancel, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Download a FAILED media file again, with a fresh attempt budget.")
     async def retry_download(self, info: Info, input: RetryDownloadInput) -> MediaPayload:
-        media_id = decode_id(input.media_id, "Media")
-        try:
-            spend(info)
-            row = await info.context.runtime.media.retry(media_id, info.context.viewer)
-        except ServiceError as exc:
-            return MediaPayload(user_errors=user_errors(exc))
-        return MediaPayload(media=Media.from_row(row))
+        retry = partial(info.context.runtime.media.retry, decode_id(input.media_id, "Media"), info.context.viewer)
+        return await attempt(info, retry, _with_media, MediaPayload)
 
     @strawberry.mutation(description="Delete a media file and its stored bytes.")
     async def delete_media(self, info: Info, input: DeleteMediaInput) -> DeleteMediaPayload:
-        media_id = decode_id(input.media_id, "Media")
-        try:
-            spend(info)
-            await info.context.runtime.media.delete(media_id, info.context.viewer)
-        except ServiceError as exc:
-            return DeleteMediaPayload(user_errors=user_errors(exc))
-        return DeleteMediaPayload(deleted_media_id=input.media_id)
+        delete = partial(info.context.runtime.media.delete, decode_id(input.media_id, "Media"), info.context.viewer)
+        return await attempt(
+            info, delete, lambda _: DeleteMediaPayload(deleted_media_id=input.media_id), DeleteMediaPayload
+        )

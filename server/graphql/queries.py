@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 import strawberry
 from graphql import GraphQLError
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.dataloader import DataLoader
 
+from server.db.models import Generation as GenerationRow
+from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import decode_any, decode_id
 from server.graphql.inputs import GenerationFilter, MediaFilter
 from server.graphql.pagination import decode_text_cursor, decode_time_cursor, encode_cursor, page_size
-from server.graphql.stats import Stats, resolve_stats
+from server.graphql.stats import Stats
 from server.graphql.types import (
     Connection,
     Generation,
@@ -21,8 +29,19 @@ from server.graphql.types import (
     ModelConnection,
     Node,
 )
+from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
 from server.services.generations import queries
+from server.services.operations.stats import Stats as CollectedStats
+
+Row = TypeVar("Row", GenerationRow, MediaRow)
+Flt = TypeVar("Flt")
+NodeT = TypeVar("NodeT")
+
+
+def refusal(exc: ServiceError) -> GraphQLError:
+    """A query the service refused, as the GraphQL error the response carries."""
+    return GraphQLError(str(exc), extensions={"code": exc.errors[0].code})
 
 
 async def _generation(info: Info, global_id: str) -> Generation | None:
@@ -41,8 +60,37 @@ async def _model(info: Info, ref: str) -> Model | None:
     except ServiceError as exc:
         if exc.errors[0].code == "NOT_FOUND":
             return None
-        raise GraphQLError(str(exc), extensions={"code": exc.errors[0].code}) from None
+        raise refusal(exc) from None
     return Model.from_row(row)
+
+
+def _statuses_and_kind(filter: GenerationFilter | MediaFilter | None) -> dict[str, Any]:
+    """What both list filters share, as the read layer's filter fields."""
+    if filter is None:
+        return {}
+    return {
+        "statuses": [status.value for status in filter.status or []],
+        "kind": filter.kind.value if filter.kind else None,
+    }
+
+
+async def _newest_first(
+    info: Info,
+    read: Callable[[AsyncSession, Viewer, Flt, queries.TimeCursor | None, int], Awaitable[queries.Page[Row]]],
+    flt: Flt,
+    loader: DataLoader[uuid.UUID, Row | None],
+    node: Callable[[Row], NodeT],
+    first: int | None,
+    after: str | None,
+) -> Connection[NodeT]:
+    """A page of `read`'s rows, each primed in `loader` (resolvers below ask for it again) and wrapped."""
+    limit = page_size(first, info.context.runtime.settings)
+    async with info.context.runtime.sessions() as session:
+        page = await read(session, info.context.viewer, flt, decode_time_cursor(after) if after else None, limit)
+    for row in page.items:
+        loader.prime(row.id, row)
+    pairs = [(encode_cursor(row.created_at, row.id), node(row)) for row in page.items]
+    return Connection.build(pairs, page.has_next, after is not None)
 
 
 @strawberry.type
@@ -64,49 +112,20 @@ class Query:
 
     @strawberry.field(description="Generations, newest first.")
     async def generations(
-        self,
-        info: Info,
-        filter: GenerationFilter | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        self, info: Info, filter: GenerationFilter | None = None, first: int | None = None, after: str | None = None
     ) -> GenerationConnection:
-        limit = page_size(first, info.context.runtime.settings)
-        flt = queries.GenerationFilter(
-            statuses=[s.value for s in (filter.status or [])] if filter else [],
-            kind=filter.kind.value if filter and filter.kind else None,
-            model=filter.model if filter else None,
-        )
-        async with info.context.runtime.sessions() as session:
-            page = await queries.generations_page(
-                session, info.context.viewer, flt, decode_time_cursor(after) if after else None, limit
-            )
-        for row in page.items:
-            info.context.loaders.generation.prime(row.id, row)
-        pairs = [(encode_cursor(row.created_at, row.id), Generation.from_row(row)) for row in page.items]
-        return Connection.build(pairs, page.has_next, after is not None)
+        flt = queries.GenerationFilter(**_statuses_and_kind(filter), model=filter.model if filter else None)
+        loader = info.context.loaders.generation
+        return await _newest_first(info, queries.generations_page, flt, loader, Generation.from_row, first, after)
 
     @strawberry.field(description="Media files, newest first.")
     async def media(
-        self,
-        info: Info,
-        filter: MediaFilter | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        self, info: Info, filter: MediaFilter | None = None, first: int | None = None, after: str | None = None
     ) -> MediaConnection:
-        limit = page_size(first, info.context.runtime.settings)
-        flt = queries.MediaFilter(
-            statuses=[s.value for s in (filter.status or [])] if filter else [],
-            kind=filter.kind.value if filter and filter.kind else None,
-            generation_id=decode_id(filter.generation_id, "Generation") if filter and filter.generation_id else None,
-        )
-        async with info.context.runtime.sessions() as session:
-            page = await queries.media_page(
-                session, info.context.viewer, flt, decode_time_cursor(after) if after else None, limit
-            )
-        for row in page.items:
-            info.context.loaders.media.prime(row.id, row)
-        pairs = [(encode_cursor(row.created_at, row.id), Media.from_row(row)) for row in page.items]
-        return Connection.build(pairs, page.has_next, after is not None)
+        generation_id = decode_id(filter.generation_id, "Generation") if filter and filter.generation_id else None
+        flt = queries.MediaFilter(**_statuses_and_kind(filter), generation_id=generation_id)
+        loader = info.context.loaders.media
+        return await _newest_first(info, queries.media_page, flt, loader, Media.from_row, first, after)
 
     @strawberry.field(
         description="Image and video models from the provider's catalogue, by ref. Served from a cache "
@@ -129,7 +148,7 @@ class Query:
                 limit=limit,
             )
         except ServiceError as exc:
-            raise GraphQLError(str(exc), extensions={"code": exc.errors[0].code}) from None
+            raise refusal(exc) from None
         pairs = [(encode_cursor(row.ref), Model.from_row(row)) for row in page.items]
         return Connection.build(pairs, page.has_next, after is not None)
 
@@ -144,15 +163,19 @@ class Query:
 
     @strawberry.field(
         description="Success and failure rates per model and kind, download retries and storage used, over "
-        "the last `windowHours` (counting only what you can see)."
+        "the last `windowHours` (counting only what you can see).",
+        graphql_type=Stats,
     )
-    async def stats(self, info: Info, window_hours: float = 24.0) -> Stats:
-        return await resolve_stats(info, window_hours)
+    async def stats(self, info: Info, window_hours: float = 24.0) -> CollectedStats:
+        try:
+            return await info.context.runtime.stats.collect(info.context.viewer, window_hours)
+        except ServiceError as exc:
+            raise refusal(exc) from None
 
     @strawberry.field(description='One model by reference, "owner/name"; fetched from the provider when not cached.')
     async def model(self, info: Info, ref: str) -> Model | None:
         try:
             row = await info.context.runtime.catalogue.find_model(ref)
         except ServiceError as exc:
-            raise GraphQLError(str(exc), extensions={"code": exc.errors[0].code}) from None
+            raise refusal(exc) from None
         return Model.from_row(row) if row is not None else None

@@ -8,7 +8,6 @@ value is yielded as a SharedEvent, so subscribers alike execute and encode it on
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncGenerator, Callable
 from functools import partial
 from typing import Any
@@ -24,10 +23,11 @@ from server.graphql.ids import decode_id
 from server.graphql.inputs import GenerationEventFilter
 from server.graphql.pagination import decode_event_cursor, encode_cursor
 from server.graphql.shared_render import LiveRenderer, SharedEvent, shared
-from server.graphql.types import Generation, GenerationEvent, parse_datetime
+from server.graphql.types import Generation, GenerationEvent
 from server.metrics import open_subscription
 from server.services.generations import queries
 from server.services.generations.events import published_form
+from server.services.generations.public_fields import owner_of, parse_datetime
 
 BACKFILL_BATCH = 500
 
@@ -100,9 +100,7 @@ class Subscription:
         async with runtime.hub.subscribe(lambda event: event["generationId"] == key) as live, open_subscription():
             async with runtime.sessions() as session:
                 current = await queries.current_state(session, generation_id)
-            if current is None or not context.viewer.can_see(
-                uuid.UUID(current["ownerId"]) if current["ownerId"] else None
-            ):
+            if current is None or not context.viewer.can_see(owner_of(current)):
                 raise GraphQLError("generation not found", extensions={"code": "NOT_FOUND"})
             sent = current["seq"]
             yield shared(("state", key, sent), partial(Generation.from_event, current))
@@ -129,8 +127,7 @@ class Subscription:
         last_id = decode_event_cursor(after) if after else None
 
         def wanted(event: dict[str, Any]) -> bool:
-            owner = uuid.UUID(event["ownerId"]) if event.get("ownerId") else None
-            return viewer.can_see(owner) and flt.matches(event)
+            return viewer.can_see(owner_of(event)) and flt.matches(event)
 
         async with runtime.hub.subscribe(wanted) as live, open_subscription():
             if last_id is None:

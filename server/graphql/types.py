@@ -1,5 +1,8 @@
 """GraphQL object types. Each is built from a database row or from an event's snapshot.
 
+Generation and Media take their values through the one declaration of their public fields
+(services/generations/public_fields.py), from a row and from a snapshot alike.
+
 Built from a snapshot, a type answers its scalar fields without touching the database; only fields the
 snapshot leaves out (input, logs, relations) go through a DataLoader.
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, cast, overload
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -20,6 +23,7 @@ from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import encode_id
 from server.services.catalogue.model_schema import list_inputs
+from server.services.generations.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
 from server.services.media.urls import media_url as stored_media_url
 
 # Registered in place, so the domain enums are the GraphQL enums and annotations stay plain classes.
@@ -36,17 +40,6 @@ GenerationStatus = domain.GenerationStatus
 MediaStatus = domain.MediaStatus
 
 T = TypeVar("T")
-
-
-@overload
-def parse_datetime(value: str | datetime) -> datetime: ...
-@overload
-def parse_datetime(value: None) -> None: ...
-def parse_datetime(value: str | datetime | None) -> datetime | None:
-    """Event snapshots carry ISO strings; rows carry datetimes."""
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value)
 
 
 def media_url(info: Info, storage_key: str | None) -> str | None:
@@ -143,50 +136,15 @@ class Media(Node):
 
     @classmethod
     def from_row(cls, row: MediaRow) -> Media:
-        return cls(
-            id=strawberry.ID(encode_id("Media", row.id)),
-            raw_id=row.id,
-            generation_id=row.generation_id,
-            storage_key=row.storage_key,
-            kind=domain.MediaKind(row.kind),
-            status=domain.MediaStatus(row.status),
-            content_type=row.content_type,
-            byte_size=row.byte_size,
-            width=row.width,
-            height=row.height,
-            duration_seconds=row.duration_seconds,
-            sha256=row.sha256,
-            download_attempts=row.download_attempts,
-            download_error=row.download_error,
-            created_at=row.created_at,
-            ready_at=row.ready_at,
-            position=row.position,
-        )
+        return cls._of(MEDIA_FIELDS.shown_from_row(row))
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> Media:
-        raw_id = uuid.UUID(snap["id"])
-        created = parse_datetime(snap["createdAt"])
-        assert created is not None
-        return cls(
-            id=strawberry.ID(encode_id("Media", raw_id)),
-            raw_id=raw_id,
-            generation_id=uuid.UUID(snap["generationId"]),
-            storage_key=snap.get("storageKey"),
-            kind=domain.MediaKind(snap["kind"]),
-            status=domain.MediaStatus(snap["status"]),
-            content_type=snap.get("contentType"),
-            byte_size=snap.get("byteSize"),
-            width=snap.get("width"),
-            height=snap.get("height"),
-            duration_seconds=snap.get("durationSeconds"),
-            sha256=snap.get("sha256"),
-            download_attempts=snap.get("downloadAttempts", 0),
-            download_error=snap.get("downloadError"),
-            created_at=created,
-            ready_at=parse_datetime(snap.get("readyAt")),
-            position=snap.get("position", 0),
-        )
+        return cls._of(MEDIA_FIELDS.shown_from_snapshot(snap))
+
+    @classmethod
+    def _of(cls, shown: dict[str, Any]) -> Media:
+        return cls(id=strawberry.ID(encode_id("Media", shown["raw_id"])), **shown)
 
 
 @strawberry.type(description="One job on the provider; it owns one Media per output file.")
@@ -241,49 +199,17 @@ class Generation(Node):
 
     @classmethod
     def from_row(cls, row: GenerationRow) -> Generation:
-        return cls(
-            id=strawberry.ID(encode_id("Generation", row.id)),
-            raw_id=row.id,
-            source_media_id=row.source_media_id,
-            media_snapshots=None,
-            row=row,
-            status=domain.GenerationStatus(row.status),
-            kind=domain.MediaKind(row.kind),
-            model=row.model_ref,
-            model_version=row.model_version,
-            provider_status=row.provider_status,
-            error=row.error,
-            progress=row.progress,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-            sequence=row.event_seq,
-        )
+        return cls._of(GENERATION_FIELDS.shown_from_row(row), row=row, media_snapshots=None)
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> Generation:
-        snap = event["generation"]
-        raw_id = uuid.UUID(snap["id"])
-        created = parse_datetime(snap["createdAt"])
-        assert created is not None
-        return cls(
-            id=strawberry.ID(encode_id("Generation", raw_id)),
-            raw_id=raw_id,
-            source_media_id=uuid.UUID(snap["sourceMediaId"]) if snap.get("sourceMediaId") else None,
-            media_snapshots=None if event.get("mediaTruncated") else event.get("media", []),
-            row=None,
-            status=domain.GenerationStatus(snap["status"]),
-            kind=domain.MediaKind(snap["kind"]),
-            model=snap["model"],
-            model_version=snap.get("modelVersion"),
-            provider_status=snap.get("providerStatus"),
-            error=snap.get("error"),
-            progress=snap.get("progress"),
-            created_at=created,
-            started_at=parse_datetime(snap.get("startedAt")),
-            completed_at=parse_datetime(snap.get("completedAt")),
-            sequence=event["seq"],
-        )
+        """From an event (or a state snapshot); its media too, unless the event had to leave them out."""
+        media = None if event.get("mediaTruncated") else event.get("media", [])
+        return cls._of(GENERATION_FIELDS.shown_from_snapshot(event["generation"]), row=None, media_snapshots=media)
+
+    @classmethod
+    def _of(cls, shown: dict[str, Any], **private: Any) -> Generation:
+        return cls(id=strawberry.ID(encode_id("Generation", shown["raw_id"])), **shown, **private)
 
 
 @strawberry.type(description="One field of a model's input, described for building a form.")

@@ -1,9 +1,16 @@
-"""Who is asking: the API key behind a request, and what it may see."""
+"""Who is asking: the API key behind a request, and what it may see.
+
+The visibility rule lives here, in the two forms its callers need: `can_see` for a row or an event in
+hand, `visible` for the where-clause of a statement. Every query, subscription and statistic uses them.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, false, true
+from sqlalchemy.orm import InstrumentedAttribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,4 +39,13 @@ class Viewer:
         return cls(owner_id=owner_id, sees_all=False)
 
     def can_see(self, owner_id: uuid.UUID | None) -> bool:
+        """Everything for the open server and the system, its own for a key, nothing without a key."""
         return self.sees_all or (owner_id is not None and owner_id == self.owner_id)
+
+    def visible(self, owner_column: InstrumentedAttribute[uuid.UUID | None]) -> ColumnElement[bool]:
+        """`can_see` as SQL: true for the rows whose `owner_column` this viewer may see."""
+        if self.sees_all:
+            return true()
+        if self.owner_id is None:
+            return false()
+        return owner_column == self.owner_id

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import CatalogModel, utcnow
-from server.domain import MediaKind
+from server.domain import VIDEO_EXTENSIONS, MediaKind
 from server.provider.errors import ProviderError, ProviderNotFoundError
 from server.services.catalogue.model_schema import describe_openapi, produces_files
 from server.services.errors import NotFound, ServiceError
@@ -46,7 +46,6 @@ IMAGE_TO_VIDEO = "image-to-video"
 DEFAULT_TTL_SECONDS = 3600.0
 SEARCH_LIMIT = 20
 FETCH_CONCURRENCY = 4
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".avif", ".bmp", ".tif", ".tiff")
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
 

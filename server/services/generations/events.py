@@ -12,6 +12,7 @@ row lock.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,9 @@ from server.db.session import is_postgres
 from server.services.generations.snapshots import event_record
 
 EVENT_ORDER_LOCK = 7314220002
+
+# Hands a committed event to live subscribers (the event hub's `publish`).
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
 # The lock is taken while the one-row CTE is read, that is before the INSERT draws the id from the
 # sequence (a MATERIALIZED CTE with a volatile function is evaluated exactly once, first).

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from server.db.models import CatalogModel, Event, Generation, Media
 from server.services.access.viewer import Viewer
@@ -27,12 +28,30 @@ class GenerationFilter:
     kind: str | None = None
     model: str | None = None
 
+    def conditions(self) -> list[ColumnElement[bool]]:
+        return _conditions(
+            Generation.status, self.statuses, (Generation.kind, self.kind), (Generation.model_ref, self.model)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MediaFilter:
     statuses: Sequence[str] = ()
     kind: str | None = None
     generation_id: uuid.UUID | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        return _conditions(
+            Media.status, self.statuses, (Media.kind, self.kind), (Media.generation_id, self.generation_id)
+        )
+
+
+def _conditions(
+    status: InstrumentedAttribute[str], statuses: Sequence[str], *equal: tuple[InstrumentedAttribute[Any], object]
+) -> list[ColumnElement[bool]]:
+    """`status` among `statuses` and each column equal to its value, leaving out what was not asked for."""
+    found: list[ColumnElement[bool]] = [status.in_(statuses)] if statuses else []
+    return found + [column == value for column, value in equal if value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,8 @@ class EventFilter:
 
 
 T = TypeVar("T")
+Row = TypeVar("Row", Generation, Media)
+TimeCursor = tuple[datetime, uuid.UUID]
 
 
 @dataclass
@@ -58,60 +79,37 @@ class Page(Generic[T]):
     has_next: bool = False
 
 
-def _owned(statement: Select[Any], column: Any, viewer: Viewer) -> Select[Any]:
-    if viewer.sees_all:
-        return statement
-    if viewer.owner_id is None:
-        return statement.where(false())
-    return statement.where(column == viewer.owner_id)
-
-
-def _after(statement: Select[Any], created: Any, ident: Any, after: tuple[datetime, uuid.UUID] | None) -> Select[Any]:
-    if after is None:
-        return statement
-    at, last_id = after
-    return statement.where(or_(created < at, and_(created == at, ident < last_id)))
-
-
 async def _page(session: AsyncSession, statement: Select[Any], limit: int) -> Page[Any]:
     rows = list((await session.scalars(statement.limit(limit + 1))).all())
     return Page(items=rows[:limit], has_next=len(rows) > limit)
 
 
 async def generations_page(
-    session: AsyncSession,
-    viewer: Viewer,
-    flt: GenerationFilter,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
+    session: AsyncSession, viewer: Viewer, flt: GenerationFilter, after: TimeCursor | None, limit: int
 ) -> Page[Generation]:
-    statement = _owned(select(Generation), Generation.owner_id, viewer)
-    if flt.statuses:
-        statement = statement.where(Generation.status.in_(flt.statuses))
-    if flt.kind:
-        statement = statement.where(Generation.kind == flt.kind)
-    if flt.model:
-        statement = statement.where(Generation.model_ref == flt.model)
-    statement = _after(statement, Generation.created_at, Generation.id, after)
-    return await _page(session, statement.order_by(Generation.created_at.desc(), Generation.id.desc()), limit)
+    return await _newest_first(session, Generation, viewer, flt.conditions(), after, limit)
 
 
 async def media_page(
-    session: AsyncSession,
-    viewer: Viewer,
-    flt: MediaFilter,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
+    session: AsyncSession, viewer: Viewer, flt: MediaFilter, after: TimeCursor | None, limit: int
 ) -> Page[Media]:
-    statement = _owned(select(Media), Media.owner_id, viewer)
-    if flt.statuses:
-        statement = statement.where(Media.status.in_(flt.statuses))
-    if flt.kind:
-        statement = statement.where(Media.kind == flt.kind)
-    if flt.generation_id:
-        statement = statement.where(Media.generation_id == flt.generation_id)
-    statement = _after(statement, Media.created_at, Media.id, after)
-    return await _page(session, statement.order_by(Media.created_at.desc(), Media.id.desc()), limit)
+    return await _newest_first(session, Media, viewer, flt.conditions(), after, limit)
+
+
+async def _newest_first(
+    session: AsyncSession,
+    entity: type[Row],
+    viewer: Viewer,
+    conditions: list[ColumnElement[bool]],
+    after: TimeCursor | None,
+    limit: int,
+) -> Page[Row]:
+    """The rows the viewer may see that meet `conditions`, newest first, after the `after` cursor."""
+    statement = select(entity).where(viewer.visible(entity.owner_id), *conditions)
+    if after is not None:
+        at, last_id = after
+        statement = statement.where(or_(entity.created_at < at, and_(entity.created_at == at, entity.id < last_id)))
+    return await _page(session, statement.order_by(entity.created_at.desc(), entity.id.desc()), limit)
 
 
 async def models_page(
@@ -131,7 +129,7 @@ async def models_page(
 async def events_after(
     session: AsyncSession, viewer: Viewer, after_id: int, flt: EventFilter, limit: int
 ) -> list[Event]:
-    statement = _owned(select(Event), Event.owner_id, viewer).where(Event.id > after_id)
+    statement = select(Event).where(viewer.visible(Event.owner_id), Event.id > after_id)
     if flt.generation_ids:
         statement = statement.where(Event.generation_id.in_(flt.generation_ids))
     return list((await session.scalars(statement.order_by(Event.id).limit(limit))).all())
@@ -139,7 +137,7 @@ async def events_after(
 
 async def latest_event_id(session: AsyncSession, viewer: Viewer | None = None) -> int:
     """The newest event's id (0 for an empty log); with `viewer`, the newest of those it may see."""
-    statement = select(Event.id) if viewer is None else _owned(select(Event.id), Event.owner_id, viewer)
+    statement = select(Event.id).where((viewer or Viewer.system()).visible(Event.owner_id))
     return int((await session.scalars(statement.order_by(Event.id.desc()).limit(1))).first() or 0)
 
 

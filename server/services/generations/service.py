@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -24,22 +23,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server import metrics
 from server.db.models import AnyGeneration, CatalogModel, Generation, GenerationRow, Media, utcnow
 from server.db.session import driver_connection
-from server.domain import GenerationStatus, MediaKind, MediaStatus, generation_status_for
+from server.domain import VIDEO_EXTENSIONS, GenerationStatus, MediaKind, MediaStatus, generation_status_for
 from server.provider.errors import ProviderError
 from server.provider.port import Provider
 from server.provider.types import PredictionUpdate
 from server.services.access.viewer import Viewer
 from server.services.errors import FieldError, NotFound, ServiceError
-from server.services.generations.events import EVENT_ORDER_LOCK, EventType, append_event, event_for, number_change
+from server.services.generations.events import (
+    EVENT_ORDER_LOCK,
+    EventType,
+    Publish,
+    append_event,
+    event_for,
+    number_change,
+)
 from server.services.generations.progress import parse_progress
 from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".gif", ".mkv", ".m4v")
-
-Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
 _STATE_COLUMNS = ", ".join(field.name for field in dataclasses.fields(GenerationRow))
 _STATE_BY_PROVIDER_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE provider_id = $1"

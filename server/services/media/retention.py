@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,13 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
-from server.services.generations.events import append_media_event
+from server.services.generations.events import Publish, append_media_event
 from server.settings import Settings
 from server.storage.port import MediaStorage
 
 logger = logging.getLogger(__name__)
-
-Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
 BATCH = 200
 MISSING_FILE_ERROR = "the stored file is missing"

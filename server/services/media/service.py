@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,13 +21,11 @@ from server.db.session import is_postgres
 from server.domain import MediaStatus
 from server.services.access.viewer import Viewer
 from server.services.errors import NotFound, ServiceError
-from server.services.generations.events import append_media_event
+from server.services.generations.events import Publish, append_media_event
 from server.settings import Settings
 from server.storage.port import MediaStorage
 
 logger = logging.getLogger(__name__)
-
-Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

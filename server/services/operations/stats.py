@@ -3,28 +3,36 @@
 Read from the tables rather than from process memory, so every process answers the same and the
 numbers survive restarts. Generations and media are counted by `created_at` inside the window; storage
 is everything stored now. Each figure is limited to what the viewer may see.
+
+The figures are described here, field by field; the GraphQL `stats` types are built from these models.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, case, false, func, select, true
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Generation, Media, utcnow
-from server.domain import GenerationStatus, MediaStatus
+from server.domain import GenerationStatus, MediaKind, MediaStatus
 from server.services.access.viewer import Viewer
+from server.services.errors import ServiceError
+
+# Longer windows gain nothing over counting everything, and much longer ones overflow the date arithmetic.
+MAX_WINDOW_HOURS = 24 * 366
 
 
-@dataclass(frozen=True, slots=True)
-class ModelStats:
+class _Figures(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ModelStats(_Figures):
     model: str
-    kind: str
+    kind: MediaKind
     total: int = 0
-    running: int = 0
+    running: int = Field(0, description="STARTING or PROCESSING.")
     succeeded: int = 0
     failed: int = 0
     canceled: int = 0
@@ -34,35 +42,33 @@ class ModelStats:
     def finished(self) -> int:
         return self.succeeded + self.failed + self.canceled + self.timed_out
 
+    @computed_field(description="SUCCEEDED / finished, 0-1; null when none has finished.")  # type: ignore[prop-decorator]
     @property
     def success_rate(self) -> float | None:
-        """Share of finished generations that succeeded; None when none finished."""
         return self.succeeded / self.finished if self.finished else None
 
+    @computed_field(description="(FAILED + TIMED_OUT) / finished, 0-1; null when none has finished.")  # type: ignore[prop-decorator]
     @property
     def failure_rate(self) -> float | None:
-        """Share of finished generations that FAILED or TIMED_OUT (cancellations are neither)."""
+        """Cancellations are neither a success nor a failure."""
         return (self.failed + self.timed_out) / self.finished if self.finished else None
 
 
-@dataclass(frozen=True, slots=True)
-class DownloadStats:
+class DownloadStats(_Figures):
     pending: int = 0
     downloading: int = 0
     ready: int = 0
     failed: int = 0
-    retried_media: int = 0
-    retry_attempts: int = 0
+    retried_media: int = Field(0, description="Files that needed more than one attempt.")
+    retry_attempts: int = Field(0, description="Attempts after each file's first, summed.")
 
 
-@dataclass(frozen=True, slots=True)
-class StorageStats:
+class StorageStats(_Figures):
     files: int
-    bytes_used: int
+    bytes_used: int = Field(description="Bytes of READY media files (a Float: it may exceed Int).")
 
 
-@dataclass(frozen=True, slots=True)
-class Stats:
+class Stats(_Figures):
     window_hours: float
     since: datetime
     models: list[ModelStats]
@@ -80,34 +86,26 @@ _STATUS_FIELDS = {
 }
 
 
-def _visible(owner_column: Any, viewer: Viewer) -> ColumnElement[bool]:
-    """The rows the viewer may count: all for the open server, its own for a key, none without a key."""
-    if viewer.sees_all:
-        return true()
-    if viewer.owner_id is None:
-        return false()
-    return owner_column == viewer.owner_id  # type: ignore[no-any-return]
-
-
 class StatsService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     async def collect(self, viewer: Viewer, window_hours: float) -> Stats:
-        if window_hours <= 0:
-            raise ValueError("the window must be a positive number of hours")
+        if not 0 < window_hours <= MAX_WINDOW_HOURS:
+            message = f"windowHours must be above 0 and at most {MAX_WINDOW_HOURS}"
+            raise ServiceError.single("BAD_USER_INPUT", message, field=["windowHours"])
         since = utcnow() - timedelta(hours=window_hours)
         async with self._sessions() as session:
             models = await self._models(session, viewer, since)
             downloads = await self._downloads(session, viewer, since)
             storage = await self._storage(session, viewer)
-        return Stats(window_hours, since, models, downloads, storage)
+        return Stats(window_hours=window_hours, since=since, models=models, downloads=downloads, storage=storage)
 
     @staticmethod
     async def _models(session: AsyncSession, viewer: Viewer, since: datetime) -> list[ModelStats]:
         statement = (
             select(Generation.model_ref, Generation.kind, Generation.status, func.count())
-            .where(Generation.created_at >= since, _visible(Generation.owner_id, viewer))
+            .where(Generation.created_at >= since, viewer.visible(Generation.owner_id))
             .group_by(Generation.model_ref, Generation.kind, Generation.status)
         )
         counts: dict[tuple[str, str], dict[str, int]] = {}
@@ -116,7 +114,7 @@ class StatsService:
             row["total"] += count
             field = _STATUS_FIELDS[GenerationStatus(status)]
             row[field] = row.get(field, 0) + count
-        return [ModelStats(model, kind, **values) for (model, kind), values in sorted(counts.items())]
+        return [ModelStats(model=model, kind=kind, **values) for (model, kind), values in sorted(counts.items())]
 
     @staticmethod
     async def _downloads(session: AsyncSession, viewer: Viewer, since: datetime) -> DownloadStats:
@@ -128,7 +126,7 @@ class StatsService:
                 func.coalesce(func.sum(case((retried, 1), else_=0)), 0),
                 func.coalesce(func.sum(case((retried, Media.download_attempts - 1), else_=0)), 0),
             )
-            .where(Media.created_at >= since, _visible(Media.owner_id, viewer))
+            .where(Media.created_at >= since, viewer.visible(Media.owner_id))
             .group_by(Media.status)
         )
         by_status: dict[str, int] = {}
@@ -149,7 +147,7 @@ class StatsService:
     @staticmethod
     async def _storage(session: AsyncSession, viewer: Viewer) -> StorageStats:
         statement = select(func.count(), func.coalesce(func.sum(Media.byte_size), 0)).where(
-            Media.status == MediaStatus.READY, _visible(Media.owner_id, viewer)
+            Media.status == MediaStatus.READY, viewer.visible(Media.owner_id)
         )
         files, used = (await session.execute(statement)).one()
         return StorageStats(files=int(files or 0), bytes_used=int(used or 0))
