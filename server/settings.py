@@ -415,8 +415,8 @@ class CatalogueSettings(SettingsGroup):
     default_video_model: str | None = Field(
         None,
         alias="DEFAULT_VIDEO_MODEL",
-        description="Model animateImage uses when none is given (owner/name). Unset, or a model taking no image: "
-        "the catalogue's best image-to-video model.",
+        description="Model animateImage uses when none is given (owner/name). Unset, a model taking no image, "
+        "or one whose required inputs the caller left out: the catalogue's best image-to-video model that can run.",
     )
 
 

@@ -2,22 +2,30 @@
 
 Every model is owned by ``darkroom-sim`` so a reference says it is simulated. Each has one version with
 a stable 64-hex id and a Cog-shaped ``openapi_schema`` whose ``components.schemas`` hold ``Input`` and
-``Output`` (plus an old-style ``$ref`` enum). The ``*_json`` functions render Replicate's bodies; they
-take the simulator's base URL because cover images and links point back at the simulator.
+``Output`` (plus old-style ``$ref`` enums). Some models are written here; the others carry the input
+definitions of real Replicate models, read from ``real_schemas/*.json`` (each names its source). The
+``*_json`` functions render Replicate's bodies; they take the simulator's base URL because cover images
+and links point back at the simulator.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, cast
 
 OWNER = "darkroom-sim"
 COG_VERSION = "0.9.12"
 CREATED_AT = "2024-06-01T12:00:00.000000Z"
 
 Kind = Literal["text-to-image", "text-to-video", "image-to-video"]
+Renders = Literal["images", "image", "video"]
+
+# The input definitions of real Replicate models; tests read the same files.
+REAL_SCHEMAS_DIR = Path(__file__).with_name("real_schemas")
 
 
 @dataclass(frozen=True)
@@ -26,12 +34,13 @@ class CatalogueModel:
 
     `renders` says what a prediction produces: "images" (an array of URLs, `num_outputs` of them),
     "image" (a single URL) or "video" (a single URL). `image_field` names the input holding the picture
-    an image-to-video model animates.
+    an image-to-video model animates (None when the model animates nothing). A model copied from a
+    real one names it in `replicate_ref` and where its schema comes from in `source`.
     """
 
     name: str
     kind: Kind
-    renders: Literal["images", "image", "video"]
+    renders: Renders
     description: str
     run_count: int
     properties: dict[str, dict[str, Any]]
@@ -42,6 +51,8 @@ class CatalogueModel:
     is_official: bool = False
     extra_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     image_field: str | None = None
+    replicate_ref: str | None = None
+    source: str | None = None
 
     @property
     def owner(self) -> str:
@@ -199,7 +210,7 @@ MOTIONS = ["zoom", "pan", "fade"]
 # Stands for a served picture (a cover) in the example inputs of image-to-video models.
 EXAMPLE_IMAGE = "{example-image}"
 
-MODELS: tuple[CatalogueModel, ...] = (
+HAND_WRITTEN: tuple[CatalogueModel, ...] = (
     CatalogueModel(
         name="pixel-forge",
         kind="text-to-image",
@@ -395,6 +406,38 @@ MODELS: tuple[CatalogueModel, ...] = (
         example_input={"first_frame_image": EXAMPLE_IMAGE, "seed": 2},
     ),
 )
+
+
+def real_schema_files() -> list[Path]:
+    return sorted(REAL_SCHEMAS_DIR.glob("*.json"))
+
+
+def load_real_model(path: Path) -> CatalogueModel:
+    """A catalogue entry from one of `real_schemas/*.json` (see the README there)."""
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    schema = entry["input"]
+    return CatalogueModel(
+        name=entry["name"],
+        kind=cast(Kind, entry["kind"]),
+        renders=cast(Renders, entry["renders"]),
+        description=entry["description"],
+        run_count=int(entry["run_count"]),
+        properties=schema["properties"],
+        required=tuple(schema.get("required") or ()),
+        output=entry["output"],
+        example_input=entry["example_input"],
+        tags=tuple(entry["tags"]),
+        is_official=bool(entry["is_official"]),
+        extra_schemas=entry.get("enums") or {},
+        image_field=entry.get("image_field"),
+        replicate_ref=entry["model"],
+        source=entry["source"],
+    )
+
+
+REAL: tuple[CatalogueModel, ...] = tuple(load_real_model(path) for path in real_schema_files())
+
+MODELS: tuple[CatalogueModel, ...] = HAND_WRITTEN + REAL
 
 
 @dataclass(frozen=True)

@@ -248,7 +248,8 @@ class Engine:
         self._emit(prediction, "start")
 
         source: bytes | None = None
-        if model.image_field is not None:
+        # Some models take a picture only optionally (a first frame); without one they draw a scene.
+        if model.image_field is not None and params.get(model.image_field):
             source = await self._fetch_input(model.image_field, str(params[model.image_field]))
             self._append_log(prediction, f"Loaded {model.image_field} ({len(source)} bytes)")
 

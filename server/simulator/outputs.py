@@ -17,6 +17,8 @@ from server.simulator.media import (
 
 DEFAULT_STEPS = 20
 VIDEO_STEPS = 12
+# Some real schemas leave width and height unbounded; the stand-in picture stays at most this large.
+MAX_IMAGE_SIDE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ def render_outputs(model: CatalogueModel, params: dict[str, Any], seed: int, sou
     if "aspect_ratio" in params:
         width, height = aspect_size(str(params["aspect_ratio"]))
     else:
-        width, height = int(params.get("width", 512)), int(params.get("height", 512))
+        width, height = _bounded(int(params.get("width", 512)), int(params.get("height", 512)))
     count = int(params.get("num_outputs", 1)) if model.renders == "images" else 1
     return [
         OutputFile(
@@ -74,3 +76,9 @@ def render_outputs(model: CatalogueModel, params: dict[str, Any], seed: int, sou
         )
         for index in range(count)
     ]
+
+
+def _bounded(width: int, height: int) -> tuple[int, int]:
+    """`width` x `height` scaled down to fit MAX_IMAGE_SIDE, at least 16 pixels a side."""
+    scale = min(1.0, MAX_IMAGE_SIDE / max(width, height, 1))
+    return max(16, round(width * scale)), max(16, round(height * scale))

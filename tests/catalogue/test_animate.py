@@ -13,6 +13,7 @@ from tests.catalogue.flows import (
     FRAME_FLOW,
     MOTION_SKETCH,
     PIXEL_FORGE,
+    SIM,
     STILL_MOTION,
     animate,
     animations_of,
@@ -138,3 +139,62 @@ async def test_a_missing_media_and_a_bad_model_are_reported_together(darkroom: D
         (["mediaId"], "NOT_FOUND"),
         (["model"], "MODEL_TAKES_NO_IMAGE"),
     ]
+
+
+# --- real models' required inputs (schemas copied from Replicate: server/simulator/real_schemas) ------------
+KLING = f"{SIM}/kling-v1.6-pro"  # requires a prompt; the image goes into start_image
+LIVE = f"{SIM}/minimax-video-01-live"  # requires a prompt; the image goes into first_frame_image
+SVD = f"{SIM}/stable-video-diffusion"  # requires only its input_image
+
+
+async def test_a_required_prompt_left_out_is_a_user_error_and_nothing_is_sent(darkroom: Darkroom) -> None:
+    image = await ready_image(darkroom)
+    before = await generation_count(darkroom)
+    created = darkroom.simulator.stats.predictions_created
+    for model in (KLING, LIVE):
+        payload = await animate(darkroom, image["id"], model, {"duration": 5} if model == KLING else None)
+        assert payload["generation"] is None
+        assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [(["input", "prompt"], "REQUIRED")]
+        assert "prompt" in payload["userErrors"][0]["message"]
+    assert await generation_count(darkroom) == before
+    assert darkroom.simulator.stats.predictions_created == created
+
+
+@pytest.mark.parametrize(("model", "field"), [(KLING, "start_image"), (LIVE, "first_frame_image")])
+async def test_a_real_model_animates_once_its_prompt_is_given(darkroom: Darkroom, model: str, field: str) -> None:
+    image = await ready_image(darkroom)
+    payload = await animate(darkroom, image["id"], model, {"prompt": "she turns and smiles"})
+    assert payload["userErrors"] == []
+    started = payload["generation"]
+    assert started["model"] == model and started["input"][field] == image["url"]
+    # Stored with the schema's defaults spelled out, as for any model.
+    assert started["input"]["prompt"] == "she turns and smiles"
+    assert started["input"]["prompt_optimizer" if model == LIVE else "cfg_scale"] == (True if model == LIVE else 0.5)
+    done = await wait_settled(darkroom, started["id"])
+    assert done["status"] == "SUCCEEDED" and [m["kind"] for m in done["media"]] == ["VIDEO"]
+
+
+async def test_the_pick_prefers_models_that_can_run_on_what_was_given(darkroom: Darkroom) -> None:
+    catalogue = darkroom.runtime.catalogue
+    without = [row.ref for row in await catalogue.image_to_video_models({})]
+    with_prompt = [row.ref for row in await catalogue.image_to_video_models({"prompt": "drift"})]
+    # Without a prompt, the models requiring one come last; with it, only the collection and runs count.
+    runnable = [STILL_MOTION, FRAME_FLOW, SVD]
+    assert without[: len(runnable)] == runnable
+    assert set(without[len(runnable) :]) == {KLING, LIVE, f"{SIM}/minimax-video-01"}
+    assert with_prompt.index(KLING) < with_prompt.index(LIVE) < with_prompt.index(SVD)
+    assert with_prompt[-1] == f"{SIM}/minimax-video-01"  # in text-to-video, though it takes a first frame
+
+
+async def test_a_default_video_model_needing_a_prompt_is_used_once_one_is_given(
+    start_darkroom: Callable[..., Any],
+) -> None:
+    async with start_darkroom(default_video_model=KLING) as darkroom:
+        image = await ready_image(darkroom)
+        # One click, no prompt: Kling cannot run, so the best model that can is picked.
+        payload = await animate(darkroom, image["id"])
+        assert payload["userErrors"] == [] and payload["generation"]["model"] == STILL_MOTION
+        payload = await animate(darkroom, image["id"], input={"prompt": "slow push in"})
+        assert payload["userErrors"] == []
+        assert payload["generation"]["model"] == KLING
+        assert payload["generation"]["input"]["start_image"] == image["url"]

@@ -26,15 +26,26 @@ from tests.catalogue.flows import (
 from tests.conftest import Darkroom, eventually
 from tests.support.graphql import data
 
-ALL = [FRAME_FLOW, MOTION_SKETCH, PIXEL_FORGE, SNAP_STILL, STILL_MOTION]
+# Copies of real Replicate models' schemas (server/simulator/real_schemas).
+REAL_IMAGE = ["darkroom-sim/flux-schnell", "darkroom-sim/sdxl"]
+REAL_VIDEO = [
+    "darkroom-sim/kling-v1.6-pro",
+    "darkroom-sim/minimax-video-01",
+    "darkroom-sim/minimax-video-01-live",
+    "darkroom-sim/stable-video-diffusion",
+    "darkroom-sim/wan-2.1-1.3b",
+]
+IMAGE_MODELS = sorted([PIXEL_FORGE, SNAP_STILL, *REAL_IMAGE])
+VIDEO_MODELS = sorted([FRAME_FLOW, MOTION_SKETCH, STILL_MOTION, *REAL_VIDEO])
+ALL = sorted(IMAGE_MODELS + VIDEO_MODELS)
 
 
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
         (None, ALL),
-        ("IMAGE", [PIXEL_FORGE, SNAP_STILL]),
-        ("VIDEO", [FRAME_FLOW, MOTION_SKETCH, STILL_MOTION]),
+        ("IMAGE", IMAGE_MODELS),
+        ("VIDEO", VIDEO_MODELS),
     ],
 )
 async def test_models_lists_the_collections_by_kind(darkroom: Darkroom, kind: str | None, expected: list[str]) -> None:
@@ -95,7 +106,7 @@ async def test_models_describe_their_inputs_and_image_field(darkroom: Darkroom) 
 async def test_models_pages_follow_the_cursor(darkroom: Darkroom) -> None:
     seen: list[str] = []
     after = None
-    for _ in range(5):
+    for _ in range(len(ALL)):
         page = data(await darkroom.query(MODELS, {"first": 2, "after": after}))["models"]
         seen += [edge["node"]["ref"] for edge in page["edges"]]
         after = page["pageInfo"]["endCursor"]

@@ -10,7 +10,18 @@ import httpx
 from server.simulator import SimulatorConfig
 from tests.simulator.support import RunningSimulator, StartSimulator
 
-MODEL_NAMES = {"pixel-forge", "snap-still", "motion-sketch", "still-motion", "frame-flow"}
+HAND_WRITTEN = {"pixel-forge", "snap-still", "motion-sketch", "still-motion", "frame-flow"}
+# Copies of real Replicate models' schemas (server/simulator/real_schemas).
+REAL = {
+    "flux-schnell",
+    "sdxl",
+    "wan-2.1-1.3b",
+    "minimax-video-01",
+    "kling-v1.6-pro",
+    "minimax-video-01-live",
+    "stable-video-diffusion",
+}
+MODEL_NAMES = HAND_WRITTEN | REAL
 
 
 async def follow(http: httpx.AsyncClient, first: str) -> list[dict[str, Any]]:
@@ -118,9 +129,15 @@ async def test_collections(sim: RunningSimulator) -> None:
     listed = await follow(sim.http, "/v1/collections")
     assert {c["slug"] for c in listed} == {"text-to-image", "text-to-video", "image-to-video"}
     expected = {
-        "text-to-image": {"pixel-forge", "snap-still"},
-        "text-to-video": {"motion-sketch"},
-        "image-to-video": {"still-motion", "frame-flow"},
+        "text-to-image": {"pixel-forge", "snap-still", "flux-schnell", "sdxl"},
+        "text-to-video": {"motion-sketch", "wan-2.1-1.3b", "minimax-video-01"},
+        "image-to-video": {
+            "still-motion",
+            "frame-flow",
+            "kling-v1.6-pro",
+            "minimax-video-01-live",
+            "stable-video-diffusion",
+        },
     }
     for slug, names in expected.items():
         collection = (await sim.http.get(f"/v1/collections/{slug}")).json()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,6 +297,32 @@ def find_image_field(input_schema: dict[str, Any] | None) -> str | None:
         if score is not None:
             ranked.append((-score, field_order(prop, index), name))
     return min(ranked)[2] if ranked else None
+
+
+def unmet_requirements(
+    input_schema: dict[str, Any] | None, given: Mapping[str, Any], *, filled: Iterable[str | None] = ()
+) -> list[str]:
+    """Required inputs that neither `given`, `filled` (inputs Darkroom fills itself) nor a default provide.
+
+    A given value of null or blank text does not count: the model would refuse it. The names come in
+    the schema's order.
+    """
+    if not isinstance(input_schema, dict):
+        return []
+    properties = input_schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    skip = {name for name in filled if name}
+    unmet = []
+    for name in input_schema.get("required") or []:
+        if not isinstance(name, str) or name in skip:
+            continue
+        prop = properties.get(name)
+        if isinstance(prop, dict) and "default" in effective_schema(prop):
+            continue
+        value = given.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            unmet.append(name)
+    return sorted(unmet, key=lambda name: field_order(properties.get(name), len(properties)))
 
 
 def field_order(prop: Any, index: int) -> float:

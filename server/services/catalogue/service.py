@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import CatalogModel, utcnow
 from server.domain import VIDEO_EXTENSIONS, MediaKind
 from server.provider.errors import ProviderError, ProviderNotFoundError
-from server.services.catalogue.model_schema import describe_openapi, produces_files
+from server.services.catalogue.model_schema import describe_openapi, produces_files, unmet_requirements
 from server.services.errors import NotFound, ServiceError
 from server.settings import Settings
 
@@ -207,8 +207,13 @@ class CatalogueService:
                 return None
             raise
 
-    async def image_to_video_models(self) -> list[CatalogModel]:
-        """Video models that take an image, best first: the image-to-video collection, then most run."""
+    async def image_to_video_models(self, given: Mapping[str, Any] | None = None) -> list[CatalogModel]:
+        """Video models that take an image, best first.
+
+        First the models that can run on `given` (the caller's input besides the image): each of their
+        other required inputs is given or has a default. Then the image-to-video collection, then the
+        most run.
+        """
         await self._ensure_catalogue()
         async with self._sessions() as session:
             rows = await session.scalars(
@@ -217,6 +222,7 @@ class CatalogueService:
             return sorted(
                 rows,
                 key=lambda row: (
+                    bool(unmet_inputs(row, given or {})),
                     IMAGE_TO_VIDEO not in (row.collections or []),
                     -(row.run_count or 0),
                     row.ref,
@@ -454,6 +460,11 @@ class CatalogueService:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+
+def unmet_inputs(model: CatalogModel, given: Mapping[str, Any]) -> list[str]:
+    """The model's required inputs that `given` leaves out and no default fills; its image input aside."""
+    return unmet_requirements(model.input_schema, given, filled=[model.image_input_field])
 
 
 def _ref_of(body: dict[str, Any]) -> str:

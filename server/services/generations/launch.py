@@ -21,7 +21,7 @@ from server.domain import MediaKind, MediaStatus
 from server.provider.errors import ProviderError
 from server.provider.port import Provider
 from server.services.access.viewer import Viewer
-from server.services.catalogue.service import CatalogueService
+from server.services.catalogue.service import CatalogueService, unmet_inputs
 from server.services.catalogue.validation import check_input, show
 from server.services.errors import FieldError, NotFound, ServiceError
 from server.services.generations.service import GenerationService
@@ -70,13 +70,16 @@ class Launcher:
     ) -> Generation:
         """Start a video generation from a READY image of `viewer`'s.
 
-        With no `model_ref`, DEFAULT_VIDEO_MODEL is used if it takes an image, else the catalogue's best
-        image-to-video model. The image goes into the model's image input; `raw_input` (prompt,
-        duration...) is validated like any other input. The generation records the image as its source.
+        With no `model_ref`, a model that can run on `raw_input` is picked: DEFAULT_VIDEO_MODEL if it
+        takes an image, else the catalogue's best image-to-video model (see `_video_model`). The image
+        goes into the model's image input; `raw_input` (prompt, duration...) is validated like any other
+        input, so a required input still missing is a REQUIRED error at ["input", name] and nothing is
+        sent. The generation records the image as its source.
         """
         problems: list[FieldError] = []
         media = await _collect(problems, self._ready_image(media_id, viewer))
-        model = await _collect(problems, self._video_model(model_ref))
+        given_input = raw_input if isinstance(raw_input, dict) else {}
+        model = await _collect(problems, self._video_model(model_ref, given_input))
         if raw_input is not None and not isinstance(raw_input, dict):
             problems.append(
                 FieldError(["input"], f"input must be a JSON object; got {show(raw_input)}", "INVALID_INPUT")
@@ -121,7 +124,14 @@ class Launcher:
             raise ServiceError.single("MEDIA_NOT_READY", "the image's file is missing from storage", ["mediaId"])
         return media
 
-    async def _video_model(self, model_ref: str | None) -> CatalogModel:
+    async def _video_model(self, model_ref: str | None, given: dict[str, Any]) -> CatalogModel:
+        """The named model, or the best pick for an input `given` besides the image.
+
+        The pick prefers models whose other required inputs `given` holds or a default fills (many
+        real image-to-video models require a prompt): DEFAULT_VIDEO_MODEL when it can run, else the
+        catalogue's best that can. When none can, DEFAULT_VIDEO_MODEL (else the best) is returned,
+        and validation names what is missing.
+        """
         if model_ref:
             model = await self._catalogue.get_model(model_ref)
             if model.kind != MediaKind.VIDEO:
@@ -136,6 +146,7 @@ class Launcher:
                 )
             return model
         default = self._settings.catalogue.default_video_model
+        fallback: CatalogModel | None = None
         if default:
             try:
                 model = await self._catalogue.get_model(default)
@@ -143,9 +154,21 @@ class Launcher:
                 logger.warning("DEFAULT_VIDEO_MODEL is unavailable", extra={"model": default, "error": str(exc)})
             else:
                 if model.kind == MediaKind.VIDEO and model.accepts_image and model.image_input_field:
-                    return model
-                logger.warning("DEFAULT_VIDEO_MODEL takes no image; picking another", extra={"model": default})
-        candidates = await self._catalogue.image_to_video_models()
+                    missing = unmet_inputs(model, given)
+                    if not missing:
+                        return model
+                    fallback = model
+                    logger.info(
+                        "DEFAULT_VIDEO_MODEL needs inputs the caller did not give; picking another",
+                        extra={"model": default, "missing": missing},
+                    )
+                else:
+                    logger.warning("DEFAULT_VIDEO_MODEL takes no image; picking another", extra={"model": default})
+        candidates = await self._catalogue.image_to_video_models(given)
+        if candidates and not unmet_inputs(candidates[0], given):
+            return candidates[0]
+        if fallback is not None:
+            return fallback
         if not candidates:
             raise ServiceError.single("NO_VIDEO_MODEL", "no image-to-video model is available", ["model"])
         return candidates[0]
