@@ -1,5 +1,6 @@
 """Darkroom across several processes: two `darkroom serve` with their workers off, one `darkroom worker`,
-one `darkroom simulator` they all use, on one PostgreSQL, one Redis and one media store.
+one `darkroom simulator` they all use, on one PostgreSQL, one Redis and one media store (a shared
+directory, or a bucket on a real S3 server).
 
 The simulator drops every webhook, so only the worker's poller can move a generation on, and only its
 downloader can store the files: the API processes answer clients and nothing else.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +20,29 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import SESSION_CHANNEL, _truncate
 from tests.support.flows import FOLLOW, IMAGE_MODEL, START, settled
 from tests.support.graphql import data, gql, ws_connect
+from tests.support.object_storage import CREDENTIALS, MediaStore
 from tests.support.processes import darkroom_process, simulator_process
 
 OUTPUTS = 2
 
 
-@pytest.fixture(params=["file"])
-def media_storage_env(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], dict[str, str]]:
-    """The environment that points one process at the shared media store, given the process' name.
+@pytest.fixture(params=["file", "s3"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[MediaStore, dict[str, str]]:
+    """The media store every process shares, and the environment that points a process at it.
 
-    "file": one directory every process uses as MEDIA_ROOT (one host). An object-store parameter only has
-    to return MEDIA_STORAGE_URL=s3://..., S3_ENDPOINT_URL and the AWS_* credentials here instead.
+    "file": one directory every process uses as MEDIA_ROOT (one host). "s3": one bucket on a real S3
+    server (moto, over HTTP), as separate hosts share it.
     """
+    if request.param == "s3":
+        store = MediaStore.s3(request.getfixturevalue("s3_endpoint"))
+        return store, {
+            "MEDIA_STORAGE_URL": store.settings["media_storage_url"],
+            "S3_ENDPOINT_URL": store.settings["s3_endpoint_url"],
+            **CREDENTIALS,
+        }
     shared = tmp_path / "media"
     shared.mkdir()
-
-    def env(process: str) -> dict[str, str]:
-        return {"MEDIA_ROOT": str(shared)}
-
-    return env
+    return MediaStore("local"), {"MEDIA_ROOT": str(shared)}
 
 
 def process_env(
@@ -89,13 +93,14 @@ async def served(base: str, path: str) -> httpx.Response:
 
 
 async def test_a_generation_started_on_one_api_and_followed_on_another_is_carried_by_the_worker(
-    postgres_database: str, redis_url: str, media_storage_env: Callable[[str], dict[str, str]], tmp_path: Path
+    postgres_database: str, redis_url: str, shared_store: tuple[MediaStore, dict[str, str]], tmp_path: Path
 ) -> None:
+    store, storage_env = shared_store
     await _truncate(postgres_database)
     async with simulator_process(SIMULATOR_ENV, tmp_path / "simulator.log") as simulator:
 
         def env(name: str, extra: dict[str, str]) -> dict[str, str]:
-            shared = process_env(name, postgres_database, redis_url, simulator, tmp_path, media_storage_env(name))
+            shared = process_env(name, postgres_database, redis_url, simulator, tmp_path, storage_env)
             return {**shared, **extra}
 
         async with (
@@ -130,6 +135,10 @@ async def test_a_generation_started_on_one_api_and_followed_on_another_is_carrie
                 assert hashlib.sha256(first.content).hexdigest() == media["sha256"]
                 assert first.headers["etag"] == second.headers["etag"]
                 assert media["downloadAttempts"] == 1, media
+            if store.kind == "s3":  # in the bucket itself, with the digest the API serves
+                for media in final["media"]:
+                    key = httpx.URL(media["url"]).path.removeprefix("/media/")
+                    assert store.object(key)["Metadata"]["sha256"] == media["sha256"]
 
             # Each output file was fetched from the provider once, by the worker alone.
             async with httpx.AsyncClient(base_url=simulator, timeout=10) as client:
