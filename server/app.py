@@ -30,6 +30,7 @@ from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
 from server.http.webhooks import replicate_webhook
 from server.provider.port import Provider
+from server.reachability import log_reachability
 from server.request_id import RequestIdMiddleware
 from server.runtime import Runtime
 from server.settings import Settings, get_settings
@@ -57,7 +58,10 @@ def create_app(settings: Settings | None = None, *, provider: Provider | None = 
     if settings.embedded_simulator:
         from server.simulator import Simulator, SimulatorConfig
 
-        simulator = Simulator(SimulatorConfig.from_settings(settings, settings.provider_base_url()))
+        # It runs inside this process, so it fetches this server's media over loopback.
+        simulator = Simulator(
+            SimulatorConfig.from_settings(settings, settings.provider_base_url(), allow_private_inputs=True)
+        )
     runtime.simulator = simulator
 
     graphql = build_graphql_controller(build_schema(settings), settings)
@@ -82,6 +86,7 @@ def create_app(settings: Settings | None = None, *, provider: Provider | None = 
                 "no REPLICATE_API_TOKEN: the built-in Replicate simulator answers at %s",
                 settings.provider_base_url(),
             )
+        log_reachability(settings)
         logger.info("darkroom ready", extra={"url": settings.base_url(), "database": runtime.engine.dialect.name})
         try:
             yield

@@ -59,7 +59,13 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 def _simulator(settings: Settings, args: argparse.Namespace) -> int:
     from server.simulator import serve_simulator
 
-    serve_simulator(settings, args.host or "127.0.0.1", args.port or settings.simulator.port, args.public_url)
+    serve_simulator(
+        settings,
+        args.host or "127.0.0.1",
+        args.port or settings.simulator.port,
+        args.public_url,
+        allow_private_inputs=args.allow_private_inputs,
+    )
     return 0
 
 
@@ -179,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument(
         "--public-url",
         help="where Darkroom processes reach it, e.g. http://simulator:8001 (default http://HOST:PORT)",
+    )
+    simulator.add_argument(
+        "--allow-private-inputs",
+        action="store_true",
+        help="fetch input files from loopback and private hosts, which Replicate refuses (default: refuse)",
     )
     simulator.set_defaults(run=_simulator)
 

@@ -3,7 +3,8 @@
 The app's lifespan, the CLI and the tests all construct a Runtime, `start()` it and `stop()` it; no
 module keeps global state of its own. This is also where the provider is chosen (`replicate_provider`):
 Replicate itself with REPLICATE_API_TOKEN, else the simulator playing it; the services only know the
-provider's port, and are told here what differs (where webhooks reach us, whether our URLs do).
+provider's port, and are told here what differs: whether the provider reaches us (`server.reachability`),
+which decides both where webhooks go and whether our own media URLs are sent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from server.events import EventHub
 from server.provider.port import Provider
 from server.provider.replicate import ReplicateClient, ReplicateProvider
 from server.provider.replicate.client import SIMULATOR_TOKEN, RequestHook
+from server.reachability import reachability
 from server.services.access.api_keys import ApiKeyService
 from server.services.access.rate_limits import MutationRateLimiter
 from server.services.catalogue.service import CatalogueService
@@ -61,13 +63,6 @@ def replicate_provider(settings: Settings, *, on_request: RequestHook | None = N
     )
 
 
-def webhook_url(settings: Settings) -> str | None:
-    """Where the provider delivers webhooks: under PUBLIC_URL, or (for the simulator, which runs beside
-    us) the address we serve on; None when the provider cannot reach us, and only the poller follows."""
-    base = settings.server.public_url or (settings.base_url() if settings.simulated else None)
-    return f"{base.rstrip('/')}{WEBHOOK_PATH}" if base else None
-
-
 class Runtime:
     def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
         """`provider` replaces the one `settings` describe (Replicate, or the simulator playing it)."""
@@ -89,8 +84,14 @@ class Runtime:
             settings.operations.alert_failure_threshold, settings.operations.alert_window_seconds
         )
         self.catalogue = CatalogueService(self.sessions, self.provider, settings)
+        reach = reachability(settings)
         self.generations = GenerationService(
-            settings, self.sessions, self.provider, self.publish, self.alerts, webhook_url=webhook_url(settings)
+            settings,
+            self.sessions,
+            self.provider,
+            self.publish,
+            self.alerts,
+            webhook_url=reach.webhook_url(WEBHOOK_PATH),
         )
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
         self.stats = StatsService(self.sessions)
@@ -104,7 +105,7 @@ class Runtime:
             self.generations,
             self.storage,
             self.provider,
-            own_urls_reachable=bool(settings.server.public_url) or settings.simulated,
+            own_urls_reachable=reach.own_urls,
         )
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
 

@@ -38,9 +38,18 @@ class ServerSettings(SettingsGroup):
     public_url: str | None = Field(
         None,
         alias="PUBLIC_URL",
-        description="Base URL the outside world reaches this server on. Replicate's webhooks are sent "
-        "to PUBLIC_URL/webhooks/replicate and Media.url is built on it. Unset: webhooks are not "
-        "requested (the poller carries every job) and URLs are built from the serving address.",
+        description="Base URL the outside world reaches this server on (unset: the serving address). Media.url "
+        "is built on it; Replicate is sent webhooks at PUBLIC_URL/webhooks/replicate and fetches media inputs "
+        "from it. Unset, or on a host Replicate cannot reach (loopback, private, link-local, localhost, "
+        "*.local, *.internal): no webhooks are requested (the poller carries every job) and media inputs are "
+        "uploaded to Replicate's files API, or sent inline as data: URIs.",
+    )
+    public_url_reachable: bool = Field(
+        False,
+        alias="PUBLIC_URL_REACHABLE",
+        description="The provider can reach PUBLIC_URL (or, unset, the serving address) although its host is "
+        "local or private: a provider on the same network, such as a `darkroom simulator`. Webhooks and "
+        "this server's own media URLs are used again. The embedded simulator needs no such setting.",
     )
     data_dir: Path = Field(Path("./var"), alias="DATA_DIR", description="Where the embedded defaults keep their files.")
     log_level: str = Field("INFO", alias="LOG_LEVEL", description="DEBUG, INFO, WARNING or ERROR.")

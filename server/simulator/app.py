@@ -12,7 +12,8 @@ Served without a token, like replicate.delivery and signed URLs:
 Test controls (not part of Replicate's API, no token needed):
 - ``GET /_control/config`` every SimulatorConfig knob as JSON; ``PATCH /_control/config`` with a JSON
   object changes the knobs it names (unknown names or wrong types: 422, nothing changed);
-- ``GET /_control/stats`` ``{"file_hits": {path: n}, "webhooks": [attempt, ...], "predictions_created": n}``;
+- ``GET /_control/stats`` ``{"file_hits": {path: n}, "webhooks": [attempt, ...], "predictions_created": n,
+  "creates": [{prediction_id, model, webhook}, ...]}``;
 - ``POST /_control/reset`` clears those stats.
 """
 

@@ -50,12 +50,18 @@ class SimulatorConfig:
     """Items per page of every list. Small on purpose, so clients have to follow `next`."""
     seed: int | None = None
     """Seed of the random generator behind the fault knobs, for reproducible tests."""
+    allow_private_inputs: bool = False
+    """Fetch input files from loopback, private and local-network hosts. Replicate refuses them (it cannot
+    reach them); the embedded simulator, which runs inside Darkroom's process, allows them."""
 
     @classmethod
-    def from_settings(cls, settings: Settings, public_base_url: str) -> SimulatorConfig:
-        """The simulator of this Darkroom process, reached at `public_base_url`."""
+    def from_settings(
+        cls, settings: Settings, public_base_url: str, *, allow_private_inputs: bool = False
+    ) -> SimulatorConfig:
+        """The simulator `settings` tune, reached at `public_base_url`."""
         return cls(
             public_base_url=public_base_url.rstrip("/"),
+            allow_private_inputs=allow_private_inputs,
             webhook_secret=settings.simulator.webhook_secret,
             run_seconds=settings.simulator.run_seconds,
             fail_rate=settings.simulator.fail_rate,
@@ -115,6 +121,7 @@ _FIELD_KINDS: dict[str, str] = {
     "output_ttl_seconds": "number",
     "page_size": "integer",
     "seed": "integer or null",
+    "allow_private_inputs": "boolean",
 }
 assert set(_FIELD_KINDS) == {f.name for f in dataclasses.fields(SimulatorConfig)}
 

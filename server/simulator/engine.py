@@ -3,7 +3,9 @@
 A prediction is `starting` for ``config.start_seconds``, then `processing` for ``config.run_seconds``
 while it appends tqdm-style lines to its logs, then renders its files in a thread and ends `succeeded`
 (or `failed`, with ``config.fail_rate``). Image-to-video models first fetch their image input over
-HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with a clear `error`.
+HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with a clear `error`. Like
+Replicate, which cannot reach them, it refuses URLs on loopback, private and local-network hosts (a name
+resolving to one included) unless ``config.allow_private_inputs``; its own files are always fetched.
 
 Every prediction runs in its own asyncio task, created when the prediction is created, so nothing
 depends on an ASGI lifespan. Cancel-After deadlines are timers: reached while `starting` the prediction
@@ -20,14 +22,16 @@ import asyncio
 import base64
 import contextlib
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlparse
 
 import httpx
 
+from server.reachability import non_public_reason
 from server.simulator.catalogue import CatalogueModel
 from server.simulator.clock import iso, utcnow
 from server.simulator.config import Dice, SimulatorConfig
@@ -161,6 +165,9 @@ class Engine:
         prediction = SimPrediction(new_id(), self._seq, request.model, request.input, utcnow(), request.webhook)
         self.predictions[prediction.id] = prediction
         self.stats.predictions_created += 1
+        self.stats.creates.append(
+            {"prediction_id": prediction.id, "model": request.model.ref, "webhook": request.webhook}
+        )
         if request.webhook:
             prediction.channel = self.webhooks.open(
                 prediction.id, request.webhook, request.events, lambda: self.to_json(prediction)
@@ -294,6 +301,12 @@ class Engine:
                 return unquote_to_bytes(payload)
             except ValueError as exc:
                 raise PredictionFailure(f"Could not decode the data URI in {field_name}: {exc}") from None
+        refusal = await self._unreachable(value)
+        if refusal is not None:
+            raise PredictionFailure(
+                f"Failed to download {field_name} from {value}: {refusal}, which cannot be reached from the "
+                "internet. Pass a public URL, upload the file (POST /v1/files) or send it as a data: URI."
+            )
         reason = "no attempt made"
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
@@ -311,6 +324,26 @@ class Engine:
             if attempt < FETCH_ATTEMPTS:
                 await asyncio.sleep(FETCH_RETRY_SECONDS * attempt)
         raise PredictionFailure(f"Failed to download {field_name} from {value}: {reason}")
+
+    async def _unreachable(self, url: str) -> str | None:
+        """Why Replicate could not fetch `url`: its host is not public; None when it may be fetched."""
+        if self.config.allow_private_inputs or url.startswith(self.config.base_url + "/"):
+            return None
+        parsed = urlparse(url)
+        host = parsed.hostname or ""
+        reason = non_public_reason(host)
+        if reason is not None:
+            return f"{host or 'the URL'} is {reason}"
+        try:
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            addresses = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, ValueError):
+            return None  # unresolvable: the fetch itself reports it
+        for *_, address in addresses:
+            reason = non_public_reason(str(address[0]))
+            if reason is not None:
+                return f"{host} resolves to {address[0]}, {reason}"
+        return None
 
     def _expire_if_due(self, prediction: SimPrediction) -> None:
         completed = prediction.completed_monotonic

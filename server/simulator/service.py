@@ -62,14 +62,23 @@ class Simulator:
         await self._http.aclose()
 
 
-def serve_simulator(settings: Settings, host: str, port: int, public_url: str | None = None) -> None:
+def serve_simulator(
+    settings: Settings, host: str, port: int, public_url: str | None = None, *, allow_private_inputs: bool = False
+) -> None:
     """Run the simulator on its own with uvicorn until interrupted (``darkroom simulator``).
 
     `public_url` is where other processes reach it (its URLs are built on it); by default the address
-    it binds, with loopback for a wildcard interface."""
+    it binds, with loopback for a wildcard interface. Like Replicate, it refuses input files on local and
+    private hosts unless `allow_private_inputs`."""
     import uvicorn
 
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    simulator = Simulator(SimulatorConfig.from_settings(settings, public_url or f"http://{url_host}:{port}"))
-    logger.info("Replicate simulator listening", extra={"url": simulator.base_url})
+    config = SimulatorConfig.from_settings(
+        settings, public_url or f"http://{url_host}:{port}", allow_private_inputs=allow_private_inputs
+    )
+    simulator = Simulator(config)
+    logger.info(
+        "Replicate simulator listening",
+        extra={"url": simulator.base_url, "allow_private_inputs": config.allow_private_inputs},
+    )
     uvicorn.run(simulator.app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5)

@@ -120,12 +120,17 @@ class MemoryProvider:
 async def running(
     make_settings: Callable[..., Settings], provider: MemoryProvider, **overrides: Any
 ) -> AsyncIterator[Darkroom]:
-    """A server on `provider`, reachable by it at PUBLIC_URL. A token is set, so no simulator is mounted."""
+    """A server on `provider`, reachable by it at PUBLIC_URL (on loopback, so PUBLIC_URL_REACHABLE says it
+    is). A token is set, so no simulator is mounted."""
     from server.app import create_app
 
     port = free_port()
     settings = make_settings(
-        port=port, public_url=f"http://127.0.0.1:{port}", replicate_api_token="r8_unused", **overrides
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        public_url_reachable=True,
+        replicate_api_token="r8_unused",
+        **overrides,
     )
     app = create_app(settings, provider=provider)
     async with live_server(app, port) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:

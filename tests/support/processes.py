@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -39,11 +39,14 @@ async def darkroom_process(
 
 
 @asynccontextmanager
-async def simulator_process(env: dict[str, str], log: Path, port: int | None = None) -> AsyncIterator[str]:
-    """`darkroom simulator` on its own, as several Darkroom processes share it; yields its base URL."""
+async def simulator_process(
+    env: dict[str, str], log: Path, port: int | None = None, args: Sequence[str] = ()
+) -> AsyncIterator[str]:
+    """`darkroom simulator` on its own (with `args`), as several Darkroom processes share it; yields its
+    base URL."""
     port = port or free_port()
     async with _running(
-        ["simulator", "--port", str(port)], env, log, f"http://127.0.0.1:{port}", "/_control/config"
+        ["simulator", "--port", str(port), *args], env, log, f"http://127.0.0.1:{port}", "/_control/config"
     ) as base:
         yield base
 

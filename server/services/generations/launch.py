@@ -49,8 +49,8 @@ class Launcher:
         *,
         own_urls_reachable: bool = False,
     ) -> None:
-        """`own_urls_reachable`: the provider can fetch this server's media URLs (PUBLIC_URL is set, or the
-        provider runs beside us), so an image is sent as our own URL rather than uploaded."""
+        """`own_urls_reachable`: the provider can fetch this server's media URLs (see `server.reachability`),
+        so an image is sent as our own URL rather than uploaded."""
         self._settings = settings
         self._sessions = sessions
         self._catalogue = catalogue
