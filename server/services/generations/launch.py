@@ -180,10 +180,10 @@ class Launcher:
     async def _reachable_url(self, media: Media, own_url: str) -> str:
         """A URL of the image that the provider can fetch.
 
-        Our own media URL when the world can reach it (MEDIA_BASE_URL, or PUBLIC_URL); else a short-lived
-        presigned URL when the store has them (S3); else our own URL when the simulator, which runs beside
-        us, plays the provider; otherwise an upload through the provider's files API, with a data: URI
-        for a small file when the upload fails.
+        Our own media URL when the provider can fetch it from outside (MEDIA_BASE_URL, or a PUBLIC_URL it
+        reaches); else a short-lived presigned URL when the store has them (S3); else our own URL when the
+        provider reaches our serving address (the embedded simulator, or PUBLIC_URL_REACHABLE); otherwise
+        an upload through the provider's files API, with a data: URI for a small file when the upload fails.
         """
         if self._settings.media.base_url or (self._own_urls_reachable and self._settings.server.public_url):
             return own_url
