@@ -28,6 +28,7 @@ from server.graphql.schema import build_schema
 from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
 from server.http.webhooks import replicate_webhook
+from server.periodic import periodic_task
 from server.request_id import RequestIdMiddleware
 from server.runtime import Runtime
 from server.settings import Settings, get_settings
@@ -79,23 +80,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.gc_freeze_after_subscribe_seconds > 0:
-            freezer = collector.freeze_after_subscription_bursts(
-                stop,
-                lambda: runtime.hub.subscriptions_opened,
-                lambda: runtime.hub.subscriber_count,
-                settings.gc_freeze_after_subscribe_seconds,
-            )
-            tasks.append(asyncio.create_task(freezer, name="subscription-freezer"))
+            hub = runtime.hub
+            freezer = collector.SubscriptionFreezer(lambda: hub.subscriptions_opened, lambda: hub.subscriber_count)
+            quiet = settings.gc_freeze_after_subscribe_seconds
+            tasks.append(periodic_task("subscription-freezer", quiet, freezer.look, stop, wait_first=True))
         if settings.downloader_enabled:
             downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub, runtime.alerts)
             tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))
         if settings.poller_enabled:
             poller = Poller(settings, runtime.sessions, runtime.provider, runtime.generations)
-            tasks.append(asyncio.create_task(poller.run(stop), name="poller"))
+            tasks.append(periodic_task("poller", settings.poll_interval_seconds, poller.poll_once, stop))
         if settings.cleanup_enabled:
-            cleanup = runtime.retention.run_periodically(stop, settings.cleanup_interval_seconds)
-            tasks.append(asyncio.create_task(cleanup, name="cleanup"))
-        tasks.append(asyncio.create_task(runtime.api_keys.run(stop), name="api-keys"))
+            tasks.append(periodic_task("cleanup", settings.cleanup_interval_seconds, runtime.retention.run, stop))
+        refresh_keys = runtime.api_keys.refresh_and_record_use
+        tasks.append(periodic_task("api-keys", settings.auth_refresh_seconds, refresh_keys, stop))
         await runtime.api_keys.log_access_mode()
         if settings.simulated:
             logger.warning(
