@@ -3,7 +3,8 @@
 `periodic_task(name, interval, work, stop)` runs `work()` once at start-up (or after the first wait, with
 `wait_first`), then again after each interval, until `stop` is set; setting `stop` ends a wait at once
 (a round in flight is finished, or cancelled by its owner). With `wake`, setting that event starts the
-next round early: "read when poked, and at least every interval".
+next round early: "read when poked, and at least every interval". The wait is then on `wake` alone (one
+event, no helper tasks on a hot path), so whoever sets `stop` sets `wake` too.
 
 Every such task behaves alike:
 
@@ -67,21 +68,10 @@ async def _run(
 
 
 async def _pause(interval_seconds: float, stop: asyncio.Event, wake: asyncio.Event | None) -> None:
-    """Wait out one jittered interval, or less if `stop` (or `wake`, which is then cleared) is set."""
+    """Wait out one jittered interval, or less if the event waited on (`wake` if given, else `stop`) is set."""
+    event = stop if wake is None else wake
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(jittered(interval_seconds)):
-            if wake is None:
-                await stop.wait()
-            else:
-                await _either(stop, wake)
+            await event.wait()
     if wake is not None:
         wake.clear()
-
-
-async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -73,6 +73,7 @@ class LogTailer:
     async def stop(self) -> None:
         self.readable = False
         self._stop.set()
+        self._wake.set()  # the tailer's task waits on its wake alone
         if self._task is not None:
             self._task.cancel()  # a read in flight is not waited for: nobody is left to deliver it to
             with contextlib.suppress(asyncio.CancelledError):

@@ -64,7 +64,9 @@ async def test_wake_starts_the_next_round_before_the_interval_is_over() -> None:
     await asyncio.wait_for(ran.wait(), 5)
     assert rounds == 1 and not wake.is_set(), "the wake that started the round is used up"
     stop.set()
+    wake.set()  # with `wake`, the task waits on it alone
     await asyncio.wait_for(task, 5)
+    assert rounds == 1, "a wake that comes with `stop` starts no round"
 
 
 async def test_wait_first_runs_no_round_before_the_first_interval() -> None:
