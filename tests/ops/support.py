@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from server.db.models import ApiKey, Event, Generation, Media
 from server.domain import GenerationStatus, MediaKind, MediaStatus
-from tests.conftest import Darkroom, eventually
+from tests.support.darkroom import Darkroom
 from tests.support.flows import START, get_generation, settled
+from tests.support.waiting import eventually
 
 VIDEO_MODEL = "darkroom-sim/motion-sketch"
 
