@@ -29,6 +29,7 @@ from server.http.errors import server_fault
 from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
 from server.http.webhooks import replicate_webhook
+from server.periodic import periodic_task
 from server.provider.port import Provider
 from server.reachability import log_reachability
 from server.request_id import RequestIdMiddleware
@@ -73,13 +74,10 @@ def create_app(settings: Settings | None = None, *, provider: Provider | None = 
         stop = asyncio.Event()
         tasks = start_background_workers(runtime, stop, api_keys=True)
         if settings.server.gc_freeze_after_subscribe_seconds > 0:
-            freezer = collector.freeze_after_subscription_bursts(
-                stop,
-                lambda: runtime.hub.subscriptions_opened,
-                lambda: runtime.hub.subscriber_count,
-                settings.server.gc_freeze_after_subscribe_seconds,
-            )
-            tasks.append(asyncio.create_task(freezer, name="subscription-freezer"))
+            hub = runtime.hub
+            freezer = collector.SubscriptionFreezer(lambda: hub.subscriptions_opened, lambda: hub.subscriber_count)
+            quiet = settings.server.gc_freeze_after_subscribe_seconds
+            tasks.append(periodic_task("subscription-freezer", quiet, freezer.look, stop, wait_first=True))
         await runtime.api_keys.log_access_mode()
         if settings.simulated:
             logger.warning(

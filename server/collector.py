@@ -15,8 +15,6 @@ everyone. Three things keep it off the delivery path:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -35,32 +33,34 @@ def tune_after_start_up(thresholds: str) -> None:
         gc.set_threshold(*(int(part) for part in thresholds.split(",")))
 
 
-async def freeze_after_subscription_bursts(
-    stop: asyncio.Event,
-    opened: Callable[[], int],
-    open_now: Callable[[], int],
-    quiet_seconds: float,
-) -> None:
-    """Freeze after each burst of new subscriptions; thaw and collect after many have closed."""
-    frozen_at = seen_opened = opened()
-    seen_closed = collected_closed = 0
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=quiet_seconds)
-        now_opened = opened()
-        now_closed = now_opened - open_now()
-        quiet = now_opened == seen_opened and now_closed == seen_closed
-        seen_opened, seen_closed = now_opened, now_closed
+class SubscriptionFreezer:
+    """Freeze after each burst of new subscriptions; thaw and collect after many have closed.
+
+    `look()` is its periodic round, every GC_FREEZE_AFTER_SUBSCRIBE_SECONDS: it acts only when nothing
+    opened or closed since the previous look.
+    """
+
+    def __init__(self, opened: Callable[[], int], open_now: Callable[[], int]) -> None:
+        self._opened = opened
+        self._open_now = open_now
+        self._frozen_at = self._seen_opened = opened()
+        self._seen_closed = self._collected_closed = 0
+
+    async def look(self) -> None:
+        now_opened = self._opened()
+        now_closed = now_opened - self._open_now()
+        quiet = now_opened == self._seen_opened and now_closed == self._seen_closed
+        self._seen_opened, self._seen_closed = now_opened, now_closed
         if not quiet:
-            continue
-        if now_closed - collected_closed >= max(CLOSED_BEFORE_FULL_COLLECTION, open_now() // 10):
+            return
+        if now_closed - self._collected_closed >= max(CLOSED_BEFORE_FULL_COLLECTION, self._open_now() // 10):
             started = time.perf_counter()
             gc.unfreeze()
             gc.collect()
             gc.freeze()
-            collected_closed, frozen_at = now_closed, now_opened
+            self._collected_closed, self._frozen_at = now_closed, now_opened
             elapsed_ms = round((time.perf_counter() - started) * 1000)
             logger.debug("collected the garbage of closed subscriptions", extra={"ms": elapsed_ms})
-        elif now_opened != frozen_at:
+        elif now_opened != self._frozen_at:
             gc.freeze()
-            frozen_at = now_opened
+            self._frozen_at = now_opened

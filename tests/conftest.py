@@ -13,36 +13,28 @@ random examples instead, for hunting new failures by hand.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.provider.replicate import ReplicateProvider
 from server.settings import Settings
 from tests.support import services
-from tests.support.graphql import gql
+from tests.support.darkroom import Darkroom
 from tests.support.live_server import free_port, live_server
 from tests.support.object_storage import CREDENTIALS, MediaStore, moto_server
+from tests.support.services import SESSION_CHANNEL
 
-if TYPE_CHECKING:
-    from server.runtime import Runtime
+# Re-exported: test modules import it from here as well as from tests.support.
+from tests.support.waiting import eventually as eventually
 
 hypothesis_settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
 hypothesis_settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
-
-# Test sessions may share a Redis server; each publishes on its own channel.
-SESSION_CHANNEL = f"darkroom_test_{uuid.uuid4().hex[:8]}"
-TABLES = "events, media, generations, models, api_keys"
 
 
 @pytest.fixture(scope="session")
@@ -65,28 +57,14 @@ def redis_url() -> str:
     return services.REDIS_URL
 
 
-async def _truncate(url: str) -> None:
-    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
-    try:
-        async with engine.begin() as connection:
-            exists = await connection.exec_driver_sql("SELECT to_regclass('public.generations')")
-            if exists.scalar() is not None:
-                await connection.exec_driver_sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A DATABASE_URL for this test, empty: a new SQLite file, or the session's Postgres database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'darkroom.db'}"
     url: str = request.getfixturevalue("postgres_database")
-    await _truncate(url)
+    await services.empty_postgres_database(url)
     return url
-
-
-both_stores = pytest.mark.parametrize("media_store", ["local", "s3"], indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -135,29 +113,6 @@ def make_settings(database: str, tmp_path: Path, media_store: MediaStore) -> Cal
     return build
 
 
-@dataclass
-class Darkroom:
-    """A running server: its URL, an HTTP client on it, and its runtime for looking inside."""
-
-    base_url: str
-    settings: Settings
-    http: httpx.AsyncClient
-    runtime: Runtime
-
-    @property
-    def simulator(self) -> Any:
-        return self.runtime.simulator
-
-    @property
-    def replicate(self) -> ReplicateProvider:
-        """The runtime's provider, which is Replicate's (or the simulator playing it) unless a test chose another."""
-        assert isinstance(self.runtime.provider, ReplicateProvider), self.runtime.provider
-        return self.runtime.provider
-
-    async def query(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-        return await gql(self.http, query, variables, **kwargs)
-
-
 @pytest.fixture
 def start_darkroom(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
     """`async with start_darkroom(**settings) as darkroom:` runs a server until the block ends."""
@@ -182,17 +137,3 @@ def start_darkroom(make_settings: Callable[..., Settings]) -> Callable[..., Any]
 async def darkroom(start_darkroom: Callable[..., Any]) -> AsyncIterator[Darkroom]:
     async with start_darkroom() as running:
         yield running
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Await `check()` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from broadcaster import Broadcast
 
 from server.events.redis_backend import RedisPubSubBackend
+from server.periodic import periodic_task
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Doorbell:
         self._ring_wanted = asyncio.Event()
         self._pending_ring = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
         # broadcaster's Postgres backend publishes on its one listening connection; asyncpg allows one
         # operation at a time per connection.
         self._publishing = asyncio.Lock()
@@ -65,14 +67,15 @@ class Doorbell:
         self.connected = True
         self._tasks = [
             asyncio.create_task(self._ring_forever(), name="doorbell-ringer"),
-            asyncio.create_task(self._check_forever(), name="doorbell-check"),
+            periodic_task("doorbell-check", self._check_seconds, self._check_and_heal, self._stop, wait_first=True),
         ]
         logger.info("doorbell connected", extra={"broadcast": urlparse(self.url).scheme})
 
     async def stop(self) -> None:
         self.connected = False
+        self._stop.set()
         for task in self._tasks:
-            task.cancel()
+            task.cancel()  # a reconnect in flight is abandoned
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -139,17 +142,16 @@ class Doorbell:
             except Exception as exc:
                 logger.info("a doorbell ring was not sent", extra={"error": f"{type(exc).__name__}: {exc}"})
 
-    async def _check_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._check_seconds)
-            if await self._check():
-                continue
-            self.connected = False
-            logger.warning(
-                "lost the broadcast connection; events are still delivered from the log every interval",
-                extra={"broadcast": urlparse(self.url).scheme},
-            )
-            await self._reconnect()
+    async def _check_and_heal(self) -> None:
+        """Every `check_seconds`: if our own check does not come back, reconnect (until it succeeds)."""
+        if await self._check():
+            return
+        self.connected = False
+        logger.warning(
+            "lost the broadcast connection; events are still delivered from the log every interval",
+            extra={"broadcast": urlparse(self.url).scheme},
+        )
+        await self._reconnect()
 
     async def _check(self) -> bool:
         """Ring a check of our own and hear it back within `check_seconds`."""

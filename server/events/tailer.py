@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from server.periodic import periodic_task
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,6 +45,7 @@ class LogTailer:
         self._interval = interval
         self._batch_size = batch_size
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._reading = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.high_water = 0
@@ -63,12 +66,16 @@ class LogTailer:
     async def start(self) -> None:
         self.high_water = self.newest_known = await self._log.newest_id()
         self.readable = True
-        self._task = asyncio.create_task(self._run(), name="event-log-tailer")
+        self._task = periodic_task(
+            "event-log-tailer", self._interval, self.catch_up, self._stop, wake=self._wake, wait_first=True
+        )
 
     async def stop(self) -> None:
         self.readable = False
+        self._stop.set()
+        self._wake.set()  # the tailer's task waits on its wake alone
         if self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # a read in flight is not waited for: nobody is left to deliver it to
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
@@ -115,11 +122,3 @@ class LogTailer:
                 "cannot read the event log; live delivery paused until it can",
                 extra={"error": f"{type(exc).__name__}: {exc}", "after_id": self.high_water},
             )
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            await self.catch_up()

@@ -240,9 +240,9 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
 
         def decode_json(self, data: str | bytes) -> object:
             # A body that is not UTF-8, or nests deeper than the parser goes, is malformed JSON (400), not a
-            # server error.
+            # server error. Decoded strictly first: json.loads lets UTF-8-encoded lone surrogates through.
             try:
-                return json.loads(data)
+                return json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
             except UnicodeDecodeError as exc:
                 raise json.JSONDecodeError("the body is not UTF-8", "", 0) from exc
             except RecursionError as exc:

@@ -10,8 +10,6 @@ runs at start-up, so jobs that finished while the server was down are settled at
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -54,15 +52,6 @@ class Poller:
         self._sessions = sessions
         self._provider = provider
         self._generations = generations
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except Exception:
-                logger.exception("poll cycle failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.poller.interval_seconds)
 
     async def poll_once(self) -> int:
         """Run one cycle; returns how many generations it looked at."""

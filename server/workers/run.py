@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from server.periodic import periodic_task
 from server.runtime import Runtime
 from server.workers.downloader import Downloader
 from server.workers.poller import Poller
@@ -23,10 +24,10 @@ def start_background_workers(runtime: Runtime, stop: asyncio.Event, *, api_keys:
         tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))
     if settings.poller.enabled:
         poller = Poller(settings, runtime.sessions, runtime.provider, runtime.generations)
-        tasks.append(asyncio.create_task(poller.run(stop), name="poller"))
+        tasks.append(periodic_task("poller", settings.poller.interval_seconds, poller.poll_once, stop))
     if settings.media.cleanup_enabled:
-        cleanup = runtime.retention.run_periodically(stop, settings.media.cleanup_interval_seconds)
-        tasks.append(asyncio.create_task(cleanup, name="cleanup"))
+        tasks.append(periodic_task("cleanup", settings.media.cleanup_interval_seconds, runtime.retention.run, stop))
     if api_keys:
-        tasks.append(asyncio.create_task(runtime.api_keys.run(stop), name="api-keys"))
+        refresh_keys = runtime.api_keys.refresh_and_record_use
+        tasks.append(periodic_task("api-keys", settings.access.auth_refresh_seconds, refresh_keys, stop))
     return tasks

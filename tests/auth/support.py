@@ -12,7 +12,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from server.db.models import Generation
 from tests.auth.support import bearer, closed_with, init, new_key, operation_messages, post, raw_socket
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 
 QUERY = "{ generations(first: 1) { edges { cursor } } }"
 EMPTY: dict[str, object] = {"data": {"generations": {"edges": []}}}

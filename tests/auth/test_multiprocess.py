@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 
 from tests.auth.support import bearer, closed_with, init, raw_socket
-from tests.conftest import SESSION_CHANNEL, _truncate
 from tests.support.processes import darkroom_process
+from tests.support.services import SESSION_CHANNEL, empty_postgres_database
 
 QUERY = {"query": "{ generations(first: 1) { edges { cursor } } }"}
 
@@ -29,7 +29,7 @@ def darkroom(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str
 
 
 async def test_a_key_revoked_by_the_cli_is_shut_out_of_every_process(postgres_database: str, tmp_path: Path) -> None:
-    await _truncate(postgres_database)
+    await empty_postgres_database(postgres_database)
     env = {
         "DATABASE_URL": postgres_database,
         "BROADCAST_URL": "memory://",  # revocation travels through the database, not the broadcast

@@ -10,9 +10,10 @@ from server.db.models import Generation, Media
 from server.graphql.ids import decode_id, encode_id
 from server.graphql.pagination import encode_cursor
 from tests.auth.support import KeyClient, bearer, init, new_key, operation_messages, raw_socket
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import FOLLOW, start_generation, wait_settled
 from tests.support.graphql import data, ws_connect
+from tests.support.waiting import new_subscriptions
 
 LISTS = """
 query($generationId: ID) {
@@ -95,11 +96,12 @@ async def test_a_subscription_to_another_keys_generation_receives_nothing(start_
             ws_connect(darkroom.base_url, payload=bearer(alice.token)) as alice_ws,
             ws_connect(darkroom.base_url, payload=bearer(bob.token)) as bob_ws,
         ):
+            opened = darkroom.runtime.hub.subscriptions_opened
             alice_feed = alice_ws.subscribe(FEED)
             bob_feed = bob_ws.subscribe(FEED)
             alice_first = asyncio.ensure_future(alice_feed.__anext__())
             bob_first = asyncio.ensure_future(bob_feed.__anext__())
-            await asyncio.sleep(0.3)  # both feeds are live
+            await new_subscriptions(darkroom.runtime.hub, opened, 2)  # both feeds are live
             hers = await start_generation(alice)
 
             # Bob following Alice's running generation is told what a random id tells him: not found.

@@ -17,7 +17,8 @@ import pytest
 from server import cli
 from server.services.access.api_keys import hash_token
 from tests.auth.support import bearer, closed_with, init, new_key, post, raw_socket
-from tests.conftest import Darkroom, eventually
+from tests.support.darkroom import Darkroom
+from tests.support.waiting import eventually
 
 QUERY = "{ generations(first: 1) { edges { cursor } } }"
 FEED = "subscription { generationEvents { type } }"

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from server.provider.replicate.client import ReplicateClient
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL, RECORD_FIELDS, VIDEO_MODEL, start_generation, wait_settled
 from tests.support.graphql import data
 from tests.support.live_server import free_port

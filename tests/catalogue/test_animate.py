@@ -20,7 +20,7 @@ from tests.catalogue.flows import (
     generation_count,
     ready_image,
 )
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import follow, get_generation, start_payload, wait_settled
 
 

@@ -23,8 +23,9 @@ from tests.catalogue.flows import (
     models,
     provider_down,
 )
-from tests.conftest import Darkroom, eventually
+from tests.support.darkroom import Darkroom
 from tests.support.graphql import data
+from tests.support.waiting import eventually
 
 # Copies of real Replicate models' schemas (server/simulator/real_schemas).
 REAL_IMAGE = ["darkroom-sim/flux-schnell", "darkroom-sim/sdxl"]

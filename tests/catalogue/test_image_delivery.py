@@ -16,8 +16,8 @@ import pytest
 from server.provider.errors import ProviderServerError
 from server.simulator import Simulator
 from tests.catalogue.flows import FRAME_FLOW, STILL_MOTION, animate, generation_count, ready_image
-from tests.conftest import Darkroom
 from tests.simulator.support import fast_config
+from tests.support.darkroom import Darkroom
 from tests.support.flows import wait_settled
 from tests.support.live_server import free_port, live_server
 

@@ -18,7 +18,7 @@ from server.provider.errors import (
 )
 from server.provider.replicate.refusals import refusals_for
 from tests.catalogue.flows import SNAP_STILL, STILL_MOTION, animate, generation_count, ready_image
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import start_payload
 
 

@@ -18,7 +18,7 @@ from server.services.catalogue.validation import check_input
 from server.services.errors import FieldError, ServiceError
 from server.simulator import catalogue
 from tests.catalogue.flows import MODEL
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.graphql import data
 
 URL = "https://example.com/cat.png"

@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from server.db.models import CatalogModel
 from tests.catalogue.flows import FRAME_FLOW, MOTION_SKETCH, PIXEL_FORGE, SNAP_STILL, STILL_MOTION, generation_count
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import start_payload, wait_settled
 
 

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import Darkroom, eventually
 from tests.e2e.browser import CHROMIUM_ARGS, chromium
+from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL, get_generation, settled, start_generation
+from tests.support.waiting import eventually
 
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page

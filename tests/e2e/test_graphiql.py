@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.auth.support import new_key
-from tests.conftest import Darkroom
 from tests.e2e.browser import CHROMIUM_ARGS, chromium
+from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL, start_generation
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ import pytest
 
 from server.events import EventHub as _EventHub
 from server.events import SubscriberOverflow, Subscription
-from tests.conftest import SESSION_CHANNEL, eventually
+from tests.support.services import SESSION_CHANNEL
+from tests.support.waiting import eventually
 
 
 class ListLog:

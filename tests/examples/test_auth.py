@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from server.graphql.pagination import encode_cursor
-from tests.conftest import Darkroom
 from tests.examples.conftest import Client
 from tests.examples.support import EXAMPLES, example_env, require_programs, run
+from tests.support.darkroom import Darkroom
 
 QUERIES = EXAMPLES / "curl" / "queries.sh"
 

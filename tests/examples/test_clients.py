@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Darkroom, eventually
 from tests.examples.conftest import Client
 from tests.examples.support import Background, example_env, run
+from tests.support.darkroom import Darkroom
 from tests.support.flows import get_generation, settled, start_generation
 from tests.support.live_server import free_port
+from tests.support.waiting import eventually, new_subscriptions
 
 
 def json_lines(output: str) -> list[dict[str, Any]]:
@@ -24,9 +24,10 @@ def event_settled(event: dict[str, Any]) -> bool:
     return generation["status"] == "SUCCEEDED" and all(m["status"] == "READY" for m in generation["media"])
 
 
-async def until_subscribed(feed: Background) -> None:
+async def until_subscribed(feed: Background, darkroom: Darkroom, opened_before: int) -> None:
+    """The example says it subscribed, and its subscription is registered on the server."""
     await eventually(lambda: "subscribed" in feed.stderr, timeout=30)
-    await asyncio.sleep(0.5)  # the subscribe message reaches the server
+    await new_subscriptions(darkroom.runtime.hub, opened_before, timeout=30)
 
 
 async def test_follow_starts_a_generation_watches_it_and_downloads_every_file(
@@ -65,9 +66,10 @@ async def test_feed_resumes_after_a_cursor_with_no_gap_and_no_duplicate(
     client: Client, darkroom: Darkroom, tmp_path: Path
 ) -> None:
     env = example_env(darkroom.base_url)
+    opened = darkroom.runtime.hub.subscriptions_opened
     feed = await Background.start(*client.feed, "--count", "3", "--json", env=env, logs=tmp_path / "first")
     try:
-        await until_subscribed(feed)
+        await until_subscribed(feed, darkroom, opened)
         generation = await start_generation(darkroom)
         first = await feed.finish(timeout=60)
     finally:
@@ -108,8 +110,9 @@ async def test_feed_reconnects_after_a_server_restart_and_misses_nothing(
     feed: Background | None = None
     try:
         async with start_darkroom(port=port) as first:
+            opened = first.runtime.hub.subscriptions_opened
             feed = await Background.start(*client.feed, *options, env=example_env(first.base_url), logs=tmp_path)
-            await until_subscribed(feed)
+            await until_subscribed(feed, first, opened)
             before = await start_generation(first, "before the restart")
             await eventually(lambda: any(event_settled(event) for event in json_lines(feed.stdout)), timeout=60)
         await eventually(lambda: "connection lost" in feed.stderr, timeout=30)

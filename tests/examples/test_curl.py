@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Darkroom, eventually
 from tests.examples.support import EXAMPLES, example_env, require_programs, run
+from tests.support.darkroom import Darkroom
 from tests.support.flows import get_generation, settled, start_generation
+from tests.support.waiting import eventually
 
 QUERIES = EXAMPLES / "curl" / "queries.sh"
 SEND_WEBHOOK = EXAMPLES / "curl" / "send-webhook.sh"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.auth.support import bearer, new_key
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import FOLLOW, start_generation
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"

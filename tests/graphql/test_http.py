@@ -10,7 +10,7 @@ from sqlalchemy import event, func, select
 
 from server.db.models import Generation, Media
 from server.domain import GenerationStatus, MediaKind, MediaStatus
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 
 
 async def test_graphiql_is_served_to_browsers_with_every_asset_from_darkroom(darkroom: Darkroom) -> None:

@@ -15,9 +15,10 @@ from server.db.models import ApiKey, Event, Generation, Media
 from server.domain import GenerationStatus, MediaKind, MediaStatus
 from server.storage.local import LocalStorage
 from server.storage.port import store_bytes
-from tests.conftest import Darkroom, eventually
+from tests.support.darkroom import Darkroom
 from tests.support.flows import START, get_generation, settled
 from tests.support.object_storage import MediaStore
+from tests.support.waiting import eventually
 
 VIDEO_MODEL = "darkroom-sim/motion-sketch"
 

@@ -25,8 +25,8 @@ from sqlalchemy import select
 from server.db.models import Generation, Media
 from server.domain import GenerationStatus
 from server.provider.replicate.signing import sign_webhook
-from tests.conftest import Darkroom
 from tests.ops.support import row_counts, seed_media
+from tests.support.darkroom import Darkroom
 from tests.support.flows import GENERATION_FIELDS, START
 
 # Derandomized by the profile tests/conftest.py loads: every run tries the same examples.

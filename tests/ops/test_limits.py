@@ -11,8 +11,8 @@ from typing import Any
 from server.graphql.schema import build_schema
 from server.settings import Settings
 from tests.auth.support import closed_with, raw_socket
-from tests.conftest import Darkroom
 from tests.ops.support import row_counts
+from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL
 
 START_SELECTION = "generation { id }"

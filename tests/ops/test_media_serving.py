@@ -7,9 +7,10 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import Darkroom, both_stores
 from tests.ops.support import VIDEO_MODEL, seed_media, settled_generation
+from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL
+from tests.support.object_storage import both_stores
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 

@@ -20,10 +20,11 @@ from server.domain import GenerationStatus, MediaStatus
 from server.storage.local import LocalStorage
 from server.storage.port import CACHE_FOREVER
 from tests.catalogue.flows import STILL_MOTION, animate, ready_image
-from tests.conftest import Darkroom, both_stores, eventually
 from tests.ops.support import stored_keys
+from tests.support.darkroom import Darkroom
 from tests.support.flows import wait_settled
-from tests.support.object_storage import MediaStore
+from tests.support.object_storage import MediaStore, both_stores
+from tests.support.waiting import eventually
 
 MIB = 1024 * 1024
 # Looks like an MP4 to the content sniffing; PyAV finds no stream in it, so it has no duration.

@@ -17,10 +17,11 @@ from server.db.models import Generation
 from server.log import configure_logging
 from server.provider.replicate.signing import sign_webhook
 from server.services.operations.alerts import FailureAlerts
-from tests.conftest import Darkroom, eventually
 from tests.ops.support import raw_id, settled_generation
+from tests.support.darkroom import Darkroom
 from tests.support.flows import FOLLOW, IMAGE_MODEL, start_generation
 from tests.support.graphql import ws_connect
+from tests.support.waiting import eventually
 
 # --- logging ---------------------------------------------------------------------------------------
 

@@ -20,10 +20,11 @@ from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
 from server.services.media.retention import MISSING_FILE_ERROR
 from server.storage.port import store_bytes
-from tests.conftest import Darkroom, both_stores, eventually
 from tests.ops.support import partial_upload, raw_id, seed_media, settled_generation, stored_keys
+from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL
-from tests.support.object_storage import MediaStore
+from tests.support.object_storage import MediaStore, both_stores
+from tests.support.waiting import eventually
 
 pytestmark = both_stores
 

@@ -17,9 +17,10 @@ from sqlalchemy import select
 from server.db.models import Generation, Media
 from server.domain import GenerationStatus, MediaStatus
 from server.storage.local import LocalStorage
-from tests.conftest import Darkroom, eventually
 from tests.ops.support import stored_keys
+from tests.support.darkroom import Darkroom
 from tests.support.flows import FOLLOW, start_generation
+from tests.support.waiting import eventually
 
 
 async def test_websocket_clients_receive_a_close_frame(start_darkroom: Callable[..., Any]) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import SESSION_CHANNEL
 from tests.support.processes import darkroom_process
+from tests.support.services import SESSION_CHANNEL
 
 
 def worker_env(tmp_path: Path) -> dict[str, str]:

@@ -25,7 +25,7 @@ from server.provider.errors import ProviderError, ProviderNotFoundError, general
 from server.provider.port import WebhookRejected
 from server.provider.types import PredictionUpdate, Refusal
 from server.settings import Settings
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import start_generation, wait_settled
 from tests.support.live_server import free_port, live_server
 

@@ -23,10 +23,11 @@ import httpx
 import pytest
 
 from server.provider.replicate.signing import sign_webhook
-from tests.conftest import SESSION_CHANNEL, _truncate, eventually
 from tests.support.flows import IMAGE_MODEL, START
 from tests.support.graphql import data, gql, ws_connect
 from tests.support.processes import darkroom_process, throwaway_postgres, throwaway_redis
+from tests.support.services import SESSION_CHANNEL, empty_postgres_database
+from tests.support.waiting import eventually
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"darkroom-delivery-tests-secret!!").decode()
 FEED = "subscription Feed($after: String) { generationEvents(after: $after) { cursor sequence generation { id } } }"
@@ -192,7 +193,7 @@ async def readiness(base_url: str) -> tuple[int, dict[str, Any]]:
 
 @pytest.fixture
 def shared_database(postgres_database: str) -> str:
-    asyncio.run(_truncate(postgres_database))
+    asyncio.run(empty_postgres_database(postgres_database))
     return postgres_database
 
 

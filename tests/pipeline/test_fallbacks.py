@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from server.db.models import Generation
 from server.graphql.ids import decode_id
-from tests.conftest import Darkroom, eventually
+from tests.support.darkroom import Darkroom
 from tests.support.flows import get_generation, start_generation, wait_settled
+from tests.support.waiting import eventually
 
 
 async def _configure(darkroom: Darkroom, **knobs: Any) -> None:

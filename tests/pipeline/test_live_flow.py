@@ -6,9 +6,10 @@ import asyncio
 import hashlib
 from datetime import datetime
 
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import FOLLOW, START, VIDEO_MODEL, start_generation
 from tests.support.graphql import ws_connect
+from tests.support.waiting import new_subscriptions
 
 FEED = """subscription Feed($after: String) {
   generationEvents(after: $after) { cursor sequence type at generation { id status progress media { status url } } }
@@ -50,9 +51,10 @@ async def test_a_subscriber_sees_every_step_and_gets_working_media(start_darkroo
 
 async def test_the_event_feed_follows_a_generation_from_creation(darkroom: Darkroom) -> None:
     async with ws_connect(darkroom.base_url) as ws:
+        opened = darkroom.runtime.hub.subscriptions_opened
         feed = ws.subscribe(FEED)
         first = asyncio.ensure_future(feed.__anext__())
-        await asyncio.sleep(0.3)  # the feed is registered before anything happens
+        await new_subscriptions(darkroom.runtime.hub, opened)  # the feed is registered before anything happens
         generation = await start_generation(darkroom)
         events = [(await first)["data"]["generationEvents"]]
         while not (

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SESSION_CHANNEL
 from tests.support.flows import FOLLOW, IMAGE_MODEL, START
 from tests.support.graphql import gql, ws_connect
 from tests.support.live_server import free_port
 from tests.support.processes import darkroom_process
+from tests.support.services import SESSION_CHANNEL, empty_postgres_database
 
 
 @pytest.fixture(params=["postgres", "redis"])
@@ -25,9 +25,8 @@ def broadcast(request: pytest.FixtureRequest, postgres_database: str) -> str:
 
 @pytest.fixture
 def shared_env(postgres_database: str, broadcast: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    from tests.conftest import _truncate
 
-    asyncio.run(_truncate(postgres_database))
+    asyncio.run(empty_postgres_database(postgres_database))
     yield {
         "DATABASE_URL": postgres_database,
         "BROADCAST_URL": broadcast,

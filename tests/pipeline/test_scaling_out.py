@@ -17,11 +17,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SESSION_CHANNEL, _truncate
 from tests.support.flows import FOLLOW, IMAGE_MODEL, START, settled
 from tests.support.graphql import data, gql, ws_connect
 from tests.support.object_storage import CREDENTIALS, MediaStore
 from tests.support.processes import darkroom_process, simulator_process
+from tests.support.services import SESSION_CHANNEL, empty_postgres_database
 
 OUTPUTS = 2
 
@@ -96,7 +96,7 @@ async def test_a_generation_started_on_one_api_and_followed_on_another_is_carrie
     postgres_database: str, redis_url: str, shared_store: tuple[MediaStore, dict[str, str]], tmp_path: Path
 ) -> None:
     store, storage_env = shared_store
-    await _truncate(postgres_database)
+    await empty_postgres_database(postgres_database)
     async with simulator_process(SIMULATOR_ENV, tmp_path / "simulator.log") as simulator:
 
         def env(name: str, extra: dict[str, str]) -> dict[str, str]:

@@ -22,9 +22,10 @@ from server.graphql.ids import decode_id
 from server.graphql.shared_render import RenderedData, encode_frame
 from server.provider.replicate.signing import sign_webhook
 from tests.auth.support import new_key
-from tests.conftest import Darkroom, eventually
+from tests.support.darkroom import Darkroom
 from tests.support.flows import FOLLOW, IMAGE_MODEL, START, start_generation
 from tests.support.graphql import ws_connect
+from tests.support.waiting import eventually
 
 SILENT = {"simulator_webhook_drop_rate": 1.0, "simulator_run_seconds": 86400, "poller_enabled": False}
 BRIEF = "subscription Brief($id: ID!) { generation(id: $id) { id status progress } }"

@@ -7,9 +7,10 @@ import json
 
 import websockets
 
-from tests.conftest import Darkroom, eventually
+from tests.support.darkroom import Darkroom
 from tests.support.flows import FOLLOW, get_generation, start_generation, wait_settled
 from tests.support.graphql import ws_connect
+from tests.support.waiting import eventually, new_subscriptions
 
 FEED = """subscription Feed($after: String) {
   generationEvents(after: $after) { cursor sequence type generation { id status } }
@@ -20,9 +21,10 @@ async def test_a_resumed_feed_replays_what_it_missed_once_then_goes_live(start_d
     async with start_darkroom(simulator_run_seconds=1.5) as darkroom:
         received: list[dict] = []
         async with ws_connect(darkroom.base_url) as ws:
+            opened = darkroom.runtime.hub.subscriptions_opened
             feed = ws.subscribe(FEED)
             first = asyncio.ensure_future(feed.__anext__())
-            await asyncio.sleep(0.3)
+            await new_subscriptions(darkroom.runtime.hub, opened)
             generation = await start_generation(darkroom)
             received.append((await first)["data"]["generationEvents"])
             received.append((await feed.__anext__())["data"]["generationEvents"])
@@ -91,7 +93,8 @@ async def test_an_abruptly_dropped_socket_leaks_no_subscription(start_darkroom) 
     async with start_darkroom(simulator_run_seconds=30) as darkroom:
         hub = darkroom.runtime.hub
         generation = await start_generation(darkroom)
-        await asyncio.sleep(0.5)
+        # Counted once the provider's first word has come back: the start's own requests are over.
+        await eventually(lambda: _status_is(darkroom, generation["id"], "PROCESSING"))
         baseline_subscribers = hub.subscriber_count
         baseline_tasks = len(asyncio.all_tasks())
         for _ in range(5):
@@ -104,6 +107,10 @@ async def test_an_abruptly_dropped_socket_leaks_no_subscription(start_darkroom) 
                 await feed.aclose()
         await eventually(lambda: hub.subscriber_count == baseline_subscribers, timeout=10)
         await eventually(lambda: len(asyncio.all_tasks()) <= baseline_tasks + 1, timeout=10)
+
+
+async def _status_is(darkroom: Darkroom, generation_id: str, status: str) -> bool:
+    return (await get_generation(darkroom, generation_id))["status"] == status
 
 
 async def test_a_feed_started_from_feed_cursor_misses_nothing_since_it_was_read(darkroom: Darkroom) -> None:

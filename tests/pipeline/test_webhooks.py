@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from server.db.models import Event, Generation
 from server.graphql.ids import decode_id
 from server.provider.replicate.signing import sign_webhook
-from tests.conftest import Darkroom, eventually
+from tests.support.darkroom import Darkroom
 from tests.support.flows import get_generation, settled, start_generation, wait_settled
+from tests.support.waiting import eventually
 
 
 async def _post(darkroom: Darkroom, body: bytes, headers: dict[str, str], query: str = "") -> Any:

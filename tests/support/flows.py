@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import eventually
 from tests.support.graphql import data, ws_connect
+from tests.support.waiting import eventually
 
 IMAGE_MODEL = "darkroom-sim/pixel-forge"
 VIDEO_MODEL = "darkroom-sim/motion-sketch"

@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.live_server import free_port
+
+# Runs a test on the local disk and on a bucket of moto: the `media_store` fixture (tests/conftest.py) reads it.
+both_stores = pytest.mark.parametrize("media_store", ["local", "s3"], indirect=True)
 
 # moto accepts any credentials; these keep the tests off whatever the machine has configured.
 CREDENTIALS = {

@@ -10,10 +10,14 @@ from typing import Any, NoReturn
 from urllib.parse import urlparse, urlunparse
 
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Test sessions may share a Redis server; each publishes on its own channel.
+SESSION_CHANNEL = f"darkroom_test_{uuid.uuid4().hex[:8]}"
+TABLES = "events, media, generations, models, api_keys"
 
 
 def unavailable(what: str, reason: str) -> NoReturn:
@@ -51,6 +55,18 @@ def create_postgres_database() -> str:
 def drop_postgres_database(url: str) -> None:
     name = urlparse(url).path.lstrip("/")
     run_blocking(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def empty_postgres_database(url: str) -> None:
+    """Remove every row Darkroom wrote to the session's database (if it has been migrated yet)."""
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
+    try:
+        async with engine.begin() as connection:
+            exists = await connection.exec_driver_sql("SELECT to_regclass('public.generations')")
+            if exists.scalar() is not None:
+                await connection.exec_driver_sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    finally:
+        await engine.dispose()
 
 
 def postgres_reachable() -> str | None:

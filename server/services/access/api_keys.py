@@ -14,7 +14,6 @@ stops being open: revocation reaches every process through the database, with no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import logging
@@ -258,16 +257,10 @@ class ApiKeyService:
         return len(self._sockets)
 
     # --- the background task ------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> None:
-        """Refresh the snapshot and record key usage every AUTH_REFRESH_SECONDS until `stop` is set."""
-        while not stop.is_set():
-            try:
-                await self.refresh(force=True)
-                await self._write_last_used()
-            except Exception:
-                logger.exception("could not refresh the API keys")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.access.auth_refresh_seconds)
+    async def refresh_and_record_use(self) -> None:
+        """One round of the background task (every AUTH_REFRESH_SECONDS): re-read the keys, write last use."""
+        await self.refresh(force=True)
+        await self._write_last_used()
 
     async def _write_last_used(self) -> None:
         now = asyncio.get_running_loop().time()

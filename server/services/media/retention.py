@@ -21,8 +21,6 @@ asking about each row's file.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -105,16 +103,6 @@ class RetentionService:
         report.bytes_freed += freed
         logger.info("cleanup finished" if not dry_run else "cleanup planned (dry run)", extra=report.as_dict())
         return report
-
-    async def run_periodically(self, stop: asyncio.Event, interval_seconds: float) -> None:
-        """Run a pass every `interval_seconds` until `stop` is set; a failed pass is logged and retried."""
-        while not stop.is_set():
-            try:
-                await self.run()
-            except Exception:
-                logger.exception("cleanup failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
 
     # --- rows pointing at missing files --------------------------------------------------------------
     async def _mark_missing_files(self, report: CleanupReport) -> None:
