@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import strawberry
 
@@ -15,9 +16,11 @@ from server.graphql.inputs import (
     DeleteMediaInput,
     RetryDownloadInput,
     StartGenerationInput,
+    UploadMediaInput,
 )
 from server.graphql.types import Generation, Media, UserError
 from server.services.errors import ServiceError
+from server.services.media.uploads import FILE_FIELD, UploadedFile
 
 logger = logging.getLogger("server.graphql")
 
@@ -102,6 +105,23 @@ class Mutation:
         try:
             spend(info)
             row = await info.context.runtime.media.retry(media_id, info.context.viewer)
+        except ServiceError as exc:
+            return MediaPayload(user_errors=user_errors(exc))
+        return MediaPayload(media=Media.from_row(row))
+
+    @strawberry.mutation(
+        description="Store your own image or short video as READY media; animate it, or pass its id as a file "
+        "input. Send it as a multipart request (the GraphQL multipart request spec)."
+    )
+    async def upload_media(self, info: Info, input: UploadMediaInput) -> MediaPayload:
+        file = input.file
+        if not hasattr(file, "read"):
+            # The Upload scalar takes any value: a file only arrives as a part of a multipart request.
+            message = "file must be a file part of a multipart request (the GraphQL multipart request spec)"
+            return MediaPayload(user_errors=[UserError(field=FILE_FIELD, message=message, code="NOT_A_FILE")])
+        try:
+            spend(info)
+            row = await info.context.runtime.uploads.upload(info.context.viewer, cast(UploadedFile, file))
         except ServiceError as exc:
             return MediaPayload(user_errors=user_errors(exc))
         return MediaPayload(media=Media.from_row(row))
