@@ -19,6 +19,12 @@ GraphQL-shaped body, `{"errors": [{"message": ..., "extensions": {"code": "BAD_R
 media type. Subscriptions also stream over HTTP as multipart/mixed (`Accept: multipart/mixed;
 subscriptionSpec="1.0"`).
 
+Uploads (`uploadMedia`) come as multipart/form-data, the GraphQL multipart request spec. A browser sends
+such a form to any site without asking first, so a multipart request must carry a header that only
+passes a CORS preflight (PREFLIGHT_HEADERS; Apollo's CSRF prevention does the same), else it is a 400.
+The route accepts bodies up to GRAPHQL_MAX_BODY_BYTES + UPLOAD_MAX_BYTES for them; every other body, and a
+multipart request's own `operations` and `map`, stay within GRAPHQL_MAX_BODY_BYTES.
+
 Strawberry pings idle `graphql-ws` sockets ("ka") when keep-alive is on, but sends nothing on
 `graphql-transport-ws`; mobile networks and proxies then drop idle subscriptions. The handler below
 adds the protocol's own server `ping` at the same interval (clients answer with `pong`).
