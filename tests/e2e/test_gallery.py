@@ -25,7 +25,7 @@ from tests.support.flows import IMAGE_MODEL, get_generation, settled, start_gene
 from tests.uploads.support import mp4, png
 
 if TYPE_CHECKING:
-    from playwright.async_api import Locator, Page
+    from playwright.async_api import FilePayload, Locator, Page
 
 # The gallery needs one database to show; SQLite is enough.
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -287,9 +287,8 @@ async def test_gallery_uploads_a_dropped_image_and_animates_it(start_darkroom: C
         await expect(page.locator("#upload-status")).to_have_text("Uploaded dropped.png.")
 
         # A text file named .png is refused: the page says why, and no card appears.
-        await page.set_input_files(
-            "#upload-file", files=[{"name": "forged.png", "mimeType": "image/png", "buffer": b"not an image\n" * 20}]
-        )
+        forged: FilePayload = {"name": "forged.png", "mimeType": "image/png", "buffer": b"not an image\n" * 20}
+        await page.set_input_files("#upload-file", files=[forged])
         await expect(page.locator("#upload-error")).to_contain_text("not an image", timeout=TIMEOUT_MS)
         assert await page.locator(".card").count() == 1
 
@@ -313,9 +312,8 @@ async def test_gallery_uploads_a_dropped_image_and_animates_it(start_darkroom: C
         assert done["input"]["image"] == (await image.get_attribute("src"))
 
         # A short video picked with the file control becomes a video card of its own.
-        await page.set_input_files(
-            "#upload-file", files=[{"name": "clip.mp4", "mimeType": "video/mp4", "buffer": mp4(seconds=1.0)}]
-        )
+        clip_file: FilePayload = {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": mp4(seconds=1.0)}
+        await page.set_input_files("#upload-file", files=[clip_file])
         clip = await _new_card(page, known)
         await expect(clip).to_have_attribute("data-kind", "VIDEO")
         await expect(clip.locator("figure[data-status=READY] video")).to_have_count(1, timeout=TIMEOUT_MS)
