@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from server.db.models import CatalogModel
 from server.graphql.ids import encode_id
 from tests.auth.support import bearer, new_key
 from tests.catalogue.flows import ANIMATIONS, FRAME_FLOW, PIXEL_FORGE, STILL_MOTION, animate
@@ -112,3 +113,61 @@ async def animate_as(client: Any, media_id: str, input: dict[str, Any]) -> dict[
     }"""
     result: dict[str, Any] = data(await client.query(mutation, {"id": media_id, "input": input}))
     return dict(result["animateImage"])
+
+
+# A model with a list of files and a second image beside the one animateImage fills, as some real ones have.
+REFERENCES_MODEL = "test-owner/reference-motion"
+REFERENCES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "first_frame_image": {"type": "string", "format": "uri", "title": "First Frame Image", "x-order": 0},
+        "last_frame_image": {"type": "string", "format": "uri", "title": "Last Frame Image", "x-order": 1},
+        "reference_images": {
+            "type": "array",
+            "items": {"type": "string", "format": "uri"},
+            "title": "Reference Images",
+            "x-order": 2,
+        },
+        "prompt": {"type": "string", "title": "Prompt", "x-order": 3},
+    },
+    "required": ["first_frame_image"],
+}
+
+
+async def cache_references_model(darkroom: Darkroom) -> None:
+    """Put the model straight into the catalogue cache (fresh, so it is served from there)."""
+    async with darkroom.runtime.sessions.begin() as session:
+        session.add(
+            CatalogModel(
+                ref=REFERENCES_MODEL,
+                owner="test-owner",
+                name="reference-motion",
+                kind="VIDEO",
+                collections=["image-to-video"],
+                version_id="v-references",
+                input_schema=REFERENCES_SCHEMA,
+                accepts_image=True,
+                image_input_field="first_frame_image",
+            )
+        )
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_media_ids_in_a_list_and_beside_animate_images_own_are_resolved(darkroom: Darkroom) -> None:
+    await cache_references_model(darkroom)
+    first, last, reference = [await uploaded(darkroom, png(8 + n, 8)) for n in range(3)]
+    missing = encode_id("Media", uuid.uuid4())
+
+    # Every unusable ID is named at its own path, list index included, and nothing is sent.
+    bad = {"last_frame_image": missing, "reference_images": [reference["id"], missing, "https://example.com/a.png"]}
+    payload = await animate(darkroom, first["id"], REFERENCES_MODEL, bad)
+    assert refusals(payload) == [
+        (["input", "last_frame_image"], "NOT_FOUND"),
+        (["input", "reference_images", "1"], "NOT_FOUND"),
+    ]
+
+    # Good IDs pass: resolved to URLs, the input validates, and only then does the simulator, which has no
+    # such model, refuse it.
+    good = {"last_frame_image": last["id"], "reference_images": [reference["id"], "https://example.com/a.png"]}
+    payload = await animate(darkroom, first["id"], REFERENCES_MODEL, good)
+    assert refusals(payload) == [(["model"], "INVALID_VERSION")]

@@ -68,6 +68,8 @@ class UploadedFile(Protocol):
 
     async def read(self, size: int = -1) -> bytes: ...
 
+    async def close(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Checked:
@@ -174,6 +176,10 @@ class UploadService:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        finally:
+            # The request's copy (spooled to disk past a size) is done with: the checked bytes are in `temp`.
+            with contextlib.suppress(Exception):
+                await file.close()
         media_id = uuid.uuid4()
         key = storage_key_for(media_id, checked.probe.content_type)
         try:
