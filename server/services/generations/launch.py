@@ -206,6 +206,9 @@ class Launcher:
                 elif media.status != MediaStatus.READY or not media.storage_key:
                     message = f"{'.'.join(path[1:])}: the media is {media.status}, not READY; wait for it"
                     problems.append(FieldError(path, message, "MEDIA_NOT_READY"))
+                elif not self._storage.exists(media.storage_key):
+                    message = f"{'.'.join(path[1:])}: the media's file is missing from storage"
+                    problems.append(FieldError(path, message, "MEDIA_NOT_READY"))
                 else:
                     found.append(MediaInput(name, position, media, self._media_url(media)))
         if problems:
