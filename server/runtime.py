@@ -19,6 +19,7 @@ from server import metrics
 from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
+from server.graphql.ids import media_uuid
 from server.provider.port import Provider
 from server.provider.replicate import ReplicateClient, ReplicateProvider
 from server.provider.replicate.client import SIMULATOR_TOKEN, RequestHook
@@ -31,6 +32,7 @@ from server.services.generations.launch import Launcher
 from server.services.generations.service import GenerationService
 from server.services.media.retention import RetentionService
 from server.services.media.service import MediaService
+from server.services.media.uploads import UploadService
 from server.services.operations.alerts import FailureAlerts
 from server.services.operations.stats import StatsService
 from server.settings import Settings
@@ -94,6 +96,7 @@ class Runtime:
             webhook_url=reach.webhook_url(WEBHOOK_PATH),
         )
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
+        self.uploads = UploadService(settings, self.sessions, self.storage, self.publish)
         self.stats = StatsService(self.sessions)
         self.retention = RetentionService(settings, self.sessions, self.storage, self.publish)
         self.api_keys = ApiKeyService(settings, self.sessions)
@@ -105,6 +108,7 @@ class Runtime:
             self.generations,
             self.storage,
             self.provider,
+            media_id_of=media_uuid,
             own_urls_reachable=reach.own_urls,
         )
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted

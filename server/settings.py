@@ -377,6 +377,21 @@ class MediaSettings(SettingsGroup):
     )
 
 
+class UploadsSettings(SettingsGroup):
+    """Media brought by the caller (the `uploadMedia` mutation)."""
+
+    max_bytes: int = Field(
+        50_000_000,
+        alias="UPLOAD_MAX_BYTES",
+        gt=0,
+        description="Largest file `uploadMedia` accepts. A /graphql upload request may be this much larger "
+        "than GRAPHQL_MAX_BODY_BYTES.",
+    )
+    max_video_seconds: float = Field(
+        60.0, alias="UPLOAD_MAX_VIDEO_SECONDS", gt=0, description="Longest video `uploadMedia` accepts."
+    )
+
+
 class SimulatorSettings(SettingsGroup):
     """The built-in Replicate simulator."""
 
@@ -455,6 +470,7 @@ class Settings(BaseSettings):
     poller: PollerSettings = Field(default_factory=PollerSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    uploads: UploadsSettings = Field(default_factory=UploadsSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)

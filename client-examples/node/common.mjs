@@ -1,18 +1,24 @@
-// What both Node examples share: settings from the command line and environment, a GraphQL request
-// over HTTP with fetch, and a graphql-ws client over the `ws` WebSocket.
+// What the Node examples share: settings from the command line and environment, a GraphQL request
+// over HTTP with fetch, a graphql-ws client over the `ws` WebSocket, and following a generation until it
+// settles, then downloading its files.
+import { createHash } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-export function options(extra = {}) {
-  const { values } = parseArgs({
+// The options (--url, --api-key and `extra`); with `positionals`, the other arguments as `positionals`.
+export function options(extra = {}, { positionals = false } = {}) {
+  const parsed = parseArgs({
     options: {
       url: { type: "string", default: process.env.DARKROOM_URL || "http://127.0.0.1:8000" },
       "api-key": { type: "string", default: process.env.DARKROOM_API_KEY || "" },
       ...extra,
     },
+    allowPositionals: positionals,
   });
-  return values;
+  return positionals ? { ...parsed.values, positionals: parsed.positionals } : parsed.values;
 }
 
 export function authHeaders(apiKey) {
@@ -63,4 +69,50 @@ export function describeError(error) {
   }
   const cause = error?.cause ? ` (${error.cause.message ?? error.cause})` : "";
   return `${error?.message ?? String(error)}${cause}`;
+}
+
+export const GENERATION_FIELDS = `
+  id status progress error
+  media { id kind status url contentType byteSize width height durationSeconds sha256 downloadError }
+`;
+
+const FOLLOW = `subscription Follow($id: ID!) { generation(id: $id) { ${GENERATION_FIELDS} } }`;
+
+export function describe(generation) {
+  let line = generation.status.padEnd(10);
+  if (generation.progress !== null) line += ` ${Math.round(generation.progress * 100)}%`.padStart(5);
+  if (generation.error) line += ` error: ${generation.error}`;
+  if (generation.media.length) line += `  media: ${generation.media.map((media) => media.status).join(", ")}`;
+  return line.trimEnd();
+}
+
+// Every state until the server completes the subscription (the generation and its media settled).
+export async function follow(args, id) {
+  const client = subscriptionClient(args.url, args["api-key"]);
+  let last = null;
+  try {
+    for await (const result of client.iterate({ query: FOLLOW, variables: { id } })) {
+      if (result.errors) throw result.errors;
+      last = result.data.generation;
+      console.log(describe(last));
+    }
+  } finally {
+    await client.dispose();
+  }
+  return last;
+}
+
+// Fetch one READY file into `outDir` and check it against the sha256 the server recorded.
+export async function download(media, outDir, apiKey) {
+  const response = await fetch(media.url, { headers: authHeaders(apiKey) });
+  if (!response.ok) throw new Error(`GET ${media.url}: HTTP ${response.status}`);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  if (media.sha256 && sha256 !== media.sha256) {
+    throw new Error(`${media.url}: sha256 ${sha256} does not match ${media.sha256}`);
+  }
+  const extension = (media.contentType || "application/octet-stream").split("/").pop();
+  const path = join(outDir, `${(media.sha256 || media.id).slice(0, 16)}.${extension}`);
+  await writeFile(path, bytes);
+  return path;
 }

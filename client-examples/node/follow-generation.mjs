@@ -4,15 +4,8 @@
 //
 // Exit status: 0 when the generation SUCCEEDED and every file was downloaded and matched its sha256,
 // 1 when it ended otherwise, 2 when the server refused the request.
-import { createHash } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { authHeaders, describeError, options, request, subscriptionClient } from "./common.mjs";
-
-const GENERATION_FIELDS = `
-  id status progress error
-  media { id kind status url contentType byteSize width height durationSeconds sha256 downloadError }
-`;
+import { mkdir } from "node:fs/promises";
+import { GENERATION_FIELDS, describeError, download, follow, options, request } from "./common.mjs";
 
 const START = `
 mutation Start($model: String!, $input: JSON!) {
@@ -21,47 +14,6 @@ mutation Start($model: String!, $input: JSON!) {
     userErrors { field message code }
   }
 }`;
-
-const FOLLOW = `subscription Follow($id: ID!) { generation(id: $id) { ${GENERATION_FIELDS} } }`;
-
-function describe(generation) {
-  let line = generation.status.padEnd(10);
-  if (generation.progress !== null) line += ` ${Math.round(generation.progress * 100)}%`.padStart(5);
-  if (generation.error) line += ` error: ${generation.error}`;
-  if (generation.media.length) line += `  media: ${generation.media.map((media) => media.status).join(", ")}`;
-  return line.trimEnd();
-}
-
-// Every state until the server completes the subscription (the generation and its media settled).
-async function follow(args, id) {
-  const client = subscriptionClient(args.url, args["api-key"]);
-  let last = null;
-  try {
-    for await (const result of client.iterate({ query: FOLLOW, variables: { id } })) {
-      if (result.errors) throw result.errors;
-      last = result.data.generation;
-      console.log(describe(last));
-    }
-  } finally {
-    await client.dispose();
-  }
-  return last;
-}
-
-// Fetch one READY file into `outDir` and check it against the sha256 the server recorded.
-async function download(media, outDir, apiKey) {
-  const response = await fetch(media.url, { headers: authHeaders(apiKey) });
-  if (!response.ok) throw new Error(`GET ${media.url}: HTTP ${response.status}`);
-  const bytes = Buffer.from(await response.arrayBuffer());
-  const sha256 = createHash("sha256").update(bytes).digest("hex");
-  if (media.sha256 && sha256 !== media.sha256) {
-    throw new Error(`${media.url}: sha256 ${sha256} does not match ${media.sha256}`);
-  }
-  const extension = (media.contentType || "application/octet-stream").split("/").pop();
-  const path = join(outDir, `${(media.sha256 || media.id).slice(0, 16)}.${extension}`);
-  await writeFile(path, bytes);
-  return path;
-}
 
 async function main() {
   const args = options({

@@ -19,6 +19,12 @@ GraphQL-shaped body, `{"errors": [{"message": ..., "extensions": {"code": "BAD_R
 media type. Subscriptions also stream over HTTP as multipart/mixed (`Accept: multipart/mixed;
 subscriptionSpec="1.0"`).
 
+Uploads (`uploadMedia`) come as multipart/form-data, the GraphQL multipart request spec. A browser sends
+such a form to any site without asking first, so a multipart request must carry a header that only
+passes a CORS preflight (PREFLIGHT_HEADERS; Apollo's CSRF prevention does the same), else it is a 400.
+The route accepts bodies up to GRAPHQL_MAX_BODY_BYTES + UPLOAD_MAX_BYTES for them; every other body, and a
+multipart request's own `operations` and `map`, stay within GRAPHQL_MAX_BODY_BYTES.
+
 Strawberry pings idle `graphql-ws` sockets ("ka") when keep-alive is on, but sends nothing on
 `graphql-transport-ws`; mobile networks and proxies then drop idle subscriptions. The handler below
 adds the protocol's own server `ping` at the same interval (clients answer with `pong`).
@@ -36,7 +42,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException, LitestarRequestAdapter
 from graphql import GraphQLError, get_operation_ast, parse
 from graphql import OperationType as DocumentOperationType
 from litestar import MediaType, Request, Response
@@ -92,6 +98,14 @@ GRAPHIQL_POLICY = "; ".join(
         "form-action 'none'",
         "frame-ancestors 'none'",
     ]
+)
+# Headers a browser sends across origins only after a CORS preflight: a multipart request must carry one, so
+# that no other site's page can make a visitor's browser upload (a form post needs no preflight). Apollo's
+# CSRF-prevention headers, or the API key.
+PREFLIGHT_HEADERS = ("authorization", "apollo-require-preflight", "x-apollo-operation-name")
+MULTIPART_NEEDS_A_PREFLIGHT_HEADER = (
+    "A multipart request must carry an Authorization, Apollo-Require-Preflight or X-Apollo-Operation-Name "
+    "header (CSRF prevention)."
 )
 # The codes of the HTTP-level refusals (the request is not a GraphQL request Darkroom can run).
 HTTP_ERROR_CODES = {
@@ -216,6 +230,38 @@ def names_a_subscription(request_data: GraphQLRequestData, max_tokens: int) -> b
     return operation is None or operation.operation == DocumentOperationType.SUBSCRIPTION
 
 
+def forces_a_preflight(headers: Any) -> bool:
+    return any(headers.get(name) for name in PREFLIGHT_HEADERS)
+
+
+def bounded_request_adapter(max_body_bytes: int) -> type[LitestarRequestAdapter]:
+    """The request adapter with GRAPHQL_MAX_BODY_BYTES on a JSON body: the route's own limit is higher, for
+    multipart uploads."""
+
+    class BoundedRequestAdapter(LitestarRequestAdapter):
+        _body: bytes | None = None
+
+        async def get_body(self) -> bytes:
+            if self._body is not None:
+                return self._body
+            too_large = f"The request body is larger than {max_body_bytes} bytes (GRAPHQL_MAX_BODY_BYTES)."
+            try:
+                declared = int(self.request.headers.get("content-length") or 0)
+            except ValueError:
+                declared = 0
+            if declared > max_body_bytes:
+                raise HTTPException(413, too_large)
+            received = bytearray()
+            async for chunk in self.request.stream():
+                received += chunk
+                if len(received) > max_body_bytes:
+                    raise HTTPException(413, too_large)
+            self._body = bytes(received)
+            return self._body
+
+    return BoundedRequestAdapter
+
+
 def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
     controller = make_graphql_controller(
         schema,
@@ -227,11 +273,17 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=settings.graphql.connection_init_timeout_seconds),
         allowed_origins=settings.allowed_cors_origins(),
+        multipart_uploads_enabled=True,
     )
+    max_body_bytes = settings.graphql.max_body_bytes
 
     class DarkroomGraphQLController(controller):  # type: ignore[valid-type,misc]
         graphql_transport_ws_handler_class = PingingTransportWSHandler
         graphql_ws_handler_class = ForgettingGraphQLWSHandler
+        request_adapter_class = bounded_request_adapter(max_body_bytes)
+        # A multipart upload carries a file of up to UPLOAD_MAX_BYTES beside its operation; any other body is
+        # held to GRAPHQL_MAX_BODY_BYTES by the request adapter.
+        request_max_body_size = max_body_bytes + settings.uploads.max_bytes
 
         def encode_json(self, data: object) -> str | bytes:
             # A subscription event shared by many subscribers is encoded once, not once per socket.
@@ -259,10 +311,22 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
                 if not body.startswith((b"{", b"[")):
                     self.parse_json(body)  # 400 when it is not JSON at all
                     raise HTTPException(400, "The request body must be a JSON object: a GraphQL request.")
+            multipart = parse_content_type(request.content_type or "")[0] == "multipart/form-data"
+            if request.method == "POST" and multipart and not forces_a_preflight(request.headers):
+                raise HTTPException(400, MULTIPART_NEEDS_A_PREFLIGHT_HEADER)
             request_data = await super().parse_http_body(request)
             if isinstance(request_data, GraphQLRequestData) and not isinstance(request_data.operation_name, str | None):
                 raise HTTPException(400, "The GraphQL operation's `operationName` must be a string or null.")
             return request_data
+
+        async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, str]:
+            # The operation and its map are JSON like any other request's: held to the same limit.
+            form = (await request.get_form_data()).form
+            for name in ("operations", "map"):
+                value = form.get(name)
+                if isinstance(value, str | bytes) and len(value) > max_body_bytes:
+                    raise HTTPException(413, f"The multipart `{name}` is larger than {max_body_bytes} bytes.")
+            return await super().parse_multipart(request)
 
         async def execute_request(self, request: Request[Any, Any, Any], context: Any, root_value: Any) -> Any:
             media_type = response_media_type(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 
 from graphql import GraphQLError
@@ -37,6 +38,21 @@ def decode_id(global_id: str, expected: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise bad_id(global_id) from None
+
+
+# What a global ID can look like: unpadded URL-safe base64, short. A URL or a data: URI never is.
+_GLOBAL_ID = re.compile(r"[A-Za-z0-9_-]{8,120}")
+
+
+def media_uuid(value: str) -> uuid.UUID | None:
+    """The UUID inside `value` when it is a Media global ID; None for anything else (a URL, any text)."""
+    if not _GLOBAL_ID.fullmatch(value):
+        return None
+    try:
+        type_name, raw = decode_any(value)
+        return uuid.UUID(raw) if type_name == "Media" else None
+    except (GraphQLError, ValueError):
+        return None
 
 
 def bad_id(global_id: str) -> GraphQLError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
 from server.graphql.types import GenerationStatus, MediaKind, MediaStatus
@@ -31,7 +32,10 @@ class GenerationEventFilter:
 @strawberry.input
 class StartGenerationInput:
     model: str = strawberry.field(description='The model to run, "owner/name".')
-    input: JSON = strawberry.field(description="The model's input, checked against its Input schema.")
+    input: JSON = strawberry.field(
+        description="The model's input, checked against its Input schema. A file input (format: uri) also takes "
+        "the ID of a READY Media, such as an upload."
+    )
 
 
 @strawberry.input
@@ -54,3 +58,11 @@ class RetryDownloadInput:
 @strawberry.input
 class DeleteMediaInput:
     media_id: strawberry.ID
+
+
+@strawberry.input
+class UploadMediaInput:
+    file: Upload = strawberry.field(
+        description="An image (PNG, JPEG, WebP, GIF) or a short video (MP4, WebM), sent as a multipart request "
+        "(the GraphQL multipart request spec)."
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import strawberry
 
@@ -20,9 +20,11 @@ from server.graphql.inputs import (
     DeleteMediaInput,
     RetryDownloadInput,
     StartGenerationInput,
+    UploadMediaInput,
 )
 from server.graphql.types import Generation, Media, UserError
 from server.services.errors import ServiceError
+from server.services.media.uploads import FILE_FIELD, UploadedFile
 
 logger = logging.getLogger("server.graphql")
 
@@ -112,6 +114,19 @@ class Mutation:
     async def retry_download(self, info: Info, input: RetryDownloadInput) -> MediaPayload:
         retry = partial(info.context.runtime.media.retry, decode_id(input.media_id, "Media"), info.context.viewer)
         return await attempt(info, retry, _with_media, MediaPayload)
+
+    @strawberry.mutation(
+        description="Store your own image or short video as READY media; animate it, or pass its id as a file "
+        "input. Send it as a multipart request (the GraphQL multipart request spec)."
+    )
+    async def upload_media(self, info: Info, input: UploadMediaInput) -> MediaPayload:
+        file = input.file
+        if not hasattr(file, "read"):
+            # The Upload scalar takes any value: a file only arrives as a part of a multipart request.
+            message = "file must be a file part of a multipart request (the GraphQL multipart request spec)"
+            return MediaPayload(user_errors=[UserError(field=FILE_FIELD, message=message, code="NOT_A_FILE")])
+        upload = partial(info.context.runtime.uploads.upload, info.context.viewer, cast(UploadedFile, file))
+        return await attempt(info, upload, _with_media, MediaPayload)
 
     @strawberry.mutation(description="Delete a media file and its stored bytes.")
     async def delete_media(self, info: Info, input: DeleteMediaInput) -> DeleteMediaPayload:

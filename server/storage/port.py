@@ -12,6 +12,7 @@ object storage (`server.storage.s3`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Protocol
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 # Names under this first segment belong to the store itself (partial uploads), never to a media file.
 RESERVED_PREFIX = ".tmp"
+FILE_CHUNK_BYTES = 1024 * 1024
 
 
 class StorageError(Exception):
@@ -108,4 +110,17 @@ async def store_bytes(storage: MediaStorage, key: str, data: bytes, content_type
         await upload.commit(hashlib.sha256(data).hexdigest())
     except BaseException:
         await upload.abort()
+        raise
+
+
+async def store_file(storage: MediaStorage, key: str, path: Path, content_type: str, sha256: str) -> None:
+    """Write a local file, streamed in parts; nothing is visible under `key` unless all of it arrived."""
+    upload = await storage.open_upload(key, content_type)
+    try:
+        with path.open("rb") as source:
+            while chunk := await asyncio.to_thread(source.read, FILE_CHUNK_BYTES):
+                await upload.write(chunk)
+        await upload.commit(sha256)
+    except BaseException:
+        await asyncio.shield(upload.abort())
         raise

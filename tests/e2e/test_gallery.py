@@ -2,7 +2,9 @@
 
 Submit a prompt, watch the progress bar move and the image appear, animate it and play the video; drop
 the page's connection and check the feed resumes from its cursor; then the unhappy paths (a failed
-generation run again, a failed download retried, a cancel) and the API key field. Playwright's own
+generation run again, a failed download retried, a cancel) and the API key field; and your own files: an
+image dropped on the page and a video picked, uploaded as GraphQL multipart requests, the image animated
+through the Animate form, and a forged file refused. Playwright's own
 browser downloads are not used: Chromium is the system's (`apt-get install chromium`; CHROMIUM_PATH
 points elsewhere). Without it, or without the playwright package, the tests skip outside CI and fail
 under CI=true.
@@ -21,15 +23,18 @@ from tests.e2e.browser import CHROMIUM_ARGS, chromium
 from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL, get_generation, settled, start_generation
 from tests.support.waiting import eventually
+from tests.uploads.support import mp4, png
 
 if TYPE_CHECKING:
-    from playwright.async_api import Locator, Page
+    from playwright.async_api import FilePayload, Locator, Page
 
 # The gallery needs one database to show; SQLite is enough.
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "gallery"
 TIMEOUT_MS = 60_000
+# What Animate offers first: the most run image-to-video model.
+VIDEO_PICK = "darkroom-sim/still-motion"
 # Page conditions are polled on a timer: animation frames can stall in a headless page on a loaded machine.
 POLL_MS = 100
 
@@ -109,6 +114,17 @@ async def _new_card(page: Page, known: set[str]) -> Locator:
     return page.locator(f'.card[data-generation-id="{generation_id}"]')
 
 
+async def _start_animation(card: Locator, **values: str) -> None:
+    """Fill the open Animate form's inputs (by name) once its model has loaded, and press Start."""
+    from playwright.async_api import expect
+
+    form = card.locator("form.animate-form")
+    await expect(form).to_have_attribute("data-model", VIDEO_PICK, timeout=TIMEOUT_MS)
+    for name, value in values.items():
+        await form.locator(f'[name="{name}"]').fill(value)
+    await form.locator('button[type="submit"]').click()
+
+
 async def _configure(darkroom: Darkroom, **knobs: Any) -> None:
     response = await darkroom.http.patch("/simulator/_control/config", json=knobs)
     assert response.status_code == 200, response.text
@@ -142,8 +158,9 @@ async def test_gallery_generates_animates_and_resumes(start_darkroom: Callable[.
         )
         await expect(card.locator("progress")).to_have_count(0)
 
-        # Animate it: a video card appears and its video loads and plays.
+        # Animate it (the form under the image, then Start): a video card appears and its video loads and plays.
         await card.locator("button.animate").click()
+        await _start_animation(card)
         video_card = await _new_card(page, known)
         await expect(video_card).to_have_attribute("data-kind", "VIDEO")
         video = video_card.locator("figure[data-status=READY] video")
@@ -234,3 +251,71 @@ async def test_gallery_asks_for_an_api_key_and_sends_it(start_darkroom: Callable
         card = await _submit(page, "with a key", set())
         await expect(card).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
         assert await page.evaluate("localStorage.getItem('darkroom.apiKey')") == created.token
+
+
+# Drops a file on the page as a user dragging it from the desktop would: dragenter, dragover, then drop.
+DROP_FILE = """
+async ([bytes, name, type]) => {
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([new Uint8Array(bytes)], name, { type }));
+  for (const kind of ["dragenter", "dragover", "drop"]) {
+    document.querySelector("#gallery").dispatchEvent(
+      new DragEvent(kind, { dataTransfer: transfer, bubbles: true, cancelable: true }),
+    );
+  }
+}
+"""
+
+
+async def test_gallery_uploads_a_dropped_image_and_animates_it(start_darkroom: Callable[..., Any], page: Page) -> None:
+    from playwright.async_api import expect
+
+    async with start_darkroom(simulator_run_seconds=1.0) as darkroom:
+        await _open_gallery(page, darkroom)
+        known: set[str] = set()
+
+        # Dropped anywhere on the page: the upload's card appears with the image, ready to animate.
+        content = png(96, 64, (30, 160, 90))
+        await page.evaluate(DROP_FILE, [list(content), "dropped.png", "image/png"])
+        card = await _new_card(page, known)
+        await expect(card).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        await expect(card.locator("header .model")).to_have_text("uploaded")
+        await expect(card.locator(".prompt")).to_have_text("dropped.png")
+        image = card.locator("figure[data-status=READY] img")
+        await page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth === 96", arg=await image.element_handle(), polling=POLL_MS
+        )
+        await expect(page.locator("#upload-status")).to_have_text("Uploaded dropped.png.")
+
+        # A text file named .png is refused: the page says why, and no card appears.
+        forged: FilePayload = {"name": "forged.png", "mimeType": "image/png", "buffer": b"not an image\n" * 20}
+        await page.set_input_files("#upload-file", files=[forged])
+        await expect(page.locator("#upload-error")).to_contain_text("not an image", timeout=TIMEOUT_MS)
+        assert await page.locator(".card").count() == 1
+
+        # Animate: the form asks for the chosen model's inputs; the video is made from the uploaded image.
+        await card.locator("button.animate").click()
+        await expect(card.locator("form.animate-form")).to_have_attribute("data-model", VIDEO_PICK)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "gallery-upload-animate.png"), full_page=True)
+        await _start_animation(card, prompt="drift to the left")
+        video_card = await _new_card(page, known)
+        await expect(video_card).to_have_attribute("data-kind", "VIDEO")
+        await expect(video_card).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        video = video_card.locator("figure[data-status=READY] video")
+        await expect(video).to_have_count(1, timeout=TIMEOUT_MS)
+        await page.wait_for_function(
+            "(video) => video.readyState >= 1", arg=await video.element_handle(), polling=POLL_MS
+        )
+        await expect(card.locator("form.animate-form")).to_have_count(0)
+        done = await get_generation(darkroom, str(await video_card.get_attribute("data-generation-id")))
+        assert done["input"]["prompt"] == "drift to the left"
+        assert done["input"]["image"] == (await image.get_attribute("src"))
+
+        # A short video picked with the file control becomes a video card of its own.
+        clip_file: FilePayload = {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": mp4(seconds=1.0)}
+        await page.set_input_files("#upload-file", files=[clip_file])
+        clip = await _new_card(page, known)
+        await expect(clip).to_have_attribute("data-kind", "VIDEO")
+        await expect(clip.locator("figure[data-status=READY] video")).to_have_count(1, timeout=TIMEOUT_MS)
+        await expect(clip.locator("button.animate")).to_have_count(0)

@@ -18,20 +18,23 @@ def database(tmp_path: Path) -> str:
 
 @dataclass(frozen=True)
 class Client:
-    """How to run one language's examples; both take the same options."""
+    """How to run one language's examples; both languages' take the same options."""
 
     follow: tuple[str, ...]
     feed: tuple[str, ...]
+    upload: tuple[str, ...]
 
 
 CLIENTS = {
     "python": Client(
         follow=(sys.executable, str(EXAMPLES / "python" / "follow_generation.py")),
         feed=(sys.executable, str(EXAMPLES / "python" / "event_feed.py")),
+        upload=(sys.executable, str(EXAMPLES / "python" / "upload_and_animate.py")),
     ),
     "node": Client(
         follow=("node", str(EXAMPLES / "node" / "follow-generation.mjs")),
         feed=("node", str(EXAMPLES / "node" / "event-feed.mjs")),
+        upload=("node", str(EXAMPLES / "node" / "upload-and-animate.mjs")),
     ),
 }
 

@@ -4,6 +4,11 @@ Both paths resolve the model from the catalogue, check the input against its sch
 created or sent when it fails), and hand the result to GenerationService.start — one pipeline for
 images and videos alike. What is sent is the caller's input; what is stored adds the schema's
 defaults and masks secrets (see `server.services.catalogue.validation`).
+
+A file input (a `format: uri` field, or a list of them) also takes the global ID of a READY Media the
+caller can see, such as an upload. The stored input names that media's lasting Darkroom URL; the provider
+is sent a URL or an upload it can fetch, as for animateImage's image. An ID of media the caller cannot see,
+or that is not READY, is a userError at the input's path.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +27,7 @@ from server.domain import MediaKind, MediaStatus
 from server.provider.errors import ProviderError
 from server.provider.port import Provider
 from server.services.access.viewer import Viewer
+from server.services.catalogue.model_schema import is_file_input, is_uri_string
 from server.services.catalogue.service import CatalogueService, unmet_inputs
 from server.services.catalogue.validation import check_input, show
 from server.services.errors import FieldError, NotFound, ServiceError
@@ -36,6 +43,27 @@ T = TypeVar("T")
 # Replicate takes data: URIs for small files; past this an image must be uploaded to reach it.
 DATA_URI_MAX_BYTES = 256 * 1024
 
+# The media a global ID names, or None when the text is no Media ID (a URL, a data: URI).
+MediaIdReader = Callable[[str], uuid.UUID | None]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInput:
+    """A file input given as a Media ID: where it sits (a field, and its index in a list) and what it names."""
+
+    name: str
+    index: int | None
+    media: Media
+    own_url: str
+
+    @property
+    def path(self) -> list[str]:
+        return input_path(self.name, self.index)
+
+
+def input_path(name: str, index: int | None) -> list[str]:
+    return ["input", name] if index is None else ["input", name, str(index)]
+
 
 class Launcher:
     def __init__(
@@ -47,10 +75,12 @@ class Launcher:
         storage: MediaStorage,
         provider: Provider,
         *,
+        media_id_of: MediaIdReader,
         own_urls_reachable: bool = False,
     ) -> None:
         """`own_urls_reachable`: the provider can fetch this server's media URLs (see `server.reachability`),
-        so an image is sent as our own URL rather than uploaded."""
+        so an image is sent as our own URL rather than uploaded. `media_id_of` reads a Media global ID given
+        as a file input."""
         self._settings = settings
         self._sessions = sessions
         self._catalogue = catalogue
@@ -58,12 +88,15 @@ class Launcher:
         self._storage = storage
         self._provider = provider
         self._own_urls_reachable = own_urls_reachable
+        self._media_id_of = media_id_of
 
     async def start_generation(self, viewer: Viewer, model_ref: str, raw_input: Any) -> Generation:
         """Validate `raw_input` against the model's schema and start it; ServiceError lists every problem."""
         model = await self._catalogue.get_model(model_ref)
-        checked = check_input(model.input_schema, raw_input, model_ref=model.ref)
-        return await self._generations.start(viewer, model, checked.stored(), provider_input=checked.given)
+        given, media_inputs = await self._media_inputs(viewer, model.input_schema, raw_input)
+        checked = check_input(model.input_schema, given, model_ref=model.ref)
+        provider_input = await self._fetchable(checked.given, media_inputs)
+        return await self._generations.start(viewer, model, checked.stored(), provider_input=provider_input)
 
     async def animate_image(
         self, viewer: Viewer, media_id: uuid.UUID, model_ref: str | None, raw_input: Any
@@ -96,8 +129,10 @@ class Launcher:
                 ["input", field],
             )
         own_url = self._media_url(media)
+        given, media_inputs = await self._media_inputs(viewer, model.input_schema, given)
         checked = check_input(model.input_schema, {**given, field: own_url}, model_ref=model.ref)
-        provider_input = {**checked.given, field: await self._reachable_url(media, own_url)}
+        provider_input = await self._fetchable(checked.given, media_inputs)
+        provider_input[field] = await self._reachable_url(media, own_url)
         # The stored input names our own lasting URL, not an upload that expires or a long data: URI.
         return await self._generations.start(
             viewer, model, checked.stored(), provider_input=provider_input, source_media_id=media.id
@@ -172,6 +207,74 @@ class Launcher:
         if not candidates:
             raise ServiceError.single("NO_VIDEO_MODEL", "no image-to-video model is available", ["model"])
         return candidates[0]
+
+    async def _media_inputs(self, viewer: Viewer, schema: Any, raw: Any) -> tuple[Any, list[MediaInput]]:
+        """`raw` with every Media ID in a file input replaced by the media's own URL, and where each was.
+
+        Every ID that names no READY media the viewer can see is reported at once (ServiceError)."""
+        properties = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(raw, dict) or not isinstance(properties, dict):
+            return raw, []
+        wanted = list(self._media_ids(raw, properties))
+        if not wanted:
+            return raw, []
+        found: list[MediaInput] = []
+        problems: list[FieldError] = []
+        async with self._sessions() as session:
+            for name, position, media_id in wanted:
+                media = await session.get(Media, media_id)
+                path = input_path(name, position)
+                if media is None or not viewer.can_see(media.owner_id):
+                    problems.append(FieldError(path, f"{'.'.join(path[1:])}: media not found", "NOT_FOUND"))
+                elif media.status != MediaStatus.READY or not media.storage_key:
+                    message = f"{'.'.join(path[1:])}: the media is {media.status}, not READY; wait for it"
+                    problems.append(FieldError(path, message, "MEDIA_NOT_READY"))
+                elif not await self._storage.exists(media.storage_key):
+                    message = f"{'.'.join(path[1:])}: the media's file is missing from storage"
+                    problems.append(FieldError(path, message, "MEDIA_NOT_READY"))
+                else:
+                    found.append(MediaInput(name, position, media, self._media_url(media)))
+        if problems:
+            raise ServiceError(problems)
+        replaced = dict(raw)
+        for item in found:
+            if item.index is None:
+                replaced[item.name] = item.own_url
+            else:
+                replaced[item.name] = list(replaced[item.name])
+                replaced[item.name][item.index] = item.own_url
+        return replaced, found
+
+    def _media_ids(
+        self, raw: dict[str, Any], properties: dict[str, Any]
+    ) -> Iterator[tuple[str, int | None, uuid.UUID]]:
+        """Each Media ID given to a file input: the field, its index in a list (or None), the media's id."""
+        for name, value in raw.items():
+            prop = properties.get(name)
+            if not isinstance(prop, dict) or not is_file_input(prop):
+                continue
+            items: list[tuple[int | None, Any]] = (
+                [(None, value)] if is_uri_string(prop) else list(enumerate(value)) if isinstance(value, list) else []
+            )
+            for index, item in items:
+                media_id = self._media_id_of(item.strip()) if isinstance(item, str) else None
+                if media_id is not None:
+                    yield name, index, media_id
+
+    async def _fetchable(self, given: dict[str, Any], media_inputs: list[MediaInput]) -> dict[str, Any]:
+        """What the provider is sent: `given` with each media's own URL replaced by one it can fetch."""
+        sent = dict(given)
+        for item in media_inputs:
+            try:
+                url = await self._reachable_url(item.media, item.own_url)
+            except ServiceError as exc:
+                raise ServiceError([FieldError(item.path, e.message, e.code) for e in exc.errors]) from exc
+            if item.index is None:
+                sent[item.name] = url
+            else:
+                sent[item.name] = list(sent[item.name])
+                sent[item.name][item.index] = url
+        return sent
 
     def _media_url(self, media: Media) -> str:
         assert media.storage_key is not None

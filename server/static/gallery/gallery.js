@@ -1,11 +1,15 @@
 // Darkroom's live gallery. Queries fill the page (the models, the feed's cursor, the latest generations); after that
 // every change arrives over the `generationEvents` subscription, and nothing is polled. The feed is
 // resumed after a dropped connection from the cursor of the last event seen, so nothing is missed.
+// Your own images and videos are uploaded (the file picker, or a drop anywhere on the page) as GraphQL multipart
+// requests; each upload is a generation of its own (model "upload"), so it arrives as a card like any other.
 import { createClient } from "./vendor/graphql-ws/client.js";
 
 const GRAPHQL_PATH = "/graphql";
 const KEY_STORAGE = "darkroom.apiKey";
 const MODEL_STORAGE = "darkroom.model";
+const VIDEO_MODEL_STORAGE = "darkroom.videoModel";
+const UPLOAD_MODEL = "upload"; // the model of an upload's generation
 const PAGE_SIZE = 50;
 const RUNNING = new Set(["STARTING", "PROCESSING"]);
 const REFUSED = new Set([4401, 4403]); // graphql-transport-ws close codes: Unauthorized, Forbidden
@@ -27,13 +31,13 @@ const GENERATIONS = `query Generations($first: Int, $after: String) {
 }`;
 const FEED_CURSOR = "query FeedCursor { feedCursor }";
 const META = `query Meta($id: ID!) { generation(id: $id) { id ${META_FIELDS} } }`;
-const MODELS = "query Models { models(first: 100) { nodes { ref kind description } } }";
+const MODELS = "query Models { models(first: 100) { nodes { ref kind description acceptsImage runCount } } }";
 const MODEL = `query Model($ref: String!) {
   model(ref: $ref) {
     ref kind description
     inputs {
       name type title description default minimum maximum exclusiveMinimum exclusiveMaximum
-      options format itemType required nullable isFile isSecret
+      options format itemType required nullable isFile isSecret isImageInput
     }
   }
 }`;
@@ -41,8 +45,11 @@ const PAYLOAD = "userErrors { field message code }";
 const START = `mutation Start($model: String!, $input: JSON!) {
   startGeneration(input: {model: $model, input: $input}) { generation { id ${META_FIELDS} } ${PAYLOAD} }
 }`;
-const ANIMATE = `mutation Animate($mediaId: ID!) {
-  animateImage(input: {mediaId: $mediaId}) { generation { id ${META_FIELDS} } ${PAYLOAD} }
+const ANIMATE = `mutation Animate($mediaId: ID!, $model: String, $input: JSON) {
+  animateImage(input: {mediaId: $mediaId, model: $model, input: $input}) { generation { id ${META_FIELDS} } ${PAYLOAD} }
+}`;
+const UPLOAD = `mutation Upload($file: Upload!) {
+  uploadMedia(input: {file: $file}) { media { id generation { ${LIVE_FIELDS} ${META_FIELDS} } } ${PAYLOAD} }
 }`;
 const CANCEL = `mutation Cancel($id: ID!) { cancelGeneration(input: {id: $id}) { generation { id } ${PAYLOAD} } }`;
 const RETRY = `mutation Retry($mediaId: ID!) { retryDownload(input: {mediaId: $mediaId}) { media { id } ${PAYLOAD} } }`;
@@ -52,6 +59,7 @@ const generations = new Map(); // id -> the latest state seen (by per-generation
 const meta = new Map(); // id -> {input, sourceMedia}
 const notes = new Map(); // id -> a message for the card (a failed action)
 let currentInputs = [];
+let videoModels = []; // image-to-video models, most run first: what Animate offers
 
 // --- transport -------------------------------------------------------------------------------------
 
@@ -66,10 +74,25 @@ function authorization() {
 }
 
 async function graphql(query, variables = {}) {
+  return send(JSON.stringify({ query, variables }), { "Content-Type": "application/json" });
+}
+
+// The GraphQL multipart request spec: the operation (null where the file goes), the map, then the file. The
+// browser sets the multipart Content-Type; Apollo-Require-Preflight makes it a request no other site's page can
+// send unasked (CSRF prevention).
+async function uploadRequest(file) {
+  const body = new FormData();
+  body.append("operations", JSON.stringify({ query: UPLOAD, variables: { file: null } }));
+  body.append("map", JSON.stringify({ 0: ["variables.file"] }));
+  body.append("0", file, file.name);
+  return send(body, { "Apollo-Require-Preflight": "true" });
+}
+
+async function send(payload, headers) {
   const response = await fetch(GRAPHQL_PATH, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json", ...authorization() },
-    body: JSON.stringify({ query, variables }),
+    headers: { Accept: "application/json", ...headers, ...authorization() },
+    body: payload,
   });
   const body = await response.json().catch(() => null);
   if (response.status === 401) {
@@ -204,6 +227,9 @@ async function loadModels() {
   const select = $("#model");
   try {
     const { models } = await graphql(MODELS);
+    videoModels = models.nodes
+      .filter((item) => item.kind === "VIDEO" && item.acceptsImage)
+      .sort((a, b) => (b.runCount ?? 0) - (a.runCount ?? 0));
     select.replaceChildren();
     for (const kind of ["IMAGE", "VIDEO"]) {
       const group = el("optgroup", { label: kind === "IMAGE" ? "Images" : "Videos" });
@@ -237,7 +263,7 @@ async function chooseModel(ref) {
     if ($("#model").value !== ref) return;
     $("#model-description").textContent = model?.description || "";
     currentInputs = model?.inputs || [];
-    fields.replaceChildren(...currentInputs.map(inputField));
+    fields.replaceChildren(...currentInputs.map((input) => inputField(input)));
     formError("");
     form.dataset.model = ref;
     $("#submit").disabled = false;
@@ -246,8 +272,9 @@ async function chooseModel(ref) {
   }
 }
 
-function inputField(input) {
-  const id = `input-${input.name}`;
+// One form control for a model input; `prefix` keeps ids apart when several forms show the same model.
+function inputField(input, prefix = "input") {
+  const id = `${prefix}-${input.name}`;
   const attrs = { id, name: input.name };
   let control;
   if (input.options?.length) {
@@ -313,8 +340,8 @@ function readValue(input, control) {
   }
 }
 
-function fieldError(name, message) {
-  const slot = document.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
+function fieldError(name, message, root = $("#generate")) {
+  const slot = root.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
   if (!slot) return false;
   slot.textContent = message;
   slot.hidden = !message;
@@ -327,32 +354,38 @@ function formError(message) {
   slot.hidden = !message;
 }
 
-async function submit(event) {
-  event.preventDefault();
-  const form = event.currentTarget;
-  const model = $("#model").value;
+// The values of `inputs` in `form`, or null when one is missing or unreadable (its error shown beside it).
+function readForm(form, inputs) {
   const values = {};
   let valid = true;
-  formError("");
-  for (const input of currentInputs) {
+  for (const input of inputs) {
     const control = form.elements.namedItem(input.name);
-    fieldError(input.name, "");
+    fieldError(input.name, "", form);
     try {
       const value = readValue(input, control);
       if (value === undefined && input.required) throw new Error("required");
       if (value !== undefined) values[input.name] = value;
     } catch (error) {
-      fieldError(input.name, error.message);
+      fieldError(input.name, error.message, form);
       valid = false;
     }
   }
-  if (!valid) return;
+  return valid ? values : null;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const model = $("#model").value;
+  formError("");
+  const values = readForm(form, currentInputs);
+  if (!values) return;
   const button = $("#submit");
   button.disabled = true;
   try {
     const data = await graphql(START, { model, input: values });
     const { generation, userErrors } = data.startGeneration;
-    const general = userErrors.filter((error) => !fieldError(error.field?.at(-1) ?? "", error.message));
+    const general = userErrors.filter((error) => !fieldError(error.field?.at(-1) ?? "", error.message, form));
     formError(general.map((error) => error.message).join("; "));
     if (generation) {
       remember(generation);
@@ -453,15 +486,97 @@ function renderMedia(generation, media) {
     caption.append(action("Retry", noteOnFailure(generation.id, retry), "retry"));
   }
   if (media.status === "READY" && media.kind === "IMAGE") {
-    const animate = async () => {
-      const { generation: started } = await mutate(ANIMATE, { mediaId: media.id }, "animateImage");
-      remember(started);
-      render(started.id);
-    };
-    caption.append(action("Animate", noteOnFailure(generation.id, animate), "animate"));
+    const open = el("button", { type: "button", class: "animate" }, "Animate");
+    open.addEventListener("click", () => toggleAnimateForm(figure, media));
+    caption.append(open);
   }
   figure.append(caption);
   return figure;
+}
+
+// What Animate asks for: the model's required inputs that have no default, and its prompt; never the image input,
+// which animateImage fills with the image.
+function animateInputs(inputs) {
+  return inputs.filter(
+    (input) => !input.isImageInput && ((input.required && input.default == null) || input.name === "prompt"),
+  );
+}
+
+// A small form under the image: the video model (the most run image-to-video model unless you chose another) and
+// the inputs it needs; Start calls animateImage.
+function toggleAnimateForm(figure, media) {
+  const open = figure.querySelector("form.animate-form");
+  if (open) {
+    open.remove();
+    return;
+  }
+  const select = el("select", { name: "model", "aria-label": "Video model" });
+  for (const model of videoModels) select.append(el("option", { value: model.ref }, model.ref));
+  const saved = localStorage.getItem(VIDEO_MODEL_STORAGE);
+  if (videoModels.some((model) => model.ref === saved)) select.value = saved;
+  const fields = el("div", { class: "animate-fields" });
+  const error = el("p", { class: "error", role: "alert", hidden: "" });
+  const start = el("button", { type: "submit", disabled: "" }, "Start");
+  const close = el("button", { type: "button", class: "close" }, "Close");
+  const form = el(
+    "form",
+    { class: "animate-form", novalidate: "" },
+    el("label", { class: "field" }, el("span", {}, "Video model"), select),
+    fields,
+    error,
+    el("div", { class: "actions" }, start, close),
+  );
+  const showError = (message) => {
+    error.textContent = message;
+    error.hidden = !message;
+  };
+  let inputs = [];
+  const choose = async () => {
+    const ref = select.value;
+    start.disabled = true;
+    fields.replaceChildren();
+    inputs = [];
+    delete form.dataset.model;
+    if (!ref) return showError("No image-to-video model is available.");
+    localStorage.setItem(VIDEO_MODEL_STORAGE, ref);
+    try {
+      const { model } = await graphql(MODEL, { ref });
+      if (select.value !== ref) return;
+      inputs = animateInputs(model?.inputs || []);
+      fields.replaceChildren(...inputs.map((input) => inputField(input, `animate-${media.id}`)));
+      showError("");
+      form.dataset.model = ref;
+      start.disabled = false;
+    } catch (failure) {
+      showError(`Could not load ${ref}: ${describe(failure)}`);
+    }
+  };
+  select.addEventListener("change", choose);
+  close.addEventListener("click", () => form.remove());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("");
+    const values = readForm(form, inputs);
+    if (!values) return;
+    start.disabled = true;
+    try {
+      const variables = { mediaId: media.id, model: select.value, input: values };
+      const { generation, userErrors } = (await graphql(ANIMATE, variables)).animateImage;
+      const general = userErrors.filter((item) => !fieldError(item.field?.at(-1) ?? "", item.message, form));
+      showError(general.map((item) => item.message).join("; "));
+      if (generation) {
+        form.remove();
+        remember(generation);
+        render(generation.id);
+      }
+    } catch (failure) {
+      showError(describe(failure));
+    } finally {
+      start.disabled = false;
+    }
+  });
+  figure.append(form);
+  choose();
 }
 
 function cardParts(generation) {
@@ -471,7 +586,10 @@ function cardParts(generation) {
     {
       key: "header",
       sig: generation.status,
-      build: () => el("header", {}, badge(generation.status), el("span", { class: "model" }, generation.model)),
+      build: () => {
+        const label = generation.model === UPLOAD_MODEL ? "uploaded" : generation.model;
+        return el("header", {}, badge(generation.status), el("span", { class: "model" }, label));
+      },
     },
   ];
   if (generation.media.length) {
@@ -487,7 +605,7 @@ function cardParts(generation) {
       build: () => el("div", { class: "progress" }, el("progress", { max: "1", "aria-label": "progress" })),
     });
   }
-  const prompt = info?.input?.prompt;
+  const prompt = generation.model === UPLOAD_MODEL ? info?.input?.filename : info?.input?.prompt;
   const source = info?.sourceMedia?.url;
   if (source || prompt) {
     const build = source
@@ -549,6 +667,65 @@ function render(id) {
   $("#empty").hidden = generations.size > 0;
 }
 
+// --- uploads ---------------------------------------------------------------------------------------
+
+function uploadNote(status, error = "") {
+  const statusSlot = $("#upload-status");
+  statusSlot.textContent = status;
+  statusSlot.hidden = !status;
+  const errorSlot = $("#upload-error");
+  errorSlot.textContent = error;
+  errorSlot.hidden = !error;
+}
+
+async function uploadFile(file) {
+  if (!file) return;
+  const zone = $("#upload");
+  zone.dataset.state = "uploading";
+  uploadNote(`Uploading ${file.name}…`);
+  try {
+    const { media, userErrors } = (await uploadRequest(file)).uploadMedia;
+    if (userErrors.length) throw new Error(userErrors.map((error) => error.message).join("; "));
+    remember(media.generation);
+    apply(media.generation);
+    uploadNote(`Uploaded ${file.name}.`);
+  } catch (error) {
+    uploadNote("", `${file.name}: ${describe(error)}`);
+  } finally {
+    delete zone.dataset.state;
+    $("#upload-file").value = "";
+  }
+}
+
+// A file dragged over the page highlights the upload panel; dropped anywhere, it is uploaded.
+function acceptDrops() {
+  const carriesFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+  let depth = 0;
+  const highlight = (on) => document.body.classList.toggle("dragging", on);
+  document.addEventListener("dragenter", (event) => {
+    if (!carriesFiles(event)) return;
+    depth += 1;
+    highlight(true);
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (!carriesFiles(event)) return;
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) highlight(false);
+  });
+  document.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  document.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    depth = 0;
+    highlight(false);
+    uploadFile(event.dataTransfer.files[0]);
+  });
+}
+
 // --- start -----------------------------------------------------------------------------------------
 
 function init() {
@@ -563,6 +740,8 @@ function init() {
   $("#model").addEventListener("change", (event) => chooseModel(event.target.value));
   $("#generate").addEventListener("submit", submit);
   $("#older").addEventListener("click", (event) => loadGenerations(event.currentTarget.dataset.after || null));
+  $("#upload-file").addEventListener("change", (event) => uploadFile(event.target.files[0]));
+  acceptDrops();
   loadModels();
   // The feed starts from a cursor read before the first page, so no change can fall between the two.
   graphql(FEED_CURSOR)

@@ -1,0 +1,261 @@
+"""Media the caller brings: `uploadMedia` stores a file like a downloaded one, or refuses it and keeps nothing.
+
+An upload is checked before anything is kept: its size (UPLOAD_MAX_BYTES, counted while it is copied to a
+temp file), what it is (sniffed from the bytes by the downloader's probe, whatever its name or declared type
+say: a PNG, JPEG, WebP or GIF image, or an MP4 or WebM video) and that it decodes (every pixel of an image;
+the first frame of a video, which may last at most UPLOAD_MAX_VIDEO_SECONDS). A refused file is deleted and
+no row is written.
+
+The model: each upload is a generation of its own, already SUCCEEDED, with provider and model "upload" and
+one READY media, owned by the caller's key. Media rows belong to generations, the event log and its feed are
+per generation, and the gallery shows generations as cards; so an upload is published as one
+GENERATION_CREATED event, appears in every listing and feed, and can be animated like a generated image, with
+no change to any of them and no migration. A nullable `media.generation_id` would instead need events
+without a generation, and a second kind of card. The generation's input records the file's name.
+
+Order: the file is moved into storage (the call the downloader stores its files with), then the rows are
+written; if they cannot be, the file is deleted again. Cleanup sweeps a file without a row; a row without a
+file is never left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import mimetypes
+import os
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db.models import Generation, Media, utcnow
+from server.domain import GenerationStatus, MediaKind, MediaStatus
+from server.services.access.viewer import Viewer
+from server.services.errors import ServiceError
+from server.services.generations.events import EventType, append_event
+from server.settings import Settings
+from server.storage.port import MediaStorage, store_file
+from server.workers.probe import Probe, probe_file
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
+
+# The provider and model names of an upload's generation ("upload" is no "owner/name" ref, so no model's).
+UPLOAD_PROVIDER = "upload"
+UPLOAD_MODEL = "upload"
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+VIDEO_TYPES = frozenset({"video/mp4", "video/webm"})
+# PyAV's names of the MP4 and WebM demuxers ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm").
+VIDEO_CONTAINERS = frozenset({"mp4", "webm"})
+UNKNOWN_TYPE = "application/octet-stream"
+CHUNK_BYTES = 256 * 1024
+MAX_FILENAME = 200
+# userErrors point at the mutation input's `file`.
+FILE_FIELD = ["file"]
+
+
+class UploadedFile(Protocol):
+    """What a multipart upload hands the service (Litestar's UploadFile is one)."""
+
+    filename: str
+
+    async def read(self, size: int = -1) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An upload that passed: what it is, and the facts stored with it."""
+
+    kind: MediaKind
+    probe: Probe
+    byte_size: int
+    sha256: str
+
+
+class Refused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def storage_key_for(media_id: uuid.UUID, content_type: str) -> str:
+    """The key a media file is stored under, named as the downloader names its files."""
+    extension = mimetypes.guess_extension(content_type) or ""
+    extension = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(extension, extension)
+    return f"{media_id.hex[:2]}/{media_id.hex}{extension}"
+
+
+def inspect(path: Path, max_video_seconds: float) -> tuple[MediaKind, Probe]:
+    """What the file at `path` is, from its bytes alone, once it is known to decode; Refused otherwise.
+    Blocking."""
+    try:
+        # No declared type to fall back on: a file the probe cannot name is refused, whatever it claims.
+        probe = probe_file(path, UNKNOWN_TYPE)
+    except Exception:  # e.g. Pillow's DecompressionBombError: not a file Darkroom keeps
+        probe = Probe(UNKNOWN_TYPE)
+    if probe.content_type not in IMAGE_TYPES | VIDEO_TYPES or probe.width is None or probe.height is None:
+        raise Refused("UNSUPPORTED_FILE", "the file is not an image (PNG, JPEG, WebP, GIF) or a video (MP4, WebM)")
+    if probe.content_type in IMAGE_TYPES:
+        if not _image_decodes(path):
+            raise Refused("UNSUPPORTED_FILE", "the image does not decode")
+        return MediaKind.IMAGE, probe
+    if not _video_decodes(path):
+        raise Refused("UNSUPPORTED_FILE", "the file is not an MP4 or WebM video that decodes")
+    if probe.duration_seconds is None:
+        raise Refused("UNSUPPORTED_FILE", "the video's duration cannot be read")
+    if probe.duration_seconds > max_video_seconds:
+        raise Refused(
+            "VIDEO_TOO_LONG",
+            f"the video lasts {probe.duration_seconds:g} s; at most {max_video_seconds:g} s "
+            "(UPLOAD_MAX_VIDEO_SECONDS) are accepted",
+        )
+    return MediaKind.VIDEO, probe
+
+
+def _image_decodes(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception:  # any decoder error: truncated, corrupt, too large
+        return False
+    return True
+
+
+def _video_decodes(path: Path) -> bool:
+    """An MP4 or WebM container (the probe names others MP4 too) whose first video frame decodes."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if not VIDEO_CONTAINERS.intersection(container.format.name.split(",")):
+                return False
+            next(container.decode(container.streams.video[0]))
+    except Exception:  # any demuxer or decoder error, or no frame at all
+        return False
+    return True
+
+
+def clean_filename(name: str | None) -> str:
+    """The file's own name as recorded: no directories, no control characters, cut short."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    printable = "".join(ch for ch in base if ch.isprintable()).strip()
+    return printable[:MAX_FILENAME]
+
+
+class UploadService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: MediaStorage,
+        publish: Publish,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._storage = storage
+        self._publish = publish
+
+    async def upload(self, viewer: Viewer, file: UploadedFile) -> Media:
+        """Check and store `file` as READY media of `viewer`'s; ServiceError (and nothing kept) when refused."""
+        # Checked in a local scratch file first: nothing reaches the store before the file has passed.
+        descriptor, name = tempfile.mkstemp(prefix="darkroom-upload-")
+        os.close(descriptor)
+        temp = Path(name)
+        try:
+            try:
+                checked = await self._check(file, temp)
+            except Refused as exc:
+                raise ServiceError.single(exc.code, exc.message, FILE_FIELD) from None
+            finally:
+                # The request's copy (spooled to disk past a size) is done with: the checked bytes are in `temp`.
+                with contextlib.suppress(Exception):
+                    await file.close()
+            media_id = uuid.uuid4()
+            key = storage_key_for(media_id, checked.probe.content_type)
+            await store_file(self._storage, key, temp, checked.probe.content_type, checked.sha256)
+        finally:
+            await asyncio.to_thread(temp.unlink, missing_ok=True)
+        try:
+            media, payload = await self._record(viewer, media_id, key, checked, clean_filename(file.filename))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._storage.delete(key)
+            raise
+        await self._publish(payload)
+        logger.info(
+            "media uploaded",
+            extra={"media_id": str(media_id), "kind": checked.kind, "bytes": checked.byte_size},
+        )
+        return media
+
+    async def _check(self, file: UploadedFile, temp: Path) -> Checked:
+        limit = self._settings.uploads.max_bytes
+        digest = hashlib.sha256()
+        size = 0
+        with temp.open("wb") as sink:
+            while chunk := await file.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise Refused("FILE_TOO_LARGE", f"the file is over {limit} bytes (UPLOAD_MAX_BYTES)")
+                digest.update(chunk)
+                sink.write(chunk)
+        if size == 0:
+            raise Refused("UNSUPPORTED_FILE", "the file is empty")
+        kind, probe = await asyncio.to_thread(inspect, temp, self._settings.uploads.max_video_seconds)
+        return Checked(kind=kind, probe=probe, byte_size=size, sha256=digest.hexdigest())
+
+    async def _record(
+        self, viewer: Viewer, media_id: uuid.UUID, key: str, checked: Checked, filename: str
+    ) -> tuple[Media, dict[str, Any]]:
+        now = utcnow()
+        generation = Generation(
+            id=uuid.uuid4(),
+            owner_id=viewer.owner_id,
+            kind=checked.kind,
+            model_ref=UPLOAD_MODEL,
+            input={"filename": filename} if filename else {},
+            status=GenerationStatus.SUCCEEDED,
+            provider=UPLOAD_PROVIDER,
+            created_at=now,
+            updated_at=now,
+            started_at=now,
+            completed_at=now,
+        )
+        probe = checked.probe
+        media = Media(
+            id=media_id,
+            generation_id=generation.id,
+            owner_id=viewer.owner_id,
+            position=0,
+            kind=checked.kind,
+            status=MediaStatus.READY,
+            storage_key=key,
+            content_type=probe.content_type,
+            byte_size=checked.byte_size,
+            width=probe.width,
+            height=probe.height,
+            duration_seconds=probe.duration_seconds,
+            sha256=checked.sha256,
+            download_attempts=0,
+            created_at=now,
+            updated_at=now,
+            ready_at=now,
+        )
+        async with self._sessions() as session, session.begin():
+            session.add(generation)
+            await session.flush()
+            session.add(media)
+            payload = await append_event(session, generation, [media], EventType.CREATED)
+        return media, payload
