@@ -29,6 +29,7 @@ from server.services.access.rate_limits import MutationRateLimiter
 from server.services.catalogue.service import CatalogueService
 from server.services.generations.event_log import StoredEventLog
 from server.services.generations.launch import Launcher
+from server.services.generations.polls import PollClaims
 from server.services.generations.service import GenerationService
 from server.services.media.retention import RetentionService
 from server.services.media.service import MediaService
@@ -95,6 +96,7 @@ class Runtime:
             self.alerts,
             webhook_url=reach.webhook_url(WEBHOOK_PATH),
         )
+        self.polls = PollClaims(settings, self.sessions)
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
         self.uploads = UploadService(settings, self.sessions, self.storage, self.publish)
         self.stats = StatsService(self.sessions)

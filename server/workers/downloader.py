@@ -31,7 +31,7 @@ import httpx
 from server import metrics
 from server.events import EventHub
 from server.log import generation_context
-from server.services.media.service import Claim, DownloadResult, MediaService
+from server.services.media.service import Claim, MediaService, StoredFile
 from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
 from server.storage.port import MediaStorage, StorageError
@@ -165,7 +165,7 @@ class Downloader:
         metrics.observe_download("ready", claim.attempt)
         logger.info("media downloaded", extra={"media_id": str(claim.media_id), "bytes": result.byte_size})
 
-    async def _fetch(self, claim: Claim) -> DownloadResult:
+    async def _fetch(self, claim: Claim) -> StoredFile:
         url = claim.source_url
         try:
             if url.startswith("data:"):
@@ -182,7 +182,7 @@ class Downloader:
         except StorageError as exc:
             raise DownloadError(f"storage: {exc}", retryable=True) from None
 
-    async def _stream(self, claim: Claim, url: str) -> DownloadResult:
+    async def _stream(self, claim: Claim, url: str) -> StoredFile:
         limit = self._settings.downloads.max_bytes
         try:
             async with self._client.stream("GET", url) as response:
@@ -202,7 +202,7 @@ class Downloader:
         except httpx.HTTPError as exc:
             raise DownloadError(f"{type(exc).__name__}: {exc}", retryable=True) from None
 
-    async def _store(self, claim: Claim, declared_type: str, chunks: AsyncIterator[bytes]) -> DownloadResult:
+    async def _store(self, claim: Claim, declared_type: str, chunks: AsyncIterator[bytes]) -> StoredFile:
         """Write `chunks` to storage under the media's key; aborted, leaving nothing, if anything fails."""
         head, rest = await _head(chunks, SNIFF_BYTES)
         content_type = sniff_content_type(head) or declared_type
@@ -237,7 +237,7 @@ class Downloader:
             if scratch is not None:
                 scratch[0].close()
                 scratch[1].unlink(missing_ok=True)
-        return DownloadResult(
+        return StoredFile(
             storage_key=key,
             content_type=content_type,
             byte_size=size,

@@ -23,7 +23,7 @@ def start_background_workers(runtime: Runtime, stop: asyncio.Event, *, api_keys:
         downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub, runtime.alerts)
         tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))
     if settings.poller.enabled:
-        poller = Poller(settings, runtime.sessions, runtime.provider, runtime.generations)
+        poller = Poller(settings, runtime.polls, runtime.provider, runtime.generations)
         tasks.append(periodic_task("poller", settings.poller.interval_seconds, poller.poll_once, stop))
     if settings.media.cleanup_enabled:
         tasks.append(periodic_task("cleanup", settings.media.cleanup_interval_seconds, runtime.retention.run, stop))

@@ -65,7 +65,7 @@ async def test_the_poller_settles_what_finished_while_the_server_was_down(start_
         runtime = darkroom.runtime
         from server.workers.poller import Poller
 
-        polled = await Poller(runtime.settings, runtime.sessions, runtime.provider, runtime.generations).poll_once()
+        polled = await Poller(runtime.settings, runtime.polls, runtime.provider, runtime.generations).poll_once()
         assert polled == 1
         assert (await get_generation(darkroom, generation["id"]))["status"] == "SUCCEEDED"
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.migrate import upgrade
 from server.db.models import Event, Generation, Media, utcnow
 from server.db.session import create_engine, create_sessionmaker
-from server.services.media.service import DownloadResult, MediaService
+from server.services.media.service import MediaService, StoredFile
 from server.settings import Settings
 from server.storage.local import LocalStorage
 
@@ -99,7 +99,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_loses(
         await session.execute(update(Media).values(claimed_until=utcnow() - timedelta(seconds=1)))
     second = await service.claim_next()
     assert second is not None and second.media_id == first.media_id and second.attempt == 2
-    result = DownloadResult(storage_key="aa/x.png", content_type="image/png", byte_size=1, sha256="0" * 64)
+    result = StoredFile(storage_key="aa/x.png", content_type="image/png", byte_size=1, sha256="0" * 64)
     assert await service.complete(first, result) is False
     assert await service.fail(first, "late") is None
     assert await service.complete(second, result) is True

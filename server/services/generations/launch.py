@@ -30,8 +30,9 @@ from server.services.access.viewer import Viewer
 from server.services.catalogue.model_schema import is_file_input, is_uri_string
 from server.services.catalogue.service import CatalogueService, unmet_inputs
 from server.services.catalogue.validation import check_input, show
-from server.services.errors import FieldError, NotFound, ServiceError
+from server.services.errors import FieldError, ServiceError
 from server.services.generations.service import GenerationService
+from server.services.media.base import visible_media
 from server.services.media.urls import media_url
 from server.settings import Settings
 from server.storage.port import MediaStorage, StorageError, read_all
@@ -140,9 +141,7 @@ class Launcher:
 
     async def _ready_image(self, media_id: uuid.UUID, viewer: Viewer) -> Media:
         async with self._sessions() as session:
-            media = await session.get(Media, media_id)
-        if media is None or not viewer.can_see(media.owner_id):
-            raise NotFound("media", ["mediaId"])
+            media = await visible_media(session, media_id, viewer)
         if media.kind != MediaKind.IMAGE:
             raise ServiceError.single(
                 "NOT_AN_IMAGE",

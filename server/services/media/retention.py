@@ -30,13 +30,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
-from server.services.generations.events import Publish, append_media_event
-from server.settings import Settings
-from server.storage.port import MediaStorage
+from server.services.generations.events import append_media_event
+from server.services.media.base import StoredMediaService
 
 logger = logging.getLogger(__name__)
 
@@ -66,21 +64,9 @@ class _Doomed:
     byte_size: int
 
 
-class RetentionService:
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        storage: MediaStorage,
-        publish: Publish,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._storage = storage
-        self._publish = publish
-        # Ages stored files and uploads (epoch seconds); the store's clock, not the database's.
-        self.clock = clock
+class RetentionService(StoredMediaService):
+    # Ages stored files and uploads (epoch seconds): the store's clock, not the database's.
+    clock: Callable[[], float] = staticmethod(time.time)
 
     async def run(self, *, dry_run: bool = False) -> CleanupReport:
         """One pass of the policy; see the module docstring."""

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Update, and_, or_, select, update
 
 from server.db.models import Media, utcnow
 from server.db.session import is_postgres
 from server.domain import MediaStatus
 from server.services.access.viewer import Viewer
-from server.services.errors import NotFound, ServiceError
-from server.services.generations.events import Publish, append_media_event
-from server.settings import Settings
-from server.storage.port import MediaStorage
+from server.services.errors import ServiceError
+from server.services.generations.events import append_media_event
+from server.services.media.base import StoredMediaService, visible_media
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +38,9 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class DownloadResult:
+class StoredFile:
+    """A file in the store, as its media row records it: each field is the row's column of that name."""
+
     storage_key: str
     content_type: str
     byte_size: int
@@ -49,19 +50,17 @@ class DownloadResult:
     duration_seconds: float | None = None
 
 
-class MediaService:
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        storage: MediaStorage,
-        publish: Publish,
-    ) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._storage = storage
-        self._publish = publish
+def _ending(claim: Claim, **values: Any) -> Update:
+    """The UPDATE that ends `claim`, writing `values`: it matches nothing once the claim has been lost."""
+    return (
+        update(Media)
+        .where(Media.id == claim.media_id, Media.claim_token == claim.token)
+        .values(claim_token=None, claimed_until=None, **values)
+        .execution_options(synchronize_session=False)
+    )
 
+
+class MediaService(StoredMediaService):
     # --- claims ------------------------------------------------------------------------------------
     async def claim_next(self) -> Claim | None:
         """Take the oldest due download, or None when there is none."""
@@ -112,30 +111,20 @@ class MediaService:
             attempt=claimed.download_attempts,
         )
 
-    async def complete(self, claim: Claim, result: DownloadResult) -> bool:
+    async def complete(self, claim: Claim, result: StoredFile) -> bool:
         """Record a finished download. False when the claim was lost meanwhile (the file is removed)."""
         now = utcnow()
         async with self._sessions() as session, session.begin():
             done = await session.execute(
-                update(Media)
-                .where(Media.id == claim.media_id, Media.claim_token == claim.token)
-                .values(
+                _ending(
+                    claim,
                     status=MediaStatus.READY,
-                    storage_key=result.storage_key,
-                    content_type=result.content_type,
-                    byte_size=result.byte_size,
-                    sha256=result.sha256,
-                    width=result.width,
-                    height=result.height,
-                    duration_seconds=result.duration_seconds,
+                    **asdict(result),
                     download_error=None,
-                    claim_token=None,
-                    claimed_until=None,
                     next_attempt_at=None,
                     ready_at=now,
                     updated_at=now,
                 )
-                .execution_options(synchronize_session=False)
             )
             if done.rowcount == 0:  # type: ignore[attr-defined]
                 lost = True
@@ -159,17 +148,13 @@ class MediaService:
         status = MediaStatus.FAILED if final else MediaStatus.PENDING
         async with self._sessions() as session, session.begin():
             done = await session.execute(
-                update(Media)
-                .where(Media.id == claim.media_id, Media.claim_token == claim.token)
-                .values(
+                _ending(
+                    claim,
                     status=status,
                     download_error=error[:2000],
-                    claim_token=None,
-                    claimed_until=None,
                     next_attempt_at=None if final else now + timedelta(seconds=delay),
                     updated_at=now,
                 )
-                .execution_options(synchronize_session=False)
             )
             if done.rowcount == 0:  # type: ignore[attr-defined]
                 return None
@@ -181,15 +166,7 @@ class MediaService:
         """Give a claim back untouched (shutdown): the attempt is not counted against the row."""
         async with self._sessions.begin() as session:
             await session.execute(
-                update(Media)
-                .where(Media.id == claim.media_id, Media.claim_token == claim.token)
-                .values(
-                    status=MediaStatus.PENDING,
-                    claim_token=None,
-                    claimed_until=None,
-                    download_attempts=Media.download_attempts - 1,
-                )
-                .execution_options(synchronize_session=False)
+                _ending(claim, status=MediaStatus.PENDING, download_attempts=Media.download_attempts - 1)
             )
 
     # --- serving -----------------------------------------------------------------------------------
@@ -202,9 +179,7 @@ class MediaService:
     # --- client actions ----------------------------------------------------------------------------
     async def retry(self, media_id: uuid.UUID, viewer: Viewer) -> Media:
         async with self._sessions() as session, session.begin():
-            media = (await session.scalars(select(Media).where(Media.id == media_id).with_for_update())).first()
-            if media is None or not viewer.can_see(media.owner_id):
-                raise NotFound("media", ["mediaId"])
+            media = await visible_media(session, media_id, viewer, lock=True)
             if media.status != MediaStatus.FAILED:
                 raise ServiceError.single(
                     "NOT_FAILED",
@@ -223,9 +198,7 @@ class MediaService:
 
     async def delete(self, media_id: uuid.UUID, viewer: Viewer) -> uuid.UUID:
         async with self._sessions() as session, session.begin():
-            media = (await session.scalars(select(Media).where(Media.id == media_id).with_for_update())).first()
-            if media is None or not viewer.can_see(media.owner_id):
-                raise NotFound("media", ["mediaId"])
+            media = await visible_media(session, media_id, viewer, lock=True)
             if media.status == MediaStatus.DOWNLOADING:
                 raise ServiceError.single(
                     "DOWNLOADING", "the media is being downloaded; try again shortly", ["mediaId"]

@@ -29,20 +29,20 @@ import os
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaKind, MediaStatus
 from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
 from server.services.generations.events import EventType, append_event
-from server.settings import Settings
-from server.storage.port import MediaStorage, store_file
+from server.services.media.base import StoredMediaService
+from server.services.media.service import StoredFile
+from server.storage.port import store_file
 from server.workers.probe import Probe, probe_file
 
 logger = logging.getLogger(__name__)
@@ -154,19 +154,7 @@ def clean_filename(name: str | None) -> str:
     return printable[:MAX_FILENAME]
 
 
-class UploadService:
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        storage: MediaStorage,
-        publish: Publish,
-    ) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._storage = storage
-        self._publish = publish
-
+class UploadService(StoredMediaService):
     async def upload(self, viewer: Viewer, file: UploadedFile) -> Media:
         """Check and store `file` as READY media of `viewer`'s; ServiceError (and nothing kept) when refused."""
         # Checked in a local scratch file first: nothing reaches the store before the file has passed.
@@ -241,13 +229,17 @@ class UploadService:
             position=0,
             kind=checked.kind,
             status=MediaStatus.READY,
-            storage_key=key,
-            content_type=probe.content_type,
-            byte_size=checked.byte_size,
-            width=probe.width,
-            height=probe.height,
-            duration_seconds=probe.duration_seconds,
-            sha256=checked.sha256,
+            **asdict(
+                StoredFile(
+                    key,
+                    probe.content_type,
+                    checked.byte_size,
+                    checked.sha256,
+                    probe.width,
+                    probe.height,
+                    probe.duration_seconds,
+                )
+            ),
             download_attempts=0,
             created_at=now,
             updated_at=now,
