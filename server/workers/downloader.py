@@ -31,11 +31,11 @@ import httpx
 from server import metrics
 from server.events import EventHub
 from server.log import generation_context
+from server.services.media.probe import SNIFF_BYTES, probe_file, sniff_content_type
 from server.services.media.service import Claim, MediaService, StoredFile
 from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
 from server.storage.port import MediaStorage, StorageError
-from server.workers.probe import SNIFF_BYTES, probe_file, sniff_content_type
 
 logger = logging.getLogger(__name__)
 

@@ -41,9 +41,9 @@ from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
 from server.services.generations.events import EventType, append_event
 from server.services.media.base import StoredMediaService
+from server.services.media.probe import Probe, probe_file
 from server.services.media.service import StoredFile
 from server.storage.port import store_file
-from server.workers.probe import Probe, probe_file
 
 logger = logging.getLogger(__name__)
 

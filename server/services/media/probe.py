@@ -1,4 +1,4 @@
-"""What a downloaded file is: its real content type, and its pixel size or duration.
+"""What a stored file is (downloaded or uploaded): its real content type, and its pixel size or duration.
 
 The content type is sniffed from the bytes rather than trusted from the file host's header: from the
 first bytes (`sniff_content_type`, so a file can be written to storage under its key as it arrives), then
