@@ -30,7 +30,7 @@ class GenerationEventFilter:
 
 @strawberry.input
 class StartGenerationInput:
-    model: str = strawberry.field(description='The model to run, "owner/name".')
+    model: str = strawberry.field(description='The model to run, "owner/name"; "owner/name:version" pins a version.')
     input: JSON = strawberry.field(description="The model's input, checked against its Input schema.")
 
 

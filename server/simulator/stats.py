@@ -1,4 +1,5 @@
-"""What the simulator did, for tests to assert on: file downloads, webhook attempts, predictions created.
+"""What the simulator did, for tests to assert on: file downloads, webhook attempts, predictions created
+and the route each create came through.
 
 `Stats` reads both ways: attributes (``stats.file_hits``) and keys (``stats["file_hits"]``), the latter
 matching the JSON of ``GET /_control/stats``.
@@ -27,6 +28,16 @@ class WebhookRecord(TypedDict):
     error: str | None
 
 
+class CreateRecord(TypedDict):
+    """One prediction created: the path it was posted to, the body's `version` (None on the models
+    endpoint) and the Cancel-After header as sent (None without one)."""
+
+    prediction_id: str
+    path: str
+    version: str | None
+    cancel_after: str | None
+
+
 @dataclass
 class Stats:
     file_hits: dict[str, int] = field(default_factory=dict)
@@ -34,6 +45,8 @@ class Stats:
     webhooks: list[WebhookRecord] = field(default_factory=list)
     """Every webhook attempt, in the order they were made."""
     predictions_created: int = 0
+    creates: list[CreateRecord] = field(default_factory=list)
+    """Every prediction created, in order."""
 
     def hit(self, path: str) -> None:
         self.file_hits[path] = self.file_hits.get(path, 0) + 1
@@ -49,16 +62,22 @@ class Stats:
     def webhooks_for(self, prediction_id: str) -> list[WebhookRecord]:
         return [record for record in self.webhooks if record["prediction_id"] == prediction_id]
 
+    def create_of(self, prediction_id: str) -> CreateRecord:
+        """How the prediction `prediction_id` was created (KeyError when this simulator did not)."""
+        return next(record for record in self.creates if record["prediction_id"] == prediction_id)
+
     def reset(self) -> None:
         self.file_hits.clear()
         self.webhooks.clear()
         self.predictions_created = 0
+        self.creates.clear()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "file_hits": dict(self.file_hits),
             "webhooks": [dict(record) for record in self.webhooks],
             "predictions_created": self.predictions_created,
+            "creates": [dict(record) for record in self.creates],
         }
 
     def __getitem__(self, key: str) -> Any:

@@ -194,6 +194,7 @@ async def test_control_endpoints(sim: RunningSimulator) -> None:
             "file_hits": {"/files/covers/pixel-forge.webp": 1},
             "webhooks": [],
             "predictions_created": 0,
+            "creates": [],
         }
         assert sim.simulator.stats["file_hits"] == sim.simulator.stats.file_hits
         assert sim.simulator.file_hits(sim.url + "/files/covers/pixel-forge.webp") == 1

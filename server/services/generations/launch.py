@@ -21,7 +21,7 @@ from server.domain import MediaKind, MediaStatus
 from server.provider.errors import ProviderError
 from server.provider.port import Provider
 from server.services.access.viewer import Viewer
-from server.services.catalogue.service import CatalogueService, unmet_inputs
+from server.services.catalogue.service import CatalogueService, split_version, unmet_inputs
 from server.services.catalogue.validation import check_input, show
 from server.services.errors import FieldError, NotFound, ServiceError
 from server.services.generations.service import GenerationService
@@ -60,10 +60,17 @@ class Launcher:
         self._own_urls_reachable = own_urls_reachable
 
     async def start_generation(self, viewer: Viewer, model_ref: str, raw_input: Any) -> Generation:
-        """Validate `raw_input` against the model's schema and start it; ServiceError lists every problem."""
+        """Validate `raw_input` against the model's schema and start it; ServiceError lists every problem.
+
+        `model_ref` "owner/name:version" pins a version: the catalogue's entry for owner/name describes
+        the input, and the version is sent as given.
+        """
+        model_ref, version = split_version(model_ref)
         model = await self._catalogue.get_model(model_ref)
         checked = check_input(model.input_schema, raw_input, model_ref=model.ref)
-        return await self._generations.start(viewer, model, checked.stored(), provider_input=checked.given)
+        return await self._generations.start(
+            viewer, model, checked.stored(), provider_input=checked.given, version=version
+        )
 
     async def animate_image(
         self, viewer: Viewer, media_id: uuid.UUID, model_ref: str | None, raw_input: Any
