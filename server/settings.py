@@ -287,7 +287,7 @@ class PollerSettings(SettingsGroup):
     generation_timeout_seconds: float = Field(
         1800.0,
         alias="GENERATION_TIMEOUT_SECONDS",
-        description="A generation running longer is marked TIMED_OUT and canceled.",
+        description="A generation running longer is TIMED_OUT and canceled; the provider gets it as its deadline.",
     )
 
 

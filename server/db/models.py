@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -103,6 +104,8 @@ class Generation(Base):
     error: Mapped[str | None] = mapped_column(Text)
     logs: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[float | None] = mapped_column(Float)
+    # Seconds the model ran, as the provider measured it (what it bills by); None until it says.
+    predict_time: Mapped[float | None] = mapped_column(Float)
     source_media_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("media.id", ondelete="SET NULL", use_alter=True), index=True
     )
@@ -145,6 +148,7 @@ class GenerationRow:
     error: str | None
     logs: str | None
     progress: float | None
+    predict_time: float | None
     source_media_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -217,6 +221,8 @@ class CatalogModel(Base):
     image_input_field: Mapped[str | None] = mapped_column(String(100))
     cover_image_url: Mapped[str | None] = mapped_column(Text)
     run_count: Mapped[int | None] = mapped_column(BigInteger)
+    # An official model runs by its name, at whatever version its owner serves; others by a version id.
+    is_official: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -31,7 +31,7 @@ class GenerationEventFilter:
 
 @strawberry.input
 class StartGenerationInput:
-    model: str = strawberry.field(description='The model to run, "owner/name".')
+    model: str = strawberry.field(description='The model to run, "owner/name"; "owner/name:version" pins a version.')
     input: JSON = strawberry.field(
         description="The model's input, checked against its Input schema. A file input (format: uri) also takes "
         "the ID of a READY Media, such as an upload."

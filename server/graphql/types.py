@@ -159,6 +159,9 @@ class Generation(Node):
     )
     error: str | None
     progress: float | None = strawberry.field(description="0-1, from the model's progress lines.")
+    predict_time: float | None = strawberry.field(
+        description="Seconds the model ran, as the provider measured it (what it bills by); null until it says."
+    )
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None

@@ -35,11 +35,20 @@ class Provider(Protocol):
     name: str
 
     async def create(
-        self, *, model_ref: str, version_id: str | None, input: dict[str, Any], webhook_url: str | None
+        self,
+        *,
+        model_ref: str,
+        version_id: str | None,
+        input: dict[str, Any],
+        webhook_url: str | None,
+        deadline_seconds: float | None = None,
     ) -> PredictionUpdate:
-        """Start a prediction of `model_ref` (at `version_id` when given) and return it as created.
+        """Start a prediction of `model_ref` and return it as created.
 
-        With a `webhook_url` the provider reports progress there. After a 5xx or ProviderUnavailableError
+        With a `version_id` that version runs; without one, whatever version the model's owner serves
+        under its name. With a `webhook_url` the provider reports progress there. With `deadline_seconds`
+        the provider stops the job by itself once it has run (or waited) that long, and reports it
+        canceled, so the deadline holds while Darkroom is down. After a 5xx or ProviderUnavailableError
         the prediction may exist anyway.
         """
         ...

@@ -22,6 +22,7 @@ class PredictionUpdate:
     as providerStatus); None when the provider used a word Darkroom does not know, which says the work is
     not finished: the generation keeps its status, and is still polled and timed out. `output_urls` lists
     every file the prediction produced, in order; `error` says why it failed or was canceled.
+    `predict_time` is how many seconds the model ran, as the provider measured it (None until it says).
     """
 
     prediction_id: str
@@ -36,6 +37,7 @@ class PredictionUpdate:
     completed_at: datetime | None = None
     # The provider deleted the outputs (and the input) already: nothing can be downloaded any more.
     data_removed: bool = False
+    predict_time: float | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -13,7 +13,7 @@ Test controls (not part of Replicate's API, no token needed):
 - ``GET /_control/config`` every SimulatorConfig knob as JSON; ``PATCH /_control/config`` with a JSON
   object changes the knobs it names (unknown names or wrong types: 422, nothing changed);
 - ``GET /_control/stats`` ``{"file_hits": {path: n}, "webhooks": [attempt, ...], "predictions_created": n,
-  "creates": [{prediction_id, model, webhook}, ...]}``;
+  "creates": [{prediction_id, model, webhook, path, version, cancel_after}, ...]}``;
 - ``POST /_control/reset`` clears those stats.
 """
 
@@ -238,26 +238,38 @@ def build_app(
 
     # --- predictions -----------------------------------------------------------------------------
 
-    async def create(request: Request[Any, Any, Any], model: catalogue.CatalogueModel | None) -> Response[Any]:
+    async def create(
+        request: Request[Any, Any, Any], model: catalogue.CatalogueModel | None, path: str
+    ) -> Response[Any]:
         body = await _json_body(request)
         parsed = parse_prediction_request(body, model)
         cancel_header = request.headers.get("cancel-after")
         cancel_after = parse_duration(cancel_header) if cancel_header else None
         wait = parse_prefer_wait(request.headers.get("prefer"))
         prediction = engine.create(parsed, cancel_after)
+        stats.creates.append(
+            {
+                "prediction_id": prediction.id,
+                "model": parsed.model.ref,
+                "webhook": parsed.webhook,
+                "path": path,
+                "version": body.get("version") if isinstance(body, dict) else None,
+                "cancel_after": cancel_header,
+            }
+        )
         if wait is not None:
             await engine.wait(prediction, wait)
         return Response(engine.to_json(prediction), status_code=201)
 
     @post("/v1/predictions")
     async def create_prediction(request: Request[Any, Any, Any]) -> Response[Any]:
-        return await create(request, None)
+        return await create(request, None, "/v1/predictions")
 
     @post("/v1/models/{owner:str}/{name:str}/predictions")
     async def create_model_prediction(
         request: Request[Any, Any, Any], owner: FromPath[str], name: FromPath[str]
     ) -> Response[Any]:
-        return await create(request, model_or_404(owner, name))
+        return await create(request, model_or_404(owner, name), f"/v1/models/{owner}/{name}/predictions")
 
     @get("/v1/predictions")
     async def list_predictions(cursor: FromQuery[str | None] = None) -> dict[str, Any]:

@@ -6,6 +6,9 @@ a stable 64-hex id and a Cog-shaped ``openapi_schema`` whose ``components.schema
 definitions of real Replicate models, read from ``real_schemas/*.json`` (each names its source). The
 ``*_json`` functions render Replicate's bodies; they take the simulator's base URL because cover images
 and links point back at the simulator.
+
+Official models (`is_official`) run as Replicate's do: by name, through the models endpoint or with
+``version: "owner/name"``, as well as by version id. The others run by version id only.
 """
 
 from __future__ import annotations
@@ -218,6 +221,7 @@ HAND_WRITTEN: tuple[CatalogueModel, ...] = (
         description="Simulated text-to-image diffusion model: one to four pictures drawn from your prompt.",
         run_count=1_204_331,
         tags=("image", "diffusion", "batch"),
+        is_official=True,
         properties={
             "prompt": _prompt(0),
             "negative_prompt": {

@@ -165,9 +165,6 @@ class Engine:
         prediction = SimPrediction(new_id(), self._seq, request.model, request.input, utcnow(), request.webhook)
         self.predictions[prediction.id] = prediction
         self.stats.predictions_created += 1
-        self.stats.creates.append(
-            {"prediction_id": prediction.id, "model": request.model.ref, "webhook": request.webhook}
-        )
         if request.webhook:
             prediction.channel = self.webhooks.open(
                 prediction.id, request.webhook, request.events, lambda: self.to_json(prediction)

@@ -1,5 +1,5 @@
 """What the simulator did, for tests to assert on: file downloads, webhook attempts, predictions created
-(and the webhook each asked for).
+(the route each came through, its webhook and its Cancel-After).
 
 `Stats` reads both ways: attributes (``stats.file_hits``) and keys (``stats["file_hits"]``), the latter
 matching the JSON of ``GET /_control/stats``.
@@ -29,11 +29,16 @@ class WebhookRecord(TypedDict):
 
 
 class CreateRecord(TypedDict):
-    """One prediction created: which model, and the webhook it asked for (None: none)."""
+    """One prediction created: its model, the webhook it asked for (None: none), the path it was posted
+    to, the body's `version` (None on the models endpoint) and the Cancel-After header as sent (None
+    without one)."""
 
     prediction_id: str
     model: str
     webhook: str | None
+    path: str
+    version: str | None
+    cancel_after: str | None
 
 
 @dataclass
@@ -59,6 +64,10 @@ class Stats:
 
     def webhooks_for(self, prediction_id: str) -> list[WebhookRecord]:
         return [record for record in self.webhooks if record["prediction_id"] == prediction_id]
+
+    def create_of(self, prediction_id: str) -> CreateRecord:
+        """How the prediction `prediction_id` was created (KeyError when this simulator did not)."""
+        return next(record for record in self.creates if record["prediction_id"] == prediction_id)
 
     def reset(self) -> None:
         self.file_hits.clear()

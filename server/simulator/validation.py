@@ -22,6 +22,7 @@ from server.simulator.problems import InvalidField, Problem, bad_request, invali
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 BODY_FIELDS = frozenset({"version", "input", "webhook", "webhook_events_filter", "webhook_completed", "stream"})
 MAX_WAIT_SECONDS = 60.0
+VERSION_NOT_PERMITTED = "The specified version does not exist (or perhaps you don't have permission to use it?)"
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -103,8 +104,14 @@ def validate_input(model: CatalogueModel, value: Any) -> list[InvalidField]:
     return [field for error in errors for field in _field_error(error)]
 
 
+def not_permitted(detail: str, fields: list[InvalidField] | None = None) -> Problem:
+    """Replicate's answer to a version it will not run: unknown, or a community model named without one."""
+    return Problem(422, "Invalid version or not permitted", detail, fields)
+
+
 def _resolve_version(version: Any) -> CatalogueModel:
-    """The model a body's `version` names: "owner/name:<id>", a bare 64-hex id, or "owner/name"."""
+    """The model a body's `version` names: "owner/name:<id>", a bare 64-hex id, or "owner/name" of an
+    official model (a community model has to be named with its version)."""
     model: CatalogueModel | None = None
     if isinstance(version, str):
         ref, _, version_id = version.partition(":")
@@ -116,12 +123,11 @@ def _resolve_version(version: Any) -> CatalogueModel:
             model = find_by_version(version)
         elif "/" in version:
             model = find_by_ref(version)
+            if model is not None and not model.is_official:
+                model = None
     if model is None:
-        raise Problem(
-            422,
-            "Invalid version or not permitted",
-            "The specified version does not exist (or perhaps you don't have permission to use it?)",
-            [InvalidField("invalid_version", "version", "Invalid version or not permitted")],
+        raise not_permitted(
+            VERSION_NOT_PERMITTED, [InvalidField("invalid_version", "version", "Invalid version or not permitted")]
         )
     return model
 
@@ -129,8 +135,11 @@ def _resolve_version(version: Any) -> CatalogueModel:
 def parse_prediction_request(body: Any, model: CatalogueModel | None) -> PredictionRequest:
     """Check a create-prediction body; `model` is the one named in the URL, None for ``/v1/predictions``.
 
-    Raises Problem (422) listing every invalid field, or naming an unknown version.
+    Raises Problem (422) listing every invalid field, or naming an unknown version. Only an official
+    model runs through the models endpoint: another there is a version not permitted, as at Replicate.
     """
+    if model is not None and not model.is_official:
+        raise not_permitted(VERSION_NOT_PERMITTED)
     if not isinstance(body, dict):
         raise invalid("Invalid request", [InvalidField("invalid_type", "(root)", "Expected: object")])
     allowed = BODY_FIELDS if model is None else BODY_FIELDS - {"version"}

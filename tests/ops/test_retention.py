@@ -242,9 +242,11 @@ async def test_the_periodic_cleanup_is_off_by_default_and_runs_when_enabled(
         doomed = await seed_media(darkroom, b"swept by the periodic task", created_at=old)
 
         async def gone() -> bool:
+            # The row goes first and its file right after: done when both are gone.
             async with darkroom.runtime.sessions() as session:
-                return await session.get(Media, doomed.id) is None
+                if await session.get(Media, doomed.id) is not None:
+                    return False
+            files, named = await _consistency(darkroom)
+            return files == named
 
         await eventually(gone)
-        files, named = await _consistency(darkroom)
-        assert files == named

@@ -65,7 +65,13 @@ class MemoryProvider:
         )
 
     async def create(
-        self, *, model_ref: str, version_id: str | None, input: dict[str, Any], webhook_url: str | None
+        self,
+        *,
+        model_ref: str,
+        version_id: str | None,
+        input: dict[str, Any],
+        webhook_url: str | None,
+        deadline_seconds: float | None = None,
     ) -> PredictionUpdate:
         update = PredictionUpdate(f"mem-{len(self.predictions)}", GenerationStatus.STARTING, "queued")
         self.predictions[update.prediction_id] = update

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from server.db.models import Generation, Media
+from server.domain import GenerationStatus
 from server.provider.replicate.prediction import Prediction, output_urls
 from server.provider.types import PredictionUpdate
 from server.services.generations.progress import parse_progress
-from server.services.generations.service import UpdateOutcome, decide, media_kind_for
+from server.services.generations.service import UpdateOutcome, decide, incoming_status, media_kind_for
 from server.services.generations.snapshots import MAX_EVENT_BYTES, event_payload
 from server.storage.local import LocalStorage
 from server.storage.port import StorageError, check_key, store_bytes
@@ -53,6 +56,45 @@ def test_updates_only_move_forward(
     stored: str, stored_logs: str | None, incoming: str, incoming_logs: str | None, outcome: UpdateOutcome
 ) -> None:
     assert decide(_generation(stored, stored_logs), _prediction(incoming, incoming_logs)) is outcome
+
+
+@pytest.mark.parametrize(
+    ("status", "after_seconds", "stored", "incoming", "outcome"),
+    [
+        ("aborted", 60.0, "STARTING", "TIMED_OUT", UpdateOutcome.APPLIED),  # never started, deadline reached
+        ("canceled", 60.2, "PROCESSING", "TIMED_OUT", UpdateOutcome.APPLIED),  # stopped while running
+        ("aborted", 59.8, "STARTING", "TIMED_OUT", UpdateOutcome.APPLIED),  # within the timer's slack
+        ("aborted", 3.0, "STARTING", "CANCELED", UpdateOutcome.APPLIED),  # not the deadline's doing
+        ("canceled", 3.0, "PROCESSING", "CANCELED", UpdateOutcome.APPLIED),
+        ("canceled", 61.0, "TIMED_OUT", "TIMED_OUT", UpdateOutcome.DUPLICATE),  # Darkroom timed it out first
+        ("failed", 61.0, "PROCESSING", "FAILED", UpdateOutcome.APPLIED),
+    ],
+)
+def test_a_cancellation_at_the_deadline_is_a_timeout(
+    status: str, after_seconds: float, stored: str, incoming: str, outcome: UpdateOutcome
+) -> None:
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    update = Prediction.from_json(
+        {
+            "id": "p",
+            "status": status,
+            "created_at": created.isoformat(),
+            "completed_at": (created + timedelta(seconds=after_seconds)).isoformat(),
+        }
+    ).to_update()
+    generation = _generation(stored)
+    assert incoming_status(generation, update, 60.0) is GenerationStatus(incoming)
+    assert decide(generation, update, 60.0) is outcome
+    assert incoming_status(generation, update, None) is not GenerationStatus.TIMED_OUT or stored == "TIMED_OUT"
+
+
+def test_predict_time_is_read_from_the_metrics() -> None:
+    def read(metrics: Mapping[str, object]) -> float | None:
+        return Prediction.from_json({"id": "p", "status": "succeeded", "metrics": metrics}).to_update().predict_time
+
+    assert read({"predict_time": 2.5}) == 2.5
+    for metrics in ({}, {"predict_time": None}, {"predict_time": "2"}, {"predict_time": -1}, {"predict_time": True}):
+        assert read(metrics) is None
 
 
 def test_a_prediction_with_a_status_darkroom_does_not_know_still_reads() -> None:

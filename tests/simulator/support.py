@@ -12,12 +12,20 @@ from typing import Any
 import httpx
 
 from server.simulator import Simulator, SimulatorConfig
+from server.simulator.catalogue import find_by_ref
 from tests.support.live_server import read_body
 
 AUTH = {"authorization": "Bearer test-token"}
 TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 
 StartSimulator = Callable[..., Any]
+
+
+def version_id(ref: str) -> str:
+    """The version id of the simulated model `ref`."""
+    model = find_by_ref(ref)
+    assert model is not None, ref
+    return model.version_id
 
 
 def fast_config(port: int, **overrides: Any) -> SimulatorConfig:
@@ -43,8 +51,14 @@ class RunningSimulator:
         return self.simulator.config
 
     async def create(self, model: str, input: dict[str, Any], **body: Any) -> dict[str, Any]:
-        """POST /v1/models/{model}/predictions; asserts 201."""
-        response = await self.http.post(f"/v1/models/{model}/predictions", json={"input": input, **body})
+        """Create a prediction of `model` the way Replicate takes it: an official model through
+        POST /v1/models/{model}/predictions, another by its version through /v1/predictions; asserts 201."""
+        known = find_by_ref(model)
+        if known is None or known.is_official:
+            response = await self.http.post(f"/v1/models/{model}/predictions", json={"input": input, **body})
+        else:
+            version = f"{known.ref}:{known.version_id}"
+            response = await self.http.post("/v1/predictions", json={"version": version, "input": input, **body})
         assert response.status_code == 201, response.text
         created: dict[str, Any] = response.json()
         return created

@@ -18,7 +18,7 @@ from PIL import Image
 
 from server.provider.replicate.prediction import Prediction, output_urls
 from server.simulator import Simulator, SimulatorConfig
-from tests.simulator.support import AUTH, RunningSimulator, StartSimulator
+from tests.simulator.support import AUTH, RunningSimulator, StartSimulator, version_id
 from tests.support.live_server import free_port, live_server
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -94,6 +94,40 @@ async def test_version_forms(sim: RunningSimulator) -> None:
         assert response.json()["title"] == "Invalid version or not permitted"
     unknown_model = await sim.http.post("/v1/models/darkroom-sim/nope/predictions", json={"input": {}})
     assert unknown_model.status_code == 404
+
+
+async def test_only_official_models_run_by_name(sim: RunningSimulator) -> None:
+    """As at Replicate: an official model runs through the models endpoint or as version "owner/name";
+    a community model only by its version id. Each create is recorded with the route it came through."""
+    official, community = "darkroom-sim/snap-still", "darkroom-sim/still-motion"
+    image = f"{sim.url}/files/covers/pixel-forge.webp"
+    assert (await sim.http.get(f"/v1/models/{official}")).json()["is_official"] is True
+    assert (await sim.http.get(f"/v1/models/{community}")).json()["is_official"] is False
+    by_name = await sim.http.post(
+        f"/v1/models/{official}/predictions", json={"input": {"prompt": "x"}}, headers={"Cancel-After": "90s"}
+    )
+    assert by_name.status_code == 201, by_name.text
+    pinned = f"{community}:{version_id(community)}"
+    by_version = await sim.http.post("/v1/predictions", json={"version": pinned, "input": {"image": image}})
+    assert by_version.status_code == 201, by_version.text
+    for refused in (
+        sim.http.post(f"/v1/models/{community}/predictions", json={"input": {"image": image}}),
+        sim.http.post("/v1/predictions", json={"version": community, "input": {"image": image}}),
+    ):
+        response = await refused
+        assert response.status_code == 422
+        assert response.json()["title"] == "Invalid version or not permitted"
+    routes = ("prediction_id", "path", "version", "cancel_after")
+    assert [{key: record[key] for key in routes} for record in sim.simulator.stats.creates] == [
+        {
+            "prediction_id": by_name.json()["id"],
+            "path": f"/v1/models/{official}/predictions",
+            "version": None,
+            "cancel_after": "90s",
+        },
+        {"prediction_id": by_version.json()["id"], "path": "/v1/predictions", "version": pinned, "cancel_after": None},
+    ]
+    assert sim.simulator.stats.create_of(by_version.json()["id"])["version"] == pinned
 
 
 async def test_validation_problems(sim: RunningSimulator) -> None:
@@ -379,9 +413,8 @@ async def test_unusable_image_input_fails_clearly(sim: RunningSimulator) -> None
     text = "data:text/plain;base64," + base64.b64encode(b"not an image").decode()
     garbage = await sim.run("darkroom-sim/still-motion", {"image": text})
     assert garbage["status"] == "failed" and "not a readable image" in garbage["error"]
-    rejected = await sim.http.post(
-        "/v1/models/darkroom-sim/still-motion/predictions", json={"input": {"image": "just words"}}
-    )
+    version = f"darkroom-sim/still-motion:{version_id('darkroom-sim/still-motion')}"
+    rejected = await sim.http.post("/v1/predictions", json={"version": version, "input": {"image": "just words"}})
     assert rejected.status_code == 422
     assert rejected.json()["invalid_fields"][0]["type"] == "format"
 

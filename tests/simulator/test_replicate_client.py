@@ -8,7 +8,7 @@ import io
 import replicate
 from PIL import Image
 
-from tests.simulator.support import RunningSimulator
+from tests.simulator.support import RunningSimulator, version_id
 
 
 async def test_official_client(sim: RunningSimulator) -> None:
@@ -67,7 +67,7 @@ async def test_official_client_run_and_files(sim: RunningSimulator) -> None:
     assert uploaded.size == len(buffer.getvalue()) and uploaded.urls["get"].startswith(sim.url)
     video = await asyncio.to_thread(
         client.run,
-        "darkroom-sim/frame-flow",
+        f"darkroom-sim/frame-flow:{version_id('darkroom-sim/frame-flow')}",  # a community model runs by version
         input={"first_frame_image": uploaded.urls["get"], "duration": 1},
     )
     assert isinstance(video, str)

@@ -4,17 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands to outgoing connections; 32768-60999 unless configured otherwise."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+# A port the kernel picks (bind to 0) is an ephemeral one: between our check and the server's bind, any
+# outgoing connection of the busy test run may take it. Ports below the ephemeral range are only ever
+# taken by a listener, so a random free one there stays free until the server binds it.
+_EPHEMERAL = _ephemeral_ports()
+_CANDIDATES = range(max(_EPHEMERAL.start - 12_000, 1024), _EPHEMERAL.start)
+# Its own source: the shared `random` is seeded by property tests, which would make every pick the same.
+_PICK = random.SystemRandom()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, outside the range outgoing connections draw from."""
+    for _ in range(200):
+        port = _PICK.choice(_CANDIDATES)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @contextlib.asynccontextmanager

@@ -80,7 +80,16 @@ class Prediction:
             started_at=self.started_at,
             completed_at=self.completed_at,
             data_removed=self.data_removed,
+            predict_time=self.predict_time,
         )
+
+    @property
+    def predict_time(self) -> float | None:
+        """`metrics.predict_time`: seconds the model ran, what Replicate bills by; None when absent."""
+        value = self.metrics.get("predict_time")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+            return None
+        return float(value)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Prediction:

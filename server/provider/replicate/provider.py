@@ -8,6 +8,7 @@ map, verifies webhooks with the Standard Webhooks signature Replicate sends, and
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,12 @@ from server.provider.types import PredictionUpdate, Refusal
 
 # The webhook events a generation follows: its start, each output and log line, and its end.
 WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
+
+
+def cancel_after(seconds: float) -> str:
+    """The Cancel-After header for a deadline: whole seconds, rounded up, so that the provider never
+    stops a job before Darkroom's own timeout would."""
+    return f"{max(1, math.ceil(seconds))}s"
 
 
 class ReplicateProvider:
@@ -38,14 +45,23 @@ class ReplicateProvider:
         self._webhook_tolerance_seconds = webhook_tolerance_seconds
 
     async def create(
-        self, *, model_ref: str, version_id: str | None, input: dict[str, Any], webhook_url: str | None
+        self,
+        *,
+        model_ref: str,
+        version_id: str | None,
+        input: dict[str, Any],
+        webhook_url: str | None,
+        deadline_seconds: float | None = None,
     ) -> PredictionUpdate:
+        """A version runs through ``/v1/predictions`` (as "owner/name:<id>"); an official model without one
+        through ``/v1/models/{owner}/{name}/predictions``, the route Replicate documents for it."""
         prediction = await self.client.create_prediction(
-            version=version_id,
+            version=f"{model_ref}:{version_id}" if version_id else None,
             model=None if version_id else model_ref,
             input=input,
             webhook=webhook_url,
             webhook_events_filter=WEBHOOK_EVENTS if webhook_url else None,
+            cancel_after=cancel_after(deadline_seconds) if deadline_seconds is not None else None,
         )
         return prediction.to_update()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from server.domain import GenerationStatus
 
 # Replicate's statuses onto ours; `aborted` (canceled before it started) is a cancellation. Clients that
-# forget `aborted` is terminal hang forever.
+# forget `aborted` is terminal hang forever. A cancellation the Cancel-After deadline caused (`aborted`
+# before the start, `canceled` after it) becomes TIMED_OUT where updates are applied, which knows the
+# deadline (server.services.generations.service.ended_by_deadline).
 STATUS_MAP: dict[str, GenerationStatus] = {
     "starting": GenerationStatus.STARTING,
     "processing": GenerationStatus.PROCESSING,

@@ -66,6 +66,18 @@ class ModelPage:
     has_next: bool
 
 
+def split_version(ref: str) -> tuple[str, str | None]:
+    """("owner/name", version) of a reference that may pin a version, "owner/name:<version>"; the
+    version is None when none is pinned. An empty version is INVALID_MODEL_REF."""
+    model, colon, version = ref.strip().partition(":")
+    version = version.strip()
+    if colon and (not version or any(c in version for c in "/: ")):
+        raise ServiceError.single(
+            "INVALID_MODEL_REF", f"'{ref}' is not a model reference like owner/name or owner/name:version", ["model"]
+        )
+    return model, version or None
+
+
 def parse_ref(ref: str) -> tuple[str, str]:
     """(owner, name) of "owner/name"; INVALID_MODEL_REF for anything else (a version suffix included)."""
     owner, _, name = ref.strip().partition("/")
@@ -430,6 +442,7 @@ class CatalogueService:
             "image_input_field": described.image_field,
             "cover_image_url": body.get("cover_image_url"),
             "run_count": body.get("run_count"),
+            "is_official": body.get("is_official") is True,
             "fetched_at": self._clock(),
         }
         return await self._upsert(ref, values)

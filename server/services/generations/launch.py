@@ -28,7 +28,7 @@ from server.provider.errors import ProviderError
 from server.provider.port import Provider
 from server.services.access.viewer import Viewer
 from server.services.catalogue.model_schema import is_file_input, is_uri_string
-from server.services.catalogue.service import CatalogueService, unmet_inputs
+from server.services.catalogue.service import CatalogueService, split_version, unmet_inputs
 from server.services.catalogue.validation import check_input, show
 from server.services.errors import FieldError, ServiceError
 from server.services.generations.service import GenerationService
@@ -92,12 +92,19 @@ class Launcher:
         self._media_id_of = media_id_of
 
     async def start_generation(self, viewer: Viewer, model_ref: str, raw_input: Any) -> Generation:
-        """Validate `raw_input` against the model's schema and start it; ServiceError lists every problem."""
+        """Validate `raw_input` against the model's schema and start it; ServiceError lists every problem.
+
+        `model_ref` "owner/name:version" pins a version: the catalogue's entry for owner/name describes
+        the input, and the version is sent as given.
+        """
+        model_ref, version = split_version(model_ref)
         model = await self._catalogue.get_model(model_ref)
         given, media_inputs = await self._media_inputs(viewer, model.input_schema, raw_input)
         checked = check_input(model.input_schema, given, model_ref=model.ref)
         provider_input = await self._fetchable(checked.given, media_inputs)
-        return await self._generations.start(viewer, model, checked.stored(), provider_input=provider_input)
+        return await self._generations.start(
+            viewer, model, checked.stored(), provider_input=provider_input, version=version
+        )
 
     async def animate_image(
         self, viewer: Viewer, media_id: uuid.UUID, model_ref: str | None, raw_input: Any

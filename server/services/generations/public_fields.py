@@ -137,6 +137,7 @@ GENERATION_FIELDS = PublicFields(
     Field("provider_status"),
     Field("error", TEXT),
     Field("progress"),
+    Field("predict_time"),
     Field("source_media_id", ID),
     Field("created_at", TIME),
     Field("updated_at", TIME, shown=False),

@@ -58,7 +58,7 @@ WITH changed AS (
     UPDATE generations SET
         status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
         started_at = $9, completed_at = $10, provider_updated_at = $11, error = $12, poll_attempts = $13,
-        next_poll_at = $14, event_seq = $15, updated_at = $16
+        next_poll_at = $14, event_seq = $15, updated_at = $16, predict_time = $22
     WHERE id = $1 AND event_seq = $2 AND owner_id IS NOT DISTINCT FROM $18::uuid
         AND source_media_id IS NOT DISTINCT FROM $21::uuid
     RETURNING id
@@ -69,6 +69,10 @@ INSERT INTO events (generation_id, owner_id, seq, type, payload, created_at)
 SELECT $1, $18::uuid, $15, $19::varchar, $20::json, $16 FROM ordered
 RETURNING id
 """
+
+
+# A provider's deadline timer and its timestamps are not exact to the millisecond.
+DEADLINE_SLACK_SECONDS = 0.5
 
 
 class UpdateOutcome(StrEnum):
@@ -94,10 +98,37 @@ def media_kind_for(url: str, default: str) -> str:
     return default
 
 
-def decide(generation: AnyGeneration, update: PredictionUpdate) -> UpdateOutcome:
+def ended_by_deadline(generation: AnyGeneration, update: PredictionUpdate, deadline_seconds: float) -> bool:
+    """Whether `update` is the provider stopping the job at the deadline it was given on create.
+
+    The provider reports that as a cancellation (Replicate: `aborted` when the job never started,
+    `canceled` when it was running); one that comes `deadline_seconds` or more after the job was created
+    is the deadline's. The provider's own clock measures that when it gives both times, else ours.
+    """
+    if update.status is not GenerationStatus.CANCELED:
+        return False
+    if update.created_at is not None and update.completed_at is not None:
+        elapsed = update.completed_at - update.created_at
+    else:
+        elapsed = utcnow() - generation.created_at
+    return elapsed.total_seconds() >= deadline_seconds - DEADLINE_SLACK_SECONDS
+
+
+def incoming_status(
+    generation: AnyGeneration, update: PredictionUpdate, deadline_seconds: float | None = None
+) -> GenerationStatus:
+    """The status `update` gives `generation`: the provider's, read as Darkroom's, and TIMED_OUT for a
+    cancellation the deadline caused (see `ended_by_deadline`)."""
+    incoming = generation_status_for(update.status, GenerationStatus(generation.status))
+    if deadline_seconds is not None and ended_by_deadline(generation, update, deadline_seconds):
+        return GenerationStatus.TIMED_OUT
+    return incoming
+
+
+def decide(generation: AnyGeneration, update: PredictionUpdate, deadline_seconds: float | None = None) -> UpdateOutcome:
     """Whether `update` moves `generation` forward, repeats it, or lags behind it."""
     current = GenerationStatus(generation.status)
-    incoming = generation_status_for(update.status, current)
+    incoming = incoming_status(generation, update, deadline_seconds)
     if current.is_terminal:
         return UpdateOutcome.DUPLICATE if incoming == current else UpdateOutcome.STALE
     if incoming.rank < current.rank:
@@ -167,18 +198,23 @@ class GenerationService:
         *,
         provider_input: dict[str, Any] | None = None,
         source_media_id: uuid.UUID | None = None,
+        version: str | None = None,
     ) -> Generation:
         """Create the generation and the provider's prediction together, or neither.
 
         The row is written first (so a webhook can find it), then the provider is asked; if the provider
-        refuses, the row is deleted again and the refusal is raised as a ServiceError.
+        refuses, the row is deleted again and the refusal is raised as a ServiceError. `version` pins
+        the version that runs. Without one, an official model runs by its name (at the version its owner
+        serves) and any other at the catalogue's latest version. The generation records the version the
+        provider says ran. The provider is given GENERATION_TIMEOUT_SECONDS as the job's deadline.
         """
+        run_version = version or (None if model.is_official else model.version_id)
         generation = Generation(
             id=uuid.uuid4(),
             owner_id=viewer.owner_id,
             kind=model.kind,
             model_ref=model.ref,
-            model_version=model.version_id,
+            model_version=version or model.version_id,
             input=stored_input,
             status=GenerationStatus.STARTING,
             provider=self._provider.name,
@@ -191,9 +227,10 @@ class GenerationService:
         try:
             created = await self._provider.create(
                 model_ref=model.ref,
-                version_id=model.version_id,
+                version_id=run_version,
                 input=provider_input if provider_input is not None else stored_input,
                 webhook_url=webhook,
+                deadline_seconds=self._deadline_seconds,
             )
         except BaseException as exc:
             async with self._sessions.begin() as session:
@@ -207,7 +244,7 @@ class GenerationService:
             assert row is not None
             row.provider_id = created.prediction_id
             row.provider_status = row.provider_status or created.provider_status
-            row.model_version = row.model_version or created.version
+            row.model_version = created.version or row.model_version
             payload = await append_event(session, row, [], EventType.CREATED)
         await self._publish(payload)
         metrics.GENERATIONS_STARTED.labels(model.ref, model.kind).inc()
@@ -232,7 +269,7 @@ class GenerationService:
             generation = await self._find_for_prediction(session, update.prediction_id, generation_hint)
             if generation is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
-            outcome = decide(generation, update)
+            outcome = decide(generation, update, self._deadline_seconds)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
             media = self._apply(generation, update)
@@ -258,7 +295,7 @@ class GenerationService:
             if row is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
             generation = GenerationRow(*row)
-            outcome = decide(generation, update)
+            outcome = decide(generation, update, self._deadline_seconds)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
             seen = generation.event_seq
@@ -289,6 +326,7 @@ class GenerationService:
                 EventType.UPDATED,
                 encoded,
                 generation.source_media_id,
+                generation.predict_time,
             )
         if event_id is None:
             return None
@@ -314,11 +352,14 @@ class GenerationService:
 
     def _apply(self, generation: AnyGeneration, update: PredictionUpdate) -> list[Media]:
         now = utcnow()
-        new_status = generation_status_for(update.status, GenerationStatus(generation.status))
+        new_status = incoming_status(generation, update, self._deadline_seconds)
         generation.status = new_status
         generation.provider_status = update.provider_status
         generation.provider_id = generation.provider_id or update.prediction_id
-        generation.model_version = generation.model_version or update.version
+        # The version that ran is the one the provider names (an official model's may move on).
+        generation.model_version = update.version or generation.model_version
+        if update.predict_time is not None:
+            generation.predict_time = update.predict_time
         if update.logs is not None and len(update.logs) >= len(generation.logs or ""):
             generation.logs = update.logs
         progress = parse_progress(generation.logs)
@@ -360,6 +401,11 @@ class GenerationService:
                 )
                 for position, url in enumerate(urls)
             ]
+        if new_status is GenerationStatus.TIMED_OUT:
+            generation.error = f"{self._timed_out_message()}; the provider stopped it at the deadline" + (
+                f" ({update.error})" if update.error else ""
+            )
+            return []
         generation.error = update.error or (
             "canceled" if new_status is GenerationStatus.CANCELED else "the prediction failed"
         )
@@ -415,9 +461,7 @@ class GenerationService:
             generation.status = GenerationStatus.TIMED_OUT
             generation.completed_at = utcnow()
             generation.next_poll_at = None
-            generation.error = (
-                f"timed out after {self._settings.poller.generation_timeout_seconds:.0f} s without finishing"
-            )
+            generation.error = self._timed_out_message()
             provider_id = generation.provider_id
             payload = await append_event(session, generation, [], EventType.UPDATED)
         await self._publish(payload)
@@ -431,6 +475,14 @@ class GenerationService:
         return True
 
     # --- helpers ---------------------------------------------------------------------------------
+    @property
+    def _deadline_seconds(self) -> float:
+        """How long a generation may take: the provider is told so on create, the poller checks it too."""
+        return self._settings.poller.generation_timeout_seconds
+
+    def _timed_out_message(self) -> str:
+        return f"timed out after {self._deadline_seconds:.0f} s without finishing"
+
     def _finished(self, model: str, kind: str, status: GenerationStatus) -> None:
         metrics.GENERATIONS_FINISHED.labels(model, kind, status).inc()
         if self._alerts is not None:

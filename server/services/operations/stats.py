@@ -37,6 +37,9 @@ class ModelStats(_Figures):
     failed: int = 0
     canceled: int = 0
     timed_out: int = 0
+    predict_time: float = Field(
+        0.0, description="Seconds the provider ran these generations (its predict time), summed: what it bills by."
+    )
 
     @property
     def finished(self) -> int:
@@ -104,14 +107,21 @@ class StatsService:
     @staticmethod
     async def _models(session: AsyncSession, viewer: Viewer, since: datetime) -> list[ModelStats]:
         statement = (
-            select(Generation.model_ref, Generation.kind, Generation.status, func.count())
+            select(
+                Generation.model_ref,
+                Generation.kind,
+                Generation.status,
+                func.count(),
+                func.coalesce(func.sum(Generation.predict_time), 0.0),
+            )
             .where(Generation.created_at >= since, viewer.visible(Generation.owner_id))
             .group_by(Generation.model_ref, Generation.kind, Generation.status)
         )
-        counts: dict[tuple[str, str], dict[str, int]] = {}
-        for model, kind, status, count in (await session.execute(statement)).all():
-            row = counts.setdefault((model, kind), {"total": 0})
+        counts: dict[tuple[str, str], dict[str, float]] = {}
+        for model, kind, status, count, predict_time in (await session.execute(statement)).all():
+            row = counts.setdefault((model, kind), {"total": 0, "predict_time": 0.0})
             row["total"] += count
+            row["predict_time"] += float(predict_time or 0.0)
             field = _STATUS_FIELDS[GenerationStatus(status)]
             row[field] = row.get(field, 0) + count
         return [ModelStats(model=model, kind=kind, **values) for (model, kind), values in sorted(counts.items())]
