@@ -28,3 +28,16 @@ def test_routes_resolvers_and_workers_leave_the_sql_to_the_services() -> None:
         if module != "sqlalchemy.ext.asyncio"
     }
     assert builders == set()
+
+
+def test_no_test_module_imports_the_conftest() -> None:
+    """Fixtures come from conftest by name; what tests import lives in tests/support (or a folder's support)."""
+    tests = Path(__file__).resolve().parent
+    importers = {
+        str(path.relative_to(tests))
+        for path in sorted(tests.rglob("*.py"))
+        if "node_modules" not in path.parts
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.ImportFrom) and node.module == "tests.conftest"
+    }
+    assert importers == set()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Darkroom
 from tests.examples.conftest import Client
 from tests.examples.support import EXAMPLES, example_env, require_programs, run
+from tests.support.darkroom import Darkroom
 from tests.uploads.support import mp4, png
 
 UPLOAD_SH = EXAMPLES / "curl" / "upload.sh"

@@ -18,7 +18,7 @@ from server.db.models import Generation
 from server.graphql.ids import decode_id
 from server.provider.replicate.prediction import Prediction
 from server.simulator.catalogue import find_by_ref
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import start_payload, wait_settled
 from tests.support.graphql import data
 

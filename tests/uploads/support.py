@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 
 MEDIA_FIELDS = """
   id kind status url contentType byteSize width height durationSeconds sha256

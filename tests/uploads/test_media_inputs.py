@@ -14,7 +14,7 @@ from server.graphql.ids import encode_id
 from tests.auth.support import bearer, new_key
 from tests.catalogue.flows import ANIMATIONS, FRAME_FLOW, PIXEL_FORGE, STILL_MOTION, animate
 from tests.catalogue.test_image_delivery import behind_a_separate_provider, sent_input
-from tests.conftest import Darkroom
+from tests.support.darkroom import Darkroom
 from tests.support.flows import START, start_payload, wait_settled
 from tests.support.graphql import data
 from tests.uploads.support import png, upload_response, uploaded

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from tests.auth.support import bearer, new_key
-from tests.conftest import Darkroom
 from tests.ops.support import row_counts
+from tests.support.darkroom import Darkroom
 from tests.support.graphql import data, ws_connect
 from tests.support.object_storage import both_stores
 from tests.uploads.support import UPLOAD, mp4, png, upload, upload_response, uploaded
@@ -186,3 +186,11 @@ async def test_an_upload_belongs_to_the_key_that_sent_it(darkroom: Darkroom) -> 
     assert data(await bob.query(node, {"id": media["id"]}))["node"] is None
     anonymous = await upload_response(darkroom, png(), headers={})
     assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_uploads_count_as_stored_media_but_as_no_model_run(darkroom: Darkroom) -> None:
+    await uploaded(darkroom, png(), "counted.png")
+    stats = data(await darkroom.query("{ stats { models { model } storage { files } } }"))["stats"]
+    assert stats["models"] == []
+    assert stats["storage"]["files"] == 1

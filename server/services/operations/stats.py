@@ -19,6 +19,7 @@ from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaKind, MediaStatus
 from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
+from server.services.media.uploads import UPLOAD_PROVIDER
 
 # Longer windows gain nothing over counting everything, and much longer ones overflow the date arithmetic.
 MAX_WINDOW_HOURS = 24 * 366
@@ -114,7 +115,12 @@ class StatsService:
                 func.count(),
                 func.coalesce(func.sum(Generation.predict_time), 0.0),
             )
-            .where(Generation.created_at >= since, viewer.visible(Generation.owner_id))
+            # An upload is stored as a generation of its own, but no model ran: it is not a model's figure.
+            .where(
+                Generation.created_at >= since,
+                Generation.provider != UPLOAD_PROVIDER,
+                viewer.visible(Generation.owner_id),
+            )
             .group_by(Generation.model_ref, Generation.kind, Generation.status)
         )
         counts: dict[tuple[str, str], dict[str, float]] = {}
