@@ -4,11 +4,10 @@ Media.url off this server; animateImage hands the provider a presigned URL of a 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ from server.storage.port import CACHE_FOREVER
 from tests.catalogue.flows import STILL_MOTION, animate, ready_image
 from tests.ops.support import stored_keys
 from tests.support.darkroom import Darkroom
+from tests.support.file_hosts import FileHost, file_host
 from tests.support.flows import wait_settled
 from tests.support.object_storage import MediaStore, both_stores
 from tests.support.waiting import eventually
@@ -31,37 +31,8 @@ MIB = 1024 * 1024
 VIDEO_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
 
-@contextlib.asynccontextmanager
-async def file_host(body: bytes, *, declared: int | None = None) -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """An HTTP server sending `body` as video/mp4. With `declared` larger than the body it announces that
-    many bytes, sends the body, then waits for the event and drops the connection mid-file."""
-    cut = asyncio.Event()
-    handlers: set[asyncio.Task[Any]] = set()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            length = declared or len(body)
-            writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {length}\r\n\r\n".encode())
-            writer.write(body)
-            await writer.drain()
-            if declared:
-                await cut.wait()
-        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/output.mp4", cut
-    finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+def video_host(body: bytes, *, declared: int | None = None) -> contextlib.AbstractAsyncContextManager[FileHost]:
+    return file_host(body, content_type="video/mp4", name="output.mp4", declared=declared)
 
 
 async def _pending_download(darkroom: Darkroom, url: str) -> uuid.UUID:
@@ -103,10 +74,10 @@ async def test_a_large_file_streams_into_the_store_in_parts(
 ) -> None:
     body = VIDEO_HEAD + bytes(range(256)) * (11 * MIB // 256)
     async with (
-        file_host(body) as (url, _cut),
+        video_host(body) as host,
         start_darkroom(poller_enabled=False, s3_part_size_bytes=5 * MIB) as darkroom,
     ):
-        media = await _settled(darkroom, await _pending_download(darkroom, url))
+        media = await _settled(darkroom, await _pending_download(darkroom, host.url))
         assert media.status == MediaStatus.READY, media.download_error
         assert (media.byte_size, media.sha256) == (len(body), hashlib.sha256(body).hexdigest())
         assert media.content_type == "video/mp4" and media.storage_key and media.storage_key.endswith(".mp4")
@@ -129,16 +100,16 @@ async def test_a_failed_upload_leaves_nothing_behind(
 ) -> None:
     body = VIDEO_HEAD + b"\x01" * (6 * MIB)
     async with (
-        file_host(body, declared=12 * MIB) as (url, cut),
+        video_host(body, declared=12 * MIB) as host,
         start_darkroom(poller_enabled=False, s3_part_size_bytes=5 * MIB, download_max_attempts=1) as darkroom,
     ):
-        media_id = await _pending_download(darkroom, url)
+        media_id = await _pending_download(darkroom, host.url)
 
         async def uploading() -> bool:
             return bool(await _partial_uploads(darkroom, media_store))
 
         await eventually(uploading, timeout=30)  # a part is in the store (S3: a multipart upload is open)
-        cut.set()
+        host.cut.set()
         media = await _settled(darkroom, media_id)
         assert media.status == MediaStatus.FAILED and media.storage_key is None
         assert await stored_keys(darkroom) == set()

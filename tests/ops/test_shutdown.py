@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from server.domain import GenerationStatus, MediaStatus
 from server.storage.local import LocalStorage
 from tests.ops.support import stored_keys
 from tests.support.darkroom import Darkroom
+from tests.support.file_hosts import file_host
 from tests.support.flows import FOLLOW, start_generation
 from tests.support.waiting import eventually
 
@@ -60,39 +60,13 @@ async def test_websocket_clients_receive_a_close_frame(start_darkroom: Callable[
             await server.__aexit__(None, None, None)
 
 
-@contextlib.asynccontextmanager
-async def stalling_file_host() -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """An HTTP server that starts sending a large file and then stalls; yields its URL and a 'requested' flag."""
-    requested = asyncio.Event()
-    handlers: set[asyncio.Task[Any]] = set()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            requested.set()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 1000000\r\n\r\n")
-            writer.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 1000)
-            await writer.drain()
-            await asyncio.sleep(3600)
-        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/slow.png", requested
-    finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-
-
 async def test_an_in_flight_download_releases_its_claim(start_darkroom: Callable[..., Any]) -> None:
-    async with stalling_file_host() as (url, requested):
+    # It announces a large file, sends its first bytes and stalls: the download is in flight at shutdown.
+    stalling = file_host(
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 1000, content_type="image/png", name="slow.png", declared=1_000_000
+    )
+    async with stalling as host:
+        url, requested = host.url, host.requested
         server = start_darkroom(poller_enabled=False, download_timeout_seconds=120)
         darkroom: Darkroom = await server.__aenter__()
         try:

@@ -1,19 +1,10 @@
-"""The services know the provider only through its port, and each generation records which provider ran it."""
+"""The services know the provider only through its port (the migration that records each generation's
+provider is tested in test_migrations.py)."""
 
 from __future__ import annotations
 
 import ast
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from server.db.migrate import upgrade
-from server.settings import normalize_database_url
-from tests.support import services
 
 SERVER = Path(__file__).resolve().parents[2] / "server"
 
@@ -47,34 +38,3 @@ def test_only_the_composition_asks_whether_the_simulator_plays_the_provider() ->
         if isinstance(node, ast.Attribute) and node.attr == "simulated"
     }
     assert readers <= {"runtime.py", "app.py", "settings.py"}, readers
-
-
-@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
-async def test_generations_from_before_the_provider_column_ran_on_replicate(dialect: str, tmp_path: Path) -> None:
-    if dialect == "postgres":
-        reason = services.postgres_reachable()
-        if reason:
-            services.unavailable("PostgreSQL", reason)
-        url = services.create_postgres_database()
-    else:
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_async_engine(normalize_database_url(url))
-    try:
-        await upgrade(engine, "0002")
-        old = uuid.uuid4()
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO generations (id, kind, model_ref, input, status, created_at, updated_at,"
-                    " poll_attempts, event_seq) VALUES (:id, 'IMAGE', 'a/b', '{}', 'SUCCEEDED', :now, :now, 0, 0)"
-                ),
-                {"id": old.hex if dialect == "sqlite" else old, "now": datetime(2026, 1, 1, tzinfo=UTC)},
-            )
-        await upgrade(engine)
-        async with engine.connect() as connection:
-            providers = (await connection.execute(text("SELECT provider FROM generations"))).scalars().all()
-        assert providers == ["replicate"]
-    finally:
-        await engine.dispose()
-        if dialect == "postgres":
-            services.drop_postgres_database(url)

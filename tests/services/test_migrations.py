@@ -1,0 +1,88 @@
+"""Migrations on a database that already holds rows: what earlier versions wrote reads sensibly after."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from server.db.migrate import upgrade
+from server.db.models import CatalogModel, Generation
+from server.services.catalogue.service import is_stale
+from server.settings import normalize_database_url
+from tests.support import services
+
+dialects = pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+
+
+@contextlib.asynccontextmanager
+async def database_at(revision: str, dialect: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A new database migrated up to `revision` only, on SQLite or a fresh PostgreSQL database."""
+    if dialect == "postgres":
+        reason = services.postgres_reachable()
+        if reason:
+            services.unavailable("PostgreSQL", reason)
+        url = services.create_postgres_database()
+    else:
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_async_engine(normalize_database_url(url))
+    try:
+        await upgrade(engine, revision)
+        yield engine
+    finally:
+        await engine.dispose()
+        if dialect == "postgres":
+            services.drop_postgres_database(url)
+
+
+async def insert_old_generation(engine: AsyncEngine, dialect: str, now: datetime) -> uuid.UUID:
+    """A generation row as the columns every revision has describe it."""
+    old = uuid.uuid4()
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO generations (id, kind, model_ref, input, status, created_at, updated_at,"
+                " poll_attempts, event_seq) VALUES (:id, 'IMAGE', 'a/b', '{}', 'SUCCEEDED', :now, :now, 0, 0)"
+            ),
+            {"id": old.hex if dialect == "sqlite" else old, "now": now},
+        )
+    return old
+
+
+@dialects
+async def test_generations_from_before_the_provider_column_ran_on_replicate(dialect: str, tmp_path: Path) -> None:
+    async with database_at("0002", dialect, tmp_path) as engine:
+        await insert_old_generation(engine, dialect, datetime(2026, 1, 1, tzinfo=UTC))
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            providers = (await connection.execute(text("SELECT provider FROM generations"))).scalars().all()
+        assert providers == ["replicate"]
+
+
+@dialects
+async def test_rows_from_before_have_no_run_time_and_models_are_refetched(dialect: str, tmp_path: Path) -> None:
+    """0004: run times start unknown, and cached models are refetched to learn which are official."""
+    async with database_at("0003", dialect, tmp_path) as engine:
+        now = datetime.now(UTC)
+        old = await insert_old_generation(engine, dialect, now)
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO models (ref, owner, name, kind, collections, accepts_image, fetched_at)"
+                    " VALUES ('a/b', 'a', 'b', 'IMAGE', '[]', false, :now)"
+                ),
+                {"now": now},
+            )
+        await upgrade(engine)
+        async with async_sessionmaker(engine)() as session:
+            generation = await session.get(Generation, old)
+            model = await session.get(CatalogModel, "a/b")
+        assert generation is not None and generation.predict_time is None
+        assert model is not None and model.is_official is False
+        assert is_stale(model.fetched_at, 3600.0)

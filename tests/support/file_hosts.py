@@ -1,0 +1,56 @@
+"""A bare HTTP file host for download tests: it can announce more bytes than it sends, then stall or cut."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FileHost:
+    url: str
+    requested: asyncio.Event = field(default_factory=asyncio.Event)
+    # With a `declared` length past the body: set it to drop the connection mid-file (unset: it stalls).
+    cut: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@contextlib.asynccontextmanager
+async def file_host(
+    body: bytes, *, content_type: str, name: str, declared: int | None = None
+) -> AsyncIterator[FileHost]:
+    """Serve `body` at /`name` to every GET. With `declared` larger than the body, the response announces
+    that many bytes, sends the body, then holds the connection open until `cut` is set."""
+    handlers: set[asyncio.Task[Any]] = set()
+    host: FileHost | None = None
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        assert host is not None
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            host.requested.set()
+            length = declared or len(body)
+            writer.write(
+                f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n".encode()
+            )
+            writer.write(body)
+            await writer.drain()
+            if declared:
+                await host.cut.wait()
+        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    host = FileHost(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/{name}")
+    try:
+        yield host
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
