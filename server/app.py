@@ -25,6 +25,7 @@ from litestar.types import Receive, Scope, Send
 from server import collector
 from server.graphql.controller import build_graphql_controller
 from server.graphql.schema import build_schema
+from server.graphql.socket_writer import expose_socket
 from server.http.errors import server_fault
 from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
@@ -49,6 +50,13 @@ def _simulator_mount(simulator: Any) -> Any:
         await simulator.app(scope, receive, send)
 
     return simulator_app
+
+
+class DarkroomApp(Litestar):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Before Litestar wraps `send`: live events are written to the server's socket directly (socket_writer.py).
+        expose_socket(scope, send)
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, provider: Provider | None = None) -> Litestar:
@@ -103,7 +111,7 @@ def create_app(settings: Settings | None = None, *, provider: Provider | None = 
         handlers.append(create_static_files_router("/graphiql", [GRAPHIQL_DIR], name="graphiql"))
     if simulator is not None:
         handlers.append(_simulator_mount(simulator))
-    return Litestar(
+    return DarkroomApp(
         route_handlers=handlers,
         lifespan=[lifespan],
         state=State({"runtime": runtime}),

@@ -24,6 +24,13 @@ WEBHOOKS = Counter(
     "Webhooks received, by result: applied, duplicate, stale, unknown, bad_signature, bad_request, too_large.",
     ["result"],
 )
+LIVE_FRAMES = Counter(
+    "darkroom_live_frames_total",
+    "Live subscription frames sent on WebSockets, by what wrote them: fan_out (one task per group of alike "
+    "subscribers, writing to each socket) or operation (each subscription's own task, when the server does not "
+    "let sockets be written to directly).",
+    ["writer"],
+)
 POLL_CYCLES = Counter("darkroom_poll_cycles_total", "Poller cycles run.")
 POLLED_PREDICTIONS = Counter(
     "darkroom_polled_predictions_total", "Predictions fetched by the poller, by outcome.", ["result"]

@@ -138,6 +138,13 @@ class EventsSettings(SettingsGroup):
         alias="SUBSCRIPTION_QUEUE_SIZE",
         description="Events buffered per subscriber before it is told it fell behind.",
     )
+    subscriber_buffer_bytes: int = Field(
+        1_048_576,
+        alias="SUBSCRIBER_BUFFER_BYTES",
+        gt=0,
+        description="Unsent bytes a live WebSocket subscriber may have waiting on its socket before it is told "
+        "it fell behind (SUBSCRIBER_OVERFLOW).",
+    )
     subscription_render_cache_size: int = Field(
         1024,
         alias="SUBSCRIPTION_RENDER_CACHE_SIZE",

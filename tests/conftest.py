@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -115,17 +115,20 @@ def make_settings(database: str, tmp_path: Path, media_store: MediaStore) -> Cal
 
 @pytest.fixture
 def start_darkroom(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
-    """`async with start_darkroom(**settings) as darkroom:` runs a server until the block ends."""
+    """`async with start_darkroom(**settings) as darkroom:` runs a server until the block ends (`ws`: uvicorn's
+    WebSocket implementation)."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Darkroom]:
+    async def start(
+        ws: Literal["websockets", "websockets-sansio"] = "websockets-sansio", **overrides: Any
+    ) -> AsyncIterator[Darkroom]:
         from server.app import create_app
 
         settings = make_settings(**overrides)
         app = create_app(settings)
         async with (
-            live_server(app, settings.server.port) as base_url,
+            live_server(app, settings.server.port, ws=ws) as base_url,
             httpx.AsyncClient(base_url=base_url, timeout=30) as http,
         ):
             yield Darkroom(base_url, settings, http, app.state.runtime)

@@ -1,7 +1,9 @@
 """A subscriber's registration with the hub: a filter and a bounded queue, iterated by its owner.
 
 A slow socket falls behind alone: when its queue is full it is told (SubscriberOverflow) instead of
-silently missing events or delaying anyone else, and resumes from its last cursor.
+silently missing events or delaying anyone else, and resumes from its last cursor. An owner that can
+take events as they come (a live fan-out) hands the subscription over: from then on each event is
+passed to it during the tailer's delivery, with no queue and no task switch.
 """
 
 from __future__ import annotations
@@ -27,9 +29,22 @@ class Subscription:
         self.overflowed = False
         # The log position this subscription was registered at: every event after it is offered, in order.
         self.registered_at = high_water
+        self._consumer: Callable[[dict[str, Any]], None] | None = None
+
+    def hand_over(self, consumer: Callable[[dict[str, Any]], None]) -> None:
+        """Pass every later event to `consumer` as it is delivered, the ones already queued first, in order."""
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            if event is _OVERFLOW:
+                raise SubscriberOverflow("events arrived faster than this subscriber read them")
+            consumer(event)
+        self._consumer = consumer
 
     def offer(self, event: dict[str, Any]) -> None:
         if self.overflowed or (self._predicate is not None and not self._predicate(event)):
+            return
+        if self._consumer is not None:
+            self._consumer(event)
             return
         try:
             self._queue.put_nowait(event)

@@ -70,6 +70,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from server.graphql.context import Context, context_getter
 from server.graphql.errors import is_request_error, one_line
 from server.graphql.shared_render import LIVE_SINK, LiveSink, encode_frame
+from server.graphql.socket_writer import SocketWriter
 from server.services.access.api_keys import AuthError, bearer_token
 from server.settings import Settings
 
@@ -131,10 +132,16 @@ async def _send_frame(websocket: Any, text: str) -> None:
         raise asyncio.CancelledError from None
 
 
+def _live_sink(message_type: str, operation_id: str, websocket: Any) -> LiveSink:
+    """Where the operation's live events go: written directly when the server allows it, else sent frame by frame."""
+    writer = SocketWriter.of(websocket.ws.scope)
+    return LiveSink.for_operation(message_type, operation_id, partial(_send_frame, websocket), writer)
+
+
 class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         # Live events of this operation are sent straight to the socket (see shared_render.py).
-        LIVE_SINK.set(LiveSink.for_operation("next", operation.id, partial(_send_frame, self.websocket)))
+        LIVE_SINK.set(_live_sink("next", operation.id, self.websocket))
         await super().run_operation(operation)
 
     async def handle(self) -> None:
@@ -163,7 +170,7 @@ class ForgettingGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
-        LIVE_SINK.set(LiveSink.for_operation("data", operation_id, partial(_send_frame, self.websocket)))
+        LIVE_SINK.set(_live_sink("data", operation_id, self.websocket))
         await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def handle(self) -> None:

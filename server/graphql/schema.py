@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from server.graphql.errors import log_errors
+from server.graphql.fan_out import LiveFanOut
 from server.graphql.mutations import Mutation
 from server.graphql.queries import Query
 from server.graphql.shared_render import RenderCache, shared_render_executor
@@ -56,7 +57,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         config=StrawberryConfig(auto_camel_case=True),
         extensions=limits,
         # Subscribers alike share one execution per event (see shared_render.py).
-        execution_context_class=shared_render_executor(RenderCache(settings.events.subscription_render_cache_size)),
+        execution_context_class=shared_render_executor(
+            RenderCache(settings.events.subscription_render_cache_size),
+            LiveFanOut(settings.events.subscriber_buffer_bytes),
+        ),
     )
 
 

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from graphql import (
@@ -42,26 +43,39 @@ from graphql import (
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from server.events import Subscription as HubSubscription
 from server.graphql.errors import log_errors
-from server.metrics import SUBSCRIPTION_RENDERS
+from server.graphql.fan_out import LiveFanOut, Member
+from server.graphql.socket_writer import SocketWriter
+from server.metrics import LIVE_FRAMES, SUBSCRIPTION_RENDERS
 
 _EXECUTED = SUBSCRIPTION_RENDERS.labels("executed")
 _SHARED = SUBSCRIPTION_RENDERS.labels("shared")
+_SENT_BY_OPERATION = LIVE_FRAMES.labels("operation")
 
 
 @dataclass(frozen=True, slots=True)
 class LiveSink:
-    """Where a WebSocket operation's live events go: its socket, each framed with the operation's id."""
+    """Where a WebSocket operation's live events go: its socket, each framed with the operation's id.
+
+    `writer` is set when the socket can be written to without awaiting (socket_writer.py): live events
+    then go through the group's fan-out (fan_out.py) rather than through this operation's own task.
+    """
 
     prefix: str
     send_text: Callable[[str], Awaitable[None]]
+    writer: SocketWriter | None = None
 
     @classmethod
     def for_operation(
-        cls, message_type: str, operation_id: str, send_text: Callable[[str], Awaitable[None]]
+        cls,
+        message_type: str,
+        operation_id: str,
+        send_text: Callable[[str], Awaitable[None]],
+        writer: SocketWriter | None = None,
     ) -> LiveSink:
         envelope = json.dumps({"type": message_type, "id": operation_id}, separators=(",", ":"))
-        return cls(f'{envelope[:-1]},"payload":', send_text)
+        return cls(f'{envelope[:-1]},"payload":', send_text, writer)
 
     async def send(self, payload_json: str) -> None:
         await self.send_text(f"{self.prefix}{payload_json}}}")
@@ -163,10 +177,11 @@ def selection_variables(operation: OperationDefinitionNode, fragments: list[Any]
     return sorted(collector.names)
 
 
-def shared_render_executor(cache: RenderCache) -> type[StrawberryGraphQLCoreExecutionContext]:
-    """Strawberry's executor, sharing each SharedEvent's execution through `cache`."""
+def shared_render_executor(cache: RenderCache, fan_out: LiveFanOut) -> type[StrawberryGraphQLCoreExecutionContext]:
+    """Strawberry's executor, sharing each SharedEvent's execution through `cache`, live events through `fan_out`."""
 
     class SharedRenderExecutor(StrawberryGraphQLCoreExecutionContext):
+        live_fan_out = fan_out
         group: Hashable = None
         _claim: tuple[Hashable, asyncio.Future[ExecutionResult]] | None = None
 
@@ -286,9 +301,33 @@ class LiveRenderer:
     def direct(self) -> bool:
         return self._sink is not None and self._executor is not None
 
+    @property
+    def fans_out(self) -> bool:
+        """Whether live events can go through the group's fan-out rather than this operation's task."""
+        return self.direct and self._sink is not None and self._sink.writer is not None
+
     async def send(self, event: SharedEvent) -> None:
         assert self._sink is not None and self._executor is not None
         await self._sink.send(await self._executor.render_json(event))
+        _SENT_BY_OPERATION.inc()
+
+    async def follow(
+        self,
+        live: HubSubscription,
+        position: str,
+        after: int,
+        build: Callable[[dict[str, Any]], object],
+        until: Callable[[dict[str, Any]], bool] | None,
+    ) -> None:
+        """Hand `live` to the group's fan-out until the member ends (see fan_out.py)."""
+        sink, executor = self._sink, self._executor
+        assert sink is not None and sink.writer is not None and executor is not None
+
+        def render(event: dict[str, Any]) -> Awaitable[str]:
+            return executor.render_json(SharedEvent(("event", event["id"]), partial(build, event)))
+
+        member = Member(sink.writer, sink.prefix.encode(), position, after, render, until)
+        await executor.live_fan_out.follow(live, member, executor.group)
 
 
 class _Reuse:

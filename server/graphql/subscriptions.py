@@ -65,12 +65,16 @@ async def follow_live(
 ) -> AsyncGenerator[Any, None]:
     """The live events whose `position` ("seq" or "id") is above `after`, once each and in order.
 
-    On a WebSocket each goes straight to the socket, rendered once for all alike subscribers; elsewhere
-    each is yielded. Ends after an event `until` accepts; a subscriber that fell behind gets
+    On a WebSocket each goes straight to the socket, rendered once for all alike subscribers: written by
+    the group's fan-out when the socket allows it (fan_out.py), else sent from this task; elsewhere each
+    is yielded. Ends after an event `until` accepts; a subscriber that fell behind gets
     SUBSCRIBER_OVERFLOW and resumes from its cursor.
     """
     renderer = LiveRenderer()
     try:
+        if renderer.fans_out:
+            await renderer.follow(live, position, after, build, until)
+            return
         async for event in live:
             if event[position] <= after:
                 continue  # what was read from the log first already covered it

@@ -182,3 +182,33 @@ async def test_subscriptions_unregister_when_their_task_is_cancelled() -> None:
         assert hub.subscriber_count == 0
     finally:
         await hub.stop()
+
+
+async def test_a_handed_over_subscription_passes_its_queued_events_then_each_new_one_in_order() -> None:
+    hub = EventHub("memory://", ListLog())
+    await hub.start()
+    try:
+        async with hub.subscribe(lambda event: event["id"] % 2 == 1) as subscription:
+            for n in range(1, 5):
+                hub.deliver_local({"id": n})
+            received: list[int] = []
+            subscription.hand_over(lambda event: received.append(event["id"]))
+            assert received == [1, 3]
+            for n in range(5, 8):
+                hub.deliver_local({"id": n})
+            assert received == [1, 3, 5, 7]
+    finally:
+        await hub.stop()
+
+
+async def test_a_subscription_that_overflowed_before_its_hand_over_is_told_so() -> None:
+    hub = EventHub("memory://", ListLog(), queue_size=2)
+    await hub.start()
+    try:
+        async with hub.subscribe() as subscription:
+            for n in range(5):
+                hub.deliver_local({"id": n})
+            with pytest.raises(SubscriberOverflow):
+                subscription.hand_over(lambda event: None)
+    finally:
+        await hub.stop()

@@ -7,12 +7,16 @@ selection reads, and see as the same viewer. Each change here is a signed webhoo
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import random
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client import REGISTRY
@@ -33,6 +37,20 @@ BRIEF = "subscription Brief($id: ID!) { generation(id: $id) { id status progress
 
 def renders(result: str) -> float:
     return REGISTRY.get_sample_value("darkroom_subscription_renders_total", {"result": result}) or 0.0
+
+
+def small_receive_buffer(base_url: str) -> socket.socket:
+    """A socket connected to the server whose receive buffer stays at 16 KiB (no autotuning)."""
+    address = urlsplit(base_url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)
+    sock.connect((address.hostname, address.port))
+    sock.setblocking(False)
+    return sock
+
+
+def live_frames(writer: str) -> float:
+    return REGISTRY.get_sample_value("darkroom_live_frames_total", {"writer": writer}) or 0.0
 
 
 class Follower:
@@ -69,8 +87,10 @@ class Follower:
                     await task
 
 
-async def progress_webhook(darkroom: Darkroom, prediction_id: str, steps: int) -> None:
-    logs = "".join(f"{step * 10:3d}%| | {step}/10\n" for step in range(1, steps + 1))
+async def progress_webhook(darkroom: Darkroom, prediction_id: str, steps: int, padding: str = "") -> None:
+    """A signed progress webhook at `steps` tenths, its logs after the log line `padding` (when given)."""
+    progress = "".join(f"{step * 10:3d}%| | {step}/10\n" for step in range(1, steps + 1))
+    logs = f"{padding}\n{progress}" if padding else progress
     body = json.dumps(
         {"id": prediction_id, "status": "processing", "logs": logs, "output": None, "error": None, "input": {}}
     ).encode()
@@ -96,10 +116,24 @@ def received(followers: list[Follower], count: int) -> bool:
     return all(len(follower.frames) >= count for follower in followers)
 
 
+@pytest.mark.parametrize(
+    ("ws", "writer"),
+    [
+        ("websockets-sansio", "fan_out"),
+        pytest.param(
+            "websockets",
+            "operation",
+            marks=pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated"),
+        ),
+    ],
+    ids=["written-by-the-fan-out", "sent-by-each-operation"],
+)
 async def test_alike_subscribers_share_one_execution_and_one_payload_per_event(
-    start_darkroom: Callable[..., Any],
+    start_darkroom: Callable[..., Any], ws: str, writer: str
 ) -> None:
-    async with start_darkroom(**SILENT) as darkroom:
+    # Under uvicorn's websockets-sansio protocol (what `darkroom serve` runs) one task per group writes every
+    # member's frame; under another implementation each operation sends its own. Both share the execution.
+    async with start_darkroom(ws=ws, **SILENT) as darkroom:
         generation = await start_generation(darkroom, "shared")
         prediction = await prediction_of(darkroom, generation["id"])
         async with contextlib.AsyncExitStack() as stack:
@@ -108,11 +142,12 @@ async def test_alike_subscribers_share_one_execution_and_one_payload_per_event(
                 for _ in range(10)
             ]
             other = await stack.enter_async_context(Follower().following(darkroom, BRIEF, {"id": generation["id"]}))
-            executed, shared = renders("executed"), renders("shared")
+            executed, shared, written = renders("executed"), renders("shared"), live_frames(writer)
             await changes(darkroom, [*alike, other], prediction, 3)
             # One execution per change for the ten alike, one per change for the other document.
             assert renders("executed") - executed == 6
             assert renders("shared") - shared == 27
+            assert live_frames(writer) - written == 33
         for follower in alike[1:]:
             assert [f["payload"] for f in follower.frames] == [f["payload"] for f in alike[0].frames]
         assert [f["payload"]["data"]["generation"]["progress"] for f in alike[0].frames][1:] == [0.1, 0.2, 0.3]
@@ -164,6 +199,53 @@ async def test_a_variable_the_selection_reads_keeps_subscribers_apart(start_dark
             assert renders("executed") - executed == 4
         assert "media" in followers[0].frames[-1]["payload"]["data"]["generation"]
         assert "media" not in followers[1].frames[-1]["payload"]["data"]["generation"]
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_a_socket_that_stops_reading_is_told_it_fell_behind_and_its_group_gets_everything(
+    start_darkroom: Callable[..., Any],
+) -> None:
+    # Frames of about 1 MB (the logs) fill the client's and the kernel's buffers after a few (the stalled
+    # client's receive buffer is held small); past them, what waits unsent on its socket soon exceeds
+    # SUBSCRIBER_BUFFER_BYTES.
+    query = "subscription($id: ID!) { generation(id: $id) { id progress logs } }"
+    padding = base64.b64encode(random.Random(7).randbytes(750_000)).decode()  # 1 MB that does not compress
+    steps = 10
+    limits = {"subscriber_buffer_bytes": 65_536, "webhook_max_body_bytes": 2_000_000}
+    async with start_darkroom(**limits, **SILENT) as darkroom:
+        generation = await start_generation(darkroom, "stalled")
+        prediction = await prediction_of(darkroom, generation["id"])
+        variables = {"id": generation["id"]}
+        async with (
+            Follower().following(darkroom, query, variables) as reading,
+            ws_connect(darkroom.base_url, max_queue=1, sock=small_receive_buffer(darkroom.base_url)) as stalled,
+        ):
+            await stalled.socket.send(
+                json.dumps({"id": "slow", "type": "subscribe", "payload": {"query": query, "variables": variables}})
+            )
+            current = json.loads(await asyncio.wait_for(stalled.socket.recv(), timeout=10))
+            assert current["type"] == "next"
+            # From here the stalled client reads nothing: its library stops reading the socket.
+            for step in range(1, steps + 1):
+                await progress_webhook(darkroom, prediction, step, padding)
+            await eventually(partial(received, [reading], 1 + steps), timeout=30)
+            frames = []
+            while True:
+                message = json.loads(await asyncio.wait_for(stalled.socket.recv(), timeout=10))
+                frames.append(message)
+                if message["type"] == "complete":
+                    break
+
+    def progress(frames: list[dict[str, Any]]) -> list[float]:
+        return [frame["payload"]["data"]["generation"]["progress"] for frame in frames]
+
+    assert progress(reading.frames[1:]) == [step / 10 for step in range(1, steps + 1)]
+    *delivered, told, complete = frames
+    assert told["id"] == "slow" and told["payload"]["data"] is None
+    assert [error["extensions"]["code"] for error in told["payload"]["errors"]] == ["SUBSCRIBER_OVERFLOW"]
+    assert complete == {"id": "slow", "type": "complete"}
+    # What it got before falling behind came in order, with no gap.
+    assert 0 < len(delivered) < steps and progress(delivered) == [step / 10 for step in range(1, len(delivered) + 1)]
 
 
 def test_a_shared_result_is_framed_around_its_one_encoding_for_every_protocol() -> None:

@@ -61,10 +61,16 @@ class WSClient:
 
 @asynccontextmanager
 async def ws_connect(
-    base_url: str, *, payload: dict[str, Any] | None = None, protocol: str = "graphql-transport-ws"
+    base_url: str, *, payload: dict[str, Any] | None = None, protocol: str = "graphql-transport-ws", **options: Any
 ) -> AsyncIterator[WSClient]:
+    """A socket past connection_ack; `options` go to websockets.connect (max_queue, say)."""
     url = base_url.replace("http://", "ws://") + "/graphql"
-    async with websockets.connect(url, subprotocols=[protocol], open_timeout=10) as socket:  # type: ignore[list-item]
+    async with websockets.connect(
+        url,
+        subprotocols=[protocol],  # type: ignore[list-item]
+        open_timeout=10,
+        **options,
+    ) as socket:
         await socket.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
         ack = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
         assert ack["type"] == "connection_ack", ack

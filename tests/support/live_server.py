@@ -46,13 +46,18 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def live_server(
-    app: Any, port: int | None = None, *, lifespan: Literal["auto", "on", "off"] = "on"
+    app: Any,
+    port: int | None = None,
+    *,
+    lifespan: Literal["auto", "on", "off"] = "on",
+    ws: Literal["websockets", "websockets-sansio"] = "websockets-sansio",
 ) -> AsyncIterator[str]:
-    """Run `app` until the block exits; yields its base URL, e.g. http://127.0.0.1:54321."""
+    """Run `app` until the block exits; yields its base URL, e.g. http://127.0.0.1:54321.
+
+    `ws` is uvicorn's WebSocket implementation: websockets-sansio, as `darkroom serve` runs it, by default.
+    """
     port = port or free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan=lifespan, log_level="warning", ws="websockets-sansio"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan=lifespan, log_level="warning", ws=ws)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
