@@ -16,7 +16,9 @@ encoded to JSON once.
 
 Live events on a WebSocket then skip the per-subscriber pipeline altogether: the protocol handler puts a
 `LiveSink` (the operation's frame prefix and its socket) in a context variable, and the subscription
-sends each shared payload straight to it (`LiveRenderer`). Replayed and initial events, and every event
+hands its live events to its group's fan-out (fan_out.py), which writes each shared payload to every
+member's socket, or, where the server does not allow direct writes, sends each one itself
+(`LiveRenderer`). Replayed and initial events, and every event
 on other transports, are yielded as usual; the controller's `encode_json` still reuses their shared JSON.
 """
 
