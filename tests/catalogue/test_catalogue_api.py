@@ -192,6 +192,42 @@ async def test_stale_cache_is_served_while_the_provider_is_down_then_refreshed(
         await eventually(refreshed, timeout=20, interval=0.2)
 
 
+class HeldCollection:
+    """The provider, but reading one collection waits until the test opens the gate."""
+
+    def __init__(self, provider: Any, slug: str) -> None:
+        self._provider = provider
+        self._slug = slug
+        self.asked = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def get_collection(self, slug: str) -> dict[str, Any]:
+        if slug == self._slug:
+            self.asked.set()
+            await self.gate.wait()
+        body: dict[str, Any] = await self._provider.get_collection(slug)
+        return body
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._provider, name)
+
+
+async def test_a_listing_during_the_first_fill_waits_for_all_of_it(darkroom: Darkroom) -> None:
+    # A page opened twice in a row asks twice while the empty cache fills: the second must not get the
+    # models stored so far (the images only) as if they were the whole catalogue.
+    catalogue = darkroom.runtime.catalogue
+    held = HeldCollection(catalogue.provider, "text-to-video")
+    catalogue.provider = held
+    first = asyncio.create_task(models(darkroom))
+    await asyncio.wait_for(held.asked.wait(), timeout=20)  # the image models are stored by now
+    second = asyncio.create_task(models(darkroom, kind="IMAGE"))
+    await asyncio.sleep(0.3)
+    assert not second.done(), "a listing during the first fill answered before the fill ended"
+    held.gate.set()
+    assert [model["ref"] for model in await first] == ALL
+    assert [model["ref"] for model in await second] == IMAGE_MODELS
+
+
 async def test_an_empty_cache_with_the_provider_down_is_an_error(darkroom: Darkroom) -> None:
     async with provider_down(darkroom):
         response = await darkroom.query(MODELS, {})

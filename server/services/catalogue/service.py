@@ -6,8 +6,9 @@ Contract:
   it (stale-while-revalidate). At most one catalogue refresh runs per process at a time, and after a
   failed one the next waits a little, so a provider outage is not hammered.
 - The catalogue is the provider's `text-to-image`, `text-to-video` and `image-to-video` collections,
-  plus every model fetched by reference or found by search. Only an empty cache waits for the provider;
-  if the provider is down then, the caller gets CATALOGUE_UNAVAILABLE.
+  plus every model fetched by reference or found by search. Only an empty cache waits for the provider
+  (every listing until it is filled, never a part of it); if the provider is down then, the caller gets
+  CATALOGUE_UNAVAILABLE.
 - Search asks the provider's search, merges the image and video models it finds into the cache, and
   filters the cache by the query's words; when the provider cannot be asked, the cache filter alone
   answers.
@@ -145,6 +146,8 @@ class CatalogueService:
         self.ttl_seconds = settings.catalogue.ttl_seconds if settings else DEFAULT_TTL_SECONDS
         self._clock = clock
         self._refresh: asyncio.Task[bool] | None = None
+        # The refresh filling an empty catalogue: until it ends, the rows stored so far are only part of it.
+        self._filling: asyncio.Task[bool] | None = None
         self._model_refreshes: dict[str, asyncio.Task[None]] = {}
         self._failed_at: datetime | None = None
         self._searches: dict[str, tuple[datetime, list[str]]] = {}
@@ -244,9 +247,13 @@ class CatalogueService:
     # --- refreshing ------------------------------------------------------------------------------------
     async def refresh(self) -> bool:
         """Refresh the whole catalogue now (joining a refresh already running); True if all of it worked."""
+        return await asyncio.shield(self._refresh_task())
+
+    def _refresh_task(self) -> asyncio.Task[bool]:
+        """The refresh running now, or a new one."""
         if self._refresh is None or self._refresh.done():
             self._refresh = asyncio.create_task(self._refresh_all(), name="catalogue-refresh")
-        return await asyncio.shield(self._refresh)
+        return self._refresh
 
     def refresh_later(self) -> bool:
         """Start a background refresh unless one runs or one failed moments ago; True if one started."""
@@ -271,12 +278,16 @@ class CatalogueService:
 
         Rows fetched one by one (model(ref), search) do not make a catalogue: until the collections have
         been read once, a listing waits for them. If the provider is down then, whatever is cached is
-        served, and with nothing cached the caller gets CATALOGUE_UNAVAILABLE.
+        served, and with nothing cached the caller gets CATALOGUE_UNAVAILABLE. A listing that comes while
+        the first fill is under way waits for it too, rather than serve the part stored so far.
         """
+        if self._filling is not None and not self._filling.done():
+            await asyncio.shield(self._filling)
         async with self._sessions() as session:
             rows = (await session.execute(select(CatalogModel.collections, CatalogModel.fetched_at))).all()
         if not any(collections for collections, _ in rows):
-            await self.refresh()
+            self._filling = self._refresh_task()
+            await asyncio.shield(self._filling)
             if not rows:
                 async with self._sessions() as session:
                     if (await session.scalars(select(CatalogModel.ref).limit(1))).first() is None:
