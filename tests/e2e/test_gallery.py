@@ -2,7 +2,8 @@
 
 Submit a prompt, watch the progress bar move and the image appear, animate it and play the video; drop
 the page's connection and check the feed resumes from its cursor; then the unhappy paths (a failed
-generation run again, a failed download retried, a cancel) and the API key field; and your own files: an
+generation run again, a failed download retried, a cancel), the API key field and a model chosen while its
+inputs still load; and your own files: an
 image dropped on the page and a video picked, uploaded as GraphQL multipart requests, the image animated
 through the Animate form, and a forged file refused. Playwright's own
 browser downloads are not used: Chromium is the system's (`apt-get install chromium`; CHROMIUM_PATH
@@ -12,6 +13,7 @@ under CI=true.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -251,6 +253,33 @@ async def test_gallery_asks_for_an_api_key_and_sends_it(start_darkroom: Callable
         card = await _submit(page, "with a key", set())
         await expect(card).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
         assert await page.evaluate("localStorage.getItem('darkroom.apiKey')") == created.token
+
+
+async def test_gallery_joins_the_load_of_a_model_chosen_again(start_darkroom: Callable[..., Any], page: Page) -> None:
+    """Choosing the model whose inputs are still loading joins that load rather than redraw the form later."""
+    from playwright.async_api import Route, expect
+
+    release = asyncio.Event()
+    loads: list[str] = []
+
+    async def hold_the_first_load(route: Route) -> None:
+        if "query Model(" in (route.request.post_data or ""):
+            body: dict[str, Any] = route.request.post_data_json or {}
+            loads.append(str(body["variables"]["ref"]))
+            if len(loads) == 1:
+                await release.wait()
+        await route.continue_()
+
+    async with start_darkroom() as darkroom:
+        await page.add_init_script(f"localStorage.setItem('darkroom.model', {IMAGE_MODEL!r})")
+        await page.route("**/graphql", hold_the_first_load)
+        await page.goto(f"{darkroom.base_url}/gallery")
+        await expect(page.locator("#connection")).to_have_text("live", timeout=TIMEOUT_MS)
+        await page.select_option("#model", IMAGE_MODEL)  # the remembered model, its inputs still loading
+        release.set()
+        await expect(page.locator("#generate")).to_have_attribute("data-model", IMAGE_MODEL, timeout=TIMEOUT_MS)
+        await _submit(page, "typed once the form is drawn", set())
+        assert loads == [IMAGE_MODEL]
 
 
 # Drops a file on the page as a user dragging it from the desktop would: dragenter, dragover, then drop.

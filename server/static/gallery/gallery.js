@@ -248,9 +248,17 @@ async function loadModels() {
   }
 }
 
-async function chooseModel(ref) {
+// The model the form shows or is loading, and that load: choosing it again joins the load, so a second
+// choice of the same model cannot redraw the form under what was typed meanwhile.
+let chosen = null;
+
+function chooseModel(ref) {
+  if (chosen?.ref !== ref) chosen = { ref, loaded: showModel(ref) };
+  return chosen.loaded;
+}
+
+async function showModel(ref) {
   const form = $("#generate");
-  if (ref && form.dataset.model === ref) return;
   const fields = $("#fields");
   $("#submit").disabled = true;
   fields.replaceChildren();
@@ -268,6 +276,7 @@ async function chooseModel(ref) {
     form.dataset.model = ref;
     $("#submit").disabled = false;
   } catch (error) {
+    if (chosen?.ref === ref) chosen = null; // choosing it again tries again
     formError(`Could not load ${ref}: ${describe(error)}`);
   }
 }
