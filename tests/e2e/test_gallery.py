@@ -2,12 +2,11 @@
 
 Submit a prompt, watch the progress bar move and the image appear, animate it and play the video; drop
 the page's connection and check the feed resumes from its cursor; then the unhappy paths (a failed
-generation run again, a failed download retried, a cancel), the API key field and a model chosen while its
-inputs still load; and your own files: an
-image dropped on the page and a video picked, uploaded as GraphQL multipart requests, the image animated
-through the Animate form, and a forged file refused. Playwright's own
-browser downloads are not used: Chromium is the system's (`apt-get install chromium`; CHROMIUM_PATH
-points elsewhere). Without it, or without the playwright package, the tests skip outside CI and fail
+generation run again, a failed download retried, a cancel), the API key field and a model chosen while
+its inputs still load; and your own files: an image dropped on the page and a video picked, uploaded as
+GraphQL multipart requests, the image animated through the Animate form, and a forged file refused.
+Playwright's own browser downloads are not used: Chromium is the system's (`apt-get install chromium`;
+CHROMIUM_PATH points elsewhere). Without it, or without the playwright package, the tests skip outside CI and fail
 under CI=true.
 """
 
