@@ -197,6 +197,8 @@ async def test_a_handed_over_subscription_passes_its_queued_events_then_each_new
             for n in range(5, 8):
                 hub.deliver_local({"id": n})
             assert received == [1, 3, 5, 7]
+            with pytest.raises(RuntimeError, match="handed over"):
+                await anext(subscription)  # its queue is gone: an idle subscription holds none
     finally:
         await hub.stop()
 
