@@ -128,7 +128,9 @@ def start_darkroom(make_settings: Callable[..., Settings]) -> Callable[..., Any]
         settings = make_settings(**overrides)
         app = create_app(settings)
         async with (
-            live_server(app, settings.server.port, ws=ws) as base_url,
+            live_server(
+                app, settings.server.port, ws=ws, per_message_deflate=settings.graphql.ws_compression
+            ) as base_url,
             httpx.AsyncClient(base_url=base_url, timeout=30) as http,
         ):
             yield Darkroom(base_url, settings, http, app.state.runtime)

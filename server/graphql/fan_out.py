@@ -50,8 +50,13 @@ class Member:
     until: Callable[[Event], bool] | None = None
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
-    def send(self, event: Event, frame_tail: bytes, buffer_limit: int) -> bool:
-        """Write the event's frame unless this member ended or already has it; whether it was written."""
+    def send(
+        self, event: Event, frame_tail: bytes, buffer_limit: int, ends: dict[Callable[[Event], bool], bool]
+    ) -> bool:
+        """Write the event's frame unless this member ended or already has it; whether it was written.
+
+        `ends` holds what each `until` said of this event, asked once for all the members sharing it.
+        """
         if self.done.done() or event[self.position] <= self.after:
             return False  # ended, or already covered by what was read from the log first
         self.after = event[self.position]
@@ -60,8 +65,12 @@ class Member:
             return False
         if self.writer.unsent_bytes > buffer_limit:
             self.done.set_exception(SubscriberOverflow("this subscriber's socket fell behind"))
-        elif self.until is not None and self.until(event):
-            self.done.set_result(None)
+        elif self.until is not None:
+            ended = ends.get(self.until)
+            if ended is None:
+                ended = ends[self.until] = self.until(event)
+            if ended:
+                self.done.set_result(None)
         return True
 
 
@@ -98,11 +107,12 @@ class RenderGroup:
                     else:
                         _SHARED.inc(len(live) - 1)  # the others reuse the first member's render
                         tail = f"{payload}}}".encode()
+                        ends: dict[Callable[[Event], bool], bool] = {}
                         for start in range(0, len(live), WRITES_BETWEEN_YIELDS):
                             if start:
                                 await asyncio.sleep(0)
                             written = sum(
-                                member.send(event, tail, self._buffer_limit)
+                                member.send(event, tail, self._buffer_limit, ends)
                                 for member in live[start : start + WRITES_BETWEEN_YIELDS]
                             )
                             _WRITTEN.inc(written)

@@ -58,6 +58,7 @@ class Follower:
 
     def __init__(self) -> None:
         self.frames: list[dict[str, Any]] = []
+        self.extensions = ""  # what the server agreed to in the handshake (Sec-WebSocket-Extensions)
 
     @contextlib.asynccontextmanager
     async def following(
@@ -65,6 +66,8 @@ class Follower:
     ) -> AsyncIterator[Follower]:
         payload = {"Authorization": f"Bearer {token}"} if token else None
         async with ws_connect(darkroom.base_url, payload=payload) as ws:
+            assert ws.socket.response is not None
+            self.extensions = ws.socket.response.headers.get("Sec-WebSocket-Extensions", "")
             op_id = f"op-{uuid.uuid4().hex[:6]}"
             await ws.socket.send(
                 json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables}})
@@ -117,23 +120,26 @@ def received(followers: list[Follower], count: int) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("ws", "writer"),
+    ("ws", "compression", "writer"),
     [
-        ("websockets-sansio", "fan_out"),
+        ("websockets-sansio", False, "fan_out"),
+        ("websockets-sansio", True, "fan_out"),
         pytest.param(
             "websockets",
+            False,
             "operation",
             marks=pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated"),
         ),
     ],
-    ids=["written-by-the-fan-out", "sent-by-each-operation"],
+    ids=["written-by-the-fan-out", "written-by-the-fan-out-compressed", "sent-by-each-operation"],
 )
 async def test_alike_subscribers_share_one_execution_and_one_payload_per_event(
-    start_darkroom: Callable[..., Any], ws: str, writer: str
+    start_darkroom: Callable[..., Any], ws: str, compression: bool, writer: str
 ) -> None:
     # Under uvicorn's websockets-sansio protocol (what `darkroom serve` runs) one task per group writes every
-    # member's frame; under another implementation each operation sends its own. Both share the execution.
-    async with start_darkroom(ws=ws, **SILENT) as darkroom:
+    # member's frame, compressed for each socket when WS_COMPRESSION lets the client ask for it; under another
+    # implementation each operation sends its own. All share the execution.
+    async with start_darkroom(ws=ws, ws_compression=compression, **SILENT) as darkroom:
         generation = await start_generation(darkroom, "shared")
         prediction = await prediction_of(darkroom, generation["id"])
         async with contextlib.AsyncExitStack() as stack:
@@ -148,6 +154,7 @@ async def test_alike_subscribers_share_one_execution_and_one_payload_per_event(
             assert renders("executed") - executed == 6
             assert renders("shared") - shared == 27
             assert live_frames(writer) - written == 33
+        assert {("permessage-deflate" in follower.extensions) for follower in [*alike, other]} == {compression}
         for follower in alike[1:]:
             assert [f["payload"] for f in follower.frames] == [f["payload"] for f in alike[0].frames]
         assert [f["payload"]["data"]["generation"]["progress"] for f in alike[0].frames][1:] == [0.1, 0.2, 0.3]

@@ -51,13 +51,23 @@ async def live_server(
     *,
     lifespan: Literal["auto", "on", "off"] = "on",
     ws: Literal["websockets", "websockets-sansio"] = "websockets-sansio",
+    per_message_deflate: bool = False,
 ) -> AsyncIterator[str]:
     """Run `app` until the block exits; yields its base URL, e.g. http://127.0.0.1:54321.
 
     `ws` is uvicorn's WebSocket implementation: websockets-sansio, as `darkroom serve` runs it, by default.
+    `per_message_deflate`: whether WebSockets offer compression (`darkroom serve` follows WS_COMPRESSION).
     """
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan=lifespan, log_level="warning", ws=ws)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan=lifespan,
+        log_level="warning",
+        ws=ws,
+        ws_per_message_deflate=per_message_deflate,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
