@@ -1,0 +1,1 @@
+"""The hostile suite: each case sent as an attacker would send it, asserting what must still hold."""
