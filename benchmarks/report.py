@@ -375,7 +375,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
         from matplotlib.ticker import NullFormatter, ScalarFormatter
     except ImportError:
         return False
-    figure, axes = plt.subplots(2, 3, figsize=(16, 9))
+    figure, axes = plt.subplots(2, 4, figsize=(21, 9))
     figure.suptitle(title, fontsize=12)
 
     def label_bars(ax: Any, bars: Any, unit: str = "") -> None:
@@ -520,6 +520,43 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
         label_bars(ax, bars)
         ax.set_xlabel(f"page size (page of 50: p50 {rd['latency']['p50_ms']:.1f} ms)")
         ax.set_ylabel("statements")
+    # Hostile load: push latency and the longest loop stall, quiet and under attack; how attacks were answered.
+    hostile = results.get("hostile", {})
+    ax = axes[0][3]
+    ax.set_title("Hostile load: push and the event loop")
+    if "attack" in hostile:
+        names = ["push p50", "push p99", "longest stall"]
+        spots = list(range(len(names)))
+        for offset, (key, label, colour) in enumerate(
+            (("quiet", "quiet", "tab:green"), ("attack", "under attack", "tab:red"))
+        ):
+            phase = hostile[key]
+            values = [phase["latency"]["p50_ms"] or 0, phase["latency"]["p99_ms"] or 0, phase["max_stall_ms"] or 0]
+            bars = ax.bar([x + offset * 0.4 for x in spots], values, width=0.4, color=colour, label=label)
+            label_bars(ax, bars, " ms")
+        ax.axhline(LOOP_STALL_TARGET_MS, color="grey", linewidth=0.8, linestyle=":", label="stall target (50 ms)")
+        ax.set_xticks([x + 0.2 for x in spots], names)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.set_ylabel("ms")
+        ax.set_xlabel(f"one subscriber, {hostile['rate']:g} changes/s")
+        ax.legend(fontsize=8)
+    ax = axes[1][3]
+    ax.set_title("Hostile load: how the attacks were answered")
+    if "attack" in hostile:
+        families = list(hostile["answers_by_family"])
+        bottoms = [0] * len(families)
+        for verdict, colour in (
+            ("refused", "tab:green"),
+            ("accepted", "tab:orange"),
+            ("server_error", "tab:red"),
+            ("no_answer", "tab:grey"),
+        ):
+            heights = [hostile["answers_by_family"][family].get(verdict, 0) for family in families]
+            ax.bar(families, heights, bottom=bottoms, color=colour, label=verdict.replace("_", " "))
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        ax.set_ylabel("requests")
+        ax.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
