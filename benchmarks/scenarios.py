@@ -1157,10 +1157,10 @@ HOSTILE_FILLER = (25, 4)
 
 async def hostile(bench: Bench) -> dict[str, Any]:
     """A live subscriber follows a generation changing HOSTILE_RATE times a second, first in quiet, then
-    while the attacks of benchmarks/attacks.py are sent beside it (bounded: a few rounds, within the phase's
-    time). Reported: the server's longest event-loop stall in each phase (its monitor's gauge on /metrics,
-    with the histogram's count of wake-ups over 50 ms), the subscriber's push latency in each, and how the
-    attacks were answered; the hostile outputs' media, as the downloader left them."""
+    while the attacks of benchmarks/attacks.py are sent beside it (bounded: each `rounds` times at most,
+    none started after `attack_seconds`). Reported: the server's longest event-loop stall in each phase (its
+    monitor's figures on /metrics), the subscriber's push latency in each, how the attacks were answered,
+    and the hostile outputs' media as the downloader left them."""
     seconds, rounds = (3.0, 1) if bench.quick else (15.0, 5)
     changes = round(seconds * HOSTILE_RATE)
     # The attack phase lasts until every attack was answered, at least `seconds` and at most this long.
