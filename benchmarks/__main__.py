@@ -4,6 +4,7 @@
     python -m benchmarks --quick                 # small sizes, a smoke run
     python -m benchmarks --only push,reads --out benchmarks/results
     python -m benchmarks --only ingest --ingest-baseline main   # ingestion, before and after
+    python -m benchmarks --only hostile          # the event loop and push latency under attack
 
 The push and capacity scenarios measure the floor too (benchmarks/floor, a Node `ws` broadcaster:
 `npm ci --prefix benchmarks/floor` installs it; without node it is reported as skipped).

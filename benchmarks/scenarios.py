@@ -1,5 +1,5 @@
-"""The measurements: push latency, capacity, webhook ingestion, reads, polling vs. push, and the
-server's memory while it stores a large video (local disk and S3).
+"""The measurements: push latency, capacity, webhook ingestion, reads, polling vs. push, the server's
+memory while it stores a large video (local disk and S3), and its event loop under hostile load.
 
 Each scenario starts its own servers on a fresh database, makes the generations it needs through the
 GraphQL mutation (the embedded simulator accepts them and then stays silent), and drives every change
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import math
 import re
 import statistics
 import time
@@ -24,6 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.attacks import (
+    HTML_PAGE,
+    OUTPUT_KINDS,
+    Attack,
+    Attacker,
+    FileHost,
+    alias_attacks,
+    bomb_png,
+    cursor_attacks,
+    file_host,
+    input_attacks,
+    output_attack,
+    small_png,
+    upload_attack,
+)
 from benchmarks.clients import (
     IMAGE_MODEL,
     START,
@@ -416,6 +433,63 @@ def _push_changes(bench: Bench, rate: float) -> int:
     return max(30, round(10 * rate))
 
 
+@dataclass
+class SentChanges:
+    """Changes sent at a fixed rate, and what became of them."""
+
+    sent_at: dict[int, float]
+    """When each applied change was sent (time.time()), by the sequence it was given."""
+    responses: list[float]
+    outcomes: Counter[str]
+    lag: list[float]
+    """How late each send was against its schedule."""
+    sent_at_rate: float | None
+    answered: bool
+
+
+async def send_changes(
+    publisher: Server,
+    triggers: list[tuple[str, bytes, dict[str, str]]],
+    rate: float,
+    sequence: int,
+    *,
+    enough: Callable[[int], bool] | None = None,
+) -> SentChanges:
+    """Send `triggers` at `rate` per second on one pipelined connection to `publisher`, open loop: change i
+    goes at begin + i / rate, whatever became of the ones before it; with `enough`, the sending stops early
+    once enough(changes sent so far) is true. `sequence` is the subject's before the first change; answers
+    come in order, so the k-th applied change is sequence + k."""
+    sender = PipelinedSender(*host_port(publisher.base_url))
+    await sender.open()
+    sent: list[float] = []
+    lag: list[float] = []
+    begin = time.monotonic() + 0.05
+    for index, (path, body, headers) in enumerate(triggers):
+        if enough is not None and enough(index):
+            break
+        due = begin + index / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag.append(max(0.0, time.monotonic() - due))
+        sent.append(sender.send("POST", path, body, headers))
+    sending_seconds = time.monotonic() - begin
+    answered = await sender.wait_answers(len(sent), within=120)
+    sent_at: dict[int, float] = {}
+    responses: list[float] = []
+    outcomes: Counter[str] = Counter()
+    for (status, data, at), sent_time in zip(sender.answers, sent, strict=False):
+        outcome = outcome_of(status, data)
+        outcomes[outcome] += 1
+        responses.append(at - sent_time)
+        if outcome == "applied":
+            sequence += 1
+            sent_at[sequence] = sent_time
+    await sender.close()
+    rate_sent = round((len(sent) - 1) / sending_seconds, 2) if sending_seconds > 0 else None
+    return SentChanges(sent_at, responses, outcomes, lag, rate_sent, answered)
+
+
 async def _push_case(bench: Bench, target: PushTarget, subscribers: int, rate: float) -> dict[str, Any]:
     changes = _push_changes(bench, rate)
     subject = await new_subject(target, changes)
@@ -428,33 +502,8 @@ async def _push_case(bench: Bench, target: PushTarget, subscribers: int, rate: f
     rss = target.subscriber.rss_bytes()
     servers = list({id(s): s for s in (target.publisher, target.subscriber)}.values())
     cpu_before = [server.cpu_seconds() for server in servers]
-    sender = PipelinedSender(*host_port(target.publisher.base_url))
-    await sender.open()
-    sent: list[float] = []
-    lag: list[float] = []
-    begin = time.monotonic() + 0.05
-    # Open loop: change i is sent at begin + i / rate, whatever became of the ones before it.
-    for index, (path, body, headers) in enumerate(triggers):
-        due = begin + index / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        lag.append(max(0.0, time.monotonic() - due))
-        sent.append(sender.send("POST", path, body, headers))
-    sending_seconds = time.monotonic() - begin
-    answered = await sender.wait_answers(changes, within=120)
-    sent_at: dict[int, float] = {}
-    responses: list[float] = []
-    outcomes: Counter[str] = Counter()
-    sequence = subject.sequence
-    for (status, data, at), sent_time in zip(sender.answers, sent, strict=False):
-        outcome = outcome_of(status, data)
-        outcomes[outcome] += 1
-        responses.append(at - sent_time)
-        if outcome == "applied":  # answered in order: the k-th applied change is sequence + k
-            sequence += 1
-            sent_at[sequence] = sent_time
-    await sender.close()
+    sending = await send_changes(target.publisher, triggers, rate, subject.sequence)
+    sent_at = sending.sent_at
     expected = fleet.opened * len(sent_at)
     all_arrived = await fleet.wait_quiet(expected, within=180, quiet=15)
     cpu = sum(server.cpu_seconds() - before for server, before in zip(servers, cpu_before, strict=True))
@@ -471,14 +520,14 @@ async def _push_case(bench: Bench, target: PushTarget, subscribers: int, rate: f
         "rate": rate,
         "changes": changes,
         "events": len(sent_at),
-        "sent_at_rate": round((changes - 1) / sending_seconds, 2) if sending_seconds > 0 else None,
-        "send_lag": summary_ms(lag),
+        "sent_at_rate": sending.sent_at_rate,
+        "send_lag": summary_ms(sending.lag),
         "expected_deliveries": expected,
         "all_delivered": all_arrived and found["deliveries"] == expected,
         **found,
-        "webhook_response": summary_ms(responses),
-        "webhook_outcomes": dict(outcomes),
-        "all_answered": answered,
+        "webhook_response": summary_ms(sending.responses),
+        "webhook_outcomes": dict(sending.outcomes),
+        "all_answered": sending.answered,
         "server_cpu_ms_per_change": round(cpu / max(changes, 1) * 1000, 2),
         "subscriber_rss_mib": round(rss / 2**20, 1),
         "client_errors": error_count,
@@ -1098,6 +1147,245 @@ async def _store_case(bench: Bench, store: str, size: int) -> dict[str, Any]:
     }
 
 
+# --- 7. hostile load -----------------------------------------------------------------------------
+
+HOSTILE_RATE = 10.0
+"""Changes per second the live subscriber follows, with and without the attack."""
+HOSTILE_FILLER = (25, 4)
+"""Generations, and stored outputs of each, for the alias query to walk (as the reads scenario's page)."""
+
+
+async def hostile(bench: Bench) -> dict[str, Any]:
+    """A live subscriber follows a generation changing HOSTILE_RATE times a second, first in quiet, then
+    while the attacks of benchmarks/attacks.py are sent beside it (bounded: each `rounds` times at most,
+    none started after `attack_seconds`). Reported: the server's longest event-loop stall in each phase (its
+    monitor's figures on /metrics), the subscriber's push latency in each, how the attacks were answered,
+    and the hostile outputs' media as the downloader left them."""
+    seconds, rounds = (3.0, 1) if bench.quick else (15.0, 5)
+    changes = round(seconds * HOSTILE_RATE)
+    # The attack phase lasts until every attack was answered, at least `seconds` and at most this long.
+    attack_seconds = 60.0 if bench.quick else 180.0
+    bomb = await asyncio.to_thread(bomb_png)
+    files = {
+        "page.html": (HTML_PAGE, "text/html"),
+        "bomb.png": (bomb, "image/png"),
+        "small.png": (small_png(), "image/png"),
+    }
+    extra = {
+        "DOWNLOADER_ENABLED": "true",
+        "REPLICATE_FILE_HOSTS": "127.0.0.1",  # the benchmark's own file host: nothing leaves the machine
+        "DOWNLOAD_MAX_ATTEMPTS": "1",  # a refused file is FAILED at once, not retried through the run
+    }
+    async with file_host(files) as host:
+        deployment = bench.deployment(await bench.database("hostile"), extra=extra)
+        try:
+            server = await deployment.start("hostile")
+            victims = await _hostile_setup(server, deployment, host, rounds * len(OUTPUT_KINDS))
+            target = PushTarget("memory", server, server, deployment)
+            subject = await new_subject(target, changes + round(attack_seconds * HOSTILE_RATE))
+            fleet = SubscriberFleet(server.ws_url, [subject.generation_id], compression=bench.compression)
+            await fleet.start()
+            print(f"  hostile: {changes} changes at {HOSTILE_RATE:g}/s, quiet", flush=True)
+            quiet = await _hostile_phase(server, subject, fleet, changes)
+            attacks = _attack_plan(deployment.webhook_secret, victims, host, bomb, rounds)
+            print(f"  hostile: {changes} changes at {HOSTILE_RATE:g}/s, {len(attacks)} attacks beside", flush=True)
+            attacker = Attacker(*host_port(server.base_url))
+            attacked = await _hostile_phase(server, subject, fleet, changes, attacker, attacks, attack_seconds)
+            records, errors, error_count = await fleet.stop()
+            outputs = await _hostile_outputs(deployment.database_url, victims, within=10 if bench.quick else 30)
+        finally:
+            await deployment.stop()
+    phases = {}
+    for name, phase in (("quiet", quiet), ("attack", attacked)):
+        sent_at = phase.pop("sent_at")
+        mine = [(g, [(seq, at) for seq, at in received if seq in sent_at]) for g, received in records]
+        found = deliveries(mine, sent_at)
+        phases[name] = {
+            **phase,
+            "events": len(sent_at),
+            "deliveries": found["deliveries"],
+            "latency": found["latency"],
+        }
+    stall = phases["attack"]["max_stall_ms"]
+    return {
+        "rate": HOSTILE_RATE,
+        "subscribers": 1,
+        "phase_seconds": seconds,
+        "rounds": rounds,
+        **phases,
+        "max_stall_ms": stall,
+        "push_p99_vs_quiet": ratio(phases["attack"]["latency"]["p99_ms"], phases["quiet"]["latency"]["p99_ms"]),
+        "attacks_sent": attacker.sent,
+        "answers": attacker.totals(),
+        "answers_by_family": attacker.by_family(),
+        "answers_by_attack": {name: dict(counts) for name, counts in attacker.verdicts.items()},
+        "hostile_outputs": outputs,
+        "client_errors": error_count,
+        "client_error_sample": errors[:3],
+    }
+
+
+async def _hostile_setup(server: Server, deployment: Deployment, host: FileHost, victims: int) -> list[str]:
+    """Media for the alias query to walk (filler generations finished with small PNG outputs from the file
+    host, settled before anything is measured), and the prediction ids of `victims` generations, left
+    running, that the hostile outputs will finish."""
+    generations, outputs = HOSTILE_FILLER
+    ids = await start_generations(server, generations + victims)
+    predictions = await prediction_ids(deployment.database_url, ids)
+    conn = connection(server)
+    try:
+        for g in ids[:generations]:
+            hook = Webhook.signed(
+                deployment.webhook_secret,
+                prediction_body(predictions[g], "succeeded", "", [host.url("small.png")] * outputs),
+            )
+            outcome = await send_webhook(conn, hook)
+            if outcome != "applied":
+                raise RuntimeError(f"a filler generation's webhook was {outcome}")
+    finally:
+        await conn.close()
+    deadline = time.monotonic() + 120
+    while True:
+        rows = await sql(deployment.database_url, "SELECT status FROM media")
+        if len(rows) >= generations * outputs and all(row[0] in ("READY", "FAILED") for row in rows):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the filler media were not stored in 2 minutes: {Counter(r[0] for r in rows)}")
+        await asyncio.sleep(0.1)
+    return [predictions[g] for g in ids[generations:]]
+
+
+def _attack_plan(
+    secret: str, victims: list[str], host: FileHost, bomb: bytes, rounds: int
+) -> list[Callable[[], Attack]]:
+    """Every attack, `rounds` times over; each built when its turn comes, each hostile output on a victim
+    of its own (a finished generation takes no second result)."""
+    plan: list[Callable[[], Attack]] = []
+    spare = iter(victims)
+    for _ in range(rounds):
+        fixed = [*input_attacks(), *alias_attacks(), *cursor_attacks(), upload_attack(bomb)]
+        plan += [functools.partial(_same, attack) for attack in fixed]
+        plan += [functools.partial(output_attack, kind, secret, next(spare), host) for kind in OUTPUT_KINDS]
+    return plan
+
+
+def _same(attack: Attack) -> Attack:
+    return attack
+
+
+async def _loop_reading(server: Server) -> tuple[float | None, dict[float, float]]:
+    """The server's event-loop monitor: its longest stall since start (s), and its histogram's wake-ups
+    by bucket (cumulative: late by at most `le` seconds; inf: all of them)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn = connection(server)
+    try:
+        status, body = await conn.request("GET", "/metrics")
+    finally:
+        await conn.close()
+    longest: float | None = None
+    buckets: dict[float, float] = {}
+    if status != 200:
+        return longest, buckets
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "darkroom_event_loop_max_stall_seconds":
+                longest = sample.value
+            elif sample.name == "darkroom_event_loop_lag_seconds_bucket":
+                buckets[float(sample.labels["le"])] = sample.value
+    return longest, buckets
+
+
+def _phase_stalls(
+    before: tuple[float | None, dict[float, float]], after: tuple[float | None, dict[float, float]]
+) -> dict[str, Any]:
+    """A phase's longest stall from two readings. The gauge holds the longest since the server started, so
+    it is the phase's own only when the phase raised it; otherwise the phase's longest is bounded by the
+    smallest histogram bucket that holds all of the phase's wake-ups (and by the gauge)."""
+    (longest_before, buckets_before), (longest, buckets) = before, after
+    if longest is None or not buckets:
+        return {"max_stall_ms": None, "max_stall_in_this_phase": False, "loop_wakes": 0, "stalls_over_50ms": 0}
+    within = {le: count - buckets_before.get(le, 0.0) for le, count in buckets.items()}
+    wakes = within[math.inf]
+    raised = longest_before is None or longest > longest_before
+    bound = min(le for le, count in within.items() if count == wakes)
+    stall = longest if raised else min(longest, bound)
+    return {
+        "max_stall_ms": round(stall * 1000, 1),
+        "max_stall_in_this_phase": raised,
+        "loop_wakes": int(wakes),
+        "stalls_over_50ms": int(wakes - within.get(0.05, 0.0)),
+    }
+
+
+async def _hostile_phase(
+    server: Server,
+    subject: Subject,
+    fleet: SubscriberFleet,
+    changes: int,
+    attacker: Attacker | None = None,
+    plan: list[Callable[[], Attack]] | None = None,
+    attack_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """`changes` changes at HOSTILE_RATE; with `attacker`, its `plan` sent beside them, the changes going on
+    until every attack was answered or `attack_seconds` passed."""
+    conn = connection(server)
+    try:
+        sequence = await current_sequence(conn, subject.generation_id)
+    finally:
+        await conn.close()
+    most = changes if attacker is None else max(changes, round(attack_seconds * HOSTILE_RATE))
+    triggers = [subject.next_trigger() for _ in range(most)]
+    received = fleet.received
+    loop_before = await _loop_reading(server)
+    rss_before = server.rss_bytes()
+    cpu_before = server.cpu_seconds()
+    started = time.monotonic()
+    attacking: asyncio.Task[None] | None = None
+    if attacker is not None and plan is not None:
+        until = asyncio.get_running_loop().time() + attack_seconds
+        attacking = asyncio.create_task(attacker.run(plan, until))
+
+    def enough(sent: int) -> bool:
+        return sent >= changes and (attacking is None or attacking.done())
+
+    sending = await send_changes(server, triggers, HOSTILE_RATE, sequence, enough=enough)
+    if attacking is not None:
+        await attacking
+    all_arrived = await fleet.wait_quiet(received + len(sending.sent_at), within=60, quiet=10)
+    seconds = time.monotonic() - started
+    cpu = server.cpu_seconds() - cpu_before
+    stalls = _phase_stalls(loop_before, await _loop_reading(server))
+    return {
+        "sent_at": sending.sent_at,
+        "seconds": round(seconds, 2),
+        "all_delivered": all_arrived,
+        "webhook_outcomes": dict(sending.outcomes),
+        **stalls,
+        "server_cpu_share": round(cpu / seconds, 2) if seconds else None,
+        "rss_growth_mib": round((server.rss_bytes() - rss_before) / 2**20, 1),
+    }
+
+
+async def _hostile_outputs(database_url: str, victims: list[str], within: float) -> dict[str, dict[str, int]]:
+    """The media each kind of hostile output made, by status, once the downloader settled them all (or after
+    `within` seconds). Victim i was given OUTPUT_KINDS[i % 3] (see _attack_plan)."""
+    kinds = {victim: OUTPUT_KINDS[index % len(OUTPUT_KINDS)] for index, victim in enumerate(victims)}
+    deadline = time.monotonic() + within
+    while True:
+        rows = await sql(
+            database_url, "SELECT g.provider_id, m.status FROM media m JOIN generations g ON g.id = m.generation_id"
+        )
+        found: dict[str, Counter[str]] = {kind: Counter() for kind in OUTPUT_KINDS}
+        for provider_id, status in rows:
+            if str(provider_id) in kinds:
+                found[kinds[str(provider_id)]][str(status)] += 1
+        settled = all(set(statuses) <= {"READY", "FAILED"} for statuses in found.values())
+        if settled or time.monotonic() > deadline:
+            return {kind: dict(statuses) for kind, statuses in found.items()}
+        await asyncio.sleep(0.2)
+
+
 SCENARIOS = {
     "push": push,
     "capacity": capacity,
@@ -1105,6 +1393,7 @@ SCENARIOS = {
     "reads": reads,
     "baseline": baseline,
     "storage": storage,
+    "hostile": hostile,
 }
 
 

@@ -71,6 +71,15 @@ EVENT_TAIL_LAG_SECONDS = Gauge(
     "How long this process's delivery has been behind the log: unreadable, or short of the newest event (0: none).",
 )
 
+EVENT_LOOP_LAG = Histogram(
+    "darkroom_event_loop_lag_seconds",
+    "How late the event loop monitor woke, each LOOP_MONITOR_INTERVAL_SECONDS: how long the loop was held.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENT_LOOP_MAX_STALL = Gauge(
+    "darkroom_event_loop_max_stall_seconds", "The longest the event loop was held since this process started."
+)
+
 SUBSCRIPTION_RENDERS = Counter(
     "darkroom_subscription_renders_total",
     "Subscription results by how they were made: executed (once per event and group of alike subscribers) "

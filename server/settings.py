@@ -29,7 +29,7 @@ class SettingsGroup(BaseModel):
 
 
 class ServerSettings(SettingsGroup):
-    """Serving: address, public URL, files, logs, shutdown and the garbage collector."""
+    """Serving: address, public URL, files, logs, shutdown, the garbage collector and the event loop's monitor."""
 
     host: str = Field(
         "127.0.0.1", alias="HOST", description="Interface `darkroom serve` (and `darkroom worker`) binds to."
@@ -75,6 +75,20 @@ class ServerSettings(SettingsGroup):
         description="Once new subscriptions stop opening for this long, their objects are frozen out of garbage "
         "collection, so the next event does not pay for scanning them; after many have closed, the garbage is "
         "collected at such a quiet moment (0: off).",
+    )
+    loop_monitor_interval_seconds: float = Field(
+        0.05,
+        alias="LOOP_MONITOR_INTERVAL_SECONDS",
+        ge=0,
+        description="How often the event loop's monitor wakes to measure how long the loop was held "
+        "(darkroom_event_loop_lag_seconds, darkroom_event_loop_max_stall_seconds on /metrics; 0: off).",
+    )
+    loop_stall_warn_seconds: float = Field(
+        0.5,
+        alias="LOOP_STALL_WARN_SECONDS",
+        ge=0,
+        description="An event loop held longer than this is logged as a WARNING: every request and "
+        "subscription of the process waited that long (0: never).",
     )
 
 

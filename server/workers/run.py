@@ -1,4 +1,5 @@
-"""The background workers a process runs, per its settings: downloader, poller, periodic cleanup, key refresh.
+"""The background workers a process runs, per its settings: downloader, poller, periodic cleanup, key refresh,
+and the event loop's monitor.
 
 `darkroom serve` and `darkroom worker` both start them here, so the two processes run the same tasks
 the same way; each stops them by setting the event it passed and awaiting the tasks.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from server.loop_monitor import start_loop_monitor
 from server.periodic import periodic_task
 from server.runtime import Runtime
 from server.workers.downloader import Downloader
@@ -16,9 +18,15 @@ from server.workers.poller import Poller
 
 def start_background_workers(runtime: Runtime, stop: asyncio.Event, *, api_keys: bool) -> list[asyncio.Task[None]]:
     """One task per worker DOWNLOADER_ENABLED, POLLER_ENABLED and CLEANUP_ENABLED turn on; each ends when
-    `stop` is set. `api_keys` adds the API-key refresh, which only a process answering /graphql needs."""
+    `stop` is set. `api_keys` adds the API-key refresh, which only a process answering /graphql needs. The
+    event loop's monitor runs in every process unless LOOP_MONITOR_INTERVAL_SECONDS is 0."""
     settings = runtime.settings
     tasks: list[asyncio.Task[None]] = []
+    monitor = start_loop_monitor(
+        settings.server.loop_monitor_interval_seconds, settings.server.loop_stall_warn_seconds, stop
+    )
+    if monitor is not None:
+        tasks.append(monitor)
     if settings.downloads.enabled:
         downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub, runtime.alerts)
         tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))

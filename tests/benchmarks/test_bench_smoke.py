@@ -1,4 +1,5 @@
-"""`python -m benchmarks --quick` runs end to end and writes figures (no timing is asserted).
+"""`python -m benchmarks --quick` runs end to end and writes figures (no timing is asserted): push and reads,
+and the hostile load.
 
 The push scenario measures the floor (benchmarks/floor, Node's `ws`) beside Darkroom; where node or the
 floor's npm packages are missing the scenario reports the floor as skipped, and so does this test.
@@ -75,3 +76,24 @@ def test_quick_push_and_reads_write_figures(tmp_path: Path) -> None:
     assert (out / "latest.md").read_text().strip()
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "bench.png").stat().st_size > 0
+
+
+def test_quick_hostile_load_reports_the_loop_and_every_attack(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--only", "hostile", "--db", "sqlite", "--out", str(out)]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Hostile load:" in run.stdout
+
+    hostile = json.loads((out / "latest.json").read_text())["results"]["hostile"]
+    for phase in (hostile["quiet"], hostile["attack"]):
+        assert phase["events"] > 0 and phase["deliveries"] == phase["events"]
+        assert isinstance(phase["latency"]["p99_ms"], float)
+        assert isinstance(phase["max_stall_ms"], float)
+        assert phase["loop_wakes"] > 0
+    # Every attack was sent once and answered somehow; which way is what the figure is for.
+    assert hostile["attacks_sent"] == len(hostile["answers_by_attack"]) == sum(hostile["answers"].values())
+    assert set(hostile["answers_by_family"]) == {"inputs", "outputs", "aliases", "cursors", "upload"}
+    assert set(hostile["hostile_outputs"]) == {"HTML page", "SVG data: URI", "decompression-bomb PNG"}
+    stall = next(t for t in json.loads((out / "latest.json").read_text())["targets"] if "event-loop" in t["target"])
+    assert stall["met"] in (True, False)
