@@ -35,6 +35,7 @@ from tests.auth.support import bearer, init, new_key, operation_messages, raw_so
 from tests.support.darkroom import Darkroom
 from tests.support.graphql import multipart_messages
 from tests.support.waiting import eventually
+from tests.uploads.support import uploaded
 
 MULTIPART = 'multipart/mixed;subscriptionSpec="1.0", application/json'
 FEED = "subscription($after: String) { generationEvents(after: $after) { cursor type } }"
@@ -148,6 +149,14 @@ async def test_crafted_feed_cursors_are_bad_user_input_on_a_websocket(darkroom: 
             ]
             assert errors and {error["extensions"]["code"] for error in errors} == {"BAD_USER_INPUT"}, messages
             assert not LEAKS.search(json.dumps(messages)), messages
+
+
+async def test_a_range_of_absurd_numbers_is_ignored_not_a_fault(darkroom: Darkroom) -> None:
+    url = (await uploaded(darkroom))["url"]
+    for header in ["bytes=" + "9" * 5000 + "-", "bytes=-" + "9" * 5000]:
+        response = await darkroom.http.get(url, headers={"Range": header})
+        assert response.status_code == 200 and response.content[:4] == b"\x89PNG", (header, response.status_code)
+    assert (await darkroom.http.get(url, headers={"Range": "bytes=99999999999999999999-"})).status_code == 200
 
 
 # --- a fault of the server: INTERNAL_SERVER_ERROR, the request id, no detail --------------------------------
