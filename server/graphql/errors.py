@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 
@@ -86,12 +87,17 @@ def quoted(text: str) -> str:
     return repr(text) if len(text) <= MAX_QUOTED else repr(text[: MAX_QUOTED - 1]) + "…"
 
 
+def fault_extensions() -> dict[str, Any]:
+    """What a fault's error says of itself: its code, and the request id to quote when reporting it."""
+    request_id = request_id_var.get()
+    return {"code": INTERNAL_SERVER_ERROR, **({"requestId": request_id} if request_id else {})}
+
+
 def mask(error: GraphQLError) -> None:
     """Replace a fault's text by the generic message and the request id, in place: every transport sends it."""
-    request_id = request_id_var.get()
     error.message = FAULT_MESSAGE
     error.original_error = None
-    error.extensions = {"code": INTERNAL_SERVER_ERROR, **({"requestId": request_id} if request_id else {})}
+    error.extensions = fault_extensions()
 
 
 def log_errors(errors: list[GraphQLError], operation_name: str | None) -> None:
