@@ -10,8 +10,10 @@ when it has none, so clients can tell them apart too:
 
 - GRAPHQL_PARSE_FAILED: the document does not parse (or has more than GRAPHQL_MAX_TOKENS tokens);
 - GRAPHQL_VALIDATION_FAILED: it parses, but does not validate against the schema or the limits;
-- BAD_USER_INPUT: a variable's value does not coerce to its type, or an argument is refused;
-- INTERNAL_SERVER_ERROR: a fault of the server.
+- QUERY_TOO_COSTLY: it validates, but would resolve more than GRAPHQL_MAX_COST fields (cost.py);
+- BAD_USER_INPUT: a variable's value does not coerce to its type, or an argument is refused (a malformed
+  cursor or ID among them);
+- INTERNAL_SERVER_ERROR: a fault of the server, with `extensions.requestId`.
 """
 
 from __future__ import annotations
