@@ -19,15 +19,24 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from graphql import DocumentNode, FragmentDefinitionNode, GraphQLError, OperationDefinitionNode, parse
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text, update
 
 from server.db.models import ApiKey
 from server.graphql.cost import operation_cost
+from server.graphql.pagination import (
+    MAX_DATABASE_INTEGER,
+    decode_event_cursor,
+    decode_text_cursor,
+    decode_time_cursor,
+)
 from server.graphql.schema import build_schema
 from server.log import ContextFilter
 from server.settings import Settings
@@ -131,6 +140,30 @@ async def test_crafted_cursors_ids_and_text_are_bad_user_input(darkroom: Darkroo
     assert_refused(await post(darkroom, "query($s: String) { models(search: $s) { edges { cursor } } }", {"s": nul}))
     # Out of GraphQL's own ranges: refused while variables coerce.
     assert_refused(await post(darkroom, "query($n: Int) { generations(first: $n) { edges { cursor } } }", {"n": 2**40}))
+
+
+CURSOR_TEXT = st.one_of(
+    st.text(),
+    st.builds(lambda time, tail: f"{time}|{tail}", st.datetimes(timezones=st.timezones()).map(str), st.text()),
+    st.builds(lambda digits: f"event|{digits}", st.text(alphabet="0123456789-+e_ \u0663", max_size=40)),
+)
+
+
+@given(raw=CURSOR_TEXT)
+def test_a_cursor_decodes_to_values_sql_takes_or_is_bad_user_input(raw: str) -> None:
+    for cursor in (b64(raw), raw):
+        for decode in (decode_time_cursor, decode_event_cursor, decode_text_cursor):
+            try:
+                value = decode(cursor)
+            except GraphQLError as refused:
+                assert refused.extensions == {"code": "BAD_USER_INPUT"}
+                continue
+            if isinstance(value, int):
+                assert 0 <= value <= MAX_DATABASE_INTEGER
+            elif isinstance(value, tuple):
+                assert value[0].tzinfo is not None and value[0].utcoffset() == timedelta(0)
+            else:
+                assert value.isprintable() and "|" not in value
 
 
 async def test_crafted_feed_cursors_are_bad_user_input_on_a_websocket(darkroom: Darkroom) -> None:
