@@ -190,6 +190,13 @@ class GraphQLSettings(SettingsGroup):
     max_depth: int = Field(12, alias="GRAPHQL_MAX_DEPTH", description="Deepest query accepted.")
     max_aliases: int = Field(30, alias="GRAPHQL_MAX_ALIASES", description="Most aliases a query may use.")
     max_tokens: int = Field(4000, alias="GRAPHQL_MAX_TOKENS", description="Most tokens a query document may have.")
+    max_cost: int = Field(
+        50_000,
+        alias="GRAPHQL_MAX_COST",
+        gt=0,
+        description="Largest cost an operation may have, counted before it runs: each field counts once per item "
+        "of the lists above it (a connection's `first`, else GRAPHQL_DEFAULT_PAGE_SIZE for any list).",
+    )
     max_body_bytes: int = Field(1_000_000, alias="GRAPHQL_MAX_BODY_BYTES", description="Largest /graphql request body.")
     document_cache_size: int = Field(
         256,

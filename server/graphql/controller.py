@@ -17,7 +17,8 @@ with no `data` entry, and 200 once it ran, field errors or not. `application/jso
 (a body that is not a JSON object, an unsupported content type, a mutation over GET) gets a 4xx with a
 GraphQL-shaped body, `{"errors": [{"message": ..., "extensions": {"code": "BAD_REQUEST"}}]}`, in either
 media type. Subscriptions also stream over HTTP as multipart/mixed (`Accept: multipart/mixed;
-subscriptionSpec="1.0"`).
+subscriptionSpec="1.0"`); such a stream ends, as a socket does, when its key is revoked
+(stream_revocation.py).
 
 Uploads (`uploadMedia`) come as multipart/form-data, the GraphQL multipart request spec. A browser sends
 such a form to any site without asking first, so a multipart request must carry a header that only
@@ -37,6 +38,7 @@ import codecs
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterable
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -48,6 +50,7 @@ from graphql import OperationType as DocumentOperationType
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException as LitestarHTTPException
 from litestar.exceptions import WebSocketDisconnect
+from litestar.response import Stream
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -71,6 +74,7 @@ from server.graphql.context import Context, context_getter
 from server.graphql.errors import is_request_error, one_line
 from server.graphql.shared_render import LIVE_SINK, LiveSink, encode_frame
 from server.graphql.socket_writer import SocketWriter
+from server.graphql.stream_revocation import ends_on_revocation
 from server.services.access.api_keys import AuthError, bearer_token
 from server.settings import Settings
 
@@ -353,6 +357,13 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
                     raise
                 # Raised while the body is read, e.g. 413 past GRAPHQL_MAX_BODY_BYTES.
                 return request_refused(exc.status_code, exc.detail, media_type)
+            if (
+                isinstance(response, Stream)
+                and isinstance(response.iterator, AsyncIterable)
+                and isinstance(context, Context)
+            ):
+                # A subscription streamed as multipart/mixed ends when its key is revoked, as a WebSocket does.
+                response.iterator = ends_on_revocation(response.iterator, context.runtime.api_keys, context.viewer)
             if media_type == GRAPHQL_RESPONSE_JSON and response.media_type == MediaType.JSON:
                 response.media_type = GRAPHQL_RESPONSE_JSON
             return response

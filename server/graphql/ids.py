@@ -9,6 +9,8 @@ import uuid
 
 from graphql import GraphQLError
 
+from server.graphql.errors import quoted
+
 
 def encode_id(type_name: str, raw: uuid.UUID | str) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{raw}".encode()).decode().rstrip("=")
@@ -21,7 +23,8 @@ def decode_any(global_id: str) -> tuple[str, str]:
         type_name, _, raw = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad_id(global_id) from None
-    if not type_name or not raw:
+    if not type_name or not raw or not raw.isprintable():
+        # No control characters: the raw part can reach SQL (a Model's ref), and PostgreSQL refuses a NUL.
         raise bad_id(global_id)
     return type_name, raw
 
@@ -31,7 +34,7 @@ def decode_id(global_id: str, expected: str) -> uuid.UUID:
     type_name, raw = decode_any(global_id)
     if type_name != expected:
         raise GraphQLError(
-            f"ID {global_id!r} is a {type_name} ID, not a {expected} ID",
+            f"ID {quoted(global_id)} is a {quoted(type_name)} ID, not a {expected} ID",
             extensions={"code": "BAD_USER_INPUT"},
         )
     try:
@@ -56,4 +59,4 @@ def media_uuid(value: str) -> uuid.UUID | None:
 
 
 def bad_id(global_id: str) -> GraphQLError:
-    return GraphQLError(f"{global_id!r} is not a valid ID", extensions={"code": "BAD_USER_INPUT"})
+    return GraphQLError(f"{quoted(global_id)} is not a valid ID", extensions={"code": "BAD_USER_INPUT"})

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
+from server.graphql.errors import BAD_USER_INPUT, quoted
 from server.graphql.types import GenerationStatus, MediaKind, MediaStatus
+
+
+def refuse_control_characters(value: str | None, argument: str) -> None:
+    """A text argument goes to SQL as it is: PostgreSQL refuses a NUL outright, so none gets that far."""
+    if value is not None and not value.isprintable():
+        raise GraphQLError(f"{argument} {quoted(value)} has control characters", extensions={"code": BAD_USER_INPUT})
 
 
 @strawberry.input

@@ -1,16 +1,28 @@
-"""Cursor connections: page-size limits and keyset cursors over (created_at, id)."""
+"""Cursor connections: page-size limits and keyset cursors over (created_at, id).
+
+A cursor comes back from the client, so every part of it is checked before it reaches SQL: the
+timestamp parses and is a UTC instant Python and the databases can hold, the id is a UUID, an event id
+is a short run of digits within the databases' 64-bit integers. Anything else is BAD_USER_INPUT.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from graphql import GraphQLError
 
+from server.graphql.errors import quoted
 from server.settings import Settings
+
+# The largest id a 64-bit signed integer column holds (PostgreSQL's BIGINT, SQLite's INTEGER).
+MAX_DATABASE_INTEGER = 2**63 - 1
+# A database integer's digits: matched before int() sees them, so no long run of digits is ever converted.
+_DATABASE_INTEGER = re.compile(r"[0-9]{1,19}")
 
 
 def page_size(first: int | None, settings: Settings) -> int:
@@ -38,28 +50,48 @@ def _decode(cursor: str) -> list[str]:
 
 def decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     parts = _decode(cursor)
+    if len(parts) != 2:
+        raise bad_cursor(cursor)
     try:
-        return datetime.fromisoformat(parts[0]), uuid.UUID(parts[1])
-    except (IndexError, ValueError):
+        return utc_instant(parts[0]), uuid.UUID(parts[1])
+    except (ValueError, OverflowError):
         raise bad_cursor(cursor) from None
+
+
+def utc_instant(text: str) -> datetime:
+    """An ISO 8601 timestamp as an aware UTC datetime; ValueError or OverflowError when it is none (a +14:00
+    offset on the first day of year 1 falls before datetime.min in UTC)."""
+    parsed = datetime.fromisoformat(text)
+    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def database_integer(text: str) -> int:
+    """A non-negative integer that fits the databases' 64-bit columns; ValueError for anything else."""
+    if not _DATABASE_INTEGER.fullmatch(text):
+        raise ValueError(f"not a database integer: {quoted(text)}")
+    value = int(text)
+    if value > MAX_DATABASE_INTEGER:
+        raise ValueError(f"larger than {MAX_DATABASE_INTEGER}")
+    return value
 
 
 def decode_text_cursor(cursor: str) -> str:
     parts = _decode(cursor)
-    if len(parts) != 1 or not parts[0]:
+    if len(parts) != 1 or not parts[0] or not parts[0].isprintable():
+        # No control characters: PostgreSQL refuses a NUL in text outright.
         raise bad_cursor(cursor)
     return parts[0]
 
 
 def decode_event_cursor(cursor: str) -> int:
     parts = _decode(cursor)
+    if len(parts) != 2 or parts[0] != "event":
+        raise bad_cursor(cursor)
     try:
-        if parts[0] != "event":
-            raise ValueError
-        return int(parts[1])
-    except (IndexError, ValueError):
+        return database_integer(parts[1])
+    except ValueError:
         raise bad_cursor(cursor) from None
 
 
 def bad_cursor(cursor: str) -> GraphQLError:
-    return GraphQLError(f"{cursor!r} is not a valid cursor", extensions={"code": "BAD_USER_INPUT"})
+    return GraphQLError(f"{quoted(cursor)} is not a valid cursor", extensions={"code": "BAD_USER_INPUT"})

@@ -15,7 +15,7 @@ from server.db.models import Generation as GenerationRow
 from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import decode_any, decode_id
-from server.graphql.inputs import GenerationFilter, MediaFilter
+from server.graphql.inputs import GenerationFilter, MediaFilter, refuse_control_characters
 from server.graphql.pagination import decode_text_cursor, decode_time_cursor, encode_cursor, page_size
 from server.graphql.stats import Stats
 from server.graphql.types import (
@@ -114,6 +114,7 @@ class Query:
     async def generations(
         self, info: Info, filter: GenerationFilter | None = None, first: int | None = None, after: str | None = None
     ) -> GenerationConnection:
+        refuse_control_characters(filter.model if filter else None, "filter.model")
         flt = queries.GenerationFilter(**_statuses_and_kind(filter), model=filter.model if filter else None)
         loader = info.context.loaders.generation
         return await _newest_first(info, queries.generations_page, flt, loader, Generation.from_row, first, after)
@@ -140,6 +141,7 @@ class Query:
         after: str | None = None,
     ) -> ModelConnection:
         limit = page_size(first, info.context.runtime.settings)
+        refuse_control_characters(search, "search")
         try:
             page = await info.context.runtime.catalogue.list_models(
                 kind=kind.value if kind else None,
@@ -174,6 +176,7 @@ class Query:
 
     @strawberry.field(description='One model by reference, "owner/name"; fetched from the provider when not cached.')
     async def model(self, info: Info, ref: str) -> Model | None:
+        refuse_control_characters(ref, "ref")
         try:
             row = await info.context.runtime.catalogue.find_model(ref)
         except ServiceError as exc:

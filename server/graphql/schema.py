@@ -18,6 +18,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from server.graphql.cost import QueryCostLimiter
 from server.graphql.errors import log_errors
 from server.graphql.fan_out import LiveFanOut
 from server.graphql.mutations import Mutation
@@ -48,6 +49,12 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.graphql.max_tokens),
         lambda: ParserCache(maxsize=cache_size),
         lambda: ValidationCache(maxsize=cache_size),
+        # After the validation cache: only a document that validates is counted.
+        lambda: QueryCostLimiter(
+            max_cost=settings.graphql.max_cost,
+            default_page=settings.graphql.default_page_size,
+            max_page=settings.graphql.max_page_size,
+        ),
     ]
     return DarkroomSchema(
         query=Query,

@@ -8,6 +8,8 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from server.graphql.errors import FAULT_MESSAGE, fault_extensions
+
 logger = logging.getLogger("server.app")  # the name these lines carried before the apps were two
 
 
@@ -15,9 +17,7 @@ def server_fault(request: Request[Any, Any, Any], exc: Exception) -> Response[di
     """An exception no handler caught: logged at ERROR with its traceback, answered 500 without details."""
     logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     if request.url.path.startswith("/graphql"):
-        body: dict[str, Any] = {
-            "errors": [{"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]
-        }
+        body: dict[str, Any] = {"errors": [{"message": FAULT_MESSAGE, "extensions": fault_extensions()}]}
     else:
         body = {"status_code": HTTP_500_INTERNAL_SERVER_ERROR, "detail": "Internal Server Error"}
     return Response(body, status_code=HTTP_500_INTERNAL_SERVER_ERROR, media_type=MediaType.JSON)

@@ -20,7 +20,8 @@ from litestar.response import Stream
 from server.runtime import Runtime
 from server.storage.port import CACHE_FOREVER, StorageError, check_key
 
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
+# ASCII digits, at most 19 (a 64-bit offset): a longer run is malformed, and ignored, before int() sees it.
+RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$", re.IGNORECASE)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:

@@ -8,16 +8,14 @@ as multipart/mixed.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.auth.support import bearer, new_key
 from tests.support.darkroom import Darkroom
 from tests.support.flows import FOLLOW, start_generation
+from tests.support.graphql import multipart_payloads
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 PREFERS_GRAPHQL_RESPONSE = {"accept": f"{GRAPHQL_RESPONSE}, application/json;q=0.9"}
@@ -171,29 +169,6 @@ async def test_a_request_without_a_key_on_a_closed_server_is_401_in_either_media
 # --- subscriptions over HTTP (multipart/mixed) -------------------------------------------------------
 
 
-async def _multipart_payloads(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """Each part's `payload`, in order, until the closing boundary (heartbeats, empty parts, are skipped)."""
-    found = re.search(r'boundary="?([^";,]+)', response.headers["content-type"])
-    assert found, response.headers
-    boundary = found.group(1)
-    buffer = ""
-    async for text in response.aiter_text():
-        buffer += text
-        while True:
-            start = buffer.find(f"--{boundary}")
-            if start < 0:
-                break
-            if buffer.startswith(f"--{boundary}--", start):
-                return
-            end = buffer.find(f"--{boundary}", start + 2)
-            if end < 0:
-                break
-            part, buffer = buffer[start + len(boundary) + 2 : end], buffer[end:]
-            body = part.split("\r\n\r\n", 1)[1].strip() if "\r\n\r\n" in part else ""
-            if body and (message := json.loads(body)).get("payload") is not None:
-                yield message["payload"]
-
-
 async def _follow_over_http(darkroom: Darkroom, method: str, generation_id: str, **headers: str) -> list[str]:
     """The statuses a generation(id) subscription streams over multipart/mixed, until it completes."""
     request = {"query": FOLLOW, "variables": {"id": generation_id}}
@@ -208,7 +183,7 @@ async def _follow_over_http(darkroom: Darkroom, method: str, generation_id: str,
     ) as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("multipart/mixed")
-        async for payload in _multipart_payloads(response):
+        async for payload in multipart_payloads(response):
             assert not payload.get("errors"), payload
             generation = payload["data"]["generation"]
             assert generation["id"] == generation_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -75,3 +76,34 @@ async def ws_connect(
         ack = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
         assert ack["type"] == "connection_ack", ack
         yield WSClient(socket)
+
+
+async def multipart_messages(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Each part of a multipart/mixed subscription stream, in order, until the closing boundary (heartbeats,
+    empty parts, are skipped)."""
+    found = re.search(r'boundary="?([^";,]+)', response.headers["content-type"])
+    assert found, response.headers
+    boundary = found.group(1)
+    buffer = ""
+    async for text in response.aiter_text():
+        buffer += text
+        while True:
+            start = buffer.find(f"--{boundary}")
+            if start < 0:
+                break
+            if buffer.startswith(f"--{boundary}--", start):
+                return
+            end = buffer.find(f"--{boundary}", start + 2)
+            if end < 0:
+                break
+            part, buffer = buffer[start + len(boundary) + 2 : end], buffer[end:]
+            body = part.split("\r\n\r\n", 1)[1].strip() if "\r\n\r\n" in part else ""
+            if body and (message := json.loads(body)):
+                yield message
+
+
+async def multipart_payloads(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Each part's `payload` of a multipart/mixed subscription stream (see multipart_messages)."""
+    async for message in multipart_messages(response):
+        if message.get("payload") is not None:
+            yield message["payload"]
