@@ -22,6 +22,7 @@ from server.graphql.errors import log_errors
 from server.graphql.fan_out import LiveFanOut
 from server.graphql.mutations import Mutation
 from server.graphql.queries import Query
+from server.graphql.query_limits import QueryRateLimit
 from server.graphql.shared_render import RenderCache, shared_render_executor
 from server.graphql.subscriptions import Subscription
 from server.graphql.types import Generation, Media, Model
@@ -48,6 +49,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.graphql.max_tokens),
         lambda: ParserCache(maxsize=cache_size),
         lambda: ValidationCache(maxsize=cache_size),
+        QueryRateLimit,
     ]
     return DarkroomSchema(
         query=Query,
