@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
 
 from cross_web import HTTPException
 from strawberry.types import SubscriptionExecutionResult
@@ -93,14 +94,30 @@ def counted_stream(context: Any, stream: SubscriptionExecutionResult) -> Subscri
     slot = context.runtime.socket_caps.stream(context.viewer)
     if slot is None:
         raise HTTPException(429, TOO_MANY_FOR_KEY)
-    return cast(SubscriptionExecutionResult, _released_at_end(stream, slot))
+    return CountedStream(stream, slot)
 
 
-async def _released_at_end(stream: Any, slot: SocketSlot) -> AsyncGenerator[Any, None]:
-    try:
-        async for item in stream:
-            yield item
-    finally:
-        slot.release()
-        with contextlib.suppress(Exception):
-            await stream.aclose()
+class CountedStream:
+    """`stream`, giving its place back when it ends, is closed, or is dropped unread (a client gone before the
+    response started: a generator never started would run no `finally`)."""
+
+    def __init__(self, stream: SubscriptionExecutionResult, slot: SocketSlot) -> None:
+        self._stream = stream
+        self._slot = slot
+        weakref.finalize(self, slot.release)
+
+    def __aiter__(self) -> CountedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._stream.__anext__()
+        except BaseException:
+            self._slot.release()
+            raise
+
+    async def aclose(self) -> None:
+        self._slot.release()
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()

@@ -104,6 +104,8 @@ async def test_a_key_gets_its_limit_once_across_processes(
             answers.append(response.json())
     assert sum(not _limited(answer) for answer in answers) == 4
     assert all(_limited(answer) for answer in answers[4:])
+    # 0.01 a minute: the next token is well over a minute away, as the shared store's clock says.
+    assert answers[-1]["errors"][0]["extensions"]["retryAfterSeconds"] > 60
 
 
 def _model_lookups(scrape: str) -> float:
@@ -162,6 +164,13 @@ async def test_sockets_over_the_caps_are_refused_and_the_others_keep_working(
                 assert [message["type"] for message in await operation_messages(socket, QUERY)] == ["next", "complete"]
             async with raw_socket(darkroom.base_url) as bobs:
                 assert (await init(bobs, bearer(bob.token)))["type"] == "connection_ack"
+            # Bob's multipart stream counts while it runs and gives its place back when it ends.
+            ended = await darkroom.http.post(
+                "/graphql",
+                json={"query": SUBSCRIPTION, "variables": {"id": encode_id("Generation", "0" * 32)}},
+                headers={**bearer(bob.token), "Accept": MULTIPART},
+            )
+            assert ended.status_code == 200
         # Her sockets closed, their places are free again.
         await eventually(lambda: not darkroom.runtime.socket_caps.per_key)
 

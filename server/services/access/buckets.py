@@ -97,6 +97,28 @@ return string.format('%.17g', wait)
 """
 
 
+class _Outage:
+    """Logs a store's outage once when it starts and once when it ends, not once per request."""
+
+    def __init__(self, store: str) -> None:
+        self._store = store
+        self.down = False
+
+    def failed(self, exc: BaseException) -> float:
+        if not self.down:
+            self.down = True
+            logger.warning(
+                "rate limit store unreachable: requests are allowed until it is back",
+                extra={"store": self._store, "error": str(exc)},
+            )
+        return 0.0
+
+    def answered(self) -> None:
+        if self.down:
+            self.down = False
+            logger.warning("rate limit store reachable again", extra={"store": self._store})
+
+
 class RedisBuckets:
     """Buckets in Redis, shared by every process on it; keys start with `prefix`."""
 
@@ -105,13 +127,14 @@ class RedisBuckets:
         self._prefix = prefix
         # EVALSHA, falling back to EVAL once when Redis does not know the script (after a restart).
         self._script = self._client.register_script(_TAKE_SCRIPT)
+        self._outage = _Outage("redis")
 
     async def take(self, key: str, rate: float, capacity: float) -> float:
         try:
             wait = await self._script(keys=[f"{self._prefix}{key}"], args=[repr(rate), repr(capacity)])
         except (RedisError, OSError) as exc:
-            logger.warning("rate limit store unreachable; request allowed", extra={"error": str(exc)})
-            return 0.0
+            return self._outage.failed(exc)
+        self._outage.answered()
         return float(wait)
 
     async def aclose(self) -> None:
@@ -140,17 +163,19 @@ class PostgresBuckets:
     """Buckets in PostgreSQL's `rate_limit_buckets` table, shared by every process on the database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        # The statement is atomic on its own: autocommit spares a BEGIN and a COMMIT round trip.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._outage = _Outage("postgresql")
 
     async def take(self, key: str, rate: float, capacity: float) -> float:
         try:
-            async with self._engine.begin() as connection:
+            async with self._engine.connect() as connection:
                 row = (
                     await connection.execute(_TAKE_STATEMENT, {"key": key, "rate": rate, "capacity": capacity})
                 ).one()
         except (SQLAlchemyError, OSError) as exc:
-            logger.warning("rate limit store unreachable; request allowed", extra={"error": str(exc)})
-            return 0.0
+            return self._outage.failed(exc)
+        self._outage.answered()
         tokens, taken = float(row[0]), bool(row[1])
         return 0.0 if taken else (1.0 - tokens) / rate
 
