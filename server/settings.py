@@ -483,7 +483,8 @@ class CatalogueSettings(SettingsGroup):
         alias="CATALOGUE_NEGATIVE_TTL_SECONDS",
         ge=0,
         description="How long a model reference the provider said does not exist is answered as unknown "
-        "without asking the provider again (0: always ask). Concurrent lookups of one reference share a call.",
+        "without asking the provider again, in each process (0: always ask). Concurrent lookups of one "
+        "reference share a call.",
     )
 
 

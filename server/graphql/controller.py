@@ -7,7 +7,9 @@ page is Darkroom's own, loading every asset from /graphiql/: see server/static/g
 WebSocket gives the token in its `connection_init` payload (`Authorization`, `authorization` or `token`;
 the handshake's own Authorization header is the fallback) and is refused with the protocol's answer:
 close code 4403 on graphql-transport-ws, `connection_error` and a close on graphql-ws. Accepted sockets
-are registered with the API key service, which closes them (4403) when their key is revoked.
+are registered with the API key service, which closes them (4403) when their key is revoked. How many
+sockets may wait for connection_init, and how many streams a key may hold, is capped
+(server.graphql.socket_admission).
 
 Over HTTP the route follows GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/). A
 client that prefers `application/graphql-response+json` gets that media type and the spec's status codes:

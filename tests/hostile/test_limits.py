@@ -135,6 +135,14 @@ async def test_an_unknown_model_ref_costs_one_provider_call(darkroom: Darkroom) 
     assert data(await darkroom.query(MODEL, {"ref": PIXEL_FORGE}))["model"] is not None
 
 
+async def test_without_a_negative_cache_every_lookup_asks(start_darkroom: Callable[..., Any]) -> None:
+    async with start_darkroom(catalogue_negative_ttl_seconds=0) as darkroom:
+        before = _model_lookups((await darkroom.http.get("/metrics")).text)
+        for _ in range(3):
+            assert data(await darkroom.query(MODEL, {"ref": "darkroom-sim/not-remembered"}))["model"] is None
+        assert _model_lookups((await darkroom.http.get("/metrics")).text) - before == 3
+
+
 async def test_sockets_over_the_caps_are_refused_and_the_others_keep_working(
     start_darkroom: Callable[..., Any],
 ) -> None:

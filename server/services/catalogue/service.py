@@ -10,8 +10,9 @@ Contract:
   (every listing until it is filled, never a part of it); if the provider is down then, the caller gets
   CATALOGUE_UNAVAILABLE.
 - A reference the provider said does not exist is answered NOT_FOUND without asking again for
-  CATALOGUE_NEGATIVE_TTL_SECONDS, and lookups of one uncached reference at once share one provider call:
-  unknown references cannot be turned into a provider call each.
+  CATALOGUE_NEGATIVE_TTL_SECONDS (each process remembers its own), and lookups of one uncached
+  reference at once share one provider call: unknown references cannot be turned into a provider call
+  each.
 - Search asks the provider's search, merges the image and video models it finds into the cache, and
   filters the cache by the query's words; when the provider cannot be asked, the cache filter alone
   answers.
