@@ -25,7 +25,9 @@ from server.provider.replicate import ReplicateClient, ReplicateProvider
 from server.provider.replicate.client import SIMULATOR_TOKEN, RequestHook
 from server.reachability import reachability
 from server.services.access.api_keys import ApiKeyService
-from server.services.access.rate_limits import MutationRateLimiter
+from server.services.access.buckets import buckets_from_settings
+from server.services.access.rate_limits import RateLimiter
+from server.services.access.socket_caps import SocketCaps
 from server.services.catalogue.service import CatalogueService
 from server.services.generations.event_log import StoredEventLog
 from server.services.generations.launch import Launcher
@@ -102,7 +104,8 @@ class Runtime:
         self.stats = StatsService(self.sessions)
         self.retention = RetentionService(settings, self.sessions, self.storage, self.publish)
         self.api_keys = ApiKeyService(settings, self.sessions)
-        self.rate_limits = MutationRateLimiter.from_settings(settings)
+        self.rate_limits = RateLimiter.from_settings(settings, buckets_from_settings(settings, self.engine))
+        self.socket_caps = SocketCaps.from_settings(settings)
         self.launcher = Launcher(
             settings,
             self.sessions,
@@ -123,6 +126,7 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.catalogue.aclose()
+        await self.rate_limits.aclose()
         await self.hub.stop()
         await self.provider.aclose()
         await self.storage.aclose()

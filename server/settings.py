@@ -187,6 +187,21 @@ class GraphQLSettings(SettingsGroup):
         description="How long a graphql-transport-ws socket may take to send connection_init before it is "
         "closed (4408).",
     )
+    max_pending_sockets: int = Field(
+        256,
+        alias="MAX_PENDING_SOCKETS",
+        gt=0,
+        description="WebSockets one process holds open at once before their connection_init; past it a new "
+        "socket is closed at once (1013, try again later).",
+    )
+    max_sockets_per_key: int = Field(
+        500,
+        alias="MAX_SOCKETS_PER_KEY",
+        gt=0,
+        description="Subscription streams one API key may hold open in each process (WebSockets and multipart "
+        "streams alike; the open server's caller is not limited); past it a WebSocket is closed (1008) and a "
+        "multipart stream is refused (429).",
+    )
     max_depth: int = Field(12, alias="GRAPHQL_MAX_DEPTH", description="Deepest query accepted.")
     max_aliases: int = Field(30, alias="GRAPHQL_MAX_ALIASES", description="Most aliases a query may use.")
     max_tokens: int = Field(4000, alias="GRAPHQL_MAX_TOKENS", description="Most tokens a query document may have.")
@@ -232,12 +247,26 @@ class AccessSettings(SettingsGroup):
     rate_limit_mutations_per_minute: float = Field(
         60.0,
         alias="RATE_LIMIT_MUTATIONS_PER_MINUTE",
-        description="Mutations one API key may make per minute, in each process (0: no limit).",
+        description="Mutations one API key may make per minute, across every process sharing the Redis "
+        "BROADCAST_URL or the PostgreSQL database (0: no limit). The open server's caller is not limited.",
     )
     rate_limit_mutations_burst: int = Field(
         20,
         alias="RATE_LIMIT_MUTATIONS_BURST",
         description="Mutations one API key may make in a burst before the per-minute rate applies.",
+    )
+    rate_limit_queries_per_minute: float = Field(
+        1200.0,
+        alias="RATE_LIMIT_QUERIES_PER_MINUTE",
+        ge=0,
+        description="Queries one API key may make per minute, shared like the mutation limit (0: no limit); "
+        "past it a query is answered RATE_LIMITED with extensions.retryAfterSeconds.",
+    )
+    rate_limit_queries_burst: int = Field(
+        300,
+        alias="RATE_LIMIT_QUERIES_BURST",
+        gt=0,
+        description="Queries one API key may make in a burst before the per-minute rate applies.",
     )
     cors_origins: str = Field(
         "",
@@ -469,6 +498,14 @@ class CatalogueSettings(SettingsGroup):
         alias="DEFAULT_VIDEO_MODEL",
         description="Model animateImage uses when none is given (owner/name). Unset, a model taking no image, "
         "or one whose required inputs the caller left out: the catalogue's best image-to-video model that can run.",
+    )
+    negative_ttl_seconds: float = Field(
+        60.0,
+        alias="CATALOGUE_NEGATIVE_TTL_SECONDS",
+        ge=0,
+        description="How long a model reference the provider said does not exist is answered as unknown "
+        "without asking the provider again, in each process (0: always ask). Concurrent lookups of one "
+        "reference share a call.",
     )
 
 

@@ -17,6 +17,7 @@ from strawberry.types import Info as StrawberryInfo
 from server.graphql.loaders import Loaders
 from server.runtime import Runtime
 from server.services.access.api_keys import AuthError, bearer_token
+from server.services.access.socket_caps import SocketSlot
 from server.services.access.viewer import Viewer
 
 
@@ -27,6 +28,7 @@ class Context(BaseContext, kw_only=True):
     auth_error: str | None = None
     connection_params: dict[str, Any] | None = None
     socket_handle: int | None = None
+    socket_slot: SocketSlot | None = None  # the socket's place under the socket caps
 
     def reset_loaders(self) -> None:
         """Forget cached rows: a socket's context outlives many events, each must see fresh state."""

@@ -7,7 +7,9 @@ page is Darkroom's own, loading every asset from /graphiql/: see server/static/g
 WebSocket gives the token in its `connection_init` payload (`Authorization`, `authorization` or `token`;
 the handshake's own Authorization header is the fallback) and is refused with the protocol's answer:
 close code 4403 on graphql-transport-ws, `connection_error` and a close on graphql-ws. Accepted sockets
-are registered with the API key service, which closes them (4403) when their key is revoked.
+are registered with the API key service, which closes them (4403) when their key is revoked. How many
+sockets may wait for connection_init, and how many streams a key may hold, is capped
+(server.graphql.socket_admission).
 
 Over HTTP the route follows GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/). A
 client that prefers `application/graphql-response+json` gets that media type and the spec's status codes:
@@ -73,6 +75,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from server.graphql.context import Context, context_getter
 from server.graphql.errors import is_request_error, one_line
 from server.graphql.shared_render import LIVE_SINK, LiveSink, encode_frame
+from server.graphql.socket_admission import SocketRefused, admitted_socket, claim_for_key, counted_stream, initialised
 from server.graphql.socket_writer import SocketWriter
 from server.graphql.stream_revocation import ends_on_revocation
 from server.services.access.api_keys import AuthError, bearer_token
@@ -119,6 +122,7 @@ HTTP_ERROR_CODES = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
+    429: "TOO_MANY_REQUESTS",
 }
 
 
@@ -149,14 +153,24 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().run_operation(operation)
 
     async def handle(self) -> None:
-        pinger = asyncio.create_task(self._ping_while_open(), name="graphql-transport-ws-ping")
+        async with admitted_socket(self.context, self.websocket) as admitted:
+            if not admitted:
+                return
+            pinger = asyncio.create_task(self._ping_while_open(), name="graphql-transport-ws-ping")
+            try:
+                await super().handle()
+            finally:
+                _forget_socket(self.context)
+                pinger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pinger
+
+    async def handle_connection_init(self, message: Any) -> None:
+        initialised(self.context)
         try:
-            await super().handle()
-        finally:
-            _forget_socket(self.context)
-            pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
+            await super().handle_connection_init(message)
+        except SocketRefused as exc:
+            await self.websocket.close(code=exc.code, reason=exc.reason)
 
     async def _ping_while_open(self) -> None:
         interval = float(getattr(self.view, "keep_alive_interval", None) or 15)
@@ -178,10 +192,21 @@ class ForgettingGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
         await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def handle(self) -> None:
+        async with admitted_socket(self.context, self.websocket, init_timeout=True) as admitted:
+            if not admitted:
+                return
+            try:
+                await super().handle()
+            finally:
+                _forget_socket(self.context)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        initialised(self.context)
         try:
-            await super().handle()
-        finally:
-            _forget_socket(self.context)
+            await super().handle_connection_init(message)
+        except SocketRefused as exc:
+            await self.send_message({"type": "connection_error", "payload": {"message": exc.reason}})
+            await self.websocket.close(code=exc.code, reason=exc.reason)
 
 
 def socket_token(context: Context) -> str | None:
@@ -385,9 +410,12 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
                 # multipart/mixed streams subscriptions; a query or mutation sent with that Accept is answered
                 # once, as JSON, rather than refused inside a stream.
                 request_data.protocol = "http"
-            return await super().execute_operation(
+            result = await super().execute_operation(
                 request, request_adapter, request_data, context, root_value, sub_response
             )
+            if isinstance(result, SubscriptionExecutionResult):
+                return counted_stream(context, result)
+            return result
 
         async def execute_single(
             self,
@@ -456,6 +484,7 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
             except AuthError as exc:
                 logger.info("WebSocket refused", extra={"reason": str(exc)})
                 raise ConnectionRejectionError({"message": str(exc), "code": "UNAUTHENTICATED"}) from None
+            claim_for_key(context)
             websocket = context.websocket
             if websocket is not None:
 

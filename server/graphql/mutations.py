@@ -23,6 +23,7 @@ from server.graphql.inputs import (
     UploadMediaInput,
 )
 from server.graphql.types import Generation, Media, UserError
+from server.services.access.rate_limits import Limited
 from server.services.errors import ServiceError
 from server.services.media.uploads import FILE_FIELD, UploadedFile
 
@@ -57,7 +58,7 @@ async def attempt(
 
     A refusal (the rate limit's too) becomes `refused(user_errors=...)`; nothing was changed."""
     try:
-        info.context.runtime.rate_limits.take(info.context.viewer)
+        await info.context.runtime.rate_limits.take(info.context.viewer, Limited.MUTATIONS)
         result = await action()
     except ServiceError as exc:
         return refused(user_errors=user_errors(exc))

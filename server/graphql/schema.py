@@ -23,6 +23,7 @@ from server.graphql.errors import log_errors
 from server.graphql.fan_out import LiveFanOut
 from server.graphql.mutations import Mutation
 from server.graphql.queries import Query
+from server.graphql.query_limits import QueryRateLimit
 from server.graphql.shared_render import RenderCache, shared_render_executor
 from server.graphql.subscriptions import Subscription
 from server.graphql.types import Generation, Media, Model
@@ -55,6 +56,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             default_page=settings.graphql.default_page_size,
             max_page=settings.graphql.max_page_size,
         ),
+        QueryRateLimit,
     ]
     return DarkroomSchema(
         query=Query,

@@ -8,7 +8,8 @@ import pytest
 import websockets
 
 from server.graphql.ids import encode_id
-from server.services.access.rate_limits import MutationRateLimiter, RateLimited
+from server.services.access.buckets import LocalBuckets
+from server.services.access.rate_limits import Limited, Rate, RateLimited, RateLimiter
 from server.services.access.viewer import Viewer
 from tests.auth.support import bearer, init, new_key, raw_socket
 from tests.support.graphql import data
@@ -31,29 +32,30 @@ async def test_mutations_over_the_limit_are_answered_rate_limited(start_darkroom
         # 6 a minute: one more every 10 s.
         assert 0 < limited["retryAfterSeconds"] <= 10
         assert f"{limited['retryAfterSeconds']:g} s" in limited["message"]
-        # Queries are not limited, and another key has its own bucket.
+        # Queries have a bucket of their own, and another key has its own buckets.
         assert "errors" not in await alice.query(QUERY)
         assert data(await bob.query(CANCEL, missing))["cancelGeneration"]["userErrors"][0]["code"] == "NOT_FOUND"
 
 
-def test_the_bucket_refills_at_the_configured_rate() -> None:
+async def test_the_bucket_refills_at_the_configured_rate() -> None:
     now = [0.0]
-    limiter = MutationRateLimiter(per_minute=60, burst=2, clock=lambda: now[0])
+    limiter = RateLimiter(LocalBuckets(clock=lambda: now[0]), {Limited.MUTATIONS: Rate(per_minute=60, burst=2)})
     key = Viewer.key(uuid.uuid4())
-    limiter.take(key)
-    limiter.take(key)
+    await limiter.take(key, Limited.MUTATIONS)
+    await limiter.take(key, Limited.MUTATIONS)
     try:
-        limiter.take(key)
+        await limiter.take(key, Limited.MUTATIONS)
     except RateLimited as exc:
         assert exc.retry_after_seconds == 1.0
     else:
         raise AssertionError("the third mutation in a burst of two was allowed")
     now[0] = 1.0
-    limiter.take(key)
+    await limiter.take(key, Limited.MUTATIONS)
     # The open server's anonymous caller is not limited; 0 a minute turns the limit off.
+    off = RateLimiter(LocalBuckets(), {Limited.MUTATIONS: Rate(per_minute=0, burst=1)})
     for _ in range(10):
-        limiter.take(Viewer.anonymous())
-        MutationRateLimiter(per_minute=0, burst=1).take(key)
+        await limiter.take(Viewer.anonymous(), Limited.MUTATIONS)
+        await off.take(key, Limited.MUTATIONS)
 
 
 async def test_cors_answers_the_configured_origins_only(start_darkroom) -> None:  # type: ignore[no-untyped-def]

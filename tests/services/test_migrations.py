@@ -7,12 +7,14 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from server.db.migrate import upgrade
+from server.db.migrate import alembic_config, upgrade
 from server.db.models import CatalogModel, Generation
 from server.services.catalogue.service import is_stale
 from server.settings import normalize_database_url
@@ -86,3 +88,26 @@ async def test_rows_from_before_have_no_run_time_and_models_are_refetched(dialec
         assert generation is not None and generation.predict_time is None
         assert model is not None and model.is_official is False
         assert is_stale(model.fetched_at, 3600.0)
+
+
+async def downgrade_to(engine: AsyncEngine, revision: str) -> None:
+    def run(connection: Any) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+@dialects
+async def test_the_rate_limit_buckets_table_comes_and_goes(dialect: str, tmp_path: Path) -> None:
+    """0005: the shared token buckets' table, empty; a downgrade to 0004 takes it away again."""
+    async with database_at("0004", dialect, tmp_path) as engine:
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT count(*) FROM rate_limit_buckets"))).scalar() == 0
+        await downgrade_to(engine, "0004")
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert "rate_limit_buckets" not in tables and "models" in tables

@@ -9,6 +9,10 @@ Contract:
   plus every model fetched by reference or found by search. Only an empty cache waits for the provider
   (every listing until it is filled, never a part of it); if the provider is down then, the caller gets
   CATALOGUE_UNAVAILABLE.
+- A reference the provider said does not exist is answered NOT_FOUND without asking again for
+  CATALOGUE_NEGATIVE_TTL_SECONDS (each process remembers its own), and lookups of one uncached
+  reference at once share one provider call: unknown references cannot be turned into a provider call
+  each.
 - Search asks the provider's search, merges the image and video models it finds into the cache, and
   filters the cache by the query's words; when the provider cannot be asked, the cache filter alone
   answers.
@@ -22,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -45,6 +50,9 @@ COLLECTION_KINDS: dict[str, MediaKind] = {
 }
 IMAGE_TO_VIDEO = "image-to-video"
 DEFAULT_TTL_SECONDS = 3600.0
+DEFAULT_NEGATIVE_TTL_SECONDS = 60.0
+# Unknown references remembered at most; past it the expired ones go, then (all still fresh) every one.
+MAX_UNKNOWN_REFS = 4096
 SEARCH_LIMIT = 20
 FETCH_CONCURRENCY = 4
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".avif", ".bmp", ".tif", ".tiff")
@@ -144,6 +152,9 @@ class CatalogueService:
         self._sessions = sessions
         self.provider = provider
         self.ttl_seconds = settings.catalogue.ttl_seconds if settings else DEFAULT_TTL_SECONDS
+        self.negative_ttl_seconds = (
+            settings.catalogue.negative_ttl_seconds if settings else DEFAULT_NEGATIVE_TTL_SECONDS
+        )
         self._clock = clock
         self._refresh: asyncio.Task[bool] | None = None
         # The refresh filling an empty catalogue: until it ends, the rows stored so far are only part of it.
@@ -151,6 +162,9 @@ class CatalogueService:
         self._model_refreshes: dict[str, asyncio.Task[None]] = {}
         self._failed_at: datetime | None = None
         self._searches: dict[str, tuple[datetime, list[str]]] = {}
+        # ref -> until when the provider's "no such model" stands; ref -> the lookup under way.
+        self._unknown: dict[str, datetime] = {}
+        self._lookups: dict[str, asyncio.Task[CatalogModel]] = {}
 
     @property
     def retry_after_failure_seconds(self) -> float:
@@ -199,9 +213,25 @@ class CatalogueService:
             if self.is_stale(cached):
                 self._refresh_model_later(ref)
             return cached
+        unknown_until = self._unknown.get(ref)
+        if unknown_until is not None:
+            if self._clock() < unknown_until:
+                raise NotFound(f"model {ref}", ["model"])
+            del self._unknown[ref]
+        lookup = self._lookups.get(ref)
+        if lookup is None:
+            lookup = self._lookups[ref] = asyncio.create_task(self._look_up(owner, name), name=f"catalogue-get-{ref}")
+            lookup.add_done_callback(partial(self._lookup_done, ref))
+        # Shielded: a caller that goes away does not cancel the lookup the others wait on.
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, owner: str, name: str) -> CatalogModel:
+        """Fetch and store a model not cached yet; an unknown one is remembered as such for a while."""
+        ref = f"{owner}/{name}"
         try:
             body = await self.provider.get_model(owner, name)
         except ProviderNotFoundError:
+            self._remember_unknown(ref)
             raise NotFound(f"model {ref}", ["model"]) from None
         except ProviderError as exc:
             raise ServiceError.single(
@@ -210,6 +240,21 @@ class CatalogueService:
         row = await self._store(body, [], require_media=False)
         assert row is not None
         return row
+
+    def _lookup_done(self, ref: str, lookup: asyncio.Task[CatalogModel]) -> None:
+        self._lookups.pop(ref, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: every caller that stayed has been given it
+
+    def _remember_unknown(self, ref: str) -> None:
+        if self.negative_ttl_seconds <= 0:
+            return
+        now = self._clock()
+        if len(self._unknown) >= MAX_UNKNOWN_REFS:
+            self._unknown = {known: until for known, until in self._unknown.items() if until > now}
+            if len(self._unknown) >= MAX_UNKNOWN_REFS:
+                self._unknown.clear()
+        self._unknown[ref] = now + timedelta(seconds=self.negative_ttl_seconds)
 
     async def find_model(self, ref: str) -> CatalogModel | None:
         """Like `get_model`, but None for a model that does not exist (or a malformed reference)."""
@@ -266,7 +311,8 @@ class CatalogueService:
 
     async def aclose(self) -> None:
         """Stop background refreshes (at shutdown, before the database goes away)."""
-        tasks = [t for t in [self._refresh, *self._model_refreshes.values()] if t is not None and not t.done()]
+        running = [self._refresh, *self._model_refreshes.values(), *self._lookups.values()]
+        tasks = [t for t in running if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         for task in tasks:
