@@ -77,12 +77,13 @@ async def test_a_download_slower_than_its_lease_keeps_its_claim_and_its_file(
     start_darkroom: Callable[..., Any], media_store: MediaStore
 ) -> None:
     body = png(1)
-    # The file takes about three leases to arrive; four workers wait for any lease that runs out.
+    timings = {"download_lease_seconds": 1.5, "download_timeout_seconds": 30, "download_concurrency": 2}
+    # The file takes about three leases to arrive; the workers of two servers on one database wait for
+    # any lease that runs out.
     async with (
         file_host(body, content_type="image/png", name="slow.png", trickle_seconds=4.5) as host,
-        start_darkroom(
-            poller_enabled=False, download_lease_seconds=1.5, download_timeout_seconds=30, download_concurrency=4
-        ) as darkroom,
+        start_darkroom(poller_enabled=False, **timings) as darkroom,
+        start_darkroom(poller_enabled=False, **timings),
     ):
         media_id = await pending_image(darkroom, host.url)
         media = await settled(darkroom, media_id)
@@ -137,6 +138,33 @@ async def test_an_unexpected_error_fails_that_claim_and_the_worker_goes_on(
         fine = await settled(darkroom, await pending_image(darkroom, ordinary_host.url))
         assert fine.status == MediaStatus.READY, fine.download_error
         assert (await darkroom.http.get(f"/media/{fine.storage_key}")).content == ordinary
+        assert (await darkroom.http.get("/readyz")).status_code == 200
+
+
+async def test_a_worker_that_ends_is_started_again(
+    start_darkroom: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_work = downloader.Downloader._work
+    ended: list[int] = []
+
+    async def work_that_ends_once(self: downloader.Downloader, stop: asyncio.Event) -> None:
+        if not ended:
+            ended.append(1)
+            raise RuntimeError("a worker's loop broke")
+        await real_work(self, stop)
+
+    # Fault injection: nothing a claim brings escapes the loop any more, so a broken loop is made here.
+    monkeypatch.setattr(downloader.Downloader, "_work", work_that_ends_once)
+    caplog.set_level(logging.ERROR, logger="server.workers.downloader")
+    body = png(5)
+    async with (
+        file_host(body, content_type="image/png", name="after.png") as host,
+        start_darkroom(poller_enabled=False, download_concurrency=1) as darkroom,
+    ):
+        media = await settled(darkroom, await pending_image(darkroom, host.url))
+        assert media.status == MediaStatus.READY, media.download_error
+        assert ended == [1]
+        assert any("ended unexpectedly" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
         assert (await darkroom.http.get("/readyz")).status_code == 200
 
 
