@@ -9,6 +9,7 @@ which decides both where webhooks go and whether our own media URLs are sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -117,6 +118,8 @@ class Runtime:
             own_urls_reachable=reach.own_urls,
         )
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
+        # Background tasks this process is not ready without (see `workers_running`), by name.
+        self._required_tasks: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
         if self.settings.database.migrate_on_start:
@@ -131,6 +134,14 @@ class Runtime:
         await self.provider.aclose()
         await self.storage.aclose()
         await self.engine.dispose()
+
+    def require_running(self, name: str, task: asyncio.Task[None]) -> None:
+        """Report this process not ready (/readyz) should `task` end before the process stops."""
+        self._required_tasks[name] = task
+
+    def workers_running(self) -> dict[str, bool]:
+        """Whether each required background task is still running, by name."""
+        return {name: not task.done() for name, task in self._required_tasks.items()}
 
     async def database_ok(self) -> bool:
         try:

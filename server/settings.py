@@ -360,9 +360,18 @@ class DownloadsSettings(SettingsGroup):
     retry_max_seconds: float = Field(
         60.0, alias="DOWNLOAD_RETRY_MAX_SECONDS", description="Longest download retry delay."
     )
-    lease_seconds: float = Field(120.0, alias="DOWNLOAD_LEASE_SECONDS", description="How long a download claim holds.")
+    lease_seconds: float = Field(
+        120.0,
+        alias="DOWNLOAD_LEASE_SECONDS",
+        ge=0,
+        description="How long a download claim holds unless renewed; a running download renews it every "
+        "third of this, and one whose worker stopped is taken over once it runs out.",
+    )
     timeout_seconds: float = Field(
-        120.0, alias="DOWNLOAD_TIMEOUT_SECONDS", description="Timeout of one media download."
+        120.0,
+        alias="DOWNLOAD_TIMEOUT_SECONDS",
+        description="Deadline of one download attempt, the whole fetch and store (also the longest wait for "
+        "one read): a file still arriving then is cut off and the attempt retried.",
     )
     max_bytes: int = Field(500_000_000, alias="DOWNLOAD_MAX_BYTES", description="Largest media file downloaded.")
     idle_seconds: float = Field(
@@ -431,6 +440,13 @@ class MediaSettings(SettingsGroup):
     )
     cleanup_interval_seconds: float = Field(
         3600.0, alias="CLEANUP_INTERVAL_SECONDS", description="How often the periodic cleanup runs."
+    )
+    scratch_max_age_seconds: float = Field(
+        3600.0,
+        alias="SCRATCH_MAX_AGE_SECONDS",
+        gt=0,
+        description="Scratch files in the temporary directory (a download's local copy for the probe, an "
+        "upload being checked) older than this were left by a process that died; cleanup removes them.",
     )
 
 

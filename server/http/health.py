@@ -19,15 +19,21 @@ def healthz() -> dict[str, str]:
 
 @get("/readyz", media_type=MediaType.JSON)
 async def readyz(state: State) -> Response[dict[str, Any]]:
-    """Ready: the database answers, the event log can be read, and the broadcast connection is up."""
+    """Ready: the database answers, the event log can be read, the broadcast connection is up, and every
+    background worker this process runs (the downloader) is running."""
     runtime: Runtime = state.runtime
     checks = {
         "database": await runtime.database_ok(),
         "event_log": runtime.hub.log_readable,
         "broadcast": runtime.hub.broadcast_connected,
     }
+    workers = runtime.workers_running()
+    checks.update(workers)
     ok = all(checks.values())
-    return Response({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
+    if stopped := [name for name, running in workers.items() if not running]:
+        body["reason"] = f"not running: {', '.join(stopped)}"
+    return Response(body, status_code=200 if ok else 503)
 
 
 @get("/metrics", sync_to_thread=False)

@@ -8,6 +8,13 @@ marked READY. A failure aborts the upload, so nothing half-written is left visib
 to PENDING with a backoff, or FAILED past the attempt limit. Only http(s) URLs on the allowed file hosts
 are fetched, with a size cap, so a forged output URL cannot make the server reach internal addresses.
 Workers sleep until an event announces PENDING media.
+
+No claim can stop a worker: whatever goes wrong while handling one (a bad file, a fault of the store or
+the database) fails that claim, is logged, and the worker takes the next; a worker that ends anyway is
+started again, and /readyz reports a downloader whose `run` ended before its process did. An attempt renews its lease
+while it works, has a deadline of DOWNLOAD_TIMEOUT_SECONDS, and is cut off if its lease cannot be
+renewed, so it never outlives its claim. Each attempt writes a key of its own, so an attempt that lost
+its claim only ever removes its own file, never the one another attempt recorded.
 """
 
 from __future__ import annotations
@@ -32,12 +39,17 @@ from server import metrics
 from server.events import EventHub
 from server.log import generation_context
 from server.services.media.probe import SNIFF_BYTES, probe_file, sniff_content_type
+from server.services.media.scratch import PROBE_SCRATCH_PREFIX
 from server.services.media.service import Claim, MediaService, StoredFile
 from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
 from server.storage.port import MediaStorage, StorageError
 
 logger = logging.getLogger(__name__)
+
+# An attempt is cut off this share of a lease after the lease was last taken or renewed: a little before
+# the row's own lease runs out, so another worker never takes over an attempt that is still writing.
+LEASE_MARGIN = 0.9
 
 
 class DownloadError(Exception):
@@ -94,20 +106,27 @@ class Downloader:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self._hub.subscribe(self._announces_pending) as announcements:
-            waker = asyncio.create_task(self._forward(announcements), name="downloader-waker")
-            workers = [
-                asyncio.create_task(self._work(stop), name=f"downloader-{n}")
-                for n in range(self._settings.downloads.concurrency)
-            ]
-            try:
-                await stop.wait()
-            finally:
-                waker.cancel()
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(waker, *workers, return_exceptions=True)
-                await self._client.aclose()
+        """Run the workers until `stop` is set; its task ending earlier means the downloader is down."""
+        try:
+            async with self._hub.subscribe(self._announces_pending) as announcements:
+                waker = asyncio.create_task(self._forward(announcements), name="downloader-waker")
+                workers = [
+                    asyncio.create_task(self._keep_working(n, stop), name=f"downloader-{n}")
+                    for n in range(self._settings.downloads.concurrency)
+                ]
+                try:
+                    await stop.wait()
+                finally:
+                    waker.cancel()
+                    for worker in workers:
+                        worker.cancel()
+                    await asyncio.gather(waker, *workers, return_exceptions=True)
+        except BaseException:
+            if not stop.is_set():
+                logger.exception("the downloader stopped while its process runs on")
+            raise
+        finally:
+            await self._client.aclose()
 
     @staticmethod
     def _announces_pending(event: dict[str, Any]) -> bool:
@@ -118,6 +137,16 @@ class Downloader:
     async def _forward(self, announcements: Any) -> None:
         async for _event in announcements:
             self._wake.set()
+
+    async def _keep_working(self, number: int, stop: asyncio.Event) -> None:
+        """Run one worker until `stop`, starting it again (after an idle wait) whenever it ends early."""
+        while not stop.is_set():
+            try:
+                await self._work(stop)
+            except Exception:
+                logger.exception("download worker %d ended unexpectedly; starting it again", number)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._settings.downloads.idle_seconds)
 
     async def _work(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -139,16 +168,25 @@ class Downloader:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._media.release(claim))
                 raise
+            except Exception as exc:
+                # A fault of ours (the probe, the store, the database): this claim fails, the worker goes on.
+                logger.exception(
+                    "download failed unexpectedly",
+                    extra={"media_id": str(claim.media_id), "attempt": claim.attempt},
+                )
+                try:
+                    await self._failed(claim, f"internal error ({type(exc).__name__})", retryable=True)
+                except Exception as recording:
+                    logger.warning(
+                        "could not record a failed download",
+                        extra={"media_id": str(claim.media_id), "error": repr(recording)},
+                    )
 
     async def download(self, claim: Claim) -> None:
         try:
-            result = await self._fetch(claim)
+            result = await self._attempt(claim)
         except DownloadError as exc:
-            status = await self._media.fail(claim, str(exc), retryable=exc.retryable)
-            if status is not None:
-                metrics.observe_download("failed" if status == "FAILED" else "retry", claim.attempt)
-                if self._alerts is not None:
-                    self._alerts.download_failed(str(exc))
+            status = await self._failed(claim, str(exc), retryable=exc.retryable)
             logger.warning(
                 "download failed",
                 extra={
@@ -160,10 +198,64 @@ class Downloader:
             )
             return
         if not await self._media.complete(claim, result):
-            await self._storage.delete(result.storage_key)
+            # Another attempt owns the row now; this attempt's file is its own (a key per attempt).
+            if not await self._media.names_key(result.storage_key):
+                await self._storage.delete(result.storage_key)
             return
         metrics.observe_download("ready", claim.attempt)
         logger.info("media downloaded", extra={"media_id": str(claim.media_id), "bytes": result.byte_size})
+
+    async def _failed(self, claim: Claim, error: str, *, retryable: bool) -> str | None:
+        """Record a failed attempt (counted, alerted); the row's new status, or None if the claim was lost."""
+        status = await self._media.fail(claim, error, retryable=retryable)
+        if status is not None:
+            metrics.observe_download("failed" if status == "FAILED" else "retry", claim.attempt)
+            if self._alerts is not None:
+                self._alerts.download_failed(error)
+        return status
+
+    async def _attempt(self, claim: Claim) -> StoredFile:
+        """Fetch and store the file within the attempt's deadline, renewing the lease meanwhile; cut off
+        (a retryable DownloadError) at the deadline, or once the lease was lost or could not be renewed."""
+        lease = self._settings.downloads.lease_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.downloads.timeout_seconds
+        lost = asyncio.Event()
+        try:
+            async with asyncio.timeout_at(min(deadline, loop.time() + lease * LEASE_MARGIN)) as limit:
+                renewer = asyncio.create_task(self._renew(claim, limit, deadline, lost), name="download-lease")
+                try:
+                    return await self._fetch(claim)
+                finally:
+                    renewer.cancel()
+                    await asyncio.gather(renewer, return_exceptions=True)
+        except TimeoutError:
+            if lost.is_set():
+                raise DownloadError("the download's claim was lost", retryable=True) from None
+            raise DownloadError("the download did not finish within DOWNLOAD_TIMEOUT_SECONDS", retryable=True) from None
+
+    async def _renew(self, claim: Claim, limit: asyncio.Timeout, deadline: float, lost: asyncio.Event) -> None:
+        """Every third of a lease, extend it and move the attempt's cut-off to the new lease's end (never
+        past its deadline); a lost claim cuts the attempt off at once. A renewal that fails leaves the
+        cut-off where it was, before the lease runs out, so no other worker can take over a live attempt."""
+        lease = self._settings.downloads.lease_seconds
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(lease / 3, 0.05))
+            asked = loop.time()
+            try:
+                held = await self._media.renew(claim)
+            except Exception as exc:
+                logger.warning(
+                    "could not renew a download's lease", extra={"media_id": str(claim.media_id), "error": repr(exc)}
+                )
+                continue
+            if not held:
+                logger.warning("a download's claim was lost", extra={"media_id": str(claim.media_id)})
+                lost.set()
+                limit.reschedule(loop.time())
+                return
+            limit.reschedule(min(deadline, asked + lease * LEASE_MARGIN))
 
     async def _fetch(self, claim: Claim) -> StoredFile:
         url = claim.source_url
@@ -208,7 +300,7 @@ class Downloader:
         content_type = sniff_content_type(head) or declared_type
         extension = mimetypes.guess_extension(content_type) or ""
         extension = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(extension, extension)
-        key = f"{claim.media_id.hex[:2]}/{claim.media_id.hex}{extension}"
+        key = attempt_key(claim, extension)
         digest = hashlib.sha256()
         size = 0
         upload = await self._storage.open_upload(key, content_type)
@@ -216,7 +308,7 @@ class Downloader:
         scratch: tuple[BinaryIO, Path] | None = None
         try:
             if upload.spool is None:
-                descriptor, name = tempfile.mkstemp(prefix="darkroom-probe-")
+                descriptor, name = tempfile.mkstemp(prefix=PROBE_SCRATCH_PREFIX)
                 scratch = (os.fdopen(descriptor, "wb"), Path(name))
             async for chunk in _chain(head, rest):
                 size += len(chunk)
@@ -246,6 +338,12 @@ class Downloader:
             height=probe.height,
             duration_seconds=probe.duration_seconds,
         )
+
+
+def attempt_key(claim: Claim, extension: str) -> str:
+    """The key one attempt writes: under the media id's folder, with the claim's own suffix, so no two
+    attempts at a file (one that lost its claim, one that took it over) ever share a key."""
+    return f"{claim.media_id.hex[:2]}/{claim.media_id.hex}-{claim.token[:12]}{extension}"
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

@@ -29,7 +29,9 @@ def start_background_workers(runtime: Runtime, stop: asyncio.Event, *, api_keys:
         tasks.append(monitor)
     if settings.downloads.enabled:
         downloader = Downloader(settings, runtime.media, runtime.storage, runtime.hub, runtime.alerts)
-        tasks.append(asyncio.create_task(downloader.run(stop), name="downloader"))
+        downloading = asyncio.create_task(downloader.run(stop), name="downloader")
+        runtime.require_running("downloader", downloading)
+        tasks.append(downloading)
     if settings.poller.enabled:
         poller = Poller(settings, runtime.polls, runtime.provider, runtime.generations)
         tasks.append(periodic_task("poller", settings.poller.interval_seconds, poller.poll_once, stop))

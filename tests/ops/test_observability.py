@@ -293,12 +293,20 @@ async def test_healthz_and_readyz_report_database_and_broadcast(
         assert (await darkroom.http.get("/healthz")).json() == {"status": "ok"}
         ready = await darkroom.http.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ok", "checks": {"database": True, "event_log": True, "broadcast": True}}
+        assert ready.json() == {
+            "status": "ok",
+            "checks": {"database": True, "event_log": True, "broadcast": True, "downloader": True},
+        }
 
         await darkroom.runtime.hub.stop()
         no_broadcast = await darkroom.http.get("/readyz")
         assert no_broadcast.status_code == 503
-        assert no_broadcast.json()["checks"] == {"database": True, "event_log": False, "broadcast": False}
+        assert no_broadcast.json()["checks"] == {
+            "database": True,
+            "event_log": False,
+            "broadcast": False,
+            "downloader": True,
+        }
 
         working = darkroom.runtime.engine
         darkroom.runtime.engine = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")

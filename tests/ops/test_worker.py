@@ -36,7 +36,7 @@ async def test_a_worker_serves_health_and_metrics_and_nothing_else(tmp_path: Pat
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json()["checks"] == {"database": True, "event_log": True, "broadcast": True}
+        assert ready.json()["checks"] == {"database": True, "event_log": True, "broadcast": True, "downloader": True}
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
         assert "darkroom_downloads_total" in metrics.text

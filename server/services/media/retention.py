@@ -9,7 +9,9 @@ One pass (`darkroom cleanup`, or the periodic task with CLEANUP_ENABLED) does, i
 3. media older than MEDIA_RETENTION_DAYS are deleted, rows and files;
 4. while the READY media add up to more than STORAGE_CAP_BYTES, the oldest are deleted;
 5. files no row names, and incomplete uploads (a partial file, a multipart upload), older than
-   DOWNLOAD_LEASE_SECONDS are deleted or aborted.
+   DOWNLOAD_LEASE_SECONDS and DOWNLOAD_TIMEOUT_SECONDS (the longest a download attempt runs) are deleted
+   or aborted, and scratch files in the temporary directory older than SCRATCH_MAX_AGE_SECONDS (left by a
+   killed process) are removed.
 
 Rows go first and their files right after the commit: a crash in between leaves only files no row
 names, which step 5 removes on the next pass; a row never outlives its file. Media being downloaded
@@ -21,6 +23,7 @@ asking about each row's file.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -35,6 +38,7 @@ from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
 from server.services.generations.events import append_media_event
 from server.services.media.base import StoredMediaService
+from server.services.media.scratch import remove_stale_scratch
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class CleanupReport:
     expired_media: int = 0
     over_cap_media: int = 0
     orphan_files: int = 0
+    scratch_files: int = 0
     bytes_freed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,6 +92,7 @@ class RetentionService(StoredMediaService):
             report.bytes_freed += freed
         report.orphan_files, freed = await self._delete_orphan_files(dry_run)
         report.bytes_freed += freed
+        await self._remove_stale_scratch(report)
         logger.info("cleanup finished" if not dry_run else "cleanup planned (dry run)", extra=report.as_dict())
         return report
 
@@ -226,8 +232,9 @@ class RetentionService(StoredMediaService):
         async with self._sessions() as session:
             keys = (await session.scalars(select(Media.storage_key).where(Media.storage_key.is_not(None)))).all()
         named = {key for key in keys if key}
-        # Anything younger than a download lease may belong to a download that has not recorded it yet.
-        settled_before = self.clock() - self._settings.downloads.lease_seconds
+        # Anything younger than a download attempt may belong to a download that has not recorded it yet.
+        downloads = self._settings.downloads
+        settled_before = self.clock() - max(downloads.lease_seconds, downloads.timeout_seconds)
         orphans = [
             entry
             async for entry in self._storage.list_files()
@@ -243,6 +250,16 @@ class RetentionService(StoredMediaService):
             freed += entry.size
         aborted, partial_bytes = await self._storage.abort_stale_uploads(settled_before, dry_run=dry_run)
         return count + aborted, freed + partial_bytes
+
+    async def _remove_stale_scratch(self, report: CleanupReport) -> None:
+        """Scratch files of the temporary directory (not the store's: no part of `bytes_freed`). They are
+        aged by this machine's clock: every process here shares the directory, whatever the store's says."""
+        before = time.time() - self._settings.media.scratch_max_age_seconds
+        report.scratch_files, removed_bytes = await asyncio.to_thread(
+            remove_stale_scratch, before, dry_run=report.dry_run
+        )
+        if report.scratch_files and not report.dry_run:
+            logger.info("stale scratch files removed", extra={"count": report.scratch_files, "bytes": removed_bytes})
 
     async def _delete_files(self, files: Sequence[tuple[str | None, int | None]]) -> int:
         """Remove these stored files (key, size); the bytes actually freed."""

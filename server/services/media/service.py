@@ -4,6 +4,10 @@ A claim is one conditional UPDATE ... RETURNING that only matches a row that is 
 DOWNLOADING with an expired lease. Whichever worker's UPDATE matches first owns the download; every
 other worker's matches nothing. That holds on Postgres (the second UPDATE re-checks its WHERE after the
 first commits) and on SQLite (one writer at a time) alike.
+
+The claim itself counts the attempt, so a row whose download kills its worker (or its whole process)
+runs out of attempts like any other: an expired lease at the attempt limit is not taken over but marked
+FAILED. A running download renews its lease (`renew`) until it ends.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from server.services.generations.events import append_media_event
 from server.services.media.base import StoredMediaService, visible_media
 
 logger = logging.getLogger(__name__)
+
+ABANDONED_ERROR = "the download stopped mid-attempt (its worker died) as many times as DOWNLOAD_MAX_ATTEMPTS allows"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +70,18 @@ class MediaService(StoredMediaService):
     # --- claims ------------------------------------------------------------------------------------
     async def claim_next(self) -> Claim | None:
         """Take the oldest due download, or None when there is none."""
+        await self._fail_abandoned()
         now = utcnow()
         claimable = or_(
             and_(
                 Media.status == MediaStatus.PENDING,
                 or_(Media.next_attempt_at.is_(None), Media.next_attempt_at <= now),
             ),
-            and_(Media.status == MediaStatus.DOWNLOADING, Media.claimed_until < now),
+            and_(
+                Media.status == MediaStatus.DOWNLOADING,
+                Media.claimed_until < now,
+                Media.download_attempts < self._settings.downloads.max_attempts,
+            ),
         )
         token = uuid.uuid4().hex
         async with self._sessions() as session, session.begin():
@@ -111,8 +122,65 @@ class MediaService(StoredMediaService):
             attempt=claimed.download_attempts,
         )
 
+    async def _fail_abandoned(self) -> None:
+        """Mark FAILED the downloads whose lease ran out on their last allowed attempt: each time, the worker
+        holding it stopped mid-download (a crash, a killed process), so the file is not tried again."""
+        now = utcnow()
+        spent = (
+            Media.status == MediaStatus.DOWNLOADING,
+            Media.claimed_until < now,
+            Media.download_attempts >= self._settings.downloads.max_attempts,
+        )
+        # A read first: the write (a lock on SQLite) only when there is something to mark.
+        async with self._sessions() as session:
+            if await session.scalar(select(Media.id).where(*spent).limit(1)) is None:
+                return
+        async with self._sessions() as session, session.begin():
+            abandoned = (
+                await session.execute(
+                    update(Media)
+                    .where(*spent)
+                    .values(
+                        status=MediaStatus.FAILED,
+                        claim_token=None,
+                        claimed_until=None,
+                        next_attempt_at=None,
+                        download_error=ABANDONED_ERROR,
+                        updated_at=now,
+                    )
+                    .returning(Media.id, Media.generation_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+            payloads = [
+                await append_media_event(session, generation_id)
+                for generation_id in sorted({row.generation_id for row in abandoned})
+            ]
+        for row in abandoned:
+            logger.warning("a download was abandoned at its attempt limit", extra={"media_id": str(row.id)})
+        for payload in payloads:
+            await self._publish(payload)
+
+    async def renew(self, claim: Claim) -> bool:
+        """Extend a running download's lease by DOWNLOAD_LEASE_SECONDS from now; False once it was lost."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            renewed = await session.execute(
+                update(Media)
+                .where(Media.id == claim.media_id, Media.claim_token == claim.token)
+                .values(claimed_until=now + timedelta(seconds=self._settings.downloads.lease_seconds))
+                .execution_options(synchronize_session=False)
+            )
+        return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+    async def names_key(self, storage_key: str) -> bool:
+        """Whether any media row names this stored file."""
+        async with self._sessions() as session:
+            found = await session.scalar(select(Media.id).where(Media.storage_key == storage_key).limit(1))
+        return found is not None
+
     async def complete(self, claim: Claim, result: StoredFile) -> bool:
-        """Record a finished download. False when the claim was lost meanwhile (the file is removed)."""
+        """Record a finished download. False when the claim was lost meanwhile (the caller removes its file)."""
         now = utcnow()
         async with self._sessions() as session, session.begin():
             done = await session.execute(

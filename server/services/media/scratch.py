@@ -1,0 +1,33 @@
+"""Scratch files in the temporary directory: local copies a download is probed from, uploads being checked.
+
+Each is removed by its owner when it is done; a process killed mid-way leaves its files behind, and the
+cleanup pass removes those older than SCRATCH_MAX_AGE_SECONDS (`remove_stale_scratch`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+# The name prefixes of Darkroom's scratch files: only these are ever swept.
+PROBE_SCRATCH_PREFIX = "darkroom-probe-"
+UPLOAD_SCRATCH_PREFIX = "darkroom-upload-"
+SCRATCH_PREFIXES = (PROBE_SCRATCH_PREFIX, UPLOAD_SCRATCH_PREFIX)
+
+
+def remove_stale_scratch(modified_before: float, *, dry_run: bool = False) -> tuple[int, int]:
+    """Remove the scratch files last written before `modified_before` (epoch seconds): (count, bytes)."""
+    count = freed = 0
+    for prefix in SCRATCH_PREFIXES:
+        for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            try:
+                stat = path.lstat()
+            except FileNotFoundError:
+                continue
+            if not path.is_file() or path.is_symlink() or stat.st_mtime > modified_before:
+                continue
+            if not dry_run:
+                path.unlink(missing_ok=True)
+            count += 1
+            freed += stat.st_size
+    return count, freed
