@@ -96,7 +96,9 @@ def open_image(path: Path, content_type: str, max_pixels: int) -> Iterator[Image
     `content_type`, once its pixels, all frames counted, are known to be within `max_pixels`. Decoding it
     inside the block is bounded by that limit. NotMedia otherwise."""
     formats = [name for name, kind in IMAGE_FORMATS.items() if kind == content_type]
-    # Pillow's own bomb guard warns, then raises, past its fixed limits: both become our refusal.
+    # Pillow's own bomb guard warns, then raises, past its fixed limits (at or above MEDIA_MAX_PIXELS's
+    # maximum): both become our refusal. The filters are process-wide, so two probes at once may leave this
+    # one in place: that only makes the same warning an error elsewhere too.
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
