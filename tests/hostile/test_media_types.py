@@ -4,8 +4,9 @@ Signed webhooks name outputs that are HTML over http, SVG and HTML as data: URIs
 bytes that start like a PNG and are not one, and a decompression-bomb PNG (a tiny file whose header
 declares 14000 x 13000 pixels). Each ends FAILED at its first attempt with a downloadError, and nothing is
 stored; the downloader goes on to store an ordinary image. An upload of a real 13000 x 13000 RGBA PNG is a
-userError, with no row and no file. Every /media answer says nosniff and sandboxes, and a row stored with a
-non-media type is not served. With MEDIA_BASE_URL, Media.url is the bucket's object, prefix included.
+userError, with no row and no file, and so is an animated image whose frames together pass the limit.
+Every /media answer says nosniff and sandboxes, and a row stored with a non-media type is not served. With
+MEDIA_BASE_URL, Media.url is the bucket's object, prefix included.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import io
 import struct
 import time
 import zlib
@@ -22,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.ops.support import row_counts, seed_media
 from tests.support.darkroom import Darkroom
@@ -200,3 +203,20 @@ async def test_media_base_url_names_the_buckets_object_prefix_included(
             fetched = await client.get(ready["url"])
         assert fetched.status_code == 200 and fetched.content == image
         assert fetched.headers["content-type"] == "image/png"
+
+
+def animated_gif(width: int, height: int, frames: int) -> bytes:
+    buffer = io.BytesIO()
+    images = [Image.new("RGB", (width, height), (n * 20 % 256, 90, 160)) for n in range(frames)]
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+@both_stores
+async def test_an_animated_image_counts_the_pixels_of_every_frame(start_darkroom: Callable[..., Any]) -> None:
+    async with start_darkroom(media_max_pixels=20_000) as darkroom:
+        still = await upload(darkroom, animated_gif(64, 48, 1), "still.gif")
+        assert still["userErrors"] == [] and still["media"]["contentType"] == "image/gif", still
+        refused = await upload(darkroom, animated_gif(64, 48, 10), "long.gif")  # 10 x 3072 pixels
+        assert refused["media"] is None
+        assert [error["code"] for error in refused["userErrors"]] == ["IMAGE_TOO_LARGE"], refused
