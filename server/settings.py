@@ -409,7 +409,17 @@ class MediaSettings(SettingsGroup):
         None,
         alias="MEDIA_BASE_URL",
         description="Public base URL of the stored files (a CDN, or the bucket's public address): Media.url "
-        "is MEDIA_BASE_URL/<key>. Unset: Media.url points at this server's /media route.",
+        "is MEDIA_BASE_URL/<key>, the key as the store names the object (with s3://BUCKET/PREFIX, PREFIX/<key>). "
+        "Unset: Media.url points at this server's /media route.",
+    )
+    max_pixels: int = Field(
+        50_000_000,
+        alias="MEDIA_MAX_PIXELS",
+        gt=0,
+        le=89_478_485,  # Pillow's own decompression-bomb limit, which refuses past it regardless
+        description="Most pixels of an image kept, downloaded or uploaded (all frames of an animated one "
+        "counted; a video's frame likewise), read from its header before anything is decoded. The default "
+        "takes a 48-megapixel photo and bounds an image's decoding to about 200 MB; at most 89478485.",
     )
     presign_seconds: float = Field(
         3600.0,

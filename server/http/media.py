@@ -5,11 +5,16 @@ file, as with a CDN. Files never change once written, hence a strong ETag (the f
 `immutable` caching, 304 on If-None-Match and single byte ranges (206) for video seeking. A Range header
 that is malformed, or asks for several ranges, is ignored and the whole file sent (RFC 9110 allows a
 server to ignore Range); a single range that cannot be satisfied is 416.
+
+This is the origin of the gallery and GraphiQL, which keep the API key in the browser, so only media is
+served: the content type the probe confirmed when the file was stored, and only a supported image or video
+type (a row stored with any other type, before the probe decided, is 404: its bytes are not served at all,
+not even as an attachment). Every answer says `nosniff` and carries a sandboxing CSP, so no browser renders
+a file as a page or runs script in it.
 """
 
 from __future__ import annotations
 
-import mimetypes
 import re
 from typing import Literal
 
@@ -18,10 +23,13 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from server.runtime import Runtime
+from server.services.media.probe import MEDIA_TYPES
 from server.storage.port import CACHE_FOREVER, StorageError, check_key
 
 # ASCII digits, at most 19 (a 64-bit offset): a longer run is malformed, and ignored, before int() sees it.
 RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$", re.IGNORECASE)
+# On every answer: no type sniffing, and no document from here may run script or load anything.
+SAFETY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
@@ -44,7 +52,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsa
 
 
 def _not_found() -> Response[bytes]:
-    return Response(b"not found", status_code=404, media_type="text/plain")
+    return Response(b"not found", status_code=404, media_type="text/plain", headers=SAFETY_HEADERS)
 
 
 @route("/media/{key:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD])
@@ -56,21 +64,21 @@ async def serve_media(key: str, request: Request[object, object, State], state: 
     except StorageError:
         return _not_found()
     media = await runtime.media.ready_by_key(key)
-    stored = await runtime.storage.stat(key) if media is not None else None
-    if media is None or stored is None:
+    if media is None or media.content_type not in MEDIA_TYPES:
+        return _not_found()
+    stored = await runtime.storage.stat(key)
+    if stored is None:
         return _not_found()
     size = stored.size
     etag = f'"{media.sha256}"'
-    content_type = (
-        media.content_type or stored.content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
-    )
-    headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER, "Accept-Ranges": "bytes"}
+    content_type = media.content_type
+    headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER, "Accept-Ranges": "bytes", **SAFETY_HEADERS}
     if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
         return Response(b"", status_code=304, headers=headers)
     start, end, status = 0, size - 1, 200
     requested = byte_range(request.headers.get("range"), size)
     if requested == "unsatisfiable":
-        return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}", **SAFETY_HEADERS})
     if requested is not None:
         start, end = requested
         status = 206

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlparse
 from server.settings import Settings
 from server.storage.local import LocalStorage
 from server.storage.port import MediaStorage
-from server.storage.s3 import S3Storage
+from server.storage.s3 import S3Storage, key_prefix
 
 
 def storage_from_settings(settings: Settings) -> MediaStorage:
@@ -28,3 +28,9 @@ def storage_from_settings(settings: Settings) -> MediaStorage:
             part_bytes=settings.media.s3_part_size_bytes,
         )
     raise ValueError(f"MEDIA_STORAGE_URL {url!r}: expected file:///path or s3://BUCKET/PREFIX")
+
+
+def object_key(settings: Settings, key: str) -> str:
+    """The whole name of a media file where MEDIA_STORAGE_URL keeps it: in a bucket, after its PREFIX."""
+    parsed = urlparse(settings.resolved_media_storage_url)
+    return key_prefix(unquote(parsed.path)) + key if parsed.scheme == "s3" else key

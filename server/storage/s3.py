@@ -39,6 +39,11 @@ COPY_MAX_BYTES = 5 * 1024**3  # the largest object one CopyObject request copies
 MISSING = ("404", "NoSuchKey", "NotFound")
 
 
+def key_prefix(prefix: str) -> str:
+    """What goes before every media key in the bucket: s3://BUCKET/PREFIX's PREFIX with one trailing slash."""
+    return f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+
 def _missing(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code")) in MISSING
 
@@ -145,7 +150,7 @@ class S3Storage:
         part_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.bucket = bucket
-        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.prefix = key_prefix(prefix)
         self.part_bytes = max(part_bytes, MIN_PART_BYTES)
         self._endpoint_url = endpoint_url
         self._session = aioboto3.Session()

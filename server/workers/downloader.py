@@ -4,7 +4,9 @@ Workers claim one PENDING media row at a time (a lease, see MediaService.claim_n
 into storage as it arrives, hashing it on the way: the first bytes decide its content type and so its key,
 the rest follows in chunks (in multipart parts on S3), never the whole file in memory. Once the last byte
 is in, the file is probed (image size, video duration) from a local copy, the upload committed and the row
-marked READY. A failure aborts the upload, so nothing half-written is left visible, and the row goes back
+marked READY. Only media is kept: a file whose bytes are not a supported image or video (the file host's
+Content-Type and a data: URI's type are never trusted), or an image over MEDIA_MAX_PIXELS, ends FAILED at
+once, with nothing stored. A failure aborts the upload, so nothing half-written is left visible, and the row goes back
 to PENDING with a backoff, or FAILED past the attempt limit. Only http(s) URLs on the allowed file hosts
 are fetched, with a size cap, so a forged output URL cannot make the server reach internal addresses.
 Workers sleep until an event announces PENDING media.
@@ -38,7 +40,13 @@ import httpx
 from server import metrics
 from server.events import EventHub
 from server.log import generation_context
-from server.services.media.probe import SNIFF_BYTES, probe_file, sniff_content_type
+from server.services.media.probe import (
+    SNIFF_BYTES,
+    UNSUPPORTED_MESSAGE,
+    NotMedia,
+    probe_file,
+    sniff_content_type,
+)
 from server.services.media.scratch import PROBE_SCRATCH_PREFIX
 from server.services.media.service import Claim, MediaService, StoredFile
 from server.services.operations.alerts import FailureAlerts
@@ -261,10 +269,10 @@ class Downloader:
         url = claim.source_url
         try:
             if url.startswith("data:"):
-                data, content_type = decode_data_uri(url)
+                data, _declared = decode_data_uri(url)
                 if len(data) > self._settings.downloads.max_bytes:
                     raise DownloadError("the file is larger than DOWNLOAD_MAX_BYTES", retryable=False)
-                return await self._store(claim, content_type, _single(data))
+                return await self._store(claim, _single(data))
             if not host_allowed(url, self._settings.allowed_file_hosts()):
                 raise DownloadError(
                     f"refusing to download from {urlparse(url).hostname!r}: not an allowed file host",
@@ -289,15 +297,16 @@ class Downloader:
                 declared = int(response.headers.get("content-length") or 0)
                 if declared > limit:
                     raise DownloadError(f"the file is {declared} bytes, over DOWNLOAD_MAX_BYTES", retryable=False)
-                content_type = response.headers.get("content-type", "application/octet-stream").split(";")[0]
-                return await self._store(claim, content_type, _capped(response.aiter_bytes(), limit))
+                return await self._store(claim, _capped(response.aiter_bytes(), limit))
         except httpx.HTTPError as exc:
             raise DownloadError(f"{type(exc).__name__}: {exc}", retryable=True) from None
 
-    async def _store(self, claim: Claim, declared_type: str, chunks: AsyncIterator[bytes]) -> StoredFile:
+    async def _store(self, claim: Claim, chunks: AsyncIterator[bytes]) -> StoredFile:
         """Write `chunks` to storage under the media's key; aborted, leaving nothing, if anything fails."""
         head, rest = await _head(chunks, SNIFF_BYTES)
-        content_type = sniff_content_type(head) or declared_type
+        content_type = sniff_content_type(head)
+        if content_type is None:  # nothing is written for a file that is no media
+            raise DownloadError(f"not kept: {UNSUPPORTED_MESSAGE}", retryable=False)
         extension = mimetypes.guess_extension(content_type) or ""
         extension = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(extension, extension)
         key = attempt_key(claim, extension)
@@ -320,7 +329,10 @@ class Downloader:
                 scratch[0].close()
             local = upload.spool if scratch is None else scratch[1]
             assert local is not None
-            probe = await asyncio.to_thread(probe_file, local, content_type)
+            try:
+                probe = await asyncio.to_thread(probe_file, local, self._settings.media.max_pixels, content_type)
+            except NotMedia as exc:
+                raise DownloadError(f"not kept: {exc.message}", retryable=False) from None
             await upload.commit(digest.hexdigest())
         except BaseException:
             await asyncio.shield(upload.abort())

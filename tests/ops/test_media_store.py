@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import struct
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,10 +26,20 @@ from tests.support.file_hosts import FileHost, file_host
 from tests.support.flows import wait_settled
 from tests.support.object_storage import MediaStore, both_stores
 from tests.support.waiting import eventually
+from tests.uploads.support import mp4
 
 MIB = 1024 * 1024
-# Looks like an MP4 to the content sniffing; PyAV finds no stream in it, so it has no duration.
+# Looks like an MP4 to the content sniffing (a download cut short after it is never probed).
 VIDEO_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
+def large_mp4(size: int) -> bytes:
+    """A real MP4 made `size` bytes long by a trailing `free` box, which players skip."""
+    clip = mp4()
+    padding = size - len(clip) - 8
+    return (
+        clip + struct.pack(">I", padding + 8) + b"free" + bytes(range(256)) * (padding // 256) + b"\0" * (padding % 256)
+    )
 
 
 def video_host(body: bytes, *, declared: int | None = None) -> contextlib.AbstractAsyncContextManager[FileHost]:
@@ -72,7 +83,7 @@ async def _partial_uploads(darkroom: Darkroom, store: MediaStore) -> list[Any]:
 async def test_a_large_file_streams_into_the_store_in_parts(
     start_darkroom: Callable[..., Any], media_store: MediaStore
 ) -> None:
-    body = VIDEO_HEAD + bytes(range(256)) * (11 * MIB // 256)
+    body = large_mp4(11 * MIB)
     async with (
         video_host(body) as host,
         start_darkroom(poller_enabled=False, s3_part_size_bytes=5 * MIB) as darkroom,
@@ -123,11 +134,12 @@ async def test_media_base_url_moves_media_urls_off_this_server(
     async with start_darkroom(poller_enabled=False) as probe:
         port = probe.settings.server.port
     if media_store.kind == "s3":
-        media_store.make_public()  # the bucket's own address
-        base = f"{media_store.endpoint}/{media_store.bucket}/{media_store.prefix}"
+        media_store.make_public()
+        bucket = f"{media_store.endpoint}/{media_store.bucket}"  # the bucket's own address
+        base = f"{bucket}/{media_store.prefix}"  # where its objects are: under MEDIA_STORAGE_URL's prefix
     else:
-        base = f"http://127.0.0.1:{port}/media"  # what a CDN in front of this server would be
-    async with start_darkroom(poller_enabled=False, port=port, media_base_url=base + "/") as darkroom:
+        bucket = base = f"http://127.0.0.1:{port}/media"  # what a CDN in front of this server would be
+    async with start_darkroom(poller_enabled=False, port=port, media_base_url=bucket + "/") as darkroom:
         image = await ready_image(darkroom)
         assert image["width"] and image["height"]  # probed from the bytes on their way into the store
         assert image["url"].startswith(base + "/") and not image["url"].startswith(base + "//")

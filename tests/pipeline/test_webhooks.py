@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -12,24 +11,10 @@ from sqlalchemy import func, select
 
 from server.db.models import Event, Generation
 from server.graphql.ids import decode_id
-from server.provider.replicate.signing import sign_webhook
 from tests.support.darkroom import Darkroom
 from tests.support.flows import get_generation, settled, start_generation, wait_settled
 from tests.support.waiting import eventually
-
-
-async def _post(darkroom: Darkroom, body: bytes, headers: dict[str, str], query: str = "") -> Any:
-    return await darkroom.http.post(
-        f"/webhooks/replicate{query}", content=body, headers={"content-type": "application/json", **headers}
-    )
-
-
-async def _signed(
-    darkroom: Darkroom, payload: Any, *, msg_id: str | None = None, at: int | None = None
-) -> tuple[bytes, dict[str, str]]:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    secret = await darkroom.replicate.webhook_secret()
-    return body, sign_webhook(secret, msg_id or f"msg_{uuid.uuid4().hex}", body, at)
+from tests.support.webhooks import post_webhook, prediction, signed, stored_prediction
 
 
 async def _counts(darkroom: Darkroom) -> tuple[int, int]:
@@ -39,51 +24,22 @@ async def _counts(darkroom: Darkroom) -> tuple[int, int]:
     return int(generations or 0), int(events or 0)
 
 
-def _prediction(prediction_id: str, status: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": prediction_id,
-        "status": status,
-        "model": "darkroom-sim/pixel-forge",
-        "version": "v",
-        "input": {},
-        "logs": fields.pop("logs", ""),
-        "output": fields.pop("output", None),
-        "error": None,
-        "created_at": "2026-01-01T00:00:00Z",
-        "started_at": None,
-        "completed_at": None,
-        "urls": {},
-        "metrics": {},
-        **fields,
-    }
-
-
-async def _stored_prediction(darkroom: Darkroom) -> dict[str, Any]:
-    """A generation whose prediction is known to Darkroom but driven only by the webhooks we send."""
-    await darkroom.http.patch("/simulator/_control/config", json={"webhook_drop_rate": 1.0, "run_seconds": 60})
-    generation = await start_generation(darkroom)
-    async with darkroom.runtime.sessions() as session:
-        row = await session.get(Generation, decode_id(generation["id"], "Generation"))
-        assert row is not None
-    return {"generation": generation, "provider_id": row.provider_id}
-
-
 async def test_forged_missing_and_stale_signatures_are_rejected_and_change_nothing(start_darkroom) -> None:  # type: ignore[no-untyped-def]
     async with start_darkroom(poller_enabled=False) as darkroom:
-        known = await _stored_prediction(darkroom)
+        known = await stored_prediction(darkroom)
         before = await _counts(darkroom)
-        payload = _prediction(known["provider_id"], "succeeded", output=["http://127.0.0.1:1/x.png"])
-        body, headers = await _signed(darkroom, payload)
+        payload = prediction(known["provider_id"], "succeeded", output=["http://127.0.0.1:1/x.png"])
+        body, headers = await signed(darkroom, payload)
 
         forged = dict(headers, **{"webhook-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="})
-        assert (await _post(darkroom, body, forged)).status_code == 401
-        assert (await _post(darkroom, body, {})).status_code == 401
+        assert (await post_webhook(darkroom, body, forged)).status_code == 401
+        assert (await post_webhook(darkroom, body, {})).status_code == 401
         tampered = body.replace(b"succeeded", b"failed\x20\x20\x20")
-        assert (await _post(darkroom, tampered, headers)).status_code == 401
-        old_body, old_headers = await _signed(darkroom, payload, at=int(time.time()) - 3600)
-        assert (await _post(darkroom, old_body, old_headers)).status_code == 401
+        assert (await post_webhook(darkroom, tampered, headers)).status_code == 401
+        old_body, old_headers = await signed(darkroom, payload, at=int(time.time()) - 3600)
+        assert (await post_webhook(darkroom, old_body, old_headers)).status_code == 401
         garbage = dict(headers, **{"webhook-signature": "v1 ,,,, v2,zzz v1,%%%"})
-        assert (await _post(darkroom, body, garbage)).status_code == 401
+        assert (await post_webhook(darkroom, body, garbage)).status_code == 401
 
         assert await _counts(darkroom) == before
         assert (await get_generation(darkroom, known["generation"]["id"]))["status"] == "STARTING"
@@ -92,17 +48,17 @@ async def test_forged_missing_and_stale_signatures_are_rejected_and_change_nothi
 async def test_malformed_oversized_and_unknown_webhooks(start_darkroom) -> None:  # type: ignore[no-untyped-def]
     async with start_darkroom(poller_enabled=False, webhook_max_body_bytes=2048) as darkroom:
         before = await _counts(darkroom)
-        body, headers = await _signed(darkroom, b"{not json")
-        response = await _post(darkroom, body, headers)
+        body, headers = await signed(darkroom, b"{not json")
+        response = await post_webhook(darkroom, body, headers)
         assert response.status_code == 400
         not_predictions: list[Any] = [{"id": "x", "status": None}, {"id": "x"}, {"id": 5, "status": "processing"}, []]
         for not_a_prediction in not_predictions:
-            body, headers = await _signed(darkroom, not_a_prediction)
-            assert (await _post(darkroom, body, headers)).status_code == 400, not_a_prediction
-        body, headers = await _signed(darkroom, _prediction("p", "processing", logs="x" * 5000))
-        assert (await _post(darkroom, body, headers)).status_code == 413
-        body, headers = await _signed(darkroom, _prediction("never-heard-of-it", "succeeded"))
-        response = await _post(darkroom, body, headers)
+            body, headers = await signed(darkroom, not_a_prediction)
+            assert (await post_webhook(darkroom, body, headers)).status_code == 400, not_a_prediction
+        body, headers = await signed(darkroom, prediction("p", "processing", logs="x" * 5000))
+        assert (await post_webhook(darkroom, body, headers)).status_code == 413
+        body, headers = await signed(darkroom, prediction("never-heard-of-it", "succeeded"))
+        response = await post_webhook(darkroom, body, headers)
         assert response.status_code == 200
         assert response.json() == {"result": "unknown"}
         assert await _counts(darkroom) == before
@@ -110,24 +66,24 @@ async def test_malformed_oversized_and_unknown_webhooks(start_darkroom) -> None:
 
 async def test_duplicate_and_late_webhooks_are_no_ops(start_darkroom) -> None:  # type: ignore[no-untyped-def]
     async with start_darkroom(poller_enabled=False) as darkroom:
-        known = await _stored_prediction(darkroom)
+        known = await stored_prediction(darkroom)
         pid = known["provider_id"]
-        progress = _prediction(pid, "processing", logs=" 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]")
+        progress = prediction(pid, "processing", logs=" 50%|█████     | 5/10 [00:01<00:01,  5.0it/s]")
         results = []
-        for payload in (progress, progress, _prediction(pid, "starting")):
-            body, headers = await _signed(darkroom, payload)
-            results.append((await _post(darkroom, body, headers)).json()["result"])
+        for payload in (progress, progress, prediction(pid, "starting")):
+            body, headers = await signed(darkroom, payload)
+            results.append((await post_webhook(darkroom, body, headers)).json()["result"])
         assert results == ["applied", "duplicate", "stale"]
         state = await get_generation(darkroom, known["generation"]["id"])
         assert (state["status"], state["progress"]) == ("PROCESSING", 0.5)
 
-        failed = _prediction(pid, "failed", error="CUDA out of memory", completed_at="2026-01-01T00:01:00Z")
-        body, headers = await _signed(darkroom, failed, msg_id="msg_terminal")
-        assert (await _post(darkroom, body, headers)).json()["result"] == "applied"
+        failed = prediction(pid, "failed", error="CUDA out of memory", completed_at="2026-01-01T00:01:00Z")
+        body, headers = await signed(darkroom, failed, msg_id="msg_terminal")
+        assert (await post_webhook(darkroom, body, headers)).json()["result"] == "applied"
         # Replicate retries the terminal webhook with the same id; and a late progress webhook follows.
-        assert (await _post(darkroom, body, headers)).json()["result"] == "duplicate"
-        body, headers = await _signed(darkroom, progress)
-        assert (await _post(darkroom, body, headers)).json()["result"] == "stale"
+        assert (await post_webhook(darkroom, body, headers)).json()["result"] == "duplicate"
+        body, headers = await signed(darkroom, progress)
+        assert (await post_webhook(darkroom, body, headers)).json()["result"] == "stale"
         state = await get_generation(darkroom, known["generation"]["id"])
         assert (state["status"], state["error"]) == ("FAILED", "CUDA out of memory")
         assert state["sequence"] == 3  # created, processing, failed: nothing else was recorded
@@ -135,9 +91,9 @@ async def test_duplicate_and_late_webhooks_are_no_ops(start_darkroom) -> None:  
 
 async def test_aborted_is_terminal_and_kept_apart_from_canceled(start_darkroom) -> None:  # type: ignore[no-untyped-def]
     async with start_darkroom(poller_enabled=False) as darkroom:
-        known = await _stored_prediction(darkroom)
-        body, headers = await _signed(darkroom, _prediction(known["provider_id"], "aborted"))
-        assert (await _post(darkroom, body, headers)).json()["result"] == "applied"
+        known = await stored_prediction(darkroom)
+        body, headers = await signed(darkroom, prediction(known["provider_id"], "aborted"))
+        assert (await post_webhook(darkroom, body, headers)).json()["result"] == "applied"
         state = await get_generation(darkroom, known["generation"]["id"])
         assert (state["status"], state["providerStatus"]) == ("CANCELED", "aborted")
         assert settled(state)
@@ -145,7 +101,7 @@ async def test_aborted_is_terminal_and_kept_apart_from_canceled(start_darkroom) 
 
 async def test_a_status_darkroom_does_not_know_leaves_the_generation_running(start_darkroom, caplog) -> None:  # type: ignore[no-untyped-def]
     async with start_darkroom(poller_enabled=False) as darkroom:
-        known = await _stored_prediction(darkroom)
+        known = await stored_prediction(darkroom)
         pid = known["provider_id"]
         status = f"warming_up_{uuid.uuid4().hex[:6]}"  # new to this process, so it is reported
         results = []
@@ -153,8 +109,8 @@ async def test_a_status_darkroom_does_not_know_leaves_the_generation_running(sta
             first = " 10%|█         | 1/10 [00:00<00:01,  5.0it/s]"
             # Logs only grow at the provider.
             for logs in (first, first + "\n 30%|███       | 3/10 [00:01<00:01,  5.0it/s]"):
-                body, headers = await _signed(darkroom, _prediction(pid, status, logs=logs))
-                response = await _post(darkroom, body, headers)
+                body, headers = await signed(darkroom, prediction(pid, status, logs=logs))
+                response = await post_webhook(darkroom, body, headers)
                 assert response.status_code == 200, response.text
                 results.append(response.json()["result"])
         assert results == ["applied", "applied"]
@@ -168,8 +124,8 @@ async def test_a_status_darkroom_does_not_know_leaves_the_generation_running(sta
         ]
         assert len(reported) == 1 and reported[0].levelname == "WARNING", reported
         # It is still running: the provider's next known status moves it on as usual.
-        body, headers = await _signed(darkroom, _prediction(pid, "processing", logs=logs + "\n 60%|██████    | 6/10"))
-        assert (await _post(darkroom, body, headers)).json()["result"] == "applied"
+        body, headers = await signed(darkroom, prediction(pid, "processing", logs=logs + "\n 60%|██████    | 6/10"))
+        assert (await post_webhook(darkroom, body, headers)).json()["result"] == "applied"
         assert (await get_generation(darkroom, known["generation"]["id"]))["status"] == "PROCESSING"
 
 
@@ -179,15 +135,15 @@ async def test_a_webhook_that_outruns_the_start_finds_its_generation(start_darkr
         generation_id = uuid.uuid4()
         async with darkroom.runtime.sessions.begin() as session:
             session.add(Generation(id=generation_id, kind="IMAGE", model_ref="a/b", input={}, status="STARTING"))
-        body, headers = await _signed(darkroom, _prediction("fresh-prediction", "processing", logs="1"))
-        response = await _post(darkroom, body, headers, f"?generation={generation_id}")
+        body, headers = await signed(darkroom, prediction("fresh-prediction", "processing", logs="1"))
+        response = await post_webhook(darkroom, body, headers, f"?generation={generation_id}")
         assert response.json() == {"result": "applied"}
         async with darkroom.runtime.sessions() as session:
             row = await session.get(Generation, generation_id)
             assert row is not None and row.provider_id == "fresh-prediction"
         # ...but a webhook cannot hijack a generation that belongs to another prediction.
-        body, headers = await _signed(darkroom, _prediction("someone-else", "succeeded"))
-        response = await _post(darkroom, body, headers, f"?generation={generation_id}")
+        body, headers = await signed(darkroom, prediction("someone-else", "succeeded"))
+        response = await post_webhook(darkroom, body, headers, f"?generation={generation_id}")
         assert response.json() == {"result": "unknown"}
 
 
@@ -228,12 +184,12 @@ async def test_a_prediction_orphaned_by_a_failed_start_is_canceled_when_it_repor
         orphan = await provider.create_prediction(model="darkroom-sim/pixel-forge", input={"prompt": "orphan"})
         stranger = await provider.create_prediction(model="darkroom-sim/pixel-forge", input={"prompt": "stranger"})
 
-        body, headers = await _signed(darkroom, {**orphan.raw, "status": "processing"})
-        response = await _post(darkroom, body, headers, f"?generation={uuid.uuid4()}")
+        body, headers = await signed(darkroom, {**orphan.raw, "status": "processing"})
+        response = await post_webhook(darkroom, body, headers, f"?generation={uuid.uuid4()}")
         assert response.json() == {"result": "unknown"}
         # Without the address of one of our generations, an unknown prediction is only ignored.
-        body, headers = await _signed(darkroom, {**stranger.raw, "status": "processing"})
-        assert (await _post(darkroom, body, headers)).json() == {"result": "unknown"}
+        body, headers = await signed(darkroom, {**stranger.raw, "status": "processing"})
+        assert (await post_webhook(darkroom, body, headers)).json() == {"result": "unknown"}
 
         async def orphan_canceled() -> bool:
             return (await provider.get_prediction(orphan.id)).status == "canceled"

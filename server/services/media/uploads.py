@@ -1,10 +1,11 @@
 """Media the caller brings: `uploadMedia` stores a file like a downloaded one, or refuses it and keeps nothing.
 
 An upload is checked before anything is kept: its size (UPLOAD_MAX_BYTES, counted while it is copied to a
-temp file), what it is (sniffed from the bytes by the downloader's probe, whatever its name or declared type
-say: a PNG, JPEG, WebP or GIF image, or an MP4 or WebM video) and that it decodes (every pixel of an image;
-the first frame of a video, which may last at most UPLOAD_MAX_VIDEO_SECONDS). A refused file is deleted and
-no row is written.
+temp file), what it is (the probe's decision, shared with the downloader: from the bytes, whatever its name
+or declared type say, a PNG, JPEG, WebP or GIF image, or an MP4 or WebM video), its pixels (MEDIA_MAX_PIXELS,
+from the header, before anything is decoded) and that it decodes (every pixel of an image, so decoding is
+bounded by that limit; the first frame of a video, which may last at most UPLOAD_MAX_VIDEO_SECONDS). A
+refused file is deleted and no row is written.
 
 The model: each upload is a generation of its own, already SUCCEEDED, with provider and model "upload" and
 one READY media, owned by the caller's key. Media rows belong to generations, the event log and its feed are
@@ -33,15 +34,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from PIL import Image
-
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaKind, MediaStatus
 from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
 from server.services.generations.events import EventType, append_event
 from server.services.media.base import StoredMediaService
-from server.services.media.probe import Probe, probe_file
+from server.services.media.probe import IMAGE_TYPES, UNSUPPORTED, NotMedia, Probe, open_image, probe_file
 from server.services.media.service import StoredFile
 from server.storage.port import store_file
 
@@ -52,11 +51,6 @@ Publish = Callable[[dict[str, Any]], Awaitable[None]]
 # The provider and model names of an upload's generation ("upload" is no "owner/name" ref, so no model's).
 UPLOAD_PROVIDER = "upload"
 UPLOAD_MODEL = "upload"
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-VIDEO_TYPES = frozenset({"video/mp4", "video/webm"})
-# PyAV's names of the MP4 and WebM demuxers ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm").
-VIDEO_CONTAINERS = frozenset({"mp4", "webm"})
-UNKNOWN_TYPE = "application/octet-stream"
 CHUNK_BYTES = 256 * 1024
 MAX_FILENAME = 200
 # userErrors point at the mutation input's `file`.
@@ -97,24 +91,22 @@ def storage_key_for(media_id: uuid.UUID, content_type: str) -> str:
     return f"{media_id.hex[:2]}/{media_id.hex}{extension}"
 
 
-def inspect(path: Path, max_video_seconds: float) -> tuple[MediaKind, Probe]:
+def inspect(path: Path, max_pixels: int, max_video_seconds: float) -> tuple[MediaKind, Probe]:
     """What the file at `path` is, from its bytes alone, once it is known to decode; Refused otherwise.
     Blocking."""
     try:
-        # No declared type to fall back on: a file the probe cannot name is refused, whatever it claims.
-        probe = probe_file(path, UNKNOWN_TYPE)
-    except Exception:  # e.g. Pillow's DecompressionBombError: not a file Darkroom keeps
-        probe = Probe(UNKNOWN_TYPE)
-    if probe.content_type not in IMAGE_TYPES | VIDEO_TYPES or probe.width is None or probe.height is None:
-        raise Refused("UNSUPPORTED_FILE", "the file is not an image (PNG, JPEG, WebP, GIF) or a video (MP4, WebM)")
-    if probe.content_type in IMAGE_TYPES:
-        if not _image_decodes(path):
-            raise Refused("UNSUPPORTED_FILE", "the image does not decode")
-        return MediaKind.IMAGE, probe
+        probe = probe_file(path, max_pixels)
+        if probe.content_type in IMAGE_TYPES:
+            # Decoded only once its pixels are known to be within the limit: the memory this takes is bounded.
+            with open_image(path, probe.content_type, max_pixels) as image:
+                image.load()
+            return MediaKind.IMAGE, probe
+    except NotMedia as exc:
+        raise Refused(exc.code, exc.message) from None
     if not _video_decodes(path):
-        raise Refused("UNSUPPORTED_FILE", "the file is not an MP4 or WebM video that decodes")
+        raise Refused(UNSUPPORTED, "the file is not an MP4 or WebM video that decodes")
     if probe.duration_seconds is None:
-        raise Refused("UNSUPPORTED_FILE", "the video's duration cannot be read")
+        raise Refused(UNSUPPORTED, "the video's duration cannot be read")
     if probe.duration_seconds > max_video_seconds:
         raise Refused(
             "VIDEO_TOO_LONG",
@@ -124,23 +116,12 @@ def inspect(path: Path, max_video_seconds: float) -> tuple[MediaKind, Probe]:
     return MediaKind.VIDEO, probe
 
 
-def _image_decodes(path: Path) -> bool:
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except Exception:  # any decoder error: truncated, corrupt, too large
-        return False
-    return True
-
-
 def _video_decodes(path: Path) -> bool:
-    """An MP4 or WebM container (the probe names others MP4 too) whose first video frame decodes."""
+    """A video (the probe confirmed its container) whose first frame decodes."""
     try:
         import av
 
         with av.open(str(path)) as container:
-            if not VIDEO_CONTAINERS.intersection(container.format.name.split(",")):
-                return False
             next(container.decode(container.streams.video[0]))
     except Exception:  # any demuxer or decoder error, or no frame at all
         return False
@@ -200,8 +181,10 @@ class UploadService(StoredMediaService):
                 digest.update(chunk)
                 sink.write(chunk)
         if size == 0:
-            raise Refused("UNSUPPORTED_FILE", "the file is empty")
-        kind, probe = await asyncio.to_thread(inspect, temp, self._settings.uploads.max_video_seconds)
+            raise Refused(UNSUPPORTED, "the file is empty")
+        kind, probe = await asyncio.to_thread(
+            inspect, temp, self._settings.media.max_pixels, self._settings.uploads.max_video_seconds
+        )
         return Checked(kind=kind, probe=probe, byte_size=size, sha256=digest.hexdigest())
 
     async def _record(
