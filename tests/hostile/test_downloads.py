@@ -115,10 +115,10 @@ async def test_an_unexpected_error_fails_that_claim_and_the_worker_goes_on(
     poison, ordinary = png(3), png(4)
     real_probe = downloader.probe_file
 
-    def probe_that_breaks_on_poison(path: Path, content_type: str) -> Any:
+    def probe_that_breaks_on_poison(path: Path, max_pixels: int, expected: str | None = None) -> Any:
         if path.read_bytes() == poison:
             raise RuntimeError("the probe broke")
-        return real_probe(path, content_type)
+        return real_probe(path, max_pixels, expected)
 
     # Fault injection: once the probe refuses bombs cleanly, no real file makes it raise.
     monkeypatch.setattr(downloader, "probe_file", probe_that_breaks_on_poison)
