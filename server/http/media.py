@@ -20,7 +20,8 @@ from litestar.response import Stream
 from server.runtime import Runtime
 from server.storage.port import CACHE_FOREVER, StorageError, check_key
 
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
+# Positions of at most 18 digits (an exabyte): a longer one is no range of a stored file, and is not read.
+RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$", re.IGNORECASE)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:

@@ -141,6 +141,14 @@ async def test_a_file_input_may_be_a_data_uri_longer_than_any_text(darkroom: Dar
     assert payload["userErrors"] == []
 
 
+async def test_a_range_header_with_a_huge_position_is_ignored(darkroom: Darkroom) -> None:
+    image = await ready_image(darkroom)
+    whole = await darkroom.http.get(image["url"])
+    for header in (f"bytes={'9' * 5_000}-", f"bytes=0-{'9' * 5_000}", f"bytes=-{'9' * 5_000}"):
+        response = await darkroom.http.get(image["url"], headers={"Range": header})
+        assert (response.status_code, response.content) == (200, whole.content)
+
+
 # --- secrets ----------------------------------------------------------------------------------------------
 
 

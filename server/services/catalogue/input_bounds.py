@@ -114,7 +114,8 @@ def _problem(node: _Node, limits: InputsSettings) -> FieldError | None:
         if not _is_unicode(value):
             return _not_unicode(node.path)
     elif isinstance(value, float) and not math.isfinite(value):
-        return FieldError(path, f"{name} must be a finite number; NaN and Infinity are not numbers", "INVALID_TYPE")
+        message = f"{name} must be a finite number (not NaN, Infinity, or beyond a float's range like 1e400)"
+        return FieldError(path, message, "INVALID_TYPE")
     elif (
         isinstance(value, int)
         and not isinstance(value, bool)
