@@ -82,6 +82,8 @@ REFUSED = [
     ('{"prompt": "a", "tags": [' + ",".join(["0"] * 100_000) + "]}", ["input", "tags"], "INVALID_LENGTH"),
     ('{"prompt": "a", "x": ' + nested(500) + "}", ["input", "x", *["0"] * 15], "TOO_DEEP"),
     ('{"prompt": "a\\ud800"}', ["input", "prompt"], "INVALID_VALUE"),
+    ('{"prompt": "a", "\\udfff": 1}', ["input", "\udfff"], "INVALID_VALUE"),
+    ('{"prompt": "a", "' + "k" * 10_001 + '": 1}', ["input"], "INVALID_LENGTH"),
     (OVER_SIZE, ["input"], "INPUT_TOO_LARGE"),
 ]
 
@@ -94,6 +96,18 @@ async def test_an_absurd_input_is_a_user_error_and_nothing_starts(
     assert payload["generation"] is None
     assert [(error["field"], error["code"]) for error in payload["userErrors"]] == [(path, code)]
     assert len(payload["userErrors"][0]["message"]) < 200
+    await assert_nothing_started(darkroom)
+
+
+async def test_a_message_names_a_long_path_cut_short(darkroom: Darkroom) -> None:
+    key = "k" * 9_000
+    deep: dict[str, Any] = {key: 1}
+    for _ in range(20):
+        deep = {key: deep}
+    payload = await start_payload(darkroom, PIXEL_FORGE, {"prompt": "a", "x": deep})
+    (error,) = payload["userErrors"]
+    assert (error["field"][:3], error["code"]) == (["input", "x", key], "TOO_DEEP")
+    assert len(error["message"]) < 200
     await assert_nothing_started(darkroom)
 
 

@@ -30,6 +30,8 @@ from server.services.errors import FieldError, ServiceError
 from server.settings import InputsSettings
 
 MAX_REPORTED = 20
+# A path named in a message is cut to this many characters: its keys may each be long.
+MAX_NAME_CHARS = 80
 # What a JSON scalar other than text adds to the size, at most (a number within the digit limit adds less).
 SCALAR_BYTES = 8
 
@@ -78,6 +80,8 @@ def _problems(raw: Any, file_inputs: frozenset[str], limits: InputsSettings) -> 
                 if len(key) > limits.max_string_chars or not _is_unicode(key):
                     reported += 1
                     yield _bad_name(path, limits)
+                    if reported >= MAX_REPORTED:
+                        return
                     continue
                 long_text = node.long_text or (not node.path and key in file_inputs)
                 stack.append(_Node(path, item, node.depth + 1, long_text))
@@ -100,7 +104,7 @@ def _problem(node: _Node, limits: InputsSettings) -> FieldError | None:
     """What is wrong with this one value, not looking inside it."""
     value = node.value
     path = ["input", *node.path]
-    name = ".".join(node.path) or "input"
+    name = _name(node.path)
     if isinstance(value, dict | list):
         if node.depth > limits.max_depth:
             return FieldError(path, f"{name} nests deeper than {limits.max_depth} levels", "TOO_DEEP")
@@ -134,8 +138,14 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+def _name(path: tuple[str, ...]) -> str:
+    """The path as a message names it ("x.0.y"), cut short."""
+    name = ".".join(path) or "input"
+    return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 3] + "..."
+
+
 def _bad_name(path: tuple[str, ...], limits: InputsSettings) -> FieldError:
-    where = ".".join(path[:-1]) or "input"
+    where = _name(path[:-1])
     if len(path[-1]) > limits.max_string_chars:
         message = f"{where} has a field name longer than {limits.max_string_chars} characters"
         return FieldError(["input", *path[:-1]], message, "INVALID_LENGTH")
@@ -144,7 +154,7 @@ def _bad_name(path: tuple[str, ...], limits: InputsSettings) -> FieldError:
 
 def _not_unicode(path: tuple[str, ...]) -> FieldError:
     # Named by its parent: the text itself may be the key at fault.
-    where = ".".join(path[:-1]) or "input"
+    where = _name(path[:-1])
     message = f"{where} holds text that is not valid Unicode (a lone surrogate)"
     return FieldError(["input", *path], message, "INVALID_VALUE")
 
