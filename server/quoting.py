@@ -18,7 +18,11 @@ MAX_QUOTED_DEPTH = 3
 
 def quote_value(value: Any, limit: int = 80) -> str:
     """`value` as JSON text of at most `limit` characters (cut with "..." when longer)."""
-    text = _render(value, limit + 1, 0)
+    return cut_text(_render(value, limit + 1, 0), limit)
+
+
+def cut_text(text: str, limit: int = 80) -> str:
+    """`text` itself when it has at most `limit` characters, else its start and "..." in as many."""
     return text if len(text) <= limit else text[: max(limit - len(ELLIPSIS), 0)] + ELLIPSIS
 
 

@@ -111,6 +111,15 @@ async def test_a_message_names_a_long_path_cut_short(darkroom: Darkroom) -> None
     await assert_nothing_started(darkroom)
 
 
+@pytest.mark.parametrize("model", ["o/" + "m" * 100_000, "o" * 100_000 + " /m", "o/m:" + "v" * 100_000])
+async def test_an_absurd_model_reference_is_refused_without_asking_the_provider(darkroom: Darkroom, model: str) -> None:
+    payload = await start_payload(darkroom, model, {"prompt": "a"})
+    (error,) = payload["userErrors"]
+    assert (error["field"], error["code"]) == (["model"], "INVALID_MODEL_REF")
+    assert len(error["message"]) < 200
+    await assert_nothing_started(darkroom)
+
+
 @pytest.mark.parametrize(
     "variables_json",
     [

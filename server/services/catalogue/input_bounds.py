@@ -24,14 +24,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from server.quoting import cut_text
 from server.services.catalogue.model_schema import is_file_input
 from server.services.catalogue.numbers import has_at_most_digits
 from server.services.errors import FieldError, ServiceError
 from server.settings import InputsSettings
 
 MAX_REPORTED = 20
-# A path named in a message is cut to this many characters: its keys may each be long.
-MAX_NAME_CHARS = 80
 # What a JSON scalar other than text adds to the size, at most (a number within the digit limit adds less).
 SCALAR_BYTES = 8
 
@@ -140,8 +139,7 @@ def _is_unicode(text: str) -> bool:
 
 def _name(path: tuple[str, ...]) -> str:
     """The path as a message names it ("x.0.y"), cut short."""
-    name = ".".join(path) or "input"
-    return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 3] + "..."
+    return cut_text(".".join(path) or "input")
 
 
 def _bad_name(path: tuple[str, ...], limits: InputsSettings) -> FieldError:

@@ -40,7 +40,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
 from server.db.models import CatalogModel
-from server.quoting import quote_value
+from server.quoting import cut_text, quote_value
 from server.services.catalogue.model_schema import effective_schema, field_order, field_type, is_nullable, is_secret
 from server.services.catalogue.numbers import NumberProblem, NumberRefused, read_integer, read_number
 from server.services.errors import FieldError, ServiceError
@@ -344,8 +344,7 @@ def _schema_errors(schema: dict[str, Any], values: dict[str, Any], secrets: froz
 def _unknown(name: str, known: list[str], model_ref: str) -> FieldError:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    shown = name if len(name) <= 60 else name[:57] + "..."
-    return FieldError(["input", name], f"{model_ref} has no input named '{shown}'{hint}", "UNKNOWN_FIELD")
+    return FieldError(["input", name], f"{model_ref} has no input named '{cut_text(name, 60)}'{hint}", "UNKNOWN_FIELD")
 
 
 def not_an_object(raw: Any) -> FieldError:
