@@ -475,6 +475,39 @@ class UploadsSettings(SettingsGroup):
     )
 
 
+class InputsSettings(SettingsGroup):
+    """Limits on the input a client sends a model (startGeneration, animateImage)."""
+
+    max_bytes: int = Field(
+        500_000,
+        alias="INPUT_MAX_BYTES",
+        gt=0,
+        description="Largest input, as compact JSON (a data: URI of a 256 KiB file is about 350 KB).",
+    )
+    max_string_chars: int = Field(
+        10_000,
+        alias="INPUT_MAX_STRING_CHARS",
+        gt=0,
+        description="Longest text value in an input (a prompt); a file input's URL is held to INPUT_MAX_BYTES only.",
+    )
+    max_array_items: int = Field(
+        1_000, alias="INPUT_MAX_ARRAY_ITEMS", gt=0, description="Most items a list in an input may have."
+    )
+    max_depth: int = Field(
+        16,
+        alias="INPUT_MAX_DEPTH",
+        gt=0,
+        description="Deepest nesting of lists and objects in an input (the input itself is 1).",
+    )
+    max_number_digits: int = Field(
+        50,
+        alias="INPUT_MAX_NUMBER_DIGITS",
+        gt=0,
+        description="Most digits a number in an input may have, given as a number or as text (a whole number's "
+        "exponent counts as digits).",
+    )
+
+
 class SimulatorSettings(SettingsGroup):
     """The built-in Replicate simulator."""
 
@@ -562,6 +595,7 @@ class Settings(BaseSettings):
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     uploads: UploadsSettings = Field(default_factory=UploadsSettings)
+    inputs: InputsSettings = Field(default_factory=InputsSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)

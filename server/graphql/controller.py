@@ -327,14 +327,19 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
             return frame if frame is not None else super().encode_json(data)
 
         def decode_json(self, data: str | bytes) -> object:
-            # A body that is not UTF-8, or nests deeper than the parser goes, is malformed JSON (400), not a
-            # server error. Decoded strictly first: json.loads lets UTF-8-encoded lone surrogates through.
+            # A body that is not UTF-8, nests deeper than the parser goes, or has an integer of more digits than
+            # Python reads (4,300) is malformed JSON (400), not a server error. Decoded strictly first: json.loads
+            # lets UTF-8-encoded lone surrogates through.
             try:
                 return json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
             except UnicodeDecodeError as exc:
                 raise json.JSONDecodeError("the body is not UTF-8", "", 0) from exc
             except RecursionError as exc:
                 raise json.JSONDecodeError("the JSON nests too deeply", "", 0) from exc
+            except json.JSONDecodeError:
+                raise
+            except ValueError as exc:
+                raise json.JSONDecodeError("a number has too many digits", "", 0) from exc
 
         async def parse_http_body(
             self, request: AsyncHTTPRequestAdapter

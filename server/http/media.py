@@ -26,8 +26,9 @@ from server.runtime import Runtime
 from server.services.media.probe import MEDIA_TYPES
 from server.storage.port import CACHE_FOREVER, StorageError, check_key
 
-# ASCII digits, at most 19 (a 64-bit offset): a longer run is malformed, and ignored, before int() sees it.
-RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$", re.IGNORECASE)
+# ASCII digits, at most 18 (an exabyte): a longer run is no range of a stored file, and is ignored before
+# int() sees it.
+RANGE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$", re.IGNORECASE)
 # On every answer: no type sniffing, and no document from here may run script or load anything.
 SAFETY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
 

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import CatalogModel, utcnow
 from server.domain import VIDEO_EXTENSIONS, MediaKind
 from server.provider.errors import ProviderError, ProviderNotFoundError
+from server.quoting import cut_text
 from server.services.catalogue.model_schema import describe_openapi, produces_files, unmet_requirements
 from server.services.errors import NotFound, ServiceError
 from server.settings import Settings
@@ -75,14 +76,20 @@ class ModelPage:
     has_next: bool
 
 
+# Owner and model names are short slugs: a longer text names no model, and is not sent to the provider.
+MAX_REF_CHARS = 256
+
+
 def split_version(ref: str) -> tuple[str, str | None]:
     """("owner/name", version) of a reference that may pin a version, "owner/name:<version>"; the
     version is None when none is pinned. An empty version is INVALID_MODEL_REF."""
     model, colon, version = ref.strip().partition(":")
     version = version.strip()
-    if colon and (not version or any(c in version for c in "/: ")):
+    if (colon and (not version or any(c in version for c in "/: "))) or len(ref) > MAX_REF_CHARS:
         raise ServiceError.single(
-            "INVALID_MODEL_REF", f"'{ref}' is not a model reference like owner/name or owner/name:version", ["model"]
+            "INVALID_MODEL_REF",
+            f"'{cut_text(ref)}' is not a model reference like owner/name or owner/name:version",
+            ["model"],
         )
     return model, version or None
 
@@ -90,8 +97,10 @@ def split_version(ref: str) -> tuple[str, str | None]:
 def parse_ref(ref: str) -> tuple[str, str]:
     """(owner, name) of "owner/name"; INVALID_MODEL_REF for anything else (a version suffix included)."""
     owner, _, name = ref.strip().partition("/")
-    if not owner or not name or "/" in name or ":" in name or " " in ref.strip():
-        raise ServiceError.single("INVALID_MODEL_REF", f"'{ref}' is not a model reference like owner/name", ["model"])
+    malformed = not owner or not name or "/" in name or ":" in name or " " in ref.strip()
+    if malformed or len(ref) > MAX_REF_CHARS:
+        message = f"'{cut_text(ref)}' is not a model reference like owner/name"
+        raise ServiceError.single("INVALID_MODEL_REF", message, ["model"])
     return owner, name
 
 
@@ -232,10 +241,10 @@ class CatalogueService:
             body = await self.provider.get_model(owner, name)
         except ProviderNotFoundError:
             self._remember_unknown(ref)
-            raise NotFound(f"model {ref}", ["model"]) from None
+            raise NotFound(f"model {cut_text(ref)}", ["model"]) from None
         except ProviderError as exc:
             raise ServiceError.single(
-                "PROVIDER_UNAVAILABLE", f"the provider could not be asked about {ref}: {exc}", ["model"]
+                "PROVIDER_UNAVAILABLE", f"the provider could not be asked about {cut_text(ref)}: {exc}", ["model"]
             ) from exc
         row = await self._store(body, [], require_media=False)
         assert row is not None

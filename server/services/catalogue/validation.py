@@ -17,20 +17,22 @@ sentence a person understands and a stable code:
     INVALID_FORMAT  a value not matching the schema's pattern or format
     INVALID_VALUE   anything else the schema refuses
 
+A number, given as a number or as text, is read by `server.services.catalogue.numbers`: one with more
+than INPUT_MAX_NUMBER_DIGITS digits is OUT_OF_RANGE before it is converted, NaN and Infinity are
+INVALID_TYPE. The size of the whole input is checked before this (`input_bounds`).
+
 Defaults: the provider applies the schema's defaults itself, so only the caller's values are sent
 (`CheckedInput.given`); the generation stores them with the defaults filled in (`CheckedInput.explicit`),
-so its record says exactly what ran. Secret inputs (`x-cog-secret`) are sent but never stored.
+so its record says exactly what ran. Secret inputs (`format: password`, `x-cog-secret`) are sent but
+never stored, and a refusal of one never quotes its value. Other values are quoted cut short.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import json
-import math
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,8 +40,11 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
 from server.db.models import CatalogModel
+from server.quoting import cut_text, quote_value
 from server.services.catalogue.model_schema import effective_schema, field_order, field_type, is_nullable, is_secret
+from server.services.catalogue.numbers import NumberProblem, NumberRefused, read_integer, read_number
 from server.services.errors import FieldError, ServiceError
+from server.settings import InputsSettings
 
 SECRET_MASK = "**********"
 PROMPT_FIELD = "prompt"
@@ -57,6 +62,7 @@ FALSE_WORDS = frozenset({"false", "no", "off", "0", "n", "f"})
 DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[\w.+-]+)*(;base64)?,", re.IGNORECASE)
 RANGE_KEYWORDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
 LENGTH_KEYWORDS = frozenset({"minLength", "maxLength", "minItems", "maxItems"})
+DEFAULT_LIMITS = InputsSettings()
 
 
 def is_fetchable_uri(value: str) -> bool:
@@ -86,12 +92,28 @@ class CheckedInput:
         return {k: (SECRET_MASK if k in self.secret_fields else v) for k, v in self.explicit.items()}
 
 
+class _Unquoted:
+    """No value to quote after the sentence."""
+
+
+UNQUOTED = _Unquoted()
+
+
+def refusal(sentence: str, value: Any = UNQUOTED, *, secret: bool = False) -> str:
+    """A refusal's message: the sentence, then the value it refused, cut short; a secret is never quoted."""
+    return sentence if secret or value is UNQUOTED else f"{sentence}; got {quote_value(value)}"
+
+
 class _Invalid(Exception):
-    def __init__(self, code: str, message: str, path: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, sentence: str, value: Any = UNQUOTED, path: tuple[str, ...] = ()) -> None:
+        super().__init__(sentence)
         self.code = code
-        self.message = message
+        self.sentence = sentence
+        self.value = value
         self.path = path
+
+    def message(self, *, secret: bool) -> str:
+        return refusal(self.sentence, self.value, secret=secret)
 
 
 class _Omit:
@@ -101,59 +123,36 @@ class _Omit:
 OMIT = _Omit()
 
 
-def show(value: Any) -> str:
-    """A value as a person reads it in a message, cut short."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 # --- conversion ---------------------------------------------------------------------------------------
 def _wrong_type(name: str, expected: str, value: Any) -> _Invalid:
-    return _Invalid("INVALID_TYPE", f"{name} must be {TYPE_WORDS.get(expected, expected)}; got {show(value)}")
+    return _Invalid("INVALID_TYPE", f"{name} must be {TYPE_WORDS.get(expected, expected)}", value)
 
 
-def _to_integer(name: str, value: Any) -> Any:
-    if isinstance(value, bool):
-        raise _wrong_type(name, "integer", value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return int(value)
-        raise _wrong_type(name, "integer", value)
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return OMIT
-        try:
-            number = Decimal(text)
-        except InvalidOperation:
-            raise _wrong_type(name, "integer", value) from None
-        if number.is_finite() and number == number.to_integral_value():
-            return int(number)
-    raise _wrong_type(name, "integer", value)
+def _refused_number(name: str, expected: str, value: Any, exc: NumberRefused, max_digits: int) -> _Invalid:
+    if exc.problem is NumberProblem.TOO_LARGE:
+        sentence = f"{name} must be {TYPE_WORDS[expected]} of at most {max_digits} digits"
+        if expected == "number":
+            sentence += ", within a float's range (about 1e308)"
+        return _Invalid("OUT_OF_RANGE", sentence, value)
+    return _wrong_type(name, expected, value)
 
 
-def _to_number(name: str, value: Any) -> Any:
-    if isinstance(value, bool):
-        raise _wrong_type(name, "number", value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        raise _wrong_type(name, "number", value)
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return OMIT
-        try:
-            number = float(text)
-        except ValueError:
-            raise _wrong_type(name, "number", value) from None
-        if math.isfinite(number):
-            return number
-    raise _wrong_type(name, "number", value)
+def _to_integer(name: str, value: Any, max_digits: int) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return OMIT
+    try:
+        return read_integer(value, max_digits)
+    except NumberRefused as exc:
+        raise _refused_number(name, "integer", value, exc, max_digits) from None
+
+
+def _to_number(name: str, value: Any, max_digits: int) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return OMIT
+    try:
+        return read_number(value, max_digits)
+    except NumberRefused as exc:
+        raise _refused_number(name, "number", value, exc, max_digits) from None
 
 
 def _to_boolean(name: str, value: Any) -> Any:
@@ -183,7 +182,7 @@ def _to_string(name: str, value: Any, schema: dict[str, Any]) -> Any:
     raise _wrong_type(name, "string", value)
 
 
-def _to_array(name: str, value: Any, schema: dict[str, Any]) -> Any:
+def _to_array(name: str, value: Any, schema: dict[str, Any], limits: InputsSettings) -> Any:
     if not isinstance(value, list):
         raise _wrong_type(name, "array", value)
     items = schema.get("items")
@@ -192,9 +191,9 @@ def _to_array(name: str, value: Any, schema: dict[str, Any]) -> Any:
     converted = []
     for index, item in enumerate(value):
         try:
-            result = convert(f"{name}[{index}]", item, items)
+            result = convert(f"{name}[{index}]", item, items, limits)
         except _Invalid as exc:
-            raise _Invalid(exc.code, exc.message, (str(index), *exc.path)) from None
+            raise _Invalid(exc.code, exc.sentence, exc.value, (str(index), *exc.path)) from None
         converted.append(None if result is OMIT else result)
     return converted
 
@@ -203,11 +202,19 @@ def _match_option(value: Any, options: list[Any]) -> Any:
     """An enum option equal to `value` once both are read as text ("5" for 5), else `value` as it was."""
     if value in options:
         return value
-    matches = [option for option in options if str(option) == str(value)]
+    wanted = _as_text(value)
+    matches = [option for option in options if wanted is not None and _as_text(option) == wanted]
     return matches[0] if len(matches) == 1 else value
 
 
-def convert(name: str, value: Any, prop: dict[str, Any]) -> Any:
+def _as_text(value: Any) -> str | None:
+    """A text or number option as text; None for a number too long to write out cheaply."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return None
+    return str(value)
+
+
+def convert(name: str, value: Any, prop: dict[str, Any], limits: InputsSettings = DEFAULT_LIMITS) -> Any:
     """`value` converted to the property's type, OMIT when it counts as not given, or _Invalid."""
     schema = effective_schema(prop)
     if value is None:
@@ -215,15 +222,15 @@ def convert(name: str, value: Any, prop: dict[str, Any]) -> Any:
     kind = field_type(schema)
     converted: Any
     if kind == "integer":
-        converted = _to_integer(name, value)
+        converted = _to_integer(name, value, limits.max_number_digits)
     elif kind == "number":
-        converted = _to_number(name, value)
+        converted = _to_number(name, value, limits.max_number_digits)
     elif kind == "boolean":
         converted = _to_boolean(name, value)
     elif kind == "string":
         converted = _to_string(name, value, schema)
     elif kind == "array":
-        converted = _to_array(name, value, schema)
+        converted = _to_array(name, value, schema, limits)
     elif kind == "object":
         if not isinstance(value, dict):
             raise _wrong_type(name, "object", value)
@@ -258,68 +265,78 @@ def _for_validator(schema: Any) -> Any:
     return out
 
 
-def _range_message(name: str, schema: dict[str, Any], value: Any) -> str:
+def _range_message(name: str, schema: dict[str, Any]) -> str:
     low = schema.get("exclusiveMinimum", schema.get("minimum"))
     high = schema.get("exclusiveMaximum", schema.get("maximum"))
     low_word = "greater than" if "exclusiveMinimum" in schema else "at least"
     high_word = "less than" if "exclusiveMaximum" in schema else "at most"
     if low is not None and high is not None:
         if "exclusiveMinimum" in schema or "exclusiveMaximum" in schema:
-            return f"{name} must be {low_word} {low} and {high_word} {high}; got {show(value)}"
-        return f"{name} must be between {low} and {high}; got {show(value)}"
+            return f"{name} must be {low_word} {quote_value(low)} and {high_word} {quote_value(high)}"
+        return f"{name} must be between {quote_value(low)} and {quote_value(high)}"
     if low is not None:
-        return f"{name} must be {low_word} {low}; got {show(value)}"
-    return f"{name} must be {high_word} {high}; got {show(value)}"
+        return f"{name} must be {low_word} {quote_value(low)}"
+    return f"{name} must be {high_word} {quote_value(high)}"
 
 
-def _field_error(error: ValidationError) -> FieldError:
-    """One jsonschema error as a FieldError with a code and a sentence (anyOf: its most telling branch)."""
+def _field_error(error: ValidationError, secrets: frozenset[str]) -> FieldError:
+    """One jsonschema error as a FieldError with a code and a sentence (anyOf: its most telling branch).
+
+    The refused value is quoted, cut short, unless it lies in a secret input."""
     if error.validator in ("anyOf", "oneOf") and error.context:
         deepest = best_match(error.context)
         if deepest is not None:
-            return _field_error(deepest)
+            return _field_error(deepest, secrets)
     path = ["input", *(str(part) for part in error.absolute_path)]
     name = ".".join(path[1:]) or "input"
     keyword = str(error.validator)
     schema = error.schema if isinstance(error.schema, dict) else {}
-    value = error.instance
+    rule = error.validator_value
+    secret = len(path) > 1 and path[1] in secrets
+
+    def refused(sentence: str, code: str) -> FieldError:
+        return FieldError(path, refusal(sentence, error.instance, secret=secret), code)
+
     if keyword == "type":
-        expected = error.validator_value
-        expected = next((t for t in expected if t != "null"), "null") if isinstance(expected, list) else expected
-        return FieldError(path, str(_wrong_type(name, str(expected), value)), "INVALID_TYPE")
+        expected = next((t for t in rule if t != "null"), "null") if isinstance(rule, list) else rule
+        return refused(f"{name} must be {TYPE_WORDS.get(str(expected), str(expected))}", "INVALID_TYPE")
     if keyword in ("enum", "const"):
-        allowed = error.validator_value
-        options: list[Any] = list(allowed) if keyword == "enum" and isinstance(allowed, list) else [allowed]
-        shown = ", ".join(show(option) for option in options if option is not None)
-        return FieldError(path, f"{name} must be one of {shown}; got {show(value)}", "NOT_IN_ENUM")
+        options: list[Any] = list(rule) if keyword == "enum" and isinstance(rule, list) else [rule]
+        shown = ", ".join(quote_value(option) for option in options[:20] if option is not None)
+        more = ", ..." if len(options) > 20 else ""
+        return refused(f"{name} must be one of {shown}{more}", "NOT_IN_ENUM")
     if keyword in RANGE_KEYWORDS:
-        return FieldError(path, _range_message(name, schema, value), "OUT_OF_RANGE")
-    if keyword == "format" and error.validator_value == "uri":
-        message = f"{name} must be a URL the provider can fetch (http://, https:// or data:); got {show(value)}"
-        return FieldError(path, message, "INVALID_URI")
+        return refused(_range_message(name, schema), "OUT_OF_RANGE")
+    if keyword == "format" and rule == "uri":
+        return refused(f"{name} must be a URL the provider can fetch (http://, https:// or data:)", "INVALID_URI")
     if keyword in LENGTH_KEYWORDS:
         what = "characters" if "Length" in keyword else "items"
         bound = "at least" if keyword.startswith("min") else "at most"
-        return FieldError(path, f"{name} must have {bound} {error.validator_value} {what}", "INVALID_LENGTH")
-    if keyword in ("pattern", "format"):
-        return FieldError(path, f"{name} does not have the expected format: {error.message}", "INVALID_FORMAT")
+        return FieldError(path, f"{name} must have {bound} {quote_value(rule)} {what}", "INVALID_LENGTH")
+    if keyword == "pattern":
+        return refused(f"{name} does not have the expected format (the pattern {quote_value(rule)})", "INVALID_FORMAT")
+    if keyword == "format":
+        return refused(f"{name} does not have the expected format ({quote_value(rule)})", "INVALID_FORMAT")
     if keyword == "multipleOf":
-        return FieldError(
-            path, f"{name} must be a multiple of {error.validator_value}; got {show(value)}", "INVALID_VALUE"
-        )
-    if keyword == "additionalProperties":
-        return FieldError(path, f"{name}: {error.message}", "UNKNOWN_FIELD")
-    return FieldError(path, f"{name}: {error.message}", "INVALID_VALUE")
+        return refused(f"{name} must be a multiple of {quote_value(rule)}", "INVALID_VALUE")
+    if keyword == "additionalProperties" and isinstance(error.instance, dict):
+        properties = schema.get("properties")
+        known = properties if isinstance(properties, dict) else {}
+        extra = [key for key in error.instance if key not in known]
+        names = ", ".join(quote_value(key, 40) for key in extra[:5]) + (", ..." if len(extra) > 5 else "")
+        return FieldError(path, f"{name} has no field named {names}", "UNKNOWN_FIELD")
+    # The validator's own sentence quotes the whole value: the rule is named instead.
+    return refused(f"{name} does not meet the schema's rule {keyword}: {quote_value(rule, 60)}", "INVALID_VALUE")
 
 
-def _schema_errors(schema: dict[str, Any], values: dict[str, Any]) -> list[FieldError]:
+def _schema_errors(schema: dict[str, Any], values: dict[str, Any], secrets: frozenset[str]) -> list[FieldError]:
     validator = Draft202012Validator(_for_validator(schema), format_checker=FORMAT_CHECKER)
     errors = []
     for error in validator.iter_errors(values):
         # Missing inputs are found beforehand, knowing defaults; jsonschema would repeat them.
         if error.validator == "required" and not error.absolute_path:
             continue
-        errors.append(_field_error(error))
+        errors.append(_field_error(error, secrets))
     return errors
 
 
@@ -327,17 +344,24 @@ def _schema_errors(schema: dict[str, Any], values: dict[str, Any]) -> list[Field
 def _unknown(name: str, known: list[str], model_ref: str) -> FieldError:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return FieldError(["input", name], f"{model_ref} has no input named '{name}'{hint}", "UNKNOWN_FIELD")
+    return FieldError(["input", name], f"{model_ref} has no input named '{cut_text(name, 60)}'{hint}", "UNKNOWN_FIELD")
 
 
-def check_input(schema: dict[str, Any] | None, raw: Any, *, model_ref: str = "the model") -> CheckedInput:
+def not_an_object(raw: Any) -> FieldError:
+    return FieldError(["input"], refusal("input must be a JSON object", raw), "INVALID_INPUT")
+
+
+def check_input(
+    schema: dict[str, Any] | None, raw: Any, *, model_ref: str = "the model", limits: InputsSettings = DEFAULT_LIMITS
+) -> CheckedInput:
     """Convert and check `raw` against an Input schema; ServiceError lists every problem found.
 
     With no schema (a model whose version the provider does not describe), only the prompt is checked
-    and the input is passed on as given.
+    and the input is passed on as given. `raw` is expected within `limits` already (`input_bounds`);
+    here they bound how many digits a number is read with.
     """
     if not isinstance(raw, dict):
-        raise ServiceError.single("INVALID_INPUT", f"input must be a JSON object; got {show(raw)}", ["input"])
+        raise ServiceError([not_an_object(raw)])
     properties = schema.get("properties") if isinstance(schema, dict) else None
     if not isinstance(schema, dict) or not isinstance(properties, dict):
         prompt = raw.get(PROMPT_FIELD)
@@ -345,6 +369,7 @@ def check_input(schema: dict[str, Any] | None, raw: Any, *, model_ref: str = "th
             raise ServiceError([_empty_prompt()])
         return CheckedInput(dict(raw), dict(raw))
 
+    secrets = frozenset(name for name, prop in properties.items() if isinstance(prop, dict) and is_secret(prop))
     errors: dict[str, list[FieldError]] = {}
     given: dict[str, Any] = {}
     open_ended = schema.get("additionalProperties") not in (None, False)
@@ -360,9 +385,10 @@ def check_input(schema: dict[str, Any] | None, raw: Any, *, model_ref: str = "th
             errors[name] = [_empty_prompt()]
             continue
         try:
-            converted = convert(name, value, prop)
+            converted = convert(name, value, prop, limits)
         except _Invalid as exc:
-            errors[name] = [FieldError(["input", name, *exc.path], exc.message, exc.code)]
+            message = exc.message(secret=name in secrets)
+            errors[name] = [FieldError(["input", name, *exc.path], message, exc.code)]
             continue
         if converted is not OMIT:
             given[name] = converted
@@ -371,7 +397,7 @@ def check_input(schema: dict[str, Any] | None, raw: Any, *, model_ref: str = "th
         if name not in given and name not in errors and _default(properties.get(name)) is OMIT:
             errors[name] = [FieldError(["input", name], f"{name} is required", "REQUIRED")]
 
-    for error in _schema_errors(schema, given):
+    for error in _schema_errors(schema, given, secrets):
         top = error.field[1] if error.field and len(error.field) > 1 else ""
         found = errors.setdefault(top, [])
         if all((e.field, e.code) != (error.field, error.code) for e in found):
@@ -388,7 +414,6 @@ def check_input(schema: dict[str, Any] | None, raw: Any, *, model_ref: str = "th
             explicit[name] = given[name]
         elif name in properties and (default := _default(properties[name])) is not OMIT:
             explicit[name] = default
-    secrets = frozenset(name for name, prop in properties.items() if isinstance(prop, dict) and is_secret(prop))
     return CheckedInput(given=given, explicit=explicit, secret_fields=secrets)
 
 

@@ -1,7 +1,8 @@
 """Starting work: a generation from a model and input, or an animation of an existing image.
 
-Both paths resolve the model from the catalogue, check the input against its schema (nothing is
-created or sent when it fails), and hand the result to GenerationService.start — one pipeline for
+Both paths resolve the model from the catalogue, check the input's size against the INPUT_* limits
+before anything else is done with it, then check it against its schema (nothing is created or sent
+when either fails), and hand the result to GenerationService.start — one pipeline for
 images and videos alike. What is sent is the caller's input; what is stored adds the schema's
 defaults and masks secrets (see `server.services.catalogue.validation`).
 
@@ -27,9 +28,10 @@ from server.domain import MediaKind, MediaStatus
 from server.provider.errors import ProviderError
 from server.provider.port import Provider
 from server.services.access.viewer import Viewer
+from server.services.catalogue.input_bounds import check_input_bounds
 from server.services.catalogue.model_schema import is_file_input, is_uri_string
 from server.services.catalogue.service import CatalogueService, split_version, unmet_inputs
-from server.services.catalogue.validation import check_input, show
+from server.services.catalogue.validation import check_input, not_an_object
 from server.services.errors import FieldError, ServiceError
 from server.services.generations.service import GenerationService
 from server.services.media.base import visible_media
@@ -99,8 +101,9 @@ class Launcher:
         """
         model_ref, version = split_version(model_ref)
         model = await self._catalogue.get_model(model_ref)
+        check_input_bounds(raw_input, model.input_schema, self._settings.inputs)
         given, media_inputs = await self._media_inputs(viewer, model.input_schema, raw_input)
-        checked = check_input(model.input_schema, given, model_ref=model.ref)
+        checked = check_input(model.input_schema, given, model_ref=model.ref, limits=self._settings.inputs)
         provider_input = await self._fetchable(checked.given, media_inputs)
         return await self._generations.start(
             viewer, model, checked.stored(), provider_input=provider_input, version=version
@@ -122,11 +125,11 @@ class Launcher:
         given_input = raw_input if isinstance(raw_input, dict) else {}
         model = await _collect(problems, self._video_model(model_ref, given_input))
         if raw_input is not None and not isinstance(raw_input, dict):
-            problems.append(
-                FieldError(["input"], f"input must be a JSON object; got {show(raw_input)}", "INVALID_INPUT")
-            )
+            problems.append(not_an_object(raw_input))
         if problems or media is None or model is None:
             raise ServiceError(problems)
+        # Picking the model only looked up names in the input; now, before any other work, its size.
+        check_input_bounds(raw_input, model.input_schema, self._settings.inputs)
         field = model.image_input_field
         assert field is not None  # _video_model only returns models that take an image
         given = dict(raw_input or {})
@@ -138,7 +141,9 @@ class Launcher:
             )
         own_url = self._media_url(media)
         given, media_inputs = await self._media_inputs(viewer, model.input_schema, given)
-        checked = check_input(model.input_schema, {**given, field: own_url}, model_ref=model.ref)
+        checked = check_input(
+            model.input_schema, {**given, field: own_url}, model_ref=model.ref, limits=self._settings.inputs
+        )
         provider_input = await self._fetchable(checked.given, media_inputs)
         provider_input[field] = await self._reachable_url(media, own_url)
         # The stored input names our own lasting URL, not an upload that expires or a long data: URI.
