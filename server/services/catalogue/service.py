@@ -225,7 +225,7 @@ class CatalogueService:
         unknown_until = self._unknown.get(ref)
         if unknown_until is not None:
             if self._clock() < unknown_until:
-                raise NotFound(f"model {ref}", ["model"])
+                raise NotFound(f"model {cut_text(ref)}", ["model"])
             del self._unknown[ref]
         lookup = self._lookups.get(ref)
         if lookup is None:
