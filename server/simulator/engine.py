@@ -3,9 +3,11 @@
 A prediction is `starting` for ``config.start_seconds``, then `processing` for ``config.run_seconds``
 while it appends tqdm-style lines to its logs, then renders its files in a thread and ends `succeeded`
 (or `failed`, with ``config.fail_rate``). Image-to-video models first fetch their image input over
-HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with a clear `error`. Like
-Replicate, which cannot reach them, it refuses URLs on loopback, private and local-network hosts (a name
-resolving to one included) unless ``config.allow_private_inputs``; its own files are always fetched.
+HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with one generic `error`,
+whatever the cause, so that it tells nothing of which addresses and ports answer. Like Replicate, which
+cannot reach them, it refuses URLs on loopback, private and local-network hosts (a name resolving to one
+included) unless ``config.allow_private_inputs``, and checks every redirect the same way (at most
+MAX_INPUT_REDIRECTS); its own files are always fetched.
 
 Every prediction runs in its own asyncio task, created when the prediction is created, so nothing
 depends on an ASGI lifespan. Cancel-After deadlines are timers: reached while `starting` the prediction
@@ -49,10 +51,23 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 MAX_INPUT_BYTES = 20_000_000
 FETCH_ATTEMPTS = 3
 FETCH_RETRY_SECONDS = 0.1
+MAX_INPUT_REDIRECTS = 3
+INPUT_FETCH_FAILED = (
+    "could not fetch the input file. Pass a public URL that answers it, upload the file (POST /v1/files) or "
+    "send it as a data: URI."
+)
 
 
 class PredictionFailure(Exception):
     """Ends a run with status `failed` and this message as its `error`."""
+
+
+class _FetchFailed(Exception):
+    """Why one attempt at an input file failed; kept out of the prediction's error, logged at DEBUG."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
 
 
 @dataclass(eq=False)
@@ -304,26 +319,56 @@ class Engine:
                 f"Failed to download {field_name} from {value}: {refusal}, which cannot be reached from the "
                 "internet. Pass a public URL, upload the file (POST /v1/files) or send it as a data: URI."
             )
-        reason = "no attempt made"
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
-                response = await self.http.get(value, follow_redirects=True)
-            except httpx.HTTPError as exc:
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            else:
-                if response.status_code == 200:
-                    if len(response.content) > MAX_INPUT_BYTES:
-                        raise PredictionFailure(f"The file at {field_name} is larger than {MAX_INPUT_BYTES} bytes")
-                    return response.content
-                reason = f"HTTP {response.status_code}"
-                if response.status_code < 500:
+                return await self._fetch_following_redirects(value)
+            except _FetchFailed as failed:
+                logger.debug("simulator input fetch failed", extra={"url": value, "reason": str(failed)})
+                if not failed.retryable:
                     break
             if attempt < FETCH_ATTEMPTS:
                 await asyncio.sleep(FETCH_RETRY_SECONDS * attempt)
-        raise PredictionFailure(f"Failed to download {field_name} from {value}: {reason}")
+        # One message whatever went wrong (refused, closed, filtered, an error status, a redirect to a
+        # private address): a caller must not learn which addresses and ports answer.
+        raise PredictionFailure(f"Failed to download {field_name} from {value}: {INPUT_FETCH_FAILED}")
+
+    async def _fetch_following_redirects(self, url: str) -> bytes:
+        """GET `url`, following at most MAX_INPUT_REDIRECTS redirects, each hop checked like the first."""
+        for _hop in range(MAX_INPUT_REDIRECTS + 1):
+            try:
+                async with self.http.stream("GET", url, follow_redirects=False) as response:
+                    if response.is_redirect:
+                        url = await self._redirect_target(response)
+                        continue
+                    if response.status_code != 200:
+                        raise _FetchFailed(f"HTTP {response.status_code}", retryable=response.status_code >= 500)
+                    content = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        content += chunk
+                        if len(content) > MAX_INPUT_BYTES:
+                            raise _FetchFailed(f"over {MAX_INPUT_BYTES} bytes", retryable=False)
+                    return bytes(content)
+            except (httpx.HTTPError, ValueError) as exc:
+                raise _FetchFailed(f"{type(exc).__name__}: {exc}", retryable=True) from None
+        raise _FetchFailed(f"more than {MAX_INPUT_REDIRECTS} redirects", retryable=False)
+
+    async def _redirect_target(self, response: httpx.Response) -> str:
+        """Where a redirect leads, if that may be fetched like the first URL."""
+        target = response.headers.get("location", "")
+        try:
+            url = str(response.url.join(target))
+        except (httpx.InvalidURL, ValueError):
+            raise _FetchFailed(f"bad redirect to {target!r}", retryable=False) from None
+        if urlparse(url).scheme not in ("http", "https"):
+            raise _FetchFailed(f"redirect to {url}, not http(s)", retryable=False)
+        refusal = await self._unreachable(url)
+        if refusal is not None:
+            raise _FetchFailed(f"redirect to {url}: {refusal}", retryable=False)
+        return url
 
     async def _unreachable(self, url: str) -> str | None:
-        """Why Replicate could not fetch `url`: its host is not public; None when it may be fetched."""
+        """Why Replicate could not fetch `url`: its host is not public, by name or by any address it
+        resolves to; None when it may be fetched."""
         if self.config.allow_private_inputs or url.startswith(self.config.base_url + "/"):
             return None
         parsed = urlparse(url)
@@ -335,7 +380,7 @@ class Engine:
             port = parsed.port or (443 if parsed.scheme == "https" else 80)
             addresses = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, ValueError):
-            return None  # unresolvable: the fetch itself reports it
+            return None  # unresolvable: the fetch itself fails
         for *_, address in addresses:
             reason = non_public_reason(str(address[0]))
             if reason is not None:

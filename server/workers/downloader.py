@@ -6,7 +6,8 @@ the rest follows in chunks (in multipart parts on S3), never the whole file in m
 is in, the file is probed (image size, video duration) from a local copy, the upload committed and the row
 marked READY. A failure aborts the upload, so nothing half-written is left visible, and the row goes back
 to PENDING with a backoff, or FAILED past the attempt limit. Only http(s) URLs on the allowed file hosts
-are fetched, with a size cap, so a forged output URL cannot make the server reach internal addresses.
+are fetched (scheme, host and port must match), with a size cap, so a forged output URL cannot make the
+server reach internal addresses, nor another port of the simulator's host.
 Workers sleep until an event announces PENDING media.
 """
 
@@ -46,15 +47,44 @@ class DownloadError(Exception):
         self.retryable = retryable
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_pattern(pattern: str) -> tuple[str, str, int] | None:
+    """A REPLICATE_FILE_HOSTS entry, ``[scheme://]host[:port]``, as (scheme, host, port); None if malformed.
+
+    The scheme defaults to https and the port to the scheme's, so a bare host name means what Replicate
+    serves: https on 443. `host` may start with ``*.`` (any subdomain)."""
+    text = pattern.strip().lower()
+    if "://" not in text:
+        text = "https://" + text
+    parsed = urlparse(text)
+    try:
+        port = parsed.port
+    except ValueError:
+        return None
+    host = parsed.hostname
+    if parsed.scheme not in DEFAULT_PORTS or not host or parsed.path not in ("", "/"):
+        return None
+    return parsed.scheme, host, port or DEFAULT_PORTS[parsed.scheme]
+
+
 def host_allowed(url: str, allowed: list[str]) -> bool:
+    """Whether `url`'s origin (scheme, host and port) matches one of the `allowed` origin patterns."""
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname:
+        return False
+    try:
+        port = parsed.port or DEFAULT_PORTS[parsed.scheme]
+    except ValueError:
         return False
     host = parsed.hostname.lower()
     for pattern in allowed:
-        if pattern.startswith("*.") and host.endswith(pattern[1:]):
-            return True
-        if host == pattern:
+        origin = _origin_pattern(pattern)
+        if origin is None or origin[0] != parsed.scheme or origin[2] != port:
+            continue
+        wanted = origin[1]
+        if wanted == host or (wanted.startswith("*.") and host.endswith(wanted[1:])):
             return True
     return False
 
@@ -175,7 +205,8 @@ class Downloader:
                 return await self._store(claim, content_type, _single(data))
             if not host_allowed(url, self._settings.allowed_file_hosts()):
                 raise DownloadError(
-                    f"refusing to download from {urlparse(url).hostname!r}: not an allowed file host",
+                    f"refusing to download from {_shown_origin(url)}: not an allowed file host "
+                    "(REPLICATE_FILE_HOSTS names scheme, host and port)",
                     retryable=False,
                 )
             return await self._stream(claim, url)
@@ -246,6 +277,17 @@ class Downloader:
             height=probe.height,
             duration_seconds=probe.duration_seconds,
         )
+
+
+def _shown_origin(url: str) -> str:
+    """`url` cut to its scheme, host and port, for an error message (no path, query or credentials)."""
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    host = parsed.hostname or "?"
+    return f"{parsed.scheme or '?'}://{host}" + (f":{port}" if port else "")
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:
