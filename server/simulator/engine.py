@@ -6,8 +6,9 @@ while it appends tqdm-style lines to its logs, then renders its files in a threa
 HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with one generic `error`,
 whatever the cause, so that it tells nothing of which addresses and ports answer. Like Replicate, which
 cannot reach them, it refuses URLs on loopback, private and local-network hosts (a name resolving to one
-included) unless ``config.allow_private_inputs``, and checks every redirect the same way (at most
-MAX_INPUT_REDIRECTS); its own files are always fetched.
+included) unless ``config.allow_private_inputs`` (the embedded simulator's, which fetches the server's
+own media over loopback; never a link-local address though). A redirect (at most MAX_INPUT_REDIRECTS)
+must lead to a public address in either case; its own files are always fetched.
 
 Every prediction runs in its own asyncio task, created when the prediction is created, so nothing
 depends on an ASGI lifespan. Cancel-After deadlines are timers: reached while `starting` the prediction
@@ -26,6 +27,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,7 +35,7 @@ from urllib.parse import unquote_to_bytes, urlparse
 
 import httpx
 
-from server.reachability import non_public_reason
+from server.reachability import link_local_reason, non_public_reason
 from server.simulator.catalogue import CatalogueModel
 from server.simulator.clock import iso, utcnow
 from server.simulator.config import Dice, SimulatorConfig
@@ -313,7 +315,7 @@ class Engine:
                 return unquote_to_bytes(payload)
             except ValueError as exc:
                 raise PredictionFailure(f"Could not decode the data URI in {field_name}: {exc}") from None
-        refusal = await self._unreachable(value)
+        refusal = None if self.config.allow_private_inputs else await self._unreachable(value, non_public_reason)
         if refusal is not None:
             raise PredictionFailure(
                 f"Failed to download {field_name} from {value}: {refusal}, which cannot be reached from the "
@@ -333,8 +335,13 @@ class Engine:
         raise PredictionFailure(f"Failed to download {field_name} from {value}: {INPUT_FETCH_FAILED}")
 
     async def _fetch_following_redirects(self, url: str) -> bytes:
-        """GET `url`, following at most MAX_INPUT_REDIRECTS redirects, each hop checked like the first."""
-        for _hop in range(MAX_INPUT_REDIRECTS + 1):
+        """GET `url`, following at most MAX_INPUT_REDIRECTS redirects, each to a public address only."""
+        for hop in range(MAX_INPUT_REDIRECTS + 1):
+            if hop == 0 and self.config.allow_private_inputs:
+                # A private first URL is the server's own media; a link-local one is a cloud's metadata service.
+                refusal = await self._unreachable(url, link_local_reason)
+                if refusal is not None:
+                    raise _FetchFailed(refusal, retryable=False)
             try:
                 async with self.http.stream("GET", url, follow_redirects=False) as response:
                     if response.is_redirect:
@@ -353,7 +360,7 @@ class Engine:
         raise _FetchFailed(f"more than {MAX_INPUT_REDIRECTS} redirects", retryable=False)
 
     async def _redirect_target(self, response: httpx.Response) -> str:
-        """Where a redirect leads, if that may be fetched like the first URL."""
+        """Where a redirect leads, if that is a public address (even when the first URL need not be)."""
         target = response.headers.get("location", "")
         try:
             url = str(response.url.join(target))
@@ -361,19 +368,19 @@ class Engine:
             raise _FetchFailed(f"bad redirect to {target!r}", retryable=False) from None
         if urlparse(url).scheme not in ("http", "https"):
             raise _FetchFailed(f"redirect to {url}, not http(s)", retryable=False)
-        refusal = await self._unreachable(url)
+        refusal = await self._unreachable(url, non_public_reason)
         if refusal is not None:
             raise _FetchFailed(f"redirect to {url}: {refusal}", retryable=False)
         return url
 
-    async def _unreachable(self, url: str) -> str | None:
-        """Why Replicate could not fetch `url`: its host is not public, by name or by any address it
-        resolves to; None when it may be fetched."""
-        if self.config.allow_private_inputs or url.startswith(self.config.base_url + "/"):
+    async def _unreachable(self, url: str, judge: Callable[[str], str | None]) -> str | None:
+        """Why `url` may not be fetched: what `judge` says of its host, by name or of any address it
+        resolves to; None when it may be (always for the simulator's own files)."""
+        if url.startswith(self.config.base_url + "/"):
             return None
         parsed = urlparse(url)
         host = parsed.hostname or ""
-        reason = non_public_reason(host)
+        reason = judge(host)
         if reason is not None:
             return f"{host or 'the URL'} is {reason}"
         try:
@@ -382,7 +389,7 @@ class Engine:
         except (OSError, ValueError):
             return None  # unresolvable: the fetch itself fails
         for *_, address in addresses:
-            reason = non_public_reason(str(address[0]))
+            reason = judge(str(address[0]))
             if reason is not None:
                 return f"{host} resolves to {address[0]}, {reason}"
         return None

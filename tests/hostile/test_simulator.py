@@ -193,13 +193,14 @@ def redirector(closed_port: int) -> Callable[..., Awaitable[None]]:
 
 
 @asynccontextmanager
-async def simulator_trusting(base_url: str) -> AsyncIterator[RunningSimulator]:
-    """A simulator that refuses private inputs but takes `base_url`'s files as its own, so the first hop is
-    fetched and only what follows it is judged (no public host answers in a test)."""
-    simulator = Simulator(fast_config(free_port(), public_base_url=base_url))
+async def simulator_at(base_url: str | None = None, **config: Any) -> AsyncIterator[RunningSimulator]:
+    """A simulator on a port of its own; `base_url` names where it says it is, whose files it fetches as
+    its own whatever their host."""
+    port = free_port()
+    simulator = Simulator(fast_config(port, public_base_url=base_url or f"http://127.0.0.1:{port}", **config))
     try:
         async with (
-            live_server(simulator.app) as url,
+            live_server(simulator.app, port) as url,
             httpx.AsyncClient(base_url=url, headers=AUTH, timeout=20) as http,
         ):
             yield RunningSimulator(simulator, url, http)
@@ -215,12 +216,14 @@ async def _failure(sim: RunningSimulator, image: str) -> str:
 
 
 async def test_input_redirects_to_private_addresses_fail_like_a_closed_port() -> None:
+    """Like Replicate: no private input at all. The redirecting host passes as the simulator's own (no
+    public host answers in a test), so only where its redirects lead is judged."""
     closed_port = free_port()
     async with (
         file_host(PICTURE, content_type="image/png", name="frame.png") as open_port,
         live_server(redirector(closed_port), lifespan="off") as hosts,
-        simulator_trusting(hosts) as sim,
-        simulator_trusting(f"http://127.0.0.1:{closed_port}") as sim_on_closed,
+        simulator_at(hosts) as sim,
+        simulator_at(f"http://127.0.0.1:{closed_port}") as sim_on_closed,
     ):
         closed_url = f"http://127.0.0.1:{closed_port}/frame.png"
         cases = {
@@ -234,4 +237,30 @@ async def test_input_redirects_to_private_addresses_fail_like_a_closed_port() ->
         for case, (client, image) in cases.items():
             error = await _failure(client, image)
             assert error == f"Failed to download image from {image}: {INPUT_FETCH_FAILED}", (case, error)
+        assert not open_port.requested.is_set(), "the redirect to an open loopback port was not followed"
+
+
+async def test_the_embedded_kind_fetches_private_inputs_but_follows_no_redirect_off_the_internet() -> None:
+    """Darkroom's own simulator takes private URLs (the server's media over loopback), but never a
+    link-local one, and a redirect must lead to a public address."""
+    closed_port = free_port()
+    async with (
+        file_host(PICTURE, content_type="image/png", name="frame.png") as open_port,
+        live_server(redirector(closed_port), lifespan="off") as hosts,
+        simulator_at(allow_private_inputs=True) as sim,
+    ):
+        done = await sim.run("darkroom-sim/still-motion", {"image": open_port.url, "duration": 1})
+        assert done["status"] == "succeeded", done["error"]
+        open_port.requested.clear()
+        for image in (
+            f"{hosts}/to-metadata.png",
+            f"{hosts}/to-loopback.png?{open_port.url}",
+            f"{hosts}/to-closed.png",
+            f"{hosts}/missing.png",
+            f"http://127.0.0.1:{closed_port}/frame.png",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[fe80::1]/latest/meta-data",
+        ):
+            error = await _failure(sim, image)
+            assert error == f"Failed to download image from {image}: {INPUT_FETCH_FAILED}", error
         assert not open_port.requested.is_set(), "the redirect to an open loopback port was not followed"
