@@ -11,7 +11,8 @@ embedded simulator is asked for it once Darkroom has API keys or AUTH_REQUIRED.
 Served without a token, like replicate.delivery and signed URLs:
 - ``GET /files/<prediction_id>/<name>`` output files, ``GET /files/covers/<model>.webp`` covers;
 - ``GET /v1/files/<id>/download`` the bytes of an upload (its ``urls.get``);
-- ``GET /web/...`` tiny HTML pages behind the ``url`` / ``urls.web`` links.
+- ``GET /web/...`` tiny HTML pages behind the ``url`` / ``urls.web`` links (while the token is not
+  required; then, as they show a prediction's input, only with it).
 
 Test controls (not part of Replicate's API; no token needed while the token is not required, else the
 token, and a caller without it is told 404):
@@ -65,7 +66,8 @@ TokenRequired = Callable[[], Awaitable[bool]]
 MAX_BODY_BYTES = 100_000_000
 _NO_TOKEN = "You did not pass an authentication token"
 PUBLIC = {"public": True}
-CONTROL = {"control": True}
+# Open while no token is required; then only for the token, and a 404 to anyone else.
+HIDDEN_WHEN_CLOSED = {"hidden_when_closed": True}
 
 
 def _page(
@@ -164,10 +166,10 @@ def build_app(
             assert config.api_token is not None
             if secrets.compare_digest(token.encode(), config.api_token.encode()):
                 return
-            if handler.opt.get("control"):
+            if handler.opt.get("hidden_when_closed"):
                 raise not_found()
             raise unauthenticated("You did not pass a valid authentication token" if token else _NO_TOKEN)
-        if not token and not handler.opt.get("control"):
+        if not token and not handler.opt.get("hidden_when_closed"):
             raise unauthenticated(_NO_TOKEN)
 
     def model_or_404(owner: str, name: str) -> catalogue.CatalogueModel:
@@ -404,23 +406,23 @@ def build_app(
 
     # --- web pages -------------------------------------------------------------------------------
 
-    @get("/web/p/{prediction_id:str}", opt=PUBLIC)
+    @get("/web/p/{prediction_id:str}", opt=HIDDEN_WHEN_CLOSED)
     async def prediction_page(prediction_id: FromPath[str]) -> Response[str]:
         body = engine.to_json(prediction_or_404(prediction_id))
         return _html_page(f"Prediction {prediction_id}", body)
 
-    @get("/web/{owner:str}/{name:str}", opt=PUBLIC)
+    @get("/web/{owner:str}/{name:str}", opt=HIDDEN_WHEN_CLOSED)
     async def model_page(owner: FromPath[str], name: FromPath[str]) -> Response[str]:
         model = model_or_404(owner, name)
         return _html_page(model.ref, {"description": model.description, "input": model.input_schema()})
 
     # --- test controls ---------------------------------------------------------------------------
 
-    @get("/_control/config", opt=CONTROL)
+    @get("/_control/config", opt=HIDDEN_WHEN_CLOSED)
     async def read_config() -> dict[str, Any]:
         return config.to_json()
 
-    @patch("/_control/config", opt=CONTROL)
+    @patch("/_control/config", opt=HIDDEN_WHEN_CLOSED)
     async def update_config(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json_body(request)
         if not isinstance(body, dict):
@@ -430,11 +432,11 @@ def build_app(
             raise invalid("Invalid config", [InvalidField("invalid_field", name, text) for name, text in problems])
         return config.to_json()
 
-    @get("/_control/stats", opt=CONTROL)
+    @get("/_control/stats", opt=HIDDEN_WHEN_CLOSED)
     async def read_stats() -> dict[str, Any]:
         return stats.to_json()
 
-    @post("/_control/reset", opt=CONTROL, status_code=200)
+    @post("/_control/reset", opt=HIDDEN_WHEN_CLOSED, status_code=200)
     async def reset_stats() -> dict[str, Any]:
         stats.reset()
         return stats.to_json()

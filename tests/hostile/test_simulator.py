@@ -16,7 +16,9 @@ from sqlalchemy import select
 
 from server.db.models import Generation
 from server.graphql.ids import decode_id
+from server.provider.errors import ProviderAuthError
 from server.provider.replicate.signing import sign_webhook
+from server.runtime import replicate_provider
 from server.settings import Settings
 from server.simulator import Simulator, SimulatorConfig
 from server.simulator.engine import INPUT_FETCH_FAILED
@@ -79,6 +81,11 @@ async def test_once_a_key_exists_only_the_simulators_own_token_opens_it(darkroom
     own = bearer(darkroom.simulator.config.api_token)
     listed = await darkroom.http.get("/simulator/v1/predictions", headers=own)
     assert listed.status_code == 200 and listed.json()["results"]
+    # Its web page shows a prediction's input: hidden too, to anyone without the token.
+    page = f"/simulator/web/p/{listed.json()['results'][0]['id']}"
+    for headers in ({}, bearer(alice.token)):
+        assert (await darkroom.http.get(page, headers=headers)).status_code == 404
+    assert (await darkroom.http.get(page, headers=own)).status_code == 200
     assert (await darkroom.http.get("/simulator/_control/stats", headers=own)).status_code == 200
 
     final = await _settled_as(alice, generation["id"])
@@ -100,6 +107,22 @@ async def test_its_signing_secret_is_no_public_default(darkroom: Darkroom) -> No
     assert SimulatorConfig.embedded(settings).webhook_secret != SimulatorConfig.embedded(settings).webhook_secret
     chosen = Settings(replicate_api_token=None, simulator_webhook_secret="whsec_b3duLXNlY3JldA==")
     assert SimulatorConfig.embedded(chosen).webhook_secret == "whsec_b3duLXNlY3JldA=="
+
+
+async def test_other_processes_reach_it_with_the_shared_token(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+    """A `darkroom worker` pointed at the embedded simulator: SIMULATOR_API_TOKEN set on both lets it in."""
+    async with start_darkroom(simulator_api_token="sim_shared-by-both") as darkroom:
+        await new_key(darkroom, "alice")
+        elsewhere = {"replicate_api_token": None, "replicate_api_base_url": darkroom.base_url + "/simulator"}
+        worker = replicate_provider(Settings(**elsewhere, simulator_api_token="sim_shared-by-both"))
+        stranger = replicate_provider(Settings(**elsewhere))
+        try:
+            assert await worker.webhook_secret() == darkroom.simulator.config.webhook_secret
+            with pytest.raises(ProviderAuthError):
+                await stranger.webhook_secret()
+        finally:
+            await worker.aclose()
+            await stranger.aclose()
 
 
 @both_stores
