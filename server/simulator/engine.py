@@ -27,7 +27,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,41 @@ class _FetchFailed(Exception):
     def __init__(self, reason: str, *, retryable: bool) -> None:
         super().__init__(reason)
         self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class _Vetted:
+    """A URL judged for fetching: why not (`refusal`), or the addresses it was judged at (`pinned`)."""
+
+    original: str
+    refusal: str | None = None
+    pinned: tuple[str, ...] = ()
+
+    def requests(self, client: httpx.AsyncClient) -> list[httpx.Request]:
+        """The GET to send: one per pinned address, each naming the original host (Host header, and TLS's
+        server name, which the certificate is checked against); the URL as it is when nothing is pinned."""
+        url = httpx.URL(self.original)
+        if not self.pinned:
+            return [client.build_request("GET", url)]
+        named = {"host": url.netloc.decode("ascii")}
+        return [
+            client.build_request(
+                "GET", url.copy_with(host=address), headers=named, extensions={"sni_hostname": url.host}
+            )
+            for address in self.pinned
+        ]
+
+
+def _redirect_target(url: str, response: httpx.Response) -> str:
+    """Where a redirect leads, resolved against the URL as named (not the pinned address); http(s) only."""
+    target = response.headers.get("location", "")
+    try:
+        joined = str(httpx.URL(url).join(target))
+    except (httpx.InvalidURL, ValueError):
+        raise _FetchFailed(f"bad redirect to {target!r}", retryable=False) from None
+    if urlparse(joined).scheme not in ("http", "https"):
+        raise _FetchFailed(f"redirect to {joined}, not http(s)", retryable=False)
+    return joined
 
 
 @dataclass(eq=False)
@@ -315,12 +350,13 @@ class Engine:
                 return unquote_to_bytes(payload)
             except ValueError as exc:
                 raise PredictionFailure(f"Could not decode the data URI in {field_name}: {exc}") from None
-        refusal = None if self.config.allow_private_inputs else await self._unreachable(value, non_public_reason)
-        if refusal is not None:
-            raise PredictionFailure(
-                f"Failed to download {field_name} from {value}: {refusal}, which cannot be reached from the "
-                "internet. Pass a public URL, upload the file (POST /v1/files) or send it as a data: URI."
-            )
+        if not self.config.allow_private_inputs:
+            refusal = (await self._vet(value, non_public_reason)).refusal
+            if refusal is not None:
+                raise PredictionFailure(
+                    f"Failed to download {field_name} from {value}: {refusal}, which cannot be reached from the "
+                    "internet. Pass a public URL, upload the file (POST /v1/files) or send it as a data: URI."
+                )
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
                 return await self._fetch_following_redirects(value)
@@ -335,17 +371,21 @@ class Engine:
         raise PredictionFailure(f"Failed to download {field_name} from {value}: {INPUT_FETCH_FAILED}")
 
     async def _fetch_following_redirects(self, url: str) -> bytes:
-        """GET `url`, following at most MAX_INPUT_REDIRECTS redirects, each to a public address only."""
+        """GET `url`, following at most MAX_INPUT_REDIRECTS redirects, each to a public address only.
+
+        Every hop is fetched from the address it was vetted at, so a name that resolves differently the
+        second time (DNS rebinding) cannot lead it elsewhere."""
         for hop in range(MAX_INPUT_REDIRECTS + 1):
-            if hop == 0 and self.config.allow_private_inputs:
-                # A private first URL is the server's own media; a link-local one is a cloud's metadata service.
-                refusal = await self._unreachable(url, link_local_reason)
-                if refusal is not None:
-                    raise _FetchFailed(refusal, retryable=False)
+            # A private first URL is the embedded simulator's own server; a link-local one never is (a cloud's
+            # metadata service lives there). Any later hop must be public.
+            judge = link_local_reason if hop == 0 and self.config.allow_private_inputs else non_public_reason
+            vetted = await self._vet(url, judge)
+            if vetted.refusal is not None:
+                raise _FetchFailed(vetted.refusal, retryable=False)
             try:
-                async with self.http.stream("GET", url, follow_redirects=False) as response:
+                async with self._opened(vetted) as response:
                     if response.is_redirect:
-                        url = await self._redirect_target(response)
+                        url = _redirect_target(url, response)
                         continue
                     if response.status_code != 200:
                         raise _FetchFailed(f"HTTP {response.status_code}", retryable=response.status_code >= 500)
@@ -359,40 +399,44 @@ class Engine:
                 raise _FetchFailed(f"{type(exc).__name__}: {exc}", retryable=True) from None
         raise _FetchFailed(f"more than {MAX_INPUT_REDIRECTS} redirects", retryable=False)
 
-    async def _redirect_target(self, response: httpx.Response) -> str:
-        """Where a redirect leads, if that is a public address (even when the first URL need not be)."""
-        target = response.headers.get("location", "")
-        try:
-            url = str(response.url.join(target))
-        except (httpx.InvalidURL, ValueError):
-            raise _FetchFailed(f"bad redirect to {target!r}", retryable=False) from None
-        if urlparse(url).scheme not in ("http", "https"):
-            raise _FetchFailed(f"redirect to {url}, not http(s)", retryable=False)
-        refusal = await self._unreachable(url, non_public_reason)
-        if refusal is not None:
-            raise _FetchFailed(f"redirect to {url}: {refusal}", retryable=False)
-        return url
+    @contextlib.asynccontextmanager
+    async def _opened(self, vetted: _Vetted) -> AsyncIterator[httpx.Response]:
+        """The response of the first of `vetted`'s addresses that takes the connection, streamed."""
+        refused: httpx.ConnectError | None = None
+        for request in vetted.requests(self.http):
+            try:
+                response = await self.http.send(request, stream=True, follow_redirects=False)
+            except httpx.ConnectError as exc:
+                refused = exc
+                continue
+            try:
+                yield response
+            finally:
+                await response.aclose()
+            return
+        raise refused or httpx.ConnectError("no address to connect to")
 
-    async def _unreachable(self, url: str, judge: Callable[[str], str | None]) -> str | None:
-        """Why `url` may not be fetched: what `judge` says of its host, by name or of any address it
-        resolves to; None when it may be (always for the simulator's own files)."""
+    async def _vet(self, url: str, judge: Callable[[str], str | None]) -> _Vetted:
+        """Whether `url` may be fetched: what `judge` says of its host, by name and of every address it
+        resolves to (the simulator's own files always may), and the address to fetch it from."""
         if url.startswith(self.config.base_url + "/"):
-            return None
+            return _Vetted(url)
         parsed = urlparse(url)
         host = parsed.hostname or ""
         reason = judge(host)
         if reason is not None:
-            return f"{host or 'the URL'} is {reason}"
+            return _Vetted(url, refusal=f"{host or 'the URL'} is {reason}")
         try:
             port = parsed.port or (443 if parsed.scheme == "https" else 80)
             addresses = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, ValueError):
-            return None  # unresolvable: the fetch itself fails
+            return _Vetted(url)  # unresolvable: the fetch itself fails
         for *_, address in addresses:
             reason = judge(str(address[0]))
             if reason is not None:
-                return f"{host} resolves to {address[0]}, {reason}"
-        return None
+                return _Vetted(url, refusal=f"{host} resolves to {address[0]}, {reason}")
+        pinned = tuple(dict.fromkeys(str(address[0]) for *_, address in addresses))
+        return _Vetted(url, pinned=pinned)
 
     def _expire_if_due(self, prediction: SimPrediction) -> None:
         completed = prediction.completed_monotonic
