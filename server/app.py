@@ -22,7 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Receive, Scope, Send
 
-from server import collector
+from server import collector, metrics
 from server.graphql.controller import build_graphql_controller
 from server.graphql.schema import build_schema
 from server.graphql.socket_writer import expose_socket
@@ -34,7 +34,7 @@ from server.periodic import periodic_task
 from server.provider.port import Provider
 from server.reachability import log_reachability
 from server.request_id import RequestIdMiddleware
-from server.runtime import Runtime
+from server.runtime import Runtime, replicate_provider
 from server.settings import Settings, get_settings
 from server.workers.run import start_background_workers
 
@@ -62,15 +62,23 @@ class DarkroomApp(Litestar):
 def create_app(settings: Settings | None = None, *, provider: Provider | None = None) -> Litestar:
     """The application `settings` describe; `provider` replaces the Replicate (or simulator) they name."""
     settings = settings or get_settings()
+    simulator_config = None
+    if settings.embedded_simulator:
+        from server.simulator import SimulatorConfig
+
+        # Its token and signing secret are this process's own: the client that calls it gets them here.
+        simulator_config = SimulatorConfig.embedded(settings)
+        if provider is None:
+            provider = replicate_provider(
+                settings, on_request=metrics.observe_provider_request, simulator=simulator_config
+            )
     runtime = Runtime(settings, provider)
     simulator = None
-    if settings.embedded_simulator:
-        from server.simulator import Simulator, SimulatorConfig
+    if simulator_config is not None:
+        from server.simulator import Simulator
 
-        # It runs inside this process, so it fetches this server's media over loopback.
-        simulator = Simulator(
-            SimulatorConfig.from_settings(settings, settings.provider_base_url(), allow_private_inputs=True)
-        )
+        # Open like /graphql while no API key is needed; from the first key on, only its own token opens it.
+        simulator = Simulator(simulator_config, token_required=runtime.api_keys.keys_required)
     runtime.simulator = simulator
 
     graphql = build_graphql_controller(build_schema(settings), settings)

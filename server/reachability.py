@@ -52,6 +52,17 @@ def non_public_reason(host: str) -> str | None:
     return None
 
 
+def link_local_reason(host: str) -> str | None:
+    """ "a link-local address" when `host` is one (a cloud's metadata service lives there); else None."""
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return "a link-local address" if address.is_link_local else None
+
+
 def is_public_host(host: str) -> bool:
     return non_public_reason(host) is None
 

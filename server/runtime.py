@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -42,6 +42,9 @@ from server.services.operations.stats import StatsService
 from server.settings import Settings
 from server.storage.compose import storage_from_settings
 
+if TYPE_CHECKING:
+    from server.simulator.config import SimulatorConfig
+
 logger = logging.getLogger(__name__)
 
 
@@ -49,12 +52,19 @@ logger = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/replicate"
 
 
-def replicate_provider(settings: Settings, *, on_request: RequestHook | None = None) -> ReplicateProvider:
-    """Replicate with REPLICATE_API_TOKEN; without one, the simulator playing it (mounted in this process
-    at /simulator, or at REPLICATE_API_BASE_URL), which takes any token."""
+def replicate_provider(
+    settings: Settings, *, on_request: RequestHook | None = None, simulator: SimulatorConfig | None = None
+) -> ReplicateProvider:
+    """Replicate with REPLICATE_API_TOKEN; without one, the simulator playing it: the `simulator` this
+    process mounts at /simulator (called with its token, its webhooks verified with its secret), or the
+    one at REPLICATE_API_BASE_URL (called with SIMULATOR_API_TOKEN, or any token when that is unset)."""
+    token = settings.replicate.api_token or settings.simulator.api_token or SIMULATOR_TOKEN
+    webhook_secret = settings.replicate.webhook_secret
+    if simulator is not None and not settings.replicate.api_token:
+        token, webhook_secret = simulator.api_token or token, simulator.webhook_secret
     client = ReplicateClient(
         settings.provider_base_url(),
-        settings.replicate.api_token or SIMULATOR_TOKEN,
+        token,
         timeout_seconds=settings.replicate.timeout_seconds,
         connect_timeout_seconds=settings.replicate.connect_timeout_seconds,
         max_retries=settings.replicate.max_retries,
@@ -64,7 +74,7 @@ def replicate_provider(settings: Settings, *, on_request: RequestHook | None = N
     )
     return ReplicateProvider(
         client,
-        webhook_secret=settings.replicate.webhook_secret,
+        webhook_secret=webhook_secret,
         webhook_tolerance_seconds=settings.replicate.webhook_tolerance_seconds,
     )
 

@@ -316,8 +316,10 @@ class ReplicateSettings(SettingsGroup):
     file_hosts: str = Field(
         "replicate.delivery,*.replicate.delivery",
         alias="REPLICATE_FILE_HOSTS",
-        description="Comma-separated hosts output files may be downloaded from (*.x matches subdomains). "
-        "The embedded simulator's own host is added automatically.",
+        description="Comma-separated origins output files may be downloaded from, each [scheme://]host[:port]: "
+        "the scheme defaults to https and the port to the scheme's, and *.x matches the subdomains of x "
+        "(*.replicate.delivery is https://*.replicate.delivery:443). The simulator's own origin is added "
+        "automatically when no REPLICATE_API_TOKEN is set.",
     )
     webhook_tolerance_seconds: int = Field(
         300, alias="WEBHOOK_TOLERANCE_SECONDS", description="Largest clock skew a signed webhook may have."
@@ -535,10 +537,19 @@ class SimulatorSettings(SettingsGroup):
     output_ttl_seconds: float = Field(
         3600.0, alias="SIMULATOR_OUTPUT_TTL_SECONDS", description="Lifetime of simulated outputs."
     )
-    webhook_secret: str = Field(
-        "whsec_ZGFya3Jvb20tc2ltdWxhdG9yLXNpZ25pbmcta2V5IQ==",
+    webhook_secret: str | None = Field(
+        None,
         alias="SIMULATOR_WEBHOOK_SECRET",
-        description="The simulator's webhook signing secret (whsec_ + base64).",
+        description="The simulator's webhook signing secret (whsec_ + base64). Unset: a random one each time "
+        "it starts (the embedded simulator takes REPLICATE_WEBHOOK_SECRET when that is set).",
+    )
+    api_token: str | None = Field(
+        None,
+        alias="SIMULATOR_API_TOKEN",
+        description="The simulator's own bearer token, never a Darkroom API key. The embedded simulator requires "
+        "it (unset: a random one held in the process) on everything but its files once an API key exists or "
+        "AUTH_REQUIRED is on; `darkroom simulator` requires it whenever set; Darkroom sends it to a simulator "
+        "at REPLICATE_API_BASE_URL.",
     )
     port: int = Field(8001, alias="SIMULATOR_PORT", description="Port `darkroom simulator` listens on.")
 
@@ -677,11 +688,15 @@ class Settings(BaseSettings):
         return [origin.strip().rstrip("/") for origin in self.access.cors_origins.split(",") if origin.strip()]
 
     def allowed_file_hosts(self) -> list[str]:
+        """REPLICATE_FILE_HOSTS' origin patterns, and the simulator's exact origin when it plays Replicate."""
         hosts = [h.strip().lower() for h in self.replicate.file_hosts.split(",") if h.strip()]
         if self.simulated:
-            host = urlparse(self.provider_base_url()).hostname
-            if host:
-                hosts.append(host)
+            simulator = urlparse(self.provider_base_url())
+            if simulator.hostname:
+                host = simulator.hostname.lower()
+                host = f"[{host}]" if ":" in host else host
+                port = simulator.port or {"http": 80, "https": 443}.get(simulator.scheme)
+                hosts.append(f"{simulator.scheme}://{host}:{port}")
         return hosts
 
 

@@ -10,7 +10,8 @@
 #
 # The server is $DARKROOM_URL (default http://127.0.0.1:8000). The signing secret is
 # $REPLICATE_WEBHOOK_SECRET (whsec_...); when unset it is asked of Replicate with $REPLICATE_API_TOKEN,
-# or, with no token, of the simulator embedded in the server at /simulator/v1/webhooks/default/secret.
+# or, with no token, of the simulator embedded in the server at /simulator/v1/webhooks/default/secret
+# (with $SIMULATOR_API_TOKEN once the server has API keys: before, it takes any token).
 #
 # The signature is `v1,` + base64(HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<body>")), the
 # key being the base64 after `whsec_`. Darkroom answers 200 {"result": "applied" | "duplicate" |
@@ -43,7 +44,7 @@ if [ -n "${REPLICATE_API_TOKEN:-}" ]; then
   token="$REPLICATE_API_TOKEN"
 else
   provider="$URL/simulator"
-  token="simulator" # the embedded simulator takes any token
+  token="${SIMULATOR_API_TOKEN:-simulator}" # any token, while the server has no API keys
 fi
 
 # The body, byte for byte as it will be signed and sent.

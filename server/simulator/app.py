@@ -4,12 +4,18 @@ Replicate's endpoints live under ``/v1`` and need ``Authorization: Bearer <token
 accepted too). Answers are JSON; errors are problem+json (see problems.py). Lists are paginated as
 ``{"next", "previous", "results"}`` with opaque ``cursor`` URLs built on the public base URL.
 
+Which token: any non-empty one, unless ``config.api_token`` is set and `token_required()` says it is
+needed now (by default whenever it is set); then that token alone, compared in constant time. The
+embedded simulator is asked for it once Darkroom has API keys or AUTH_REQUIRED.
+
 Served without a token, like replicate.delivery and signed URLs:
 - ``GET /files/<prediction_id>/<name>`` output files, ``GET /files/covers/<model>.webp`` covers;
 - ``GET /v1/files/<id>/download`` the bytes of an upload (its ``urls.get``);
-- ``GET /web/...`` tiny HTML pages behind the ``url`` / ``urls.web`` links.
+- ``GET /web/...`` tiny HTML pages behind the ``url`` / ``urls.web`` links (while the token is not
+  required; then, as they show a prediction's input, only with it).
 
-Test controls (not part of Replicate's API, no token needed):
+Test controls (not part of Replicate's API; no token needed while the token is not required, else the
+token, and a caller without it is told 404):
 - ``GET /_control/config`` every SimulatorConfig knob as JSON; ``PATCH /_control/config`` with a JSON
   object changes the knobs it names (unknown names or wrong types: 422, nothing changed);
 - ``GET /_control/stats`` ``{"file_hits": {path: n}, "webhooks": [attempt, ...], "predictions_created": n,
@@ -23,7 +29,9 @@ import asyncio
 import base64
 import html
 import json
-from collections.abc import Callable, Sequence
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from litestar import Litestar, Request, Response, delete, get, patch, post
@@ -50,10 +58,16 @@ from server.simulator.problems import (
 from server.simulator.stats import Stats
 from server.simulator.validation import parse_duration, parse_prediction_request, parse_prefer_wait
 
+logger = logging.getLogger(__name__)
+
 T = TypeVar("T")
+TokenRequired = Callable[[], Awaitable[bool]]
 
 MAX_BODY_BYTES = 100_000_000
+_NO_TOKEN = "You did not pass an authentication token"
 PUBLIC = {"public": True}
+# Open while no token is required; then only for the token, and a 404 to anyone else.
+HIDDEN_WHEN_CLOSED = {"hidden_when_closed": True}
 
 
 def _page(
@@ -125,18 +139,38 @@ def build_app(
     files: FileStore,
     stats: Stats,
     on_shutdown: Sequence[LifespanHook] = (),
+    token_required: TokenRequired | None = None,
 ) -> Litestar:
-    """The simulator's Litestar app. Nothing here needs its lifespan to have run."""
+    """The simulator's Litestar app. Nothing here needs its lifespan to have run.
 
-    def require_token(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    `token_required()` says, per request, whether ``config.api_token`` is needed (None: whenever set)."""
+
+    async def required() -> bool:
+        if config.api_token is None:
+            return False
+        if token_required is None:
+            return True
+        try:
+            return await token_required()
+        except Exception:
+            # Not knowing whether callers need a key: keep the door shut rather than open.
+            logger.warning("could not tell whether the simulator's token is required", exc_info=True)
+            return True
+
+    async def require_token(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if handler.opt.get("public"):
             return
         scheme, _, token = connection.headers.get("authorization", "").strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() not in ("bearer", "token") or not token:
-            raise unauthenticated("You did not pass an authentication token")
-        if config.api_token is not None and token != config.api_token:
-            raise unauthenticated("You did not pass a valid authentication token")
+        token = token.strip() if scheme.lower() in ("bearer", "token") else ""
+        if await required():
+            assert config.api_token is not None
+            if secrets.compare_digest(token.encode(), config.api_token.encode()):
+                return
+            if handler.opt.get("hidden_when_closed"):
+                raise not_found()
+            raise unauthenticated("You did not pass a valid authentication token" if token else _NO_TOKEN)
+        if not token and not handler.opt.get("hidden_when_closed"):
+            raise unauthenticated(_NO_TOKEN)
 
     def model_or_404(owner: str, name: str) -> catalogue.CatalogueModel:
         model = catalogue.find_model(owner, name)
@@ -372,23 +406,23 @@ def build_app(
 
     # --- web pages -------------------------------------------------------------------------------
 
-    @get("/web/p/{prediction_id:str}", opt=PUBLIC)
+    @get("/web/p/{prediction_id:str}", opt=HIDDEN_WHEN_CLOSED)
     async def prediction_page(prediction_id: FromPath[str]) -> Response[str]:
         body = engine.to_json(prediction_or_404(prediction_id))
         return _html_page(f"Prediction {prediction_id}", body)
 
-    @get("/web/{owner:str}/{name:str}", opt=PUBLIC)
+    @get("/web/{owner:str}/{name:str}", opt=HIDDEN_WHEN_CLOSED)
     async def model_page(owner: FromPath[str], name: FromPath[str]) -> Response[str]:
         model = model_or_404(owner, name)
         return _html_page(model.ref, {"description": model.description, "input": model.input_schema()})
 
     # --- test controls ---------------------------------------------------------------------------
 
-    @get("/_control/config", opt=PUBLIC)
+    @get("/_control/config", opt=HIDDEN_WHEN_CLOSED)
     async def read_config() -> dict[str, Any]:
         return config.to_json()
 
-    @patch("/_control/config", opt=PUBLIC)
+    @patch("/_control/config", opt=HIDDEN_WHEN_CLOSED)
     async def update_config(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = await _json_body(request)
         if not isinstance(body, dict):
@@ -398,11 +432,11 @@ def build_app(
             raise invalid("Invalid config", [InvalidField("invalid_field", name, text) for name, text in problems])
         return config.to_json()
 
-    @get("/_control/stats", opt=PUBLIC)
+    @get("/_control/stats", opt=HIDDEN_WHEN_CLOSED)
     async def read_stats() -> dict[str, Any]:
         return stats.to_json()
 
-    @post("/_control/reset", opt=PUBLIC, status_code=200)
+    @post("/_control/reset", opt=HIDDEN_WHEN_CLOSED, status_code=200)
     async def reset_stats() -> dict[str, Any]:
         stats.reset()
         return stats.to_json()

@@ -1,21 +1,32 @@
 """The simulator's knobs, and the dice its fault knobs roll.
 
 Every field of `SimulatorConfig` may be changed while the simulator runs (on the Python object, or
-through ``PATCH /_control/config``); each request and each prediction step reads the current value.
+through ``PATCH /_control/config``, except `api_token`, which only the process sets and no route shows);
+each request and each prediction step reads the current value.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import random
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from server.settings import Settings
 
-DEFAULT_WEBHOOK_SECRET = "whsec_ZGFya3Jvb20tc2ltdWxhdG9yLXNpZ25pbmcta2V5IQ=="
+
+def new_webhook_secret() -> str:
+    """A random signing secret in Replicate's form: whsec_ and 32 bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def new_api_token() -> str:
+    """A random bearer token for a simulator that must not answer just anyone."""
+    return "sim_" + secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -24,10 +35,12 @@ class SimulatorConfig:
 
     public_base_url: str = "http://127.0.0.1:8001"
     """The URL prefix the simulator is reached at; every URL it hands out is built on it."""
-    webhook_secret: str = DEFAULT_WEBHOOK_SECRET
-    """whsec_... secret webhooks are signed with (also served by GET /v1/webhooks/default/secret)."""
+    webhook_secret: str = field(default_factory=new_webhook_secret)
+    """whsec_... secret webhooks are signed with (also served by GET /v1/webhooks/default/secret); random
+    unless given, never a default anyone knows."""
     api_token: str | None = None
-    """The one Bearer token accepted; None accepts any non-empty token."""
+    """The one Bearer token accepted (and then needed for the controls too); None accepts any non-empty
+    token. The embedded simulator holds one always but asks for it only once Darkroom needs API keys."""
     run_seconds: float = 3.0
     """How long a prediction spends in `processing`."""
     start_seconds: float = 0.1
@@ -62,7 +75,8 @@ class SimulatorConfig:
         return cls(
             public_base_url=public_base_url.rstrip("/"),
             allow_private_inputs=allow_private_inputs,
-            webhook_secret=settings.simulator.webhook_secret,
+            webhook_secret=settings.simulator.webhook_secret or new_webhook_secret(),
+            api_token=settings.simulator.api_token,
             run_seconds=settings.simulator.run_seconds,
             fail_rate=settings.simulator.fail_rate,
             webhook_drop_rate=settings.simulator.webhook_drop_rate,
@@ -73,13 +87,29 @@ class SimulatorConfig:
             output_ttl_seconds=settings.simulator.output_ttl_seconds,
         )
 
+    @classmethod
+    def embedded(cls, settings: Settings) -> SimulatorConfig:
+        """The simulator Darkroom mounts at /simulator when it has no REPLICATE_API_TOKEN.
+
+        It runs inside this process, so it fetches this server's media over loopback. Its token is
+        SIMULATOR_API_TOKEN or a random one; its secret SIMULATOR_WEBHOOK_SECRET, else
+        REPLICATE_WEBHOOK_SECRET (the one Darkroom then verifies with), else a random one."""
+        config = cls.from_settings(settings, settings.provider_base_url(), allow_private_inputs=True)
+        config.api_token = settings.simulator.api_token or new_api_token()
+        if not settings.simulator.webhook_secret and settings.replicate.webhook_secret:
+            config.webhook_secret = settings.replicate.webhook_secret
+        return config
+
     @property
     def base_url(self) -> str:
         """`public_base_url` without a trailing slash."""
         return self.public_base_url.rstrip("/")
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field but `api_token`, which would let in for good anyone who once saw it."""
+        shown = dataclasses.asdict(self)
+        del shown["api_token"]
+        return shown
 
     def update(self, changes: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Apply `changes` if every one is a known field of the right type.
@@ -90,6 +120,9 @@ class SimulatorConfig:
         accepted: dict[str, Any] = {}
         for name, value in changes.items():
             kind = _FIELD_KINDS.get(name)
+            if name in _SET_IN_PROCESS_ONLY:
+                problems.append((name, f"{name} is set by the process only"))
+                continue
             if kind is None:
                 problems.append((name, f"Additional property {name} is not allowed"))
                 continue
@@ -123,6 +156,8 @@ _FIELD_KINDS: dict[str, str] = {
     "seed": "integer or null",
     "allow_private_inputs": "boolean",
 }
+# Changing these over HTTP would let a caller of an open server hold the key of the closed one.
+_SET_IN_PROCESS_ONLY = frozenset({"api_token"})
 assert set(_FIELD_KINDS) == {f.name for f in dataclasses.fields(SimulatorConfig)}
 
 

@@ -3,9 +3,12 @@
 A prediction is `starting` for ``config.start_seconds``, then `processing` for ``config.run_seconds``
 while it appends tqdm-style lines to its logs, then renders its files in a thread and ends `succeeded`
 (or `failed`, with ``config.fail_rate``). Image-to-video models first fetch their image input over
-HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with a clear `error`. Like
-Replicate, which cannot reach them, it refuses URLs on loopback, private and local-network hosts (a name
-resolving to one included) unless ``config.allow_private_inputs``; its own files are always fetched.
+HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with one generic `error`,
+whatever the cause, so that it tells nothing of which addresses and ports answer. Like Replicate, which
+cannot reach them, it refuses URLs on loopback, private and local-network hosts (a name resolving to one
+included) unless ``config.allow_private_inputs`` (the embedded simulator's, which fetches the server's
+own media over loopback; never a link-local address though). A redirect (at most MAX_INPUT_REDIRECTS)
+must lead to a public address in either case; its own files are always fetched.
 
 Every prediction runs in its own asyncio task, created when the prediction is created, so nothing
 depends on an ASGI lifespan. Cancel-After deadlines are timers: reached while `starting` the prediction
@@ -24,6 +27,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,7 +35,7 @@ from urllib.parse import unquote_to_bytes, urlparse
 
 import httpx
 
-from server.reachability import non_public_reason
+from server.reachability import link_local_reason, non_public_reason
 from server.simulator.catalogue import CatalogueModel
 from server.simulator.clock import iso, utcnow
 from server.simulator.config import Dice, SimulatorConfig
@@ -49,10 +53,58 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 MAX_INPUT_BYTES = 20_000_000
 FETCH_ATTEMPTS = 3
 FETCH_RETRY_SECONDS = 0.1
+MAX_INPUT_REDIRECTS = 3
+INPUT_FETCH_FAILED = (
+    "could not fetch the input file. Pass a public URL that answers it, upload the file (POST /v1/files) or "
+    "send it as a data: URI."
+)
 
 
 class PredictionFailure(Exception):
     """Ends a run with status `failed` and this message as its `error`."""
+
+
+class _FetchFailed(Exception):
+    """Why one attempt at an input file failed; kept out of the prediction's error, logged at DEBUG."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class _Vetted:
+    """A URL judged for fetching: why not (`refusal`), or the addresses it was judged at (`pinned`)."""
+
+    original: str
+    refusal: str | None = None
+    pinned: tuple[str, ...] = ()
+
+    def requests(self, client: httpx.AsyncClient) -> list[httpx.Request]:
+        """The GET to send: one per pinned address, each naming the original host (Host header, and TLS's
+        server name, which the certificate is checked against); the URL as it is when nothing is pinned."""
+        url = httpx.URL(self.original)
+        if not self.pinned:
+            return [client.build_request("GET", url)]
+        named = {"host": url.netloc.decode("ascii")}
+        return [
+            client.build_request(
+                "GET", url.copy_with(host=address), headers=named, extensions={"sni_hostname": url.host}
+            )
+            for address in self.pinned
+        ]
+
+
+def _redirect_target(url: str, response: httpx.Response) -> str:
+    """Where a redirect leads, resolved against the URL as named (not the pinned address); http(s) only."""
+    target = response.headers.get("location", "")
+    try:
+        joined = str(httpx.URL(url).join(target))
+    except (httpx.InvalidURL, ValueError):
+        raise _FetchFailed(f"bad redirect to {target!r}", retryable=False) from None
+    if urlparse(joined).scheme not in ("http", "https"):
+        raise _FetchFailed(f"redirect to {joined}, not http(s)", retryable=False)
+    return joined
 
 
 @dataclass(eq=False)
@@ -298,49 +350,93 @@ class Engine:
                 return unquote_to_bytes(payload)
             except ValueError as exc:
                 raise PredictionFailure(f"Could not decode the data URI in {field_name}: {exc}") from None
-        refusal = await self._unreachable(value)
-        if refusal is not None:
-            raise PredictionFailure(
-                f"Failed to download {field_name} from {value}: {refusal}, which cannot be reached from the "
-                "internet. Pass a public URL, upload the file (POST /v1/files) or send it as a data: URI."
-            )
-        reason = "no attempt made"
+        if not self.config.allow_private_inputs:
+            refusal = (await self._vet(value, non_public_reason)).refusal
+            if refusal is not None:
+                raise PredictionFailure(
+                    f"Failed to download {field_name} from {value}: {refusal}, which cannot be reached from the "
+                    "internet. Pass a public URL, upload the file (POST /v1/files) or send it as a data: URI."
+                )
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
-                response = await self.http.get(value, follow_redirects=True)
-            except httpx.HTTPError as exc:
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            else:
-                if response.status_code == 200:
-                    if len(response.content) > MAX_INPUT_BYTES:
-                        raise PredictionFailure(f"The file at {field_name} is larger than {MAX_INPUT_BYTES} bytes")
-                    return response.content
-                reason = f"HTTP {response.status_code}"
-                if response.status_code < 500:
+                return await self._fetch_following_redirects(value)
+            except _FetchFailed as failed:
+                logger.debug("simulator input fetch failed", extra={"url": value, "reason": str(failed)})
+                if not failed.retryable:
                     break
             if attempt < FETCH_ATTEMPTS:
                 await asyncio.sleep(FETCH_RETRY_SECONDS * attempt)
-        raise PredictionFailure(f"Failed to download {field_name} from {value}: {reason}")
+        # One message whatever went wrong (refused, closed, filtered, an error status, a redirect to a
+        # private address): a caller must not learn which addresses and ports answer.
+        raise PredictionFailure(f"Failed to download {field_name} from {value}: {INPUT_FETCH_FAILED}")
 
-    async def _unreachable(self, url: str) -> str | None:
-        """Why Replicate could not fetch `url`: its host is not public; None when it may be fetched."""
-        if self.config.allow_private_inputs or url.startswith(self.config.base_url + "/"):
-            return None
+    async def _fetch_following_redirects(self, url: str) -> bytes:
+        """GET `url`, following at most MAX_INPUT_REDIRECTS redirects, each to a public address only.
+
+        Every hop is fetched from the address it was vetted at, so a name that resolves differently the
+        second time (DNS rebinding) cannot lead it elsewhere."""
+        for hop in range(MAX_INPUT_REDIRECTS + 1):
+            # A private first URL is the embedded simulator's own server; a link-local one never is (a cloud's
+            # metadata service lives there). Any later hop must be public.
+            judge = link_local_reason if hop == 0 and self.config.allow_private_inputs else non_public_reason
+            vetted = await self._vet(url, judge)
+            if vetted.refusal is not None:
+                raise _FetchFailed(vetted.refusal, retryable=False)
+            try:
+                async with self._opened(vetted) as response:
+                    if response.is_redirect:
+                        url = _redirect_target(url, response)
+                        continue
+                    if response.status_code != 200:
+                        raise _FetchFailed(f"HTTP {response.status_code}", retryable=response.status_code >= 500)
+                    content = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        content += chunk
+                        if len(content) > MAX_INPUT_BYTES:
+                            raise _FetchFailed(f"over {MAX_INPUT_BYTES} bytes", retryable=False)
+                    return bytes(content)
+            except (httpx.HTTPError, ValueError) as exc:
+                raise _FetchFailed(f"{type(exc).__name__}: {exc}", retryable=True) from None
+        raise _FetchFailed(f"more than {MAX_INPUT_REDIRECTS} redirects", retryable=False)
+
+    @contextlib.asynccontextmanager
+    async def _opened(self, vetted: _Vetted) -> AsyncIterator[httpx.Response]:
+        """The response of the first of `vetted`'s addresses that takes the connection, streamed."""
+        refused: httpx.ConnectError | None = None
+        for request in vetted.requests(self.http):
+            try:
+                response = await self.http.send(request, stream=True, follow_redirects=False)
+            except httpx.ConnectError as exc:
+                refused = exc
+                continue
+            try:
+                yield response
+            finally:
+                await response.aclose()
+            return
+        raise refused or httpx.ConnectError("no address to connect to")
+
+    async def _vet(self, url: str, judge: Callable[[str], str | None]) -> _Vetted:
+        """Whether `url` may be fetched: what `judge` says of its host, by name and of every address it
+        resolves to (the simulator's own files always may), and the address to fetch it from."""
+        if url.startswith(self.config.base_url + "/"):
+            return _Vetted(url)
         parsed = urlparse(url)
         host = parsed.hostname or ""
-        reason = non_public_reason(host)
+        reason = judge(host)
         if reason is not None:
-            return f"{host or 'the URL'} is {reason}"
+            return _Vetted(url, refusal=f"{host or 'the URL'} is {reason}")
         try:
             port = parsed.port or (443 if parsed.scheme == "https" else 80)
             addresses = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, ValueError):
-            return None  # unresolvable: the fetch itself reports it
+            return _Vetted(url)  # unresolvable: the fetch itself fails
         for *_, address in addresses:
-            reason = non_public_reason(str(address[0]))
+            reason = judge(str(address[0]))
             if reason is not None:
-                return f"{host} resolves to {address[0]}, {reason}"
-        return None
+                return _Vetted(url, refusal=f"{host} resolves to {address[0]}, {reason}")
+        pinned = tuple(dict.fromkeys(str(address[0]) for *_, address in addresses))
+        return _Vetted(url, pinned=pinned)
 
     def _expire_if_due(self, prediction: SimPrediction) -> None:
         completed = prediction.completed_monotonic

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 from litestar import Litestar
 
-from server.simulator.app import build_app
+from server.simulator.app import TokenRequired, build_app
 from server.simulator.config import Dice, SimulatorConfig
 from server.simulator.engine import Engine
 from server.simulator.files import FileStore
@@ -29,7 +29,8 @@ class Simulator:
     a mounted app whose lifespan never runs works the same. Call `aclose()` when done with it.
     """
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    def __init__(self, config: SimulatorConfig | None = None, *, token_required: TokenRequired | None = None) -> None:
+        """`token_required()` says, per request, whether ``config.api_token`` is needed (None: whenever set)."""
         self.config = config or SimulatorConfig()
         self.stats = Stats()
         self.files = FileStore()
@@ -41,7 +42,9 @@ class Simulator:
         )
         self.webhooks = WebhookDispatcher(self.config, self._dice, self.stats, self._http)
         self.engine = Engine(self.config, self._dice, self.stats, self.files, self.webhooks, self._http)
-        self.app: Litestar = build_app(self.config, self.engine, self.files, self.stats, on_shutdown=[self.aclose])
+        self.app: Litestar = build_app(
+            self.config, self.engine, self.files, self.stats, on_shutdown=[self.aclose], token_required=token_required
+        )
         self._closed = False
 
     @property
@@ -79,6 +82,15 @@ def serve_simulator(
     simulator = Simulator(config)
     logger.info(
         "Replicate simulator listening",
-        extra={"url": simulator.base_url, "allow_private_inputs": config.allow_private_inputs},
+        extra={
+            "url": simulator.base_url,
+            "allow_private_inputs": config.allow_private_inputs,
+            "token_required": config.api_token is not None,
+        },
     )
+    if config.api_token is None:
+        logger.warning(
+            "the simulator takes any token and serves its controls to anyone who reaches it; set "
+            "SIMULATOR_API_TOKEN (on it and on the Darkroom processes) to require one"
+        )
     uvicorn.run(simulator.app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5)

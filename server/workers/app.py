@@ -35,8 +35,8 @@ def check_worker_settings(settings: Settings) -> None:
     if settings.embedded_simulator:
         raise WorkerConfigError(
             "no REPLICATE_API_TOKEN: set REPLICATE_API_BASE_URL to the Replicate simulator the API processes "
-            "use (the URL of `darkroom simulator`, or http://API_HOST:PORT/simulator of the one `darkroom serve`), "
-            "or set REPLICATE_API_TOKEN"
+            "use (the URL of `darkroom simulator`, or http://API_HOST:PORT/simulator of the one `darkroom serve`, "
+            "which asks for SIMULATOR_API_TOKEN, set on both, once API keys exist), or set REPLICATE_API_TOKEN"
         )
 
 

@@ -6,9 +6,10 @@ the rest follows in chunks (in multipart parts on S3), never the whole file in m
 is in, the file is probed (image size, video duration) from a local copy, the upload committed and the row
 marked READY. Only media is kept: a file whose bytes are not a supported image or video (the file host's
 Content-Type and a data: URI's type are never trusted), or an image over MEDIA_MAX_PIXELS, ends FAILED at
-once, with nothing stored. A failure aborts the upload, so nothing half-written is left visible, and the row goes back
-to PENDING with a backoff, or FAILED past the attempt limit. Only http(s) URLs on the allowed file hosts
-are fetched, with a size cap, so a forged output URL cannot make the server reach internal addresses.
+once, with nothing stored. A failure aborts the upload, so nothing half-written is left visible, and the
+row goes back to PENDING with a backoff, or FAILED past the attempt limit. Only http(s) URLs on the allowed file hosts
+are fetched (scheme, host and port must match), with a size cap, so a forged output URL cannot make the
+server reach internal addresses, nor another port of the simulator's host.
 Workers sleep until an event announces PENDING media.
 
 No claim can stop a worker: whatever goes wrong while handling one (a bad file, a fault of the store or
@@ -66,15 +67,44 @@ class DownloadError(Exception):
         self.retryable = retryable
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_pattern(pattern: str) -> tuple[str, str, int] | None:
+    """A REPLICATE_FILE_HOSTS entry, ``[scheme://]host[:port]``, as (scheme, host, port); None if malformed.
+
+    The scheme defaults to https and the port to the scheme's, so a bare host name means what Replicate
+    serves: https on 443. `host` may start with ``*.`` (any subdomain)."""
+    text = pattern.strip().lower()
+    if "://" not in text:
+        text = "https://" + text
+    parsed = urlparse(text)
+    try:
+        port = parsed.port
+    except ValueError:
+        return None
+    host = parsed.hostname
+    if parsed.scheme not in DEFAULT_PORTS or not host or parsed.path not in ("", "/"):
+        return None
+    return parsed.scheme, host, port or DEFAULT_PORTS[parsed.scheme]
+
+
 def host_allowed(url: str, allowed: list[str]) -> bool:
+    """Whether `url`'s origin (scheme, host and port) matches one of the `allowed` origin patterns."""
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname:
+        return False
+    try:
+        port = parsed.port or DEFAULT_PORTS[parsed.scheme]
+    except ValueError:
         return False
     host = parsed.hostname.lower()
     for pattern in allowed:
-        if pattern.startswith("*.") and host.endswith(pattern[1:]):
-            return True
-        if host == pattern:
+        origin = _origin_pattern(pattern)
+        if origin is None or origin[0] != parsed.scheme or origin[2] != port:
+            continue
+        wanted = origin[1]
+        if wanted == host or (wanted.startswith("*.") and host.endswith(wanted[1:])):
             return True
     return False
 
@@ -275,7 +305,8 @@ class Downloader:
                 return await self._store(claim, _single(data))
             if not host_allowed(url, self._settings.allowed_file_hosts()):
                 raise DownloadError(
-                    f"refusing to download from {urlparse(url).hostname!r}: not an allowed file host",
+                    f"refusing to download from {_shown_origin(url)}: not an allowed file host "
+                    "(REPLICATE_FILE_HOSTS names scheme, host and port)",
                     retryable=False,
                 )
             return await self._stream(claim, url)
@@ -356,6 +387,17 @@ def attempt_key(claim: Claim, extension: str) -> str:
     """The key one attempt writes: under the media id's folder, with the claim's own suffix, so no two
     attempts at a file (one that lost its claim, one that took it over) ever share a key."""
     return f"{claim.media_id.hex[:2]}/{claim.media_id.hex}-{claim.token[:12]}{extension}"
+
+
+def _shown_origin(url: str) -> str:
+    """`url` cut to its scheme, host and port, for an error message (no path, query or credentials)."""
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    host = parsed.hostname or "?"
+    return f"{parsed.scheme or '?'}://{host}" + (f":{port}" if port else "")
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

@@ -50,7 +50,7 @@ async def behind_a_separate_provider(start_darkroom: Callable[..., Any]) -> Asyn
         async with (
             live_server(simulator.app, port) as url,
             start_darkroom(
-                replicate_api_token="r8_test", replicate_api_base_url=url, replicate_file_hosts="127.0.0.1"
+                replicate_api_token="r8_test", replicate_api_base_url=url, replicate_file_hosts=url
             ) as darkroom,
         ):
             yield darkroom, simulator

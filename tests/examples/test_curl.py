@@ -74,7 +74,7 @@ async def test_a_webhook_signed_by_hand_is_verified_and_applied(start_darkroom: 
 
 async def test_a_webhook_for_an_unknown_prediction_is_acknowledged(darkroom: Darkroom, tmp_path: Path) -> None:
     # The secret from the environment this time, instead of asking the simulator for it.
-    env = example_env(darkroom.base_url, REPLICATE_WEBHOOK_SECRET=darkroom.settings.simulator.webhook_secret)
+    env = example_env(darkroom.base_url, REPLICATE_WEBHOOK_SECRET=darkroom.simulator.config.webhook_secret)
     result = await run("bash", SEND_WEBHOOK, env=env)
     assert result.code == 0, result
     assert result.stdout.strip() == 'HTTP 200 {"result":"unknown"}', result

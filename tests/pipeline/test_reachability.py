@@ -79,7 +79,6 @@ async def running(
         "DATA_DIR": str(tmp_path / "var"),
         "REPLICATE_API_TOKEN": TOKEN,
         "PUBLIC_URL": public_url,
-        "REPLICATE_FILE_HOSTS": "127.0.0.1",
         "POLL_INTERVAL_SECONDS": "0.2",
         "POLL_STALE_AFTER_SECONDS": "0.3",
         "POLL_BACKOFF_MAX_SECONDS": "0.5",
@@ -93,7 +92,9 @@ async def running(
     log = tmp_path / "darkroom.log"
     async with (
         simulator_process(simulator_env, tmp_path / "simulator.log", args=simulator_args) as simulator,
-        darkroom_process({**env, "REPLICATE_API_BASE_URL": simulator}, log, port) as darkroom,
+        darkroom_process(
+            {**env, "REPLICATE_API_BASE_URL": simulator, "REPLICATE_FILE_HOSTS": simulator}, log, port
+        ) as darkroom,
         httpx.AsyncClient(base_url=darkroom, timeout=30) as http,
     ):
         yield Setup(darkroom, public_url, simulator, log, http)

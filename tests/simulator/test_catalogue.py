@@ -217,7 +217,9 @@ def test_config_from_settings() -> None:
     )
     config = SimulatorConfig.from_settings(settings, "http://127.0.0.1:8000/simulator/")
     assert config.public_base_url == "http://127.0.0.1:8000/simulator"
-    assert config.webhook_secret == settings.simulator.webhook_secret
+    # No secret set: a random one, never one anyone knows.
+    assert config.webhook_secret.startswith("whsec_")
+    assert config.webhook_secret != SimulatorConfig.from_settings(settings, "http://x").webhook_secret
     assert (config.run_seconds, config.fail_rate, config.download_failures) == (1.5, 0.25, 2)
     assert (config.webhook_drop_rate, config.webhook_duplicate_rate) == (0.1, 0.2)
     assert (config.webhook_reorder, config.webhook_delay_ms, config.output_ttl_seconds) == (True, 40, 60)

@@ -174,6 +174,11 @@ class ApiKeyService:
         self._used[key_id] = utcnow()
         return Viewer.key(key_id)
 
+    async def keys_required(self) -> bool:
+        """Whether callers need an API key now: AUTH_REQUIRED, or an active key in the snapshot."""
+        await self._fresh()
+        return self._settings.access.auth_required or bool(self._snapshot.active)
+
     async def _lookup(self, digest: str) -> uuid.UUID | None:
         async with self._sessions() as session:
             found = await session.scalar(
