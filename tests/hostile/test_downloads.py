@@ -11,25 +11,23 @@ import logging
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import select
 
-from server.db.models import Generation, Media
-from server.domain import GenerationStatus, MediaStatus
+from server.db.models import Media
+from server.domain import MediaStatus
 from server.services.media.scratch import PROBE_SCRATCH_PREFIX, UPLOAD_SCRATCH_PREFIX
 from server.services.media.service import ABANDONED_ERROR
 from server.storage.local import LocalStorage
 from server.workers import downloader
 from tests.ops.support import stored_keys
-from tests.support.darkroom import Darkroom
-from tests.support.file_hosts import file_host
+from tests.support.file_hosts import allowing, file_host
 from tests.support.object_storage import MediaStore, both_stores
+from tests.support.pending_media import media_row, pending_media, settled_media
 from tests.support.waiting import eventually
 
 
@@ -39,37 +37,6 @@ def png(seed: int, size: int = 48) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
-
-
-async def pending_image(darkroom: Darkroom, url: str) -> uuid.UUID:
-    """A SUCCEEDED generation whose one image waits to be downloaded from `url`: what a webhook leaves."""
-    async with darkroom.runtime.sessions.begin() as session:
-        generation = Generation(
-            kind="IMAGE",
-            model_ref="darkroom-sim/pixel-forge",
-            input={},
-            status=GenerationStatus.SUCCEEDED,
-            provider_id=f"hostile-{uuid.uuid4().hex}",
-        )
-        session.add(generation)
-        await session.flush()
-        media = Media(generation_id=generation.id, position=0, kind="IMAGE", status=MediaStatus.PENDING, source_url=url)
-        session.add(media)
-    return media.id
-
-
-async def media_row(darkroom: Darkroom, media_id: uuid.UUID) -> Media:
-    async with darkroom.runtime.sessions() as session:
-        return (await session.scalars(select(Media).where(Media.id == media_id))).one()
-
-
-async def settled(darkroom: Darkroom, media_id: uuid.UUID, *, timeout: float = 60) -> Media:
-    async def done() -> Media | None:
-        row = await media_row(darkroom, media_id)
-        return row if row.status in (MediaStatus.READY, MediaStatus.FAILED) else None
-
-    found: Media = await eventually(done, timeout=timeout)
-    return found
 
 
 @both_stores
@@ -82,11 +49,11 @@ async def test_a_download_slower_than_its_lease_keeps_its_claim_and_its_file(
     # any lease that runs out.
     async with (
         file_host(body, content_type="image/png", name="slow.png", trickle_seconds=4.5) as host,
-        start_darkroom(poller_enabled=False, **timings) as darkroom,
-        start_darkroom(poller_enabled=False, **timings),
+        start_darkroom(poller_enabled=False, replicate_file_hosts=allowing(host.url), **timings) as darkroom,
+        start_darkroom(poller_enabled=False, replicate_file_hosts=allowing(host.url), **timings),
     ):
-        media_id = await pending_image(darkroom, host.url)
-        media = await settled(darkroom, media_id)
+        media_id = await pending_media(darkroom, host.url)
+        media = await settled_media(darkroom, media_id)
         assert media.status == MediaStatus.READY, media.download_error
         assert media.download_attempts == 1 and host.requests == 1, "no other worker took the live claim over"
         key = media.storage_key
@@ -100,10 +67,14 @@ async def test_a_trickling_file_is_cut_off_at_the_attempt_deadline(start_darkroo
     async with (
         file_host(png(2), content_type="image/png", name="trickle.png", trickle_seconds=60) as host,
         start_darkroom(
-            poller_enabled=False, download_lease_seconds=3, download_timeout_seconds=1.5, download_max_attempts=1
+            poller_enabled=False,
+            download_lease_seconds=3,
+            download_timeout_seconds=1.5,
+            download_max_attempts=1,
+            replicate_file_hosts=allowing(host.url),
         ) as darkroom,
     ):
-        media = await settled(darkroom, await pending_image(darkroom, host.url))
+        media = await settled_media(darkroom, await pending_media(darkroom, host.url))
         assert media.status == MediaStatus.FAILED
         assert media.download_error == "the download did not finish within DOWNLOAD_TIMEOUT_SECONDS"
         assert media.storage_key is None and await stored_keys(darkroom) == set()
@@ -126,16 +97,21 @@ async def test_an_unexpected_error_fails_that_claim_and_the_worker_goes_on(
     async with (
         file_host(poison, content_type="image/png", name="poison.png") as poison_host,
         file_host(ordinary, content_type="image/png", name="ordinary.png") as ordinary_host,
-        start_darkroom(poller_enabled=False, download_concurrency=1, download_max_attempts=2) as darkroom,
+        start_darkroom(
+            poller_enabled=False,
+            download_concurrency=1,
+            download_max_attempts=2,
+            replicate_file_hosts=allowing(poison_host.url, ordinary_host.url),
+        ) as darkroom,
     ):
-        poisoned = await pending_image(darkroom, poison_host.url)
-        failed = await settled(darkroom, poisoned)
+        poisoned = await pending_media(darkroom, poison_host.url)
+        failed = await settled_media(darkroom, poisoned)
         assert (failed.status, failed.download_attempts) == (MediaStatus.FAILED, 2), "retried, then failed"
         assert failed.download_error == "internal error (RuntimeError)" and failed.storage_key is None
         errors = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "media_id", None)]
         assert [r.media_id for r in errors] == [str(poisoned)] * 2  # type: ignore[attr-defined]
         # The one worker is still there: the next ordinary media is downloaded.
-        fine = await settled(darkroom, await pending_image(darkroom, ordinary_host.url))
+        fine = await settled_media(darkroom, await pending_media(darkroom, ordinary_host.url))
         assert fine.status == MediaStatus.READY, fine.download_error
         assert (await darkroom.http.get(f"/media/{fine.storage_key}")).content == ordinary
         assert (await darkroom.http.get("/readyz")).status_code == 200
@@ -159,9 +135,11 @@ async def test_a_worker_that_ends_is_started_again(
     body = png(5)
     async with (
         file_host(body, content_type="image/png", name="after.png") as host,
-        start_darkroom(poller_enabled=False, download_concurrency=1) as darkroom,
+        start_darkroom(
+            poller_enabled=False, download_concurrency=1, replicate_file_hosts=allowing(host.url)
+        ) as darkroom,
     ):
-        media = await settled(darkroom, await pending_image(darkroom, host.url))
+        media = await settled_media(darkroom, await pending_media(darkroom, host.url))
         assert media.status == MediaStatus.READY, media.download_error
         assert ended == [1]
         assert any("ended unexpectedly" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
@@ -173,7 +151,7 @@ async def test_a_row_that_keeps_killing_its_worker_stops_being_claimed(start_dar
     async with start_darkroom(
         poller_enabled=False, downloader_enabled=False, download_lease_seconds=0.3, download_max_attempts=2
     ) as darkroom:
-        media_id = await pending_image(darkroom, "https://replicate.delivery/kills-its-worker.png")
+        media_id = await pending_media(darkroom, "https://replicate.delivery/kills-its-worker.png")
         media = darkroom.runtime.media
         first = await media.claim_next()
         assert first is not None and first.attempt == 1

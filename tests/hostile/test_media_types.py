@@ -28,7 +28,7 @@ from PIL import Image
 
 from tests.ops.support import row_counts, seed_media
 from tests.support.darkroom import Darkroom
-from tests.support.file_hosts import file_host
+from tests.support.file_hosts import allowing, file_host
 from tests.support.flows import wait_settled
 from tests.support.object_storage import MediaStore, both_stores
 from tests.support.webhooks import post_webhook, prediction, signed, stored_prediction
@@ -95,7 +95,9 @@ async def test_hostile_outputs_fail_at_once_store_nothing_and_the_downloader_goe
     async with contextlib.AsyncExitStack() as stack:
         urls = {name: (await stack.enter_async_context(host)).url for name, host in hosts.items()}
         # One worker: a download that killed it would leave the ordinary image below PENDING.
-        darkroom = await stack.enter_async_context(start_darkroom(poller_enabled=False, download_concurrency=1))
+        darkroom = await stack.enter_async_context(
+            start_darkroom(poller_enabled=False, download_concurrency=1, replicate_file_hosts=allowing(*urls.values()))
+        )
         outputs = [
             *urls.values(),
             f"data:image/svg+xml,{quote(SVG)}",

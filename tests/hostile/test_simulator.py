@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -20,11 +19,11 @@ from server.provider.errors import ProviderAuthError
 from server.provider.replicate.signing import sign_webhook
 from server.runtime import replicate_provider
 from server.settings import Settings
-from server.simulator import Simulator, SimulatorConfig
+from server.simulator import SimulatorConfig
 from server.simulator.engine import INPUT_FETCH_FAILED
 from server.workers.downloader import host_allowed
 from tests.auth.support import KeyClient, bearer, new_key
-from tests.simulator.support import AUTH, RunningSimulator, fast_config
+from tests.simulator.support import RunningSimulator, serve_simulator
 from tests.simulator.test_predictions import png_bytes
 from tests.support.darkroom import Darkroom
 from tests.support.file_hosts import file_host
@@ -215,20 +214,10 @@ def redirector(closed_port: int) -> Callable[..., Awaitable[None]]:
     return app
 
 
-@asynccontextmanager
-async def simulator_at(base_url: str | None = None, **config: Any) -> AsyncIterator[RunningSimulator]:
+def simulator_at(base_url: str | None = None, **config: Any) -> AbstractAsyncContextManager[RunningSimulator]:
     """A simulator on a port of its own; `base_url` names where it says it is, whose files it fetches as
     its own whatever their host."""
-    port = free_port()
-    simulator = Simulator(fast_config(port, public_base_url=base_url or f"http://127.0.0.1:{port}", **config))
-    try:
-        async with (
-            live_server(simulator.app, port) as url,
-            httpx.AsyncClient(base_url=url, headers=AUTH, timeout=20) as http,
-        ):
-            yield RunningSimulator(simulator, url, http)
-    finally:
-        await simulator.aclose()
+    return serve_simulator(**config, **({"public_base_url": base_url} if base_url else {}))
 
 
 async def _failure(sim: RunningSimulator, image: str) -> str:

@@ -7,24 +7,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import struct
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from server.db.models import Generation, Media
-from server.domain import GenerationStatus, MediaStatus
+from server.domain import MediaStatus
 from server.storage.local import LocalStorage
 from server.storage.port import CACHE_FOREVER
 from tests.catalogue.flows import STILL_MOTION, animate, ready_image
 from tests.ops.support import stored_keys
 from tests.support.darkroom import Darkroom
-from tests.support.file_hosts import FileHost, file_host
+from tests.support.file_hosts import FileHost, allowing, file_host
 from tests.support.flows import wait_settled
 from tests.support.object_storage import MediaStore, both_stores
+from tests.support.pending_media import pending_media, settled_media
 from tests.support.waiting import eventually
 from tests.uploads.support import mp4
 
@@ -46,33 +44,6 @@ def video_host(body: bytes, *, declared: int | None = None) -> contextlib.Abstra
     return file_host(body, content_type="video/mp4", name="output.mp4", declared=declared)
 
 
-async def _pending_download(darkroom: Darkroom, url: str) -> uuid.UUID:
-    """A SUCCEEDED generation whose one video is waiting to be downloaded from `url`."""
-    async with darkroom.runtime.sessions.begin() as session:
-        generation = Generation(
-            kind="VIDEO",
-            model_ref="darkroom-sim/motion-sketch",
-            input={},
-            status=GenerationStatus.SUCCEEDED,
-            provider_id=f"store-{uuid.uuid4().hex}",
-        )
-        session.add(generation)
-        await session.flush()
-        media = Media(generation_id=generation.id, position=0, kind="VIDEO", status=MediaStatus.PENDING, source_url=url)
-        session.add(media)
-    return media.id
-
-
-async def _settled(darkroom: Darkroom, media_id: uuid.UUID) -> Media:
-    async def done() -> Media | None:
-        async with darkroom.runtime.sessions() as session:
-            row = (await session.scalars(select(Media).where(Media.id == media_id))).one()
-        return row if row.status in (MediaStatus.READY, MediaStatus.FAILED) else None
-
-    found: Media = await eventually(done, timeout=60)
-    return found
-
-
 async def _partial_uploads(darkroom: Darkroom, store: MediaStore) -> list[Any]:
     if isinstance(darkroom.runtime.storage, LocalStorage):
         return list((darkroom.runtime.storage.root / ".tmp").iterdir())
@@ -86,9 +57,11 @@ async def test_a_large_file_streams_into_the_store_in_parts(
     body = large_mp4(11 * MIB)
     async with (
         video_host(body) as host,
-        start_darkroom(poller_enabled=False, s3_part_size_bytes=5 * MIB) as darkroom,
+        start_darkroom(
+            poller_enabled=False, s3_part_size_bytes=5 * MIB, replicate_file_hosts=allowing(host.url)
+        ) as darkroom,
     ):
-        media = await _settled(darkroom, await _pending_download(darkroom, host.url))
+        media = await settled_media(darkroom, await pending_media(darkroom, host.url, "VIDEO"))
         assert media.status == MediaStatus.READY, media.download_error
         assert (media.byte_size, media.sha256) == (len(body), hashlib.sha256(body).hexdigest())
         assert media.content_type == "video/mp4" and media.storage_key and media.storage_key.endswith(".mp4")
@@ -112,16 +85,21 @@ async def test_a_failed_upload_leaves_nothing_behind(
     body = VIDEO_HEAD + b"\x01" * (6 * MIB)
     async with (
         video_host(body, declared=12 * MIB) as host,
-        start_darkroom(poller_enabled=False, s3_part_size_bytes=5 * MIB, download_max_attempts=1) as darkroom,
+        start_darkroom(
+            poller_enabled=False,
+            s3_part_size_bytes=5 * MIB,
+            download_max_attempts=1,
+            replicate_file_hosts=allowing(host.url),
+        ) as darkroom,
     ):
-        media_id = await _pending_download(darkroom, host.url)
+        media_id = await pending_media(darkroom, host.url, "VIDEO")
 
         async def uploading() -> bool:
             return bool(await _partial_uploads(darkroom, media_store))
 
         await eventually(uploading, timeout=30)  # a part is in the store (S3: a multipart upload is open)
         host.cut.set()
-        media = await _settled(darkroom, media_id)
+        media = await settled_media(darkroom, media_id)
         assert media.status == MediaStatus.FAILED and media.storage_key is None
         assert await stored_keys(darkroom) == set()
         assert await _partial_uploads(darkroom, media_store) == []

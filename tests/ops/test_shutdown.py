@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,13 +12,14 @@ import websockets
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from server.db.models import Generation, Media
-from server.domain import GenerationStatus, MediaStatus
+from server.db.models import Media
+from server.domain import MediaStatus
 from server.storage.local import LocalStorage
 from tests.ops.support import stored_keys
 from tests.support.darkroom import Darkroom
-from tests.support.file_hosts import file_host
+from tests.support.file_hosts import allowing, file_host
 from tests.support.flows import FOLLOW, start_generation
+from tests.support.pending_media import pending_media
 from tests.support.waiting import eventually
 
 
@@ -67,28 +67,15 @@ async def test_an_in_flight_download_releases_its_claim(start_darkroom: Callable
     )
     async with stalling as host:
         url, requested = host.url, host.requested
-        server = start_darkroom(poller_enabled=False, download_timeout_seconds=120)
+        server = start_darkroom(poller_enabled=False, download_timeout_seconds=120, replicate_file_hosts=allowing(url))
         darkroom: Darkroom = await server.__aenter__()
         try:
-            async with darkroom.runtime.sessions.begin() as session:
-                generation = Generation(
-                    kind="IMAGE",
-                    model_ref="darkroom-sim/pixel-forge",
-                    input={},
-                    status=GenerationStatus.SUCCEEDED,
-                    provider_id=f"slow-{uuid.uuid4().hex}",
-                )
-                session.add(generation)
-                await session.flush()
-                media = Media(
-                    generation_id=generation.id, position=0, kind="IMAGE", status=MediaStatus.PENDING, source_url=url
-                )
-                session.add(media)
+            media_id = await pending_media(darkroom, url)
             await asyncio.wait_for(requested.wait(), 20)
 
             async def claimed() -> bool:
                 async with darkroom.runtime.sessions() as session:
-                    row = await session.get(Media, media.id)
+                    row = await session.get(Media, media_id)
                     return row is not None and row.status == MediaStatus.DOWNLOADING
 
             await eventually(claimed)
@@ -96,7 +83,7 @@ async def test_an_in_flight_download_releases_its_claim(start_darkroom: Callable
             await server.__aexit__(None, None, None)
 
         async with darkroom.runtime.sessions() as session:
-            row = (await session.scalars(select(Media).where(Media.id == media.id))).one()
+            row = (await session.scalars(select(Media).where(Media.id == media_id))).one()
         await darkroom.runtime.engine.dispose()
         assert row.status == MediaStatus.PENDING
         assert (row.claim_token, row.claimed_until) == (None, None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 
 from server.simulator import Simulator, SimulatorConfig
 from server.simulator.catalogue import find_by_ref
-from tests.support.live_server import read_body
+from tests.support.live_server import free_port, live_server, read_body
 
 AUTH = {"authorization": "Bearer test-token"}
 TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
@@ -117,3 +118,18 @@ class Receiver:
         while not check(self.deliveries):
             assert time.monotonic() < deadline, f"receiver got {len(self.deliveries)} deliveries"
             await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def serve_simulator(**overrides: Any) -> AsyncIterator[RunningSimulator]:
+    """A fresh simulator served over HTTP on a free port, with fast_config's settings and `overrides`."""
+    port = free_port()
+    simulator = Simulator(fast_config(port, **overrides))
+    try:
+        async with (
+            live_server(simulator.app, port) as url,
+            httpx.AsyncClient(base_url=url, headers=AUTH, timeout=20) as http,
+        ):
+            yield RunningSimulator(simulator, url, http)
+    finally:
+        await simulator.aclose()

@@ -22,6 +22,12 @@ class FileHost:
     requests: int = 0  # the GETs answered so far
 
 
+def allowing(*urls: str) -> str:
+    """REPLICATE_FILE_HOSTS for files at `urls`: their origins (scheme, host and port), as the downloader
+    compares them."""
+    return ",".join(sorted({f"{url.split('/')[0]}//{url.split('/')[2]}" for url in urls}))
+
+
 @contextlib.asynccontextmanager
 async def file_host(
     body: bytes, *, content_type: str, name: str, declared: int | None = None, trickle_seconds: float = 0.0
