@@ -1171,12 +1171,13 @@ async def hostile(bench: Bench) -> dict[str, Any]:
         "bomb.png": (bomb, "image/png"),
         "small.png": (small_png(), "image/png"),
     }
-    extra = {
-        "DOWNLOADER_ENABLED": "true",
-        "REPLICATE_FILE_HOSTS": "127.0.0.1",  # the benchmark's own file host: nothing leaves the machine
-        "DOWNLOAD_MAX_ATTEMPTS": "1",  # a refused file is FAILED at once, not retried through the run
-    }
     async with file_host(files) as host:
+        extra = {
+            "DOWNLOADER_ENABLED": "true",
+            # The benchmark's own file host, by its origin: nothing leaves the machine.
+            "REPLICATE_FILE_HOSTS": host.base_url,
+            "DOWNLOAD_MAX_ATTEMPTS": "1",  # a refused file is FAILED at once, not retried through the run
+        }
         deployment = bench.deployment(await bench.database("hostile"), extra=extra)
         try:
             server = await deployment.start("hostile")
