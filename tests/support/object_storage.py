@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,32 +38,34 @@ def moto_server() -> Iterator[str]:
     """Run `python -m moto.server` until the generator is closed; yields its endpoint URL."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **CREDENTIALS},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None:
-                    output = process.stderr.read().decode() if process.stderr else ""
-                    raise RuntimeError(f"moto exited: {output}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto did not answer within 30 s") from None
-                time.sleep(0.05)
-        yield endpoint
-    finally:
-        process.terminate()
+    # moto logs a line per request: into a file, since a pipe nobody reads fills up and then blocks the server.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, **CREDENTIALS},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{endpoint}/moto-api/", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if process.poll() is not None:
+                        log.seek(0)
+                        raise RuntimeError(f"moto exited: {log.read().decode(errors='replace')}") from None
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("moto did not answer within 30 s") from None
+                    time.sleep(0.05)
+            yield endpoint
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @dataclass
