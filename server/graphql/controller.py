@@ -40,6 +40,7 @@ import codecs
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterable
 from datetime import timedelta
 from functools import partial
@@ -79,6 +80,7 @@ from server.graphql.socket_admission import SocketRefused, admitted_socket, clai
 from server.graphql.socket_writer import SocketWriter
 from server.graphql.stream_revocation import ends_on_revocation
 from server.services.access.api_keys import AuthError, bearer_token
+from server.services.access.rate_limits import RATE_LIMITED
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -254,6 +256,20 @@ def unauthenticated(message: str, media_type: str = MediaType.JSON) -> Response[
         media_type=media_type,
         headers={"WWW-Authenticate": 'Bearer realm="darkroom"'},
     )
+
+
+def rate_limited_for(response_data: object) -> float | None:
+    """The seconds to wait, when a result is a query refused by its rate limit (server.graphql.query_limits)."""
+    if not isinstance(response_data, dict) or response_data.get("data") is not None:
+        return None
+    errors = response_data.get("errors") or []
+    if len(errors) != 1:
+        return None
+    extensions = errors[0].get("extensions") or {}
+    wait = extensions.get("retryAfterSeconds")
+    if extensions.get("code") != RATE_LIMITED or not isinstance(wait, int | float):
+        return None
+    return float(wait)
 
 
 def names_a_subscription(request_data: GraphQLRequestData, max_tokens: int) -> bool:
@@ -471,7 +487,13 @@ def build_graphql_controller(schema: BaseSchema, settings: Settings) -> type:
             self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response[bytes]
         ) -> Response[bytes]:
             response = super().create_response(response_data, sub_response)
-            if isinstance(response_data, dict) and "data" not in response_data:
+            wait = rate_limited_for(response_data)
+            if wait is not None:
+                # A query refused by its rate limit is an HTTP matter in either media type: 429 and a
+                # Retry-After that HTTP clients and proxies honour, beside the GraphQL error saying the same.
+                response.status_code = 429
+                response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            elif isinstance(response_data, dict) and "data" not in response_data:
                 # Only process_result leaves `data` out, and only for application/graphql-response+json.
                 response.status_code = 400
             return response

@@ -1,6 +1,7 @@
 """The query rate limit, as a schema extension: every query operation (over HTTP or a WebSocket) spends one
 of its API key's RATE_LIMIT_QUERIES; past the limit it is answered, without running, with one error coded
-RATE_LIMITED whose extensions.retryAfterSeconds says when to try again (as the mutations' userErrors do).
+RATE_LIMITED whose extensions.retryAfterSeconds says when to try again (as the mutations' userErrors do);
+over HTTP the controller answers it 429 with a Retry-After header.
 Mutations are counted by their resolvers (server.graphql.mutations), subscriptions by the socket caps."""
 
 from __future__ import annotations

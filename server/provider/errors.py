@@ -33,9 +33,16 @@ from typing import Any, ClassVar
 import httpx
 
 from server.provider.types import Refusal
+from server.quoting import cut_text
 
 # Longest raw (non-JSON) error body kept as `detail`: enough to recognise an HTML error page.
 _MAX_RAW_DETAIL = 300
+# What is kept of an error body's own words: a provider's answer is quoted to callers and logs, so its
+# size is the provider's choice only up to these.
+_MAX_TITLE = 200
+_MAX_DETAIL = 1_000
+_MAX_FIELD_TEXT = 300
+_MAX_INVALID_FIELDS = 50
 # "Request was throttled. Your rate limit resets in ~30s." (the 429 body Replicate sends)
 _RESETS_IN = re.compile(r"resets\s+in\s+~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 # A ratelimit-reset above this is a unix time, not a number of seconds (some gateways send those).
@@ -218,8 +225,12 @@ def _invalid_fields(value: Any) -> list[InvalidField]:
     if not isinstance(value, list):
         return []
     return [
-        InvalidField(_text(item.get("type")), _text(item.get("field")), _text(item.get("description")))
-        for item in value
+        InvalidField(
+            cut_text(_text(item.get("type")), _MAX_FIELD_TEXT),
+            cut_text(_text(item.get("field")), _MAX_FIELD_TEXT),
+            cut_text(_text(item.get("description")), _MAX_FIELD_TEXT),
+        )
+        for item in value[:_MAX_INVALID_FIELDS]
         if isinstance(item, dict)
     ]
 
@@ -255,8 +266,8 @@ def error_from_answer(
         body = None
         detail = content.decode("utf-8", "replace").strip()[:_MAX_RAW_DETAIL]
     if isinstance(body, dict):
-        title = _text(body.get("title")) or reason
-        detail = _text(body.get("detail"))
+        title = cut_text(_text(body.get("title")), _MAX_TITLE) or reason
+        detail = cut_text(_text(body.get("detail")), _MAX_DETAIL)
         fields = _invalid_fields(body.get("invalid_fields"))
     elif body is not None:
         detail = _text(body)[:_MAX_RAW_DETAIL]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -41,12 +42,20 @@ async def test_queries_over_the_limit_are_answered_rate_limited(start_darkroom: 
     async with start_darkroom(rate_limit_queries_per_minute=6, rate_limit_queries_burst=3) as darkroom:
         alice = await new_key(darkroom, "alice")
         bob = await new_key(darkroom, "bob")
-        answers = [await alice.query(QUERY) for _ in range(4)]
-        assert ["errors" in answer for answer in answers[:3]] == [False] * 3
-        limited = answers[-1]
-        assert _limited(limited), limited
-        # 6 a minute: one more every 10 s.
-        assert 0 < limited["errors"][0]["extensions"]["retryAfterSeconds"] <= 10
+        answers = [await alice.query(QUERY) for _ in range(3)]
+        assert ["errors" in answer for answer in answers] == [False] * 3
+        # Over HTTP, in either media type, a 429 whose Retry-After says what the error does (rounded up).
+        for accept in ("application/json", "application/graphql-response+json"):
+            response = await darkroom.http.post(
+                "/graphql", json={"query": QUERY}, headers={**bearer(alice.token), "Accept": accept}
+            )
+            assert response.status_code == 429, response.text
+            assert response.headers["content-type"].startswith(accept)
+            limited = response.json()
+            assert _limited(limited), limited
+            # 6 a minute: one more every 10 s.
+            wait = limited["errors"][0]["extensions"]["retryAfterSeconds"]
+            assert 0 < wait <= 10 and response.headers["retry-after"] == str(math.ceil(wait))
         # Over a WebSocket the same bucket answers.
         async with raw_socket(darkroom.base_url) as socket:
             assert (await init(socket, bearer(alice.token)))["type"] == "connection_ack"
@@ -100,8 +109,8 @@ async def test_a_key_gets_its_limit_once_across_processes(
         answers = []
         for base in [process_a, process_b] * 5:
             response = await http.post(f"{base}/graphql", json={"query": QUERY}, headers=bearer(token))
-            assert response.status_code == 200
             answers.append(response.json())
+            assert response.status_code == (429 if _limited(answers[-1]) else 200)
     assert sum(not _limited(answer) for answer in answers) == 4
     assert all(_limited(answer) for answer in answers[4:])
     # 0.01 a minute: the next token is well over a minute away, as the shared store's clock says.

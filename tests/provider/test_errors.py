@@ -7,6 +7,7 @@ are checked without a network.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -221,6 +222,17 @@ def test_status_in_the_answer_wins_over_the_body() -> None:
 def test_non_string_detail_is_kept_as_json() -> None:
     error = error_from_answer(400, {}, b'{"detail": [{"loc": ["body"], "msg": "bad"}]}')
     assert (error.title, error.detail) == ("Bad Request", '[{"loc": ["body"], "msg": "bad"}]')
+
+
+def test_an_error_body_is_kept_only_in_part() -> None:
+    """A provider's error text reaches callers and logs: a megabyte of it, or 100,000 invalid fields, is cut."""
+    field = {"type": "invalid_type", "field": "input." + "w" * 10_000, "description": "d" * 10_000}
+    body = {"title": "T" * 10_000, "detail": "x" * 1_000_000, "invalid_fields": [field] * 100_000}
+    error = error_from_answer(422, {}, json.dumps(body).encode())
+    assert isinstance(error, ProviderValidationError)
+    assert len(error.title) <= 200 and len(error.detail) <= 1_000 and error.detail.endswith("...")
+    assert len(error.invalid_fields) == 50
+    assert all(len(text) <= 300 for item in error.invalid_fields for text in (item.field, item.description))
 
 
 NOW = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC)

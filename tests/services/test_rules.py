@@ -114,6 +114,9 @@ def test_a_prediction_with_a_status_darkroom_does_not_know_still_reads() -> None
         ("  0%|          | 0/20 [00:00<?, ?it/s]\n 50%|█████     | 10/20 [00:01<00:01,  7.1it/s]\n", 0.5),
         ("100%|██████████| 20/20 [00:02<00:00,  7.1it/s]\nsaving", 1.0),
         ("\r 10%|█ | 1/10 [00:00]\r 30%|███ | 3/10 [00:00]", 0.3),
+        # A provider's logs are hostile: a step count of 5,000 digits is no progress line, not a ValueError.
+        (f" 7%|█ | {'9' * 5000}/{'9' * 5000} [00:00]", 0.07),
+        (f"| {'9' * 5000}/20 [00:00]", None),
     ],
 )
 def test_progress_comes_from_the_last_progress_line(logs: str | None, progress: float | None) -> None:

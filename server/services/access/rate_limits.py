@@ -26,6 +26,10 @@ class Limited(enum.StrEnum):
     QUERIES = "queries"
 
 
+# The code of every refusal by a rate limit (a mutation's userError, a query's GraphQL error).
+RATE_LIMITED = "RATE_LIMITED"
+
+
 class RateLimited(ServiceError):
     """Too many requests of one kind: `retry_after_seconds` says when the next one will be accepted."""
 
@@ -36,7 +40,7 @@ class RateLimited(ServiceError):
                 FieldError(
                     field=None,
                     message=f"too many {limited.value} for this API key: try again in {wait:g} s",
-                    code="RATE_LIMITED",
+                    code=RATE_LIMITED,
                     retry_after_seconds=wait,
                 )
             ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _PERCENT = re.compile(r"(\d{1,3})%\|")
-_STEPS = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")
+_STEPS = re.compile(r"\|\s*(\d{1,9})/(\d{1,9})\s*\[")
 
 
 def parse_progress(logs: str | None) -> float | None:
