@@ -29,6 +29,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         ws="websockets-sansio",
         ws_per_message_deflate=settings.graphql.ws_compression,
+        # A WebSocket message carries one GraphQL request: held to a request body's limit (uvicorn's is 16 MiB).
+        ws_max_size=settings.graphql.max_body_bytes,
         timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
     )
     return 0

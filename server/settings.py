@@ -212,7 +212,11 @@ class GraphQLSettings(SettingsGroup):
         description="Largest cost an operation may have, counted before it runs: each field counts once per item "
         "of the lists above it (a connection's `first`, else GRAPHQL_DEFAULT_PAGE_SIZE for any list).",
     )
-    max_body_bytes: int = Field(1_000_000, alias="GRAPHQL_MAX_BODY_BYTES", description="Largest /graphql request body.")
+    max_body_bytes: int = Field(
+        1_000_000,
+        alias="GRAPHQL_MAX_BODY_BYTES",
+        description="Largest /graphql request body, and largest WebSocket message.",
+    )
     document_cache_size: int = Field(
         256,
         alias="GRAPHQL_DOCUMENT_CACHE_SIZE",

@@ -206,3 +206,22 @@ async def test_a_legacy_socket_that_never_initialises_is_closed(start_darkroom: 
     ):
         assert await closed_with(socket) == 4408
         await eventually(lambda: darkroom.runtime.socket_caps.pending == 0)
+
+
+async def test_a_websocket_message_larger_than_a_request_body_closes_the_socket(tmp_path: Path) -> None:
+    """`darkroom serve` holds a WebSocket message to GRAPHQL_MAX_BODY_BYTES (close 1009), not to uvicorn's 16 MiB."""
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'darkroom.db'}",
+        "BROADCAST_URL": "memory://",
+        "DATA_DIR": str(tmp_path / "var"),
+        "REPLICATE_API_TOKEN": "",
+        "PUBLIC_URL": "",
+        "GRAPHQL_MAX_BODY_BYTES": "20000",
+        "LOG_LEVEL": "WARNING",
+    }
+    async with darkroom_process(env, tmp_path / "serve.log") as base:
+        async with raw_socket(base) as small:
+            assert (await init(small, {"padding": "x" * 10_000}))["type"] == "connection_ack"
+        async with raw_socket(base) as large:
+            await large.send(json.dumps({"type": "connection_init", "payload": {"padding": "x" * 30_000}}))
+            assert await closed_with(large) == 1009
