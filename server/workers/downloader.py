@@ -28,7 +28,6 @@ import binascii
 import contextlib
 import hashlib
 import logging
-import mimetypes
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -41,6 +40,7 @@ import httpx
 from server import metrics
 from server.events import EventHub
 from server.log import generation_context
+from server.services.media.keys import media_key
 from server.services.media.probe import (
     SNIFF_BYTES,
     UNSUPPORTED_MESSAGE,
@@ -338,9 +338,7 @@ class Downloader:
         content_type = sniff_content_type(head)
         if content_type is None:  # nothing is written for a file that is no media
             raise DownloadError(f"not kept: {UNSUPPORTED_MESSAGE}", retryable=False)
-        extension = mimetypes.guess_extension(content_type) or ""
-        extension = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(extension, extension)
-        key = attempt_key(claim, extension)
+        key = attempt_key(claim, content_type)
         digest = hashlib.sha256()
         size = 0
         upload = await self._storage.open_upload(key, content_type)
@@ -383,10 +381,9 @@ class Downloader:
         )
 
 
-def attempt_key(claim: Claim, extension: str) -> str:
-    """The key one attempt writes: under the media id's folder, with the claim's own suffix, so no two
-    attempts at a file (one that lost its claim, one that took it over) ever share a key."""
-    return f"{claim.media_id.hex[:2]}/{claim.media_id.hex}-{claim.token[:12]}{extension}"
+def attempt_key(claim: Claim, content_type: str) -> str:
+    """The key one attempt writes: the media's, with the claim's own suffix (see media_key)."""
+    return media_key(claim.media_id, content_type, claim.token[:12])
 
 
 def _shown_origin(url: str) -> str:

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import mimetypes
 import os
 import tempfile
 import uuid
@@ -40,6 +39,7 @@ from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
 from server.services.generations.events import EventType, append_event
 from server.services.media.base import StoredMediaService
+from server.services.media.keys import media_key
 from server.services.media.probe import IMAGE_TYPES, UNSUPPORTED, NotMedia, Probe, open_image, probe_file
 from server.services.media.service import StoredFile
 from server.storage.port import store_file
@@ -82,13 +82,6 @@ class Refused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def storage_key_for(media_id: uuid.UUID, content_type: str) -> str:
-    """The key a media file is stored under, named as the downloader names its files."""
-    extension = mimetypes.guess_extension(content_type) or ""
-    extension = {".jpe": ".jpg", ".jpeg": ".jpg"}.get(extension, extension)
-    return f"{media_id.hex[:2]}/{media_id.hex}{extension}"
 
 
 def inspect(path: Path, max_pixels: int, max_video_seconds: float) -> tuple[MediaKind, Probe]:
@@ -152,7 +145,7 @@ class UploadService(StoredMediaService):
                 with contextlib.suppress(Exception):
                     await file.close()
             media_id = uuid.uuid4()
-            key = storage_key_for(media_id, checked.probe.content_type)
+            key = media_key(media_id, checked.probe.content_type)
             await store_file(self._storage, key, temp, checked.probe.content_type, checked.sha256)
         finally:
             await asyncio.to_thread(temp.unlink, missing_ok=True)
