@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from server.storage.port import RESERVED_PREFIX, StorageError, StoredObject, check_key
+from server.storage.sweep import remove_files_older_than
 
 CHUNK = 256 * 1024
 
@@ -136,23 +137,9 @@ class LocalStorage:
 
     async def abort_stale_uploads(self, started_before: float, *, dry_run: bool = False) -> tuple[int, int]:
         """Partial files left in .tmp by a process that died mid-download."""
-
-        def sweep() -> tuple[int, int]:
-            count = freed = 0
-            for path in (self.root / RESERVED_PREFIX).glob("*"):
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:
-                    continue
-                if not path.is_file() or stat.st_mtime > started_before:
-                    continue
-                if not dry_run:
-                    path.unlink(missing_ok=True)
-                count += 1
-                freed += stat.st_size
-            return count, freed
-
-        return await asyncio.to_thread(sweep)
+        # The glob is lazy: the directory is read in the thread, with the rest.
+        paths = (self.root / RESERVED_PREFIX).glob("*")
+        return await asyncio.to_thread(remove_files_older_than, paths, started_before, dry_run=dry_run)
 
     async def presigned_url(self, key: str, expires_seconds: float) -> str | None:
         return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from server.storage.sweep import remove_files_older_than
+
 # The name prefixes of Darkroom's scratch files: only these are ever swept.
 PROBE_SCRATCH_PREFIX = "darkroom-probe-"
 UPLOAD_SCRATCH_PREFIX = "darkroom-upload-"
@@ -17,17 +19,6 @@ SCRATCH_PREFIXES = (PROBE_SCRATCH_PREFIX, UPLOAD_SCRATCH_PREFIX)
 
 def remove_stale_scratch(modified_before: float, *, dry_run: bool = False) -> tuple[int, int]:
     """Remove the scratch files last written before `modified_before` (epoch seconds): (count, bytes)."""
-    count = freed = 0
-    for prefix in SCRATCH_PREFIXES:
-        for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
-            try:
-                stat = path.lstat()
-            except FileNotFoundError:
-                continue
-            if not path.is_file() or path.is_symlink() or stat.st_mtime > modified_before:
-                continue
-            if not dry_run:
-                path.unlink(missing_ok=True)
-            count += 1
-            freed += stat.st_size
-    return count, freed
+    directory = Path(tempfile.gettempdir())
+    paths = (path for prefix in SCRATCH_PREFIXES for path in directory.glob(f"{prefix}*"))
+    return remove_files_older_than(paths, modified_before, dry_run=dry_run)
