@@ -108,8 +108,8 @@ async def test_an_unexpected_error_fails_that_claim_and_the_worker_goes_on(
         failed = await settled_media(darkroom, poisoned)
         assert (failed.status, failed.download_attempts) == (MediaStatus.FAILED, 2), "retried, then failed"
         assert failed.download_error == "internal error (RuntimeError)" and failed.storage_key is None
-        errors = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "media_id", None)]
-        assert [r.media_id for r in errors] == [str(poisoned)] * 2  # type: ignore[attr-defined]
+        logged = [getattr(r, "media_id", None) for r in caplog.records if r.levelno == logging.ERROR]
+        assert [media_id for media_id in logged if media_id] == [str(poisoned)] * 2
         # The one worker is still there: the next ordinary media is downloaded.
         fine = await settled_media(darkroom, await pending_media(darkroom, ordinary_host.url))
         assert fine.status == MediaStatus.READY, fine.download_error

@@ -92,7 +92,7 @@ async def test_once_a_key_exists_only_the_simulators_own_token_opens_it(darkroom
     assert [media["status"] for media in final["media"]] == ["READY"]
 
 
-async def test_auth_required_closes_it_with_no_key_at_all(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+async def test_auth_required_closes_it_with_no_key_at_all(start_darkroom: Callable[..., Any]) -> None:
     async with start_darkroom(auth_required=True) as darkroom:
         await _refused_everywhere(darkroom, bearer("anything"))
 
@@ -108,7 +108,7 @@ async def test_its_signing_secret_is_no_public_default(darkroom: Darkroom) -> No
     assert SimulatorConfig.embedded(chosen).webhook_secret == "whsec_b3duLXNlY3JldA=="
 
 
-async def test_other_processes_reach_it_with_the_shared_token(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+async def test_other_processes_reach_it_with_the_shared_token(start_darkroom: Callable[..., Any]) -> None:
     """A `darkroom worker` pointed at the embedded simulator: SIMULATOR_API_TOKEN set on both lets it in."""
     async with start_darkroom(simulator_api_token="sim_shared-by-both") as darkroom:
         await new_key(darkroom, "alice")
@@ -125,7 +125,7 @@ async def test_other_processes_reach_it_with_the_shared_token(start_darkroom) ->
 
 
 @both_stores
-async def test_an_output_on_another_loopback_port_is_never_fetched(start_darkroom) -> None:  # type: ignore[no-untyped-def]
+async def test_an_output_on_another_loopback_port_is_never_fetched(start_darkroom: Callable[..., Any]) -> None:
     async with (
         start_darkroom(poller_enabled=False, simulator_webhook_drop_rate=1.0, simulator_run_seconds=60) as darkroom,
         file_host(PICTURE, content_type="image/png", name="loot.png") as other_port,
