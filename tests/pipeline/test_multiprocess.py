@@ -44,9 +44,12 @@ async def test_a_webhook_on_one_process_reaches_a_subscriber_on_another(
     shared_env: dict[str, str], tmp_path: Path
 ) -> None:
     port_a, port_b = free_port(), free_port()
+    # Each process plays Replicate with a simulator of its own, which serves its outputs on that process's
+    # port; either downloader may claim a file, so each allows the other's origin too.
+    env = {**shared_env, "REPLICATE_FILE_HOSTS": f"http://127.0.0.1:{port_a},http://127.0.0.1:{port_b}"}
     async with (
-        darkroom_process(shared_env, tmp_path / "a.log", port_a) as process_a,
-        darkroom_process(shared_env, tmp_path / "b.log", port_b) as process_b,
+        darkroom_process(env, tmp_path / "a.log", port_a) as process_a,
+        darkroom_process(env, tmp_path / "b.log", port_b) as process_b,
     ):
         async with httpx.AsyncClient(base_url=process_a, timeout=30) as client_a:
             started = await gql(client_a, START, {"model": IMAGE_MODEL, "input": {"prompt": "two processes"}})
