@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from server.origins import origin_of, written_origin
 
 DEFAULT_REPLICATE_BASE_URL = "https://api.replicate.com"
 
@@ -184,8 +185,8 @@ class GraphQLSettings(SettingsGroup):
         30.0,
         alias="GRAPHQL_CONNECTION_INIT_TIMEOUT_SECONDS",
         gt=0,
-        description="How long a graphql-transport-ws socket may take to send connection_init before it is "
-        "closed (4408).",
+        description="How long a WebSocket may take to send connection_init before it is closed (4408), on "
+        "graphql-transport-ws and graphql-ws alike.",
     )
     max_pending_sockets: int = Field(
         256,
@@ -369,13 +370,14 @@ class DownloadsSettings(SettingsGroup):
     lease_seconds: float = Field(
         120.0,
         alias="DOWNLOAD_LEASE_SECONDS",
-        ge=0,
+        gt=0,
         description="How long a download claim holds unless renewed; a running download renews it every "
         "third of this, and one whose worker stopped is taken over once it runs out.",
     )
     timeout_seconds: float = Field(
         120.0,
         alias="DOWNLOAD_TIMEOUT_SECONDS",
+        gt=0,
         description="Deadline of one download attempt, the whole fetch and store (also the longest wait for "
         "one read): a file still arriving then is cut off and the attempt retried.",
     )
@@ -694,13 +696,8 @@ class Settings(BaseSettings):
     def allowed_file_hosts(self) -> list[str]:
         """REPLICATE_FILE_HOSTS' origin patterns, and the simulator's exact origin when it plays Replicate."""
         hosts = [h.strip().lower() for h in self.replicate.file_hosts.split(",") if h.strip()]
-        if self.simulated:
-            simulator = urlparse(self.provider_base_url())
-            if simulator.hostname:
-                host = simulator.hostname.lower()
-                host = f"[{host}]" if ":" in host else host
-                port = simulator.port or {"http": 80, "https": 443}.get(simulator.scheme)
-                hosts.append(f"{simulator.scheme}://{host}:{port}")
+        if self.simulated and origin_of(self.provider_base_url()) is not None:
+            hosts.append(written_origin(self.provider_base_url()))
         return hosts
 
 

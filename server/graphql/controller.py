@@ -87,6 +87,8 @@ logger = logging.getLogger(__name__)
 
 # Close code for a socket whose key was revoked (graphql-transport-ws's Forbidden, used on both protocols).
 CLOSE_FORBIDDEN = 4403
+# Close code for a second connection_init (graphql-transport-ws's own, used on graphql-ws too).
+CLOSE_TOO_MANY_INITS = 4429
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 SUBSCRIPTION_NEEDS_A_STREAM = (
@@ -187,6 +189,8 @@ class PingingTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
 
 
 class ForgettingGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
+    init_received = False
+
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
@@ -203,6 +207,12 @@ class ForgettingGraphQLWSHandler(BaseGraphQLWSHandler[Any, Any]):
                 _forget_socket(self.context)
 
     async def handle_connection_init(self, message: Any) -> None:
+        # graphql-ws would take connection_init again and again, each a key lookup, a registered socket
+        # and a keep-alive task more: a second one closes the socket, as graphql-transport-ws does.
+        if self.init_received:
+            await self.websocket.close(code=CLOSE_TOO_MANY_INITS, reason="Too many initialisation requests")
+            return
+        self.init_received = True
         initialised(self.context)
         try:
             await super().handle_connection_init(message)

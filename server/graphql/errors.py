@@ -80,15 +80,6 @@ def one_line(text: str) -> str:
     return text if len(text) <= MAX_LOGGED_MESSAGE else text[: MAX_LOGGED_MESSAGE - 1] + "…"
 
 
-# How much of a refused value (a cursor, an ID) an error message quotes back.
-MAX_QUOTED = 80
-
-
-def quoted(text: str) -> str:
-    """`text` as an error message quotes it: repr'd, and cut short."""
-    return repr(text) if len(text) <= MAX_QUOTED else repr(text[: MAX_QUOTED - 1]) + "…"
-
-
 def fault_extensions() -> dict[str, Any]:
     """What a fault's error says of itself: its code, and the request id to quote when reporting it."""
     request_id = request_id_var.get()

@@ -9,7 +9,7 @@ import uuid
 
 from graphql import GraphQLError
 
-from server.graphql.errors import quoted
+from server.quoting import quote_value
 
 
 def encode_id(type_name: str, raw: uuid.UUID | str) -> str:
@@ -34,7 +34,7 @@ def decode_id(global_id: str, expected: str) -> uuid.UUID:
     type_name, raw = decode_any(global_id)
     if type_name != expected:
         raise GraphQLError(
-            f"ID {quoted(global_id)} is a {quoted(type_name)} ID, not a {expected} ID",
+            f"ID {quote_value(global_id)} is a {quote_value(type_name)} ID, not a {expected} ID",
             extensions={"code": "BAD_USER_INPUT"},
         )
     try:
@@ -59,4 +59,4 @@ def media_uuid(value: str) -> uuid.UUID | None:
 
 
 def bad_id(global_id: str) -> GraphQLError:
-    return GraphQLError(f"{quoted(global_id)} is not a valid ID", extensions={"code": "BAD_USER_INPUT"})
+    return GraphQLError(f"{quote_value(global_id)} is not a valid ID", extensions={"code": "BAD_USER_INPUT"})

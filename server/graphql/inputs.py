@@ -7,14 +7,17 @@ from graphql import GraphQLError
 from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
-from server.graphql.errors import BAD_USER_INPUT, quoted
+from server.graphql.errors import BAD_USER_INPUT
 from server.graphql.types import GenerationStatus, MediaKind, MediaStatus
+from server.quoting import quote_value
 
 
 def refuse_control_characters(value: str | None, argument: str) -> None:
     """A text argument goes to SQL as it is: PostgreSQL refuses a NUL outright, so none gets that far."""
     if value is not None and not value.isprintable():
-        raise GraphQLError(f"{argument} {quoted(value)} has control characters", extensions={"code": BAD_USER_INPUT})
+        raise GraphQLError(
+            f"{argument} {quote_value(value)} has control characters", extensions={"code": BAD_USER_INPUT}
+        )
 
 
 @strawberry.input

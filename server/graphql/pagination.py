@@ -16,7 +16,7 @@ from typing import Any
 
 from graphql import GraphQLError
 
-from server.graphql.errors import quoted
+from server.quoting import quote_value
 from server.settings import Settings
 
 # The largest id a 64-bit signed integer column holds (PostgreSQL's BIGINT, SQLite's INTEGER).
@@ -68,7 +68,7 @@ def utc_instant(text: str) -> datetime:
 def database_integer(text: str) -> int:
     """A non-negative integer that fits the databases' 64-bit columns; ValueError for anything else."""
     if not _DATABASE_INTEGER.fullmatch(text):
-        raise ValueError(f"not a database integer: {quoted(text)}")
+        raise ValueError(f"not a database integer: {quote_value(text)}")
     value = int(text)
     if value > MAX_DATABASE_INTEGER:
         raise ValueError(f"larger than {MAX_DATABASE_INTEGER}")
@@ -94,4 +94,4 @@ def decode_event_cursor(cursor: str) -> int:
 
 
 def bad_cursor(cursor: str) -> GraphQLError:
-    return GraphQLError(f"{quoted(cursor)} is not a valid cursor", extensions={"code": "BAD_USER_INPUT"})
+    return GraphQLError(f"{quote_value(cursor)} is not a valid cursor", extensions={"code": "BAD_USER_INPUT"})

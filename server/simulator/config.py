@@ -106,9 +106,11 @@ class SimulatorConfig:
         return self.public_base_url.rstrip("/")
 
     def to_json(self) -> dict[str, Any]:
-        """Every field but `api_token`, which would let in for good anyone who once saw it."""
+        """Every field but the secrets: `api_token` would let in for good anyone who once saw it, and
+        `webhook_secret` forge webhooks (it is read as Replicate's is, with the token)."""
         shown = dataclasses.asdict(self)
-        del shown["api_token"]
+        for name in _SET_IN_PROCESS_ONLY:
+            del shown[name]
         return shown
 
     def update(self, changes: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -156,8 +158,9 @@ _FIELD_KINDS: dict[str, str] = {
     "seed": "integer or null",
     "allow_private_inputs": "boolean",
 }
-# Changing these over HTTP would let a caller of an open server hold the key of the closed one.
-_SET_IN_PROCESS_ONLY = frozenset({"api_token"})
+# Shown or changed over HTTP, these would let a caller of an open server hold the keys of the closed one:
+# its token, or the secret its webhooks are verified with.
+_SET_IN_PROCESS_ONLY = frozenset({"api_token", "webhook_secret"})
 assert set(_FIELD_KINDS) == {f.name for f in dataclasses.fields(SimulatorConfig)}
 
 

@@ -74,11 +74,13 @@ class _FetchFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Vetted:
-    """A URL judged for fetching: why not (`refusal`), or the addresses it was judged at (`pinned`)."""
+    """A URL judged for fetching: why not (`refusal`, or a name that did not resolve: `unresolved`), or the
+    addresses it was judged at (`pinned`)."""
 
     original: str
     refusal: str | None = None
     pinned: tuple[str, ...] = ()
+    unresolved: bool = False
 
     def requests(self, client: httpx.AsyncClient) -> list[httpx.Request]:
         """The GET to send: one per pinned address, each naming the original host (Host header, and TLS's
@@ -382,6 +384,8 @@ class Engine:
             vetted = await self._vet(url, judge)
             if vetted.refusal is not None:
                 raise _FetchFailed(vetted.refusal, retryable=False)
+            if vetted.unresolved:
+                raise _FetchFailed(f"{urlparse(url).hostname} does not resolve", retryable=True)
             try:
                 async with self._opened(vetted) as response:
                     if response.is_redirect:
@@ -430,7 +434,9 @@ class Engine:
             port = parsed.port or (443 if parsed.scheme == "https" else 80)
             addresses = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, ValueError):
-            return _Vetted(url)  # unresolvable: the fetch itself fails
+            # Never fetched by name instead: a name that fails once and then resolves to a private address
+            # (DNS rebinding) would reach it.
+            return _Vetted(url, unresolved=True)
         for *_, address in addresses:
             reason = judge(str(address[0]))
             if reason is not None:

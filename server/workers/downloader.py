@@ -33,13 +33,14 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import unquote_to_bytes, urlparse
+from urllib.parse import unquote_to_bytes
 
 import httpx
 
 from server import metrics
 from server.events import EventHub
 from server.log import generation_context
+from server.origins import origin_allowed, written_origin
 from server.services.media.keys import media_key
 from server.services.media.probe import (
     SNIFF_BYTES,
@@ -65,48 +66,6 @@ class DownloadError(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin_pattern(pattern: str) -> tuple[str, str, int] | None:
-    """A REPLICATE_FILE_HOSTS entry, ``[scheme://]host[:port]``, as (scheme, host, port); None if malformed.
-
-    The scheme defaults to https and the port to the scheme's, so a bare host name means what Replicate
-    serves: https on 443. `host` may start with ``*.`` (any subdomain)."""
-    text = pattern.strip().lower()
-    if "://" not in text:
-        text = "https://" + text
-    parsed = urlparse(text)
-    try:
-        port = parsed.port
-    except ValueError:
-        return None
-    host = parsed.hostname
-    if parsed.scheme not in DEFAULT_PORTS or not host or parsed.path not in ("", "/"):
-        return None
-    return parsed.scheme, host, port or DEFAULT_PORTS[parsed.scheme]
-
-
-def host_allowed(url: str, allowed: list[str]) -> bool:
-    """Whether `url`'s origin (scheme, host and port) matches one of the `allowed` origin patterns."""
-    parsed = urlparse(url)
-    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname:
-        return False
-    try:
-        port = parsed.port or DEFAULT_PORTS[parsed.scheme]
-    except ValueError:
-        return False
-    host = parsed.hostname.lower()
-    for pattern in allowed:
-        origin = _origin_pattern(pattern)
-        if origin is None or origin[0] != parsed.scheme or origin[2] != port:
-            continue
-        wanted = origin[1]
-        if wanted == host or (wanted.startswith("*.") and host.endswith(wanted[1:])):
-            return True
-    return False
 
 
 def decode_data_uri(uri: str) -> tuple[bytes, str]:
@@ -236,7 +195,8 @@ class Downloader:
             )
             return
         if not await self._media.complete(claim, result):
-            # Another attempt owns the row now; this attempt's file is its own (a key per attempt).
+            # Another attempt owns the row now. Its file has a key of its own (one per attempt), so this one
+            # names no row; asked anyway, as deleting a file a row names would lose it for good.
             if not await self._media.names_key(result.storage_key):
                 await self._storage.delete(result.storage_key)
             return
@@ -270,6 +230,8 @@ class Downloader:
         except TimeoutError:
             if lost.is_set():
                 raise DownloadError("the download's claim was lost", retryable=True) from None
+            if loop.time() < deadline:
+                raise DownloadError("the download's lease could not be renewed", retryable=True) from None
             raise DownloadError("the download did not finish within DOWNLOAD_TIMEOUT_SECONDS", retryable=True) from None
 
     async def _renew(self, claim: Claim, limit: asyncio.Timeout, deadline: float, lost: asyncio.Event) -> None:
@@ -303,9 +265,9 @@ class Downloader:
                 if len(data) > self._settings.downloads.max_bytes:
                     raise DownloadError("the file is larger than DOWNLOAD_MAX_BYTES", retryable=False)
                 return await self._store(claim, _single(data))
-            if not host_allowed(url, self._settings.allowed_file_hosts()):
+            if not origin_allowed(url, self._settings.allowed_file_hosts()):
                 raise DownloadError(
-                    f"refusing to download from {_shown_origin(url)}: not an allowed file host "
+                    f"refusing to download from {written_origin(url)}: not an allowed file host "
                     "(REPLICATE_FILE_HOSTS names scheme, host and port)",
                     retryable=False,
                 )
@@ -384,17 +346,6 @@ class Downloader:
 def attempt_key(claim: Claim, content_type: str) -> str:
     """The key one attempt writes: the media's, with the claim's own suffix (see media_key)."""
     return media_key(claim.media_id, content_type, claim.token[:12])
-
-
-def _shown_origin(url: str) -> str:
-    """`url` cut to its scheme, host and port, for an error message (no path, query or credentials)."""
-    parsed = urlparse(url)
-    try:
-        port = parsed.port
-    except ValueError:
-        port = None
-    host = parsed.hostname or "?"
-    return f"{parsed.scheme or '?'}://{host}" + (f":{port}" if port else "")
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

@@ -23,6 +23,7 @@ from server.domain import MediaStatus
 from server.services.media.scratch import PROBE_SCRATCH_PREFIX, UPLOAD_SCRATCH_PREFIX
 from server.services.media.service import ABANDONED_ERROR
 from server.storage.local import LocalStorage
+from server.storage.sweep import remove_files_older_than
 from server.workers import downloader
 from tests.ops.support import stored_keys
 from tests.support.file_hosts import allowing, file_host
@@ -226,3 +227,22 @@ async def test_cleanup_removes_stale_partial_and_scratch_files_and_keeps_fresh_o
         finally:
             for path in [*fresh, fresh_part]:
                 path.unlink(missing_ok=True)
+
+
+def test_a_stale_file_the_sweep_may_not_remove_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a shared temporary directory a file of the same name may be another user's: the sweep goes on."""
+    theirs, ours = tmp_path / "darkroom-probe-theirs", tmp_path / "darkroom-probe-ours"
+    for path in (theirs, ours):
+        path.write_bytes(b"left behind")
+        _aged(path, 3600)
+    (tmp_path / "darkroom-probe-link").symlink_to(ours)
+    unlink = Path.unlink
+
+    def refuse_theirs(path: Path, missing_ok: bool = False) -> None:
+        if path == theirs:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse_theirs)
+    assert remove_files_older_than(sorted(tmp_path.glob("darkroom-probe-*")), time.time() - 60) == (1, 11)
+    assert theirs.exists() and not ours.exists()

@@ -111,7 +111,19 @@ async def test_a_message_names_a_long_path_cut_short(darkroom: Darkroom) -> None
     await assert_nothing_started(darkroom)
 
 
-@pytest.mark.parametrize("model", ["o/" + "m" * 100_000, "o" * 100_000 + " /m", "o/m:" + "v" * 100_000])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "o/" + "m" * 100_000,
+        "o" * 100_000 + " /m",
+        "o/m:" + "v" * 100_000,
+        # Past what a column holds (a name or version of 100 characters), or with a NUL PostgreSQL refuses.
+        "o/" + "m" * 101,
+        PIXEL_FORGE + ":" + "a" * 101,
+        "o\x00wner/model",
+        PIXEL_FORGE + ":ab\x00cd",
+    ],
+)
 async def test_an_absurd_model_reference_is_refused_without_asking_the_provider(darkroom: Darkroom, model: str) -> None:
     payload = await start_payload(darkroom, model, {"prompt": "a"})
     (error,) = payload["userErrors"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import subprocess
@@ -17,13 +18,15 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.exceptions import RedisError
 
 from server.graphql.ids import encode_id
+from server.services.access.buckets import OUTAGE_RETRY_SECONDS, RedisBuckets, SharedBuckets
 from tests.auth.support import bearer, closed_with, init, new_key, operation_messages, raw_socket
 from tests.catalogue.flows import MODEL, PIXEL_FORGE
 from tests.support.darkroom import Darkroom
 from tests.support.graphql import data
-from tests.support.processes import darkroom_process
+from tests.support.processes import darkroom_process, throwaway_redis
 from tests.support.services import SESSION_CHANNEL, empty_postgres_database
 from tests.support.waiting import eventually
 
@@ -208,6 +211,17 @@ async def test_a_legacy_socket_that_never_initialises_is_closed(start_darkroom: 
         await eventually(lambda: darkroom.runtime.socket_caps.pending == 0)
 
 
+@pytest.mark.parametrize("protocol", ["graphql-ws", "graphql-transport-ws"])
+async def test_a_second_connection_init_closes_the_socket(darkroom: Darkroom, protocol: str) -> None:
+    """Each connection_init registers a socket with its key: one socket may not register itself again and again."""
+    alice = await new_key(darkroom, "alice")
+    async with raw_socket(darkroom.base_url, protocol=protocol) as socket:
+        assert (await init(socket, bearer(alice.token)))["type"] == "connection_ack"
+        await socket.send(json.dumps({"type": "connection_init", "payload": bearer(alice.token)}))
+        assert await closed_with(socket) == 4429
+    await eventually(lambda: not darkroom.runtime.socket_caps.per_key)
+
+
 async def test_a_websocket_message_larger_than_a_request_body_closes_the_socket(tmp_path: Path) -> None:
     """`darkroom serve` holds a WebSocket message to GRAPHQL_MAX_BODY_BYTES (close 1009), not to uvicorn's 16 MiB."""
     env = {
@@ -225,3 +239,34 @@ async def test_a_websocket_message_larger_than_a_request_body_closes_the_socket(
         async with raw_socket(base) as large:
             await large.send(json.dumps({"type": "connection_init", "payload": {"padding": "x" * 30_000}}))
             assert await closed_with(large) == 1009
+
+
+async def test_while_the_shared_limit_store_is_down_each_process_limits_on_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis of the test's own stops: takes go to this process's buckets (still limited), the store is
+    not asked again for OUTAGE_RETRY_SECONDS, and the outage is logged once when it starts and once when it ends."""
+    now = [1000.0]
+    with throwaway_redis() as server:
+        store = RedisBuckets(server.url, prefix="test:rate:")
+        buckets = SharedBuckets(store, "redis", (RedisError, OSError), clock=lambda: now[0])
+        try:
+            assert await buckets.take("alice", rate=0.001, capacity=2) == 0.0
+            server.stop()
+            with caplog.at_level(logging.INFO, logger="server.services.access.buckets"):
+                answers = [await buckets.take("alice", rate=0.001, capacity=2) for _ in range(3)]
+                assert answers[:2] == [0.0, 0.0] and answers[2] > 0, answers
+                server.start()
+                # Within the retry interval the store is not asked, even though it is back.
+                assert await buckets.take("bob", rate=0.001, capacity=2) == 0.0
+                assert await store.take("bob", rate=0.001, capacity=2) == 0.0, "bob's first take was local"
+                now[0] += OUTAGE_RETRY_SECONDS
+                assert await buckets.take("bob", rate=0.001, capacity=2) == 0.0
+                assert await store.take("bob", rate=0.001, capacity=2) > 0, "the store counted both"
+            messages = [record.getMessage() for record in caplog.records if record.name.endswith("buckets")]
+            assert [message.split(":")[0] for message in messages] == [
+                "rate limit store unreachable",
+                "rate limit store reachable again",
+            ]
+        finally:
+            await buckets.aclose()

@@ -15,13 +15,13 @@ from sqlalchemy import select
 
 from server.db.models import Generation
 from server.graphql.ids import decode_id
+from server.origins import origin_allowed
 from server.provider.errors import ProviderAuthError
 from server.provider.replicate.signing import sign_webhook
 from server.runtime import replicate_provider
 from server.settings import Settings
 from server.simulator import SimulatorConfig
 from server.simulator.engine import INPUT_FETCH_FAILED
-from server.workers.downloader import host_allowed
 from tests.auth.support import KeyClient, bearer, new_key
 from tests.simulator.support import RunningSimulator, serve_simulator
 from tests.simulator.test_predictions import png_bytes
@@ -184,7 +184,7 @@ def test_the_file_allowlist_compares_origins(url: str, allowed: bool) -> None:
         port=8000,
         replicate_file_hosts="*.replicate.delivery, replicate.delivery, http://files.example.com:9000",
     )
-    assert host_allowed(url, settings.allowed_file_hosts()) is allowed
+    assert origin_allowed(url, settings.allowed_file_hosts()) is allowed
 
 
 # --- input files -------------------------------------------------------------------------------------------
@@ -272,6 +272,8 @@ async def test_the_embedded_kind_fetches_private_inputs_but_follows_no_redirect_
             f"http://127.0.0.1:{closed_port}/frame.png",
             "http://169.254.169.254/latest/meta-data",
             "http://[fe80::1]/latest/meta-data",
+            # A name that does not resolve is never fetched by name (it might resolve elsewhere then).
+            "http://darkroom-test.invalid/frame.png",
         ):
             error = await _failure(sim, image)
             assert error == f"Failed to download image from {image}: {INPUT_FETCH_FAILED}", error

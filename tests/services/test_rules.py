@@ -12,6 +12,7 @@ import pytest
 
 from server.db.models import Generation, Media
 from server.domain import GenerationStatus
+from server.origins import origin_allowed
 from server.provider.replicate.prediction import Prediction, output_urls
 from server.provider.types import PredictionUpdate
 from server.services.generations.progress import parse_progress
@@ -19,7 +20,7 @@ from server.services.generations.service import UpdateOutcome, decide, incoming_
 from server.services.generations.snapshots import MAX_EVENT_BYTES, event_payload
 from server.storage.local import LocalStorage
 from server.storage.port import StorageError, check_key, store_bytes
-from server.workers.downloader import DownloadError, decode_data_uri, host_allowed
+from server.workers.downloader import DownloadError, decode_data_uri
 
 
 def _generation(status: str, logs: str | None = None) -> Generation:
@@ -182,7 +183,7 @@ def generation_time():  # type: ignore[no-untyped-def]
     ],
 )
 def test_only_allowed_file_hosts_are_downloaded(url: str, allowed: bool) -> None:
-    assert host_allowed(url, ["replicate.delivery", "*.replicate.delivery"]) is allowed
+    assert origin_allowed(url, ["replicate.delivery", "*.replicate.delivery"]) is allowed
 
 
 def test_data_uris_decode_and_malformed_ones_fail_for_good() -> None:

@@ -179,7 +179,7 @@ async def test_auth(start_simulator: StartSimulator) -> None:
 async def test_control_endpoints(sim: RunningSimulator) -> None:
     async with httpx.AsyncClient(base_url=sim.url) as control:
         config = (await control.get("/_control/config")).json()
-        assert config["run_seconds"] == 0.3 and config["webhook_secret"].startswith("whsec_")
+        assert config["run_seconds"] == 0.3 and "webhook_secret" not in config and "api_token" not in config
         changed = await control.patch("/_control/config", json={"fail_rate": 1, "webhook_reorder": True})
         assert changed.status_code == 200 and changed.json()["fail_rate"] == 1.0
         assert sim.config.fail_rate == 1.0 and sim.config.webhook_reorder is True
@@ -187,6 +187,10 @@ async def test_control_endpoints(sim: RunningSimulator) -> None:
         assert bad.status_code == 422
         assert {f["field"] for f in bad.json()["invalid_fields"]} == {"fail_rate", "nope"}
         assert sim.config.seed == 1234  # nothing changed
+        # Its secrets are the process's own: neither shown (above) nor set over HTTP.
+        for secret in ("webhook_secret", "api_token"):
+            refused = await control.patch("/_control/config", json={secret: "whsec_mine"})
+            assert refused.status_code == 422 and getattr(sim.config, secret) != "whsec_mine"
 
         await sim.http.get("/files/covers/pixel-forge.webp")
         stats = (await control.get("/_control/stats")).json()

@@ -10,8 +10,9 @@ how long until one is there. Where the buckets live decides how far a limit reac
 - this process (the embedded default: SQLite and memory://): a dict.
 
 Each take is one round trip. The shared stores read their own clock (Redis TIME, PostgreSQL
-clock_timestamp()), so processes whose clocks differ still share one bucket. When the store cannot be
-reached the take is allowed: an outage of the limiter must not stop the API.
+clock_timestamp()), so processes whose clocks differ still share one bucket. An outage of the limiter must
+not stop the API: while a shared store cannot be reached, each process limits on its own buckets, and
+asks the store again only every OUTAGE_RETRY_SECONDS, so requests do not each wait on it.
 """
 
 from __future__ import annotations
@@ -97,44 +98,65 @@ return string.format('%.17g', wait)
 """
 
 
-class _Outage:
-    """Logs a store's outage once when it starts and once when it ends, not once per request."""
+# While a shared store is down, how long until it is asked again (one request then waits on it).
+OUTAGE_RETRY_SECONDS = 5.0
+# How long one take may wait on Redis before the store counts as down.
+REDIS_TIMEOUT_SECONDS = 2.0
 
-    def __init__(self, store: str) -> None:
+
+class SharedBuckets:
+    """A shared store's buckets, and this process's own while the store cannot be reached: the outage is
+    logged once when it starts and once when it ends, not once per request."""
+
+    def __init__(
+        self,
+        store: TokenBuckets,
+        name: str,
+        unreachable: tuple[type[BaseException], ...],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
-        self.down = False
+        self._name = name
+        self._unreachable = unreachable
+        self._clock = clock
+        self._local = LocalBuckets(clock)
+        self._down_until: float | None = None
 
-    def failed(self, exc: BaseException) -> float:
-        if not self.down:
-            self.down = True
-            logger.warning(
-                "rate limit store unreachable: requests are allowed until it is back",
-                extra={"store": self._store, "error": str(exc)},
-            )
-        return 0.0
+    async def take(self, key: str, rate: float, capacity: float) -> float:
+        if self._down_until is not None and self._clock() < self._down_until:
+            return await self._local.take(key, rate, capacity)
+        try:
+            wait = await self._store.take(key, rate, capacity)
+        except self._unreachable as exc:
+            if self._down_until is None:
+                logger.warning(
+                    "rate limit store unreachable: each process limits on its own until it is back",
+                    extra={"store": self._name, "error": str(exc)},
+                )
+            self._down_until = self._clock() + OUTAGE_RETRY_SECONDS
+            return await self._local.take(key, rate, capacity)
+        if self._down_until is not None:
+            self._down_until = None
+            logger.info("rate limit store reachable again", extra={"store": self._name})
+        return wait
 
-    def answered(self) -> None:
-        if self.down:
-            self.down = False
-            logger.warning("rate limit store reachable again", extra={"store": self._store})
+    async def aclose(self) -> None:
+        await self._store.aclose()
 
 
 class RedisBuckets:
     """Buckets in Redis, shared by every process on it; keys start with `prefix`."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        self._client = redis.Redis.from_url(url)
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+        )
         self._prefix = prefix
         # EVALSHA, falling back to EVAL once when Redis does not know the script (after a restart).
         self._script = self._client.register_script(_TAKE_SCRIPT)
-        self._outage = _Outage("redis")
 
     async def take(self, key: str, rate: float, capacity: float) -> float:
-        try:
-            wait = await self._script(keys=[f"{self._prefix}{key}"], args=[repr(rate), repr(capacity)])
-        except (RedisError, OSError) as exc:
-            return self._outage.failed(exc)
-        self._outage.answered()
+        wait = await self._script(keys=[f"{self._prefix}{key}"], args=[repr(rate), repr(capacity)])
         return float(wait)
 
     async def aclose(self) -> None:
@@ -165,17 +187,10 @@ class PostgresBuckets:
     def __init__(self, engine: AsyncEngine) -> None:
         # The statement is atomic on its own: autocommit spares a BEGIN and a COMMIT round trip.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._outage = _Outage("postgresql")
 
     async def take(self, key: str, rate: float, capacity: float) -> float:
-        try:
-            async with self._engine.connect() as connection:
-                row = (
-                    await connection.execute(_TAKE_STATEMENT, {"key": key, "rate": rate, "capacity": capacity})
-                ).one()
-        except (SQLAlchemyError, OSError) as exc:
-            return self._outage.failed(exc)
-        self._outage.answered()
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_TAKE_STATEMENT, {"key": key, "rate": rate, "capacity": capacity})).one()
         tokens, taken = float(row[0]), bool(row[1])
         return 0.0 if taken else (1.0 - tokens) / rate
 
@@ -187,7 +202,8 @@ def buckets_from_settings(settings: Settings, engine: AsyncEngine) -> TokenBucke
     """Redis when the broadcast is Redis, else PostgreSQL when the database is, else this process."""
     url = settings.events.broadcast_url
     if url.startswith(("redis://", "rediss://")):
-        return RedisBuckets(url, prefix=f"{settings.events.broadcast_channel}:rate:")
+        redis_buckets = RedisBuckets(url, prefix=f"{settings.events.broadcast_channel}:rate:")
+        return SharedBuckets(redis_buckets, "redis", (RedisError, OSError))
     if settings.is_postgres:
-        return PostgresBuckets(engine)
+        return SharedBuckets(PostgresBuckets(engine), "postgresql", (SQLAlchemyError, OSError))
     return LocalBuckets()

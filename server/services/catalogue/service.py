@@ -11,8 +11,8 @@ Contract:
   CATALOGUE_UNAVAILABLE.
 - A reference the provider said does not exist is answered NOT_FOUND without asking again for
   CATALOGUE_NEGATIVE_TTL_SECONDS (each process remembers its own), and lookups of one uncached
-  reference at once share one provider call: unknown references cannot be turned into a provider call
-  each.
+  reference at once share one provider call: repeating an unknown reference costs one provider call, not
+  one each time. Every distinct reference still costs one, bounded by the query rate limit.
 - Search asks the provider's search, merges the image and video models it finds into the cache, and
   filters the cache by the query's words; when the provider cannot be asked, the cache filter alone
   answers.
@@ -76,8 +76,15 @@ class ModelPage:
     has_next: bool
 
 
-# Owner and model names are short slugs: a longer text names no model, and is not sent to the provider.
-MAX_REF_CHARS = 256
+# A model reference is stored as it is (catalogue.ref and generations.model_ref hold 200 characters, an owner,
+# a name or a version 100): a longer one names no model, and is neither looked up nor sent to the provider.
+MAX_REF_CHARS = 200
+MAX_REF_PART_CHARS = 100
+
+
+def _invalid_ref(ref: str, like: str) -> ServiceError:
+    message = f"'{cut_text(ref)}' is not a model reference like {like}"
+    return ServiceError.single("INVALID_MODEL_REF", message, ["model"])
 
 
 def split_version(ref: str) -> tuple[str, str | None]:
@@ -85,12 +92,10 @@ def split_version(ref: str) -> tuple[str, str | None]:
     version is None when none is pinned. An empty version is INVALID_MODEL_REF."""
     model, colon, version = ref.strip().partition(":")
     version = version.strip()
-    if (colon and (not version or any(c in version for c in "/: "))) or len(ref) > MAX_REF_CHARS:
-        raise ServiceError.single(
-            "INVALID_MODEL_REF",
-            f"'{cut_text(ref)}' is not a model reference like owner/name or owner/name:version",
-            ["model"],
-        )
+    bad_version = colon and (not version or len(version) > MAX_REF_PART_CHARS or any(c in version for c in "/: "))
+    # Control characters never reach SQL: PostgreSQL refuses a NUL outright.
+    if bad_version or len(model) > MAX_REF_CHARS or not ref.isprintable():
+        raise _invalid_ref(ref, "owner/name or owner/name:version")
     return model, version or None
 
 
@@ -98,9 +103,9 @@ def parse_ref(ref: str) -> tuple[str, str]:
     """(owner, name) of "owner/name"; INVALID_MODEL_REF for anything else (a version suffix included)."""
     owner, _, name = ref.strip().partition("/")
     malformed = not owner or not name or "/" in name or ":" in name or " " in ref.strip()
-    if malformed or len(ref) > MAX_REF_CHARS:
-        message = f"'{cut_text(ref)}' is not a model reference like owner/name"
-        raise ServiceError.single("INVALID_MODEL_REF", message, ["model"])
+    too_long = len(ref) > MAX_REF_CHARS or max(len(owner), len(name)) > MAX_REF_PART_CHARS
+    if malformed or too_long or not ref.isprintable():
+        raise _invalid_ref(ref, "owner/name")
     return owner, name
 
 

@@ -4,10 +4,10 @@ Only media is media: a PNG, JPEG, WebP or GIF image, or an MP4 or WebM video, co
 file host's Content-Type, a data: URI's type and a file's name are never asked: served from Darkroom's own
 origin, HTML or SVG would run script next to the gallery and its API key. The first bytes name the type
 (`sniff_content_type`, so a file can be written to storage under its key as it arrives); `probe_file` then
-confirms it (Pillow for images, PyAV for videos, each told which single format to expect) and reads its
-size or duration, or raises NotMedia. An image's pixels (all its frames counted) are checked against
-MEDIA_MAX_PIXELS from its header, before anything is decoded; Pillow's own decompression-bomb error and
-warning are turned into the same refusal. Blocking: run it in a thread.
+confirms it (Pillow for images, told which single format to expect; PyAV for videos, whose container must
+be the one the bytes named) and reads its size or duration, or raises NotMedia. An image's pixels (all its
+frames counted) are checked against MEDIA_MAX_PIXELS from its header, before anything is decoded; Pillow's
+own decompression-bomb error and warning are turned into the same refusal. Blocking: run it in a thread.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from server.services.generations.events import EventType, append_event
 from server.services.media.base import StoredMediaService
 from server.services.media.keys import media_key
 from server.services.media.probe import IMAGE_TYPES, UNSUPPORTED, NotMedia, Probe, open_image, probe_file
+from server.services.media.scratch import UPLOAD_SCRATCH_PREFIX
 from server.services.media.service import StoredFile
 from server.storage.port import store_file
 
@@ -132,7 +133,7 @@ class UploadService(StoredMediaService):
     async def upload(self, viewer: Viewer, file: UploadedFile) -> Media:
         """Check and store `file` as READY media of `viewer`'s; ServiceError (and nothing kept) when refused."""
         # Checked in a local scratch file first: nothing reaches the store before the file has passed.
-        descriptor, name = tempfile.mkstemp(prefix="darkroom-upload-")
+        descriptor, name = tempfile.mkstemp(prefix=UPLOAD_SCRATCH_PREFIX)
         os.close(descriptor)
         temp = Path(name)
         try:
