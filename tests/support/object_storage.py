@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.live_server import free_port
+from tests.support.processes import stop_process
 
 # Runs a test on the local disk and on a bucket of moto: the `media_store` fixture (tests/conftest.py) reads it.
 both_stores = pytest.mark.parametrize("media_store", ["local", "s3"], indirect=True)
@@ -61,11 +62,7 @@ def moto_server() -> Iterator[str]:
                     time.sleep(0.05)
             yield endpoint
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, timeout=10)
 
 
 @dataclass

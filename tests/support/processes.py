@@ -75,11 +75,17 @@ async def _running(args: list[str], env: dict[str, str], log: Path, base: str, r
                     raise AssertionError(f"server did not become ready:\n{log.read_text()}")
             yield base
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, timeout=15)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Ask `process` to end (SIGTERM); kill it if it has not within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _postgres_bindir() -> Path | None:
