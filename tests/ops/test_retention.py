@@ -194,10 +194,10 @@ async def test_the_cleanup_command(start_darkroom: Callable[..., Any], media_sto
             "S3_ENDPOINT_URL": settings.media.s3_endpoint_url or "",
             "MEDIA_RETENTION_DAYS": "7",
             "FAILED_GENERATION_RETENTION_DAYS": "3",
-            # The command's clock cannot be run ahead: with no lease or attempt deadline the scene's strays
-            # count as settled.
-            "DOWNLOAD_LEASE_SECONDS": "0",
-            "DOWNLOAD_TIMEOUT_SECONDS": "0",
+            # The command's clock cannot be run ahead: with a lease and an attempt deadline of a millisecond
+            # the scene's strays count as settled.
+            "DOWNLOAD_LEASE_SECONDS": "0.001",
+            "DOWNLOAD_TIMEOUT_SECONDS": "0.001",
             "BROADCAST_URL": "memory://",
             "LOG_LEVEL": "WARNING",
         }
