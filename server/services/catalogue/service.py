@@ -76,7 +76,7 @@ class ModelPage:
     has_next: bool
 
 
-# A model reference is stored as it is (catalogue.ref and generations.model_ref hold 200 characters, an owner,
+# A model reference is stored as it is (models.ref and generations.model_ref hold 200 characters, an owner,
 # a name or a version 100): a longer one names no model, and is neither looked up nor sent to the provider.
 MAX_REF_CHARS = 200
 MAX_REF_PART_CHARS = 100
