@@ -30,7 +30,7 @@ from server.services.access.buckets import buckets_from_settings
 from server.services.access.rate_limits import RateLimiter
 from server.services.access.socket_caps import SocketCaps
 from server.services.catalogue.service import CatalogueService
-from server.services.generations.event_log import StoredEventLog
+from server.services.event_log.stored import StoredEventLog
 from server.services.generations.launch import Launcher
 from server.services.generations.polls import PollClaims
 from server.services.generations.service import GenerationService
@@ -162,6 +162,6 @@ class Runtime:
             logger.exception("database check failed")
             return False
 
-    async def publish(self, event: dict[str, Any]) -> None:
+    async def publish(self, event_id: int) -> None:
         """Announce an event once its transaction committed: subscribers everywhere read it from the log."""
-        await self.hub.publish(event)
+        await self.hub.publish(event_id)

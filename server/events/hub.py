@@ -72,11 +72,11 @@ class EventHub:
             await self.doorbell.stop()
         await self.tailer.stop()
 
-    async def publish(self, event: dict[str, Any]) -> None:
-        """`event` was committed: deliver it here and to every other process (via the log, in order)."""
-        self.tailer.poke(event["id"])
+    async def publish(self, event_id: int) -> None:
+        """The event `event_id` was committed: deliver it here and to every other process (via the log, in order)."""
+        self.tailer.poke(event_id)
         if self.doorbell is not None:
-            self.doorbell.ring(event["id"])
+            self.doorbell.ring(event_id)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, predicate: Predicate | None = None) -> AsyncIterator[Subscription]:

@@ -1,6 +1,6 @@
 """The process's one reader of the event log: it hands every committed event, in id order, to its subscribers.
 
-Event ids become visible in commit order (see server/services/generations/events.py), so reading the rows after a
+Event ids become visible in commit order (see server/services/event_log/events.py), so reading the rows after a
 high-water mark, in id order, yields every committed event exactly once and in order, whichever process
 wrote it. The tailer reads when it is poked (a local commit, or a doorbell from another process) and at
 least every `interval` seconds of its own, so a lost doorbell or a broker outage only delays delivery.

@@ -25,9 +25,9 @@ from server.graphql.pagination import decode_event_cursor, encode_cursor
 from server.graphql.shared_render import LiveRenderer, SharedEvent, shared
 from server.graphql.types import Generation, GenerationEvent
 from server.metrics import open_subscription
+from server.services.event_log.events import published_form
+from server.services.event_log.public_fields import owner_of, parse_datetime
 from server.services.generations import queries
-from server.services.generations.events import published_form
-from server.services.generations.public_fields import owner_of, parse_datetime
 
 BACKFILL_BATCH = 500
 

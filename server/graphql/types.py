@@ -1,7 +1,7 @@
 """GraphQL object types. Each is built from a database row or from an event's snapshot.
 
 Generation and Media take their values through the one declaration of their public fields
-(services/generations/public_fields.py), from a row and from a snapshot alike.
+(services/event_log/public_fields.py), from a row and from a snapshot alike.
 
 Built from a snapshot, a type answers its scalar fields without touching the database; only fields the
 snapshot leaves out (input, logs, relations) go through a DataLoader.
@@ -23,7 +23,7 @@ from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import encode_id
 from server.services.catalogue.model_schema import list_inputs
-from server.services.generations.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
+from server.services.event_log.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
 from server.services.media.urls import media_url as stored_media_url
 
 # Registered in place, so the domain enums are the GraphQL enums and annotations stay plain classes.

@@ -25,10 +25,11 @@ class ListLog:
         self.down = False
         self.reads = 0
 
-    def commit(self, generation: str = "g") -> dict[str, Any]:
+    def commit(self, generation: str = "g") -> int:
+        """Log an event; its id, as a service publishes it."""
         event = {"id": len(self.events) + 1, "seq": len(self.events) + 1, "generationId": generation}
         self.events.append(event)
-        return event
+        return len(self.events)
 
     async def newest_id(self) -> int:
         return len(self.events)

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -20,9 +19,9 @@ from server.settings import Settings
 from server.storage.local import LocalStorage
 
 
-class Published(list[dict[str, Any]]):
-    async def __call__(self, event: dict[str, Any]) -> None:
-        self.append(event)
+class Published(list[int]):
+    async def __call__(self, event_id: int) -> None:
+        self.append(event_id)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from server.db.models import CatalogModel, Event, Generation, Media
 from server.services.access.viewer import Viewer
-from server.services.generations.snapshots import state_snapshot
+from server.services.event_log.snapshots import state_snapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from server.provider.port import Provider
 from server.provider.types import PredictionUpdate
 from server.services.access.viewer import Viewer
 from server.services.errors import FieldError, NotFound, ServiceError
-from server.services.generations.events import (
+from server.services.event_log.events import (
     EVENT_ORDER_LOCK,
     EventType,
     Publish,
@@ -51,7 +51,7 @@ _STATE_BY_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE id = $1"
 # version that was read (same event_seq, which every change that matters bumps, and the same references
 # that a deletion elsewhere may set to NULL), then the ordering lock is
 # taken (after the row lock, as every writer does) and the event logged with the next id (see
-# server.services.generations.events). Each CTE reads the one before, which fixes that order. No row back: the row
+# server.services.event_log.events). Each CTE reads the one before, which fixes that order. No row back: the row
 # changed or went away meanwhile.
 _UPDATE_AND_APPEND = """
 WITH changed AS (
@@ -245,8 +245,8 @@ class GenerationService:
             row.provider_id = created.prediction_id
             row.provider_status = row.provider_status or created.provider_status
             row.model_version = created.version or row.model_version
-            payload = await append_event(session, row, [], EventType.CREATED)
-        await self._publish(payload)
+            event_id = await append_event(session, row, [], EventType.CREATED)
+        await self._publish(event_id)
         metrics.GENERATIONS_STARTED.labels(model.ref, model.kind).inc()
         logger.info(
             "generation started",
@@ -274,8 +274,8 @@ class GenerationService:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
             media = self._apply(generation, update)
             session.add_all(media)
-            payload = await append_event(session, generation, media, EventType.UPDATED)
-        return await self._applied(generation, update, payload)
+            event_id = await append_event(session, generation, media, EventType.UPDATED)
+        return await self._applied(generation, update, event_id)
 
     async def _apply_in_one_statement(
         self, engine: AsyncEngine, update: PredictionUpdate, hint: uuid.UUID | None
@@ -302,7 +302,7 @@ class GenerationService:
             if self._apply(generation, update):
                 return None
             now = number_change(generation)
-            payload, encoded = event_for(generation, [], EventType.UPDATED, now)
+            _, encoded = event_for(generation, [], EventType.UPDATED, now)
             event_id = await connection.fetchval(
                 _UPDATE_AND_APPEND,
                 generation.id,
@@ -330,14 +330,12 @@ class GenerationService:
             )
         if event_id is None:
             return None
-        return await self._applied(generation, update, {**payload, "id": event_id})
+        return await self._applied(generation, update, event_id)
 
-    async def _applied(
-        self, generation: AnyGeneration, update: PredictionUpdate, payload: dict[str, Any]
-    ) -> ApplyResult:
+    async def _applied(self, generation: AnyGeneration, update: PredictionUpdate, event_id: int) -> ApplyResult:
         """After an update committed: publish its event, count a finish, log it."""
         status = GenerationStatus(generation.status)
-        await self._publish(payload)
+        await self._publish(event_id)
         if status.is_terminal:
             self._finished(generation.model_ref, generation.kind, status)
         logger.info(
@@ -463,8 +461,8 @@ class GenerationService:
             generation.next_poll_at = None
             generation.error = self._timed_out_message()
             provider_id = generation.provider_id
-            payload = await append_event(session, generation, [], EventType.UPDATED)
-        await self._publish(payload)
+            event_id = await append_event(session, generation, [], EventType.UPDATED)
+        await self._publish(event_id)
         self._finished(generation.model_ref, generation.kind, GenerationStatus.TIMED_OUT)
         logger.warning("generation timed out", extra={"generation_id": str(generation_id)})
         if provider_id:

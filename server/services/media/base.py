@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import Media
 from server.services.access.viewer import Viewer
 from server.services.errors import NotFound
-from server.services.generations.events import Publish
+from server.services.event_log.events import Publish
 from server.settings import Settings
 from server.storage.port import MediaStorage
 

@@ -36,7 +36,7 @@ from sqlalchemy import delete, func, select, update
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
-from server.services.generations.events import append_media_event
+from server.services.event_log.events import append_media_event
 from server.services.media.base import StoredMediaService
 from server.services.media.scratch import remove_stale_scratch
 
@@ -113,7 +113,7 @@ class RetentionService(StoredMediaService):
             report.missing_files = len(missing)
             return
         for media_id, key in missing:
-            payload = None
+            event_id = None
             async with self._sessions() as session, session.begin():
                 changed = await session.execute(
                     update(Media)
@@ -130,11 +130,11 @@ class RetentionService(StoredMediaService):
                 )
                 generation_id = changed.scalar()
                 if generation_id is not None:
-                    payload = await append_media_event(session, generation_id)
-            if payload is not None:
+                    event_id = await append_media_event(session, generation_id)
+            if event_id is not None:
                 report.missing_files += 1
                 logger.warning("a READY media file was missing", extra={"media_id": str(media_id), "key": key})
-                await self._publish(payload)
+                await self._publish(event_id)
 
     # --- failed generations ----------------------------------------------------------------------------
     async def _delete_failed_generations(self, cutoff: datetime, report: CleanupReport) -> None:
@@ -208,7 +208,7 @@ class RetentionService(StoredMediaService):
         count = freed = 0
         for start in range(0, len(doomed), BATCH):
             ids = [item.id for item in doomed[start : start + BATCH]]
-            payloads = []
+            event_ids = []
             async with self._sessions() as session, session.begin():
                 deleted = (
                     await session.execute(
@@ -219,11 +219,11 @@ class RetentionService(StoredMediaService):
                     )
                 ).all()
                 for generation_id in sorted({row.generation_id for row in deleted}):
-                    payloads.append(await append_media_event(session, generation_id))
+                    event_ids.append(await append_media_event(session, generation_id))
             count += len(deleted)
             freed += await self._delete_files([(row.storage_key, row.byte_size) for row in deleted])
-            for payload in payloads:
-                await self._publish(payload)
+            for event_id in event_ids:
+                await self._publish(event_id)
         return count, freed
 
     # --- files no row names ------------------------------------------------------------------------------

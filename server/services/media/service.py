@@ -25,7 +25,7 @@ from server.db.session import is_postgres
 from server.domain import MediaStatus
 from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
-from server.services.generations.events import append_media_event
+from server.services.event_log.events import append_media_event
 from server.services.media.base import StoredMediaService, visible_media
 
 logger = logging.getLogger(__name__)
@@ -111,8 +111,8 @@ class MediaService(StoredMediaService):
             ).first()
             if claimed is None:
                 return None
-            payload = await append_media_event(session, claimed.generation_id)
-        await self._publish(payload)
+            event_id = await append_media_event(session, claimed.generation_id)
+        await self._publish(event_id)
         return Claim(
             media_id=claimed.id,
             generation_id=claimed.generation_id,
@@ -152,14 +152,14 @@ class MediaService(StoredMediaService):
                     .execution_options(synchronize_session=False)
                 )
             ).all()
-            payloads = [
+            event_ids = [
                 await append_media_event(session, generation_id)
                 for generation_id in sorted({row.generation_id for row in abandoned})
             ]
         for row in abandoned:
             logger.warning("a download was abandoned at its attempt limit", extra={"media_id": str(row.id)})
-        for payload in payloads:
-            await self._publish(payload)
+        for event_id in event_ids:
+            await self._publish(event_id)
 
     async def renew(self, claim: Claim) -> bool:
         """Extend a running download's lease by DOWNLOAD_LEASE_SECONDS from now; False once it was lost."""
@@ -198,11 +198,11 @@ class MediaService(StoredMediaService):
                 lost = True
             else:
                 lost = False
-                payload = await append_media_event(session, claim.generation_id)
+                event_id = await append_media_event(session, claim.generation_id)
         if lost:
             logger.warning("download finished after its claim was lost", extra={"media_id": str(claim.media_id)})
             return False
-        await self._publish(payload)
+        await self._publish(event_id)
         return True
 
     async def fail(self, claim: Claim, error: str, *, retryable: bool = True) -> MediaStatus | None:
@@ -226,8 +226,8 @@ class MediaService(StoredMediaService):
             )
             if done.rowcount == 0:  # type: ignore[attr-defined]
                 return None
-            payload = await append_media_event(session, claim.generation_id)
-        await self._publish(payload)
+            event_id = await append_media_event(session, claim.generation_id)
+        await self._publish(event_id)
         return status
 
     async def release(self, claim: Claim) -> None:
@@ -260,8 +260,8 @@ class MediaService(StoredMediaService):
             media.next_attempt_at = None
             media.updated_at = utcnow()
             await session.flush()
-            payload = await append_media_event(session, media.generation_id)
-        await self._publish(payload)
+            event_id = await append_media_event(session, media.generation_id)
+        await self._publish(event_id)
         return media
 
     async def delete(self, media_id: uuid.UUID, viewer: Viewer) -> uuid.UUID:
@@ -274,9 +274,9 @@ class MediaService(StoredMediaService):
             storage_key, generation_id = media.storage_key, media.generation_id
             await session.delete(media)
             await session.flush()
-            payload = await append_media_event(session, generation_id)
+            event_id = await append_media_event(session, generation_id)
         # The row is gone first: a file without a row is swept by cleanup, a row without a file is not.
         if storage_key:
             await self._storage.delete(storage_key)
-        await self._publish(payload)
+        await self._publish(event_id)
         return media_id

@@ -28,16 +28,15 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaKind, MediaStatus
 from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
-from server.services.generations.events import EventType, append_event
+from server.services.event_log.events import EventType, append_event
 from server.services.media.base import StoredMediaService
 from server.services.media.keys import media_key
 from server.services.media.probe import IMAGE_TYPES, UNSUPPORTED, NotMedia, Probe, open_image, probe_file
@@ -46,8 +45,6 @@ from server.services.media.service import StoredFile
 from server.storage.port import store_file
 
 logger = logging.getLogger(__name__)
-
-Publish = Callable[[dict[str, Any]], Awaitable[None]]
 
 # The provider and model names of an upload's generation ("upload" is no "owner/name" ref, so no model's).
 UPLOAD_PROVIDER = "upload"
@@ -151,12 +148,12 @@ class UploadService(StoredMediaService):
         finally:
             await asyncio.to_thread(temp.unlink, missing_ok=True)
         try:
-            media, payload = await self._record(viewer, media_id, key, checked, clean_filename(file.filename))
+            media, event_id = await self._record(viewer, media_id, key, checked, clean_filename(file.filename))
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._storage.delete(key)
             raise
-        await self._publish(payload)
+        await self._publish(event_id)
         logger.info(
             "media uploaded",
             extra={"media_id": str(media_id), "kind": checked.kind, "bytes": checked.byte_size},
@@ -183,7 +180,7 @@ class UploadService(StoredMediaService):
 
     async def _record(
         self, viewer: Viewer, media_id: uuid.UUID, key: str, checked: Checked, filename: str
-    ) -> tuple[Media, dict[str, Any]]:
+    ) -> tuple[Media, int]:
         now = utcnow()
         generation = Generation(
             id=uuid.uuid4(),
@@ -226,5 +223,5 @@ class UploadService(StoredMediaService):
             session.add(generation)
             await session.flush()
             session.add(media)
-            payload = await append_event(session, generation, [media], EventType.CREATED)
-        return media, payload
+            event_id = await append_event(session, generation, [media], EventType.CREATED)
+        return media, event_id

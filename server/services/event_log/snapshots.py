@@ -2,9 +2,9 @@
 
 A published event holds the generation's scalar state and a summary of each media row: everything a
 subscription's selection usually needs (the fields public_fields.py declares). Large fields (input,
-logs) stay out; resolvers load them on demand. Events must fit Postgres' 8,000-byte NOTIFY payload, so
-long texts are cut and, past a budget, the media list is left out (`mediaTruncated`) for subscribers to
-load instead.
+logs) stay out; resolvers load them on demand. Every subscriber's tailer reads each event, and every
+subscription renders from it, so an event stays small: long texts are cut and, past a budget, the media
+list is left out (`mediaTruncated`) for subscribers to load instead.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from server.db.models import AnyGeneration, Generation, Media
-from server.services.generations.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
+from server.services.event_log.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
 
+# The budget of one event's JSON: room for a generation's scalars and a few dozen media summaries.
 MAX_EVENT_BYTES = 7000
 
 

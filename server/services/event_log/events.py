@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import AnyGeneration, Event, Generation, Media, utcnow
 from server.db.session import is_postgres
-from server.services.generations.snapshots import event_record
+from server.services.event_log.snapshots import event_record
 
 EVENT_ORDER_LOCK = 7314220002
 
-# Hands a committed event to live subscribers (the event hub's `publish`).
-Publish = Callable[[dict[str, Any]], Awaitable[None]]
+# Announces that the event with this id committed (the event hub's `publish`): subscribers read it from the log.
+Publish = Callable[[int], Awaitable[None]]
 
 # The lock is taken while the one-row CTE is read, that is before the INSERT draws the id from the
 # sequence (a MATERIALIZED CTE with a volatile function is evaluated exactly once, first).
@@ -61,8 +61,8 @@ def event_for(generation: AnyGeneration, media: list[Media], type_: str, at: dat
     return event_record(event_id=0, seq=generation.event_seq, type_=type_, generation=generation, media=media, at=at)
 
 
-async def append_event(session: AsyncSession, generation: Generation, media: list[Media], type_: str) -> dict[str, Any]:
-    """Number the change, log it, and return the payload to publish once the transaction commits.
+async def append_event(session: AsyncSession, generation: Generation, media: list[Media], type_: str) -> int:
+    """Number the change, log it, and return the event's id, to publish once the transaction commits.
 
     Everything the session holds is flushed first (so the snapshot shows the rows as stored); on Postgres
     the ordering lock and the event insert are then one statement, the transaction's last before COMMIT."""
@@ -80,8 +80,8 @@ async def append_event(session: AsyncSession, generation: Generation, media: lis
         )
         session.add(event)
         await session.flush()
-        return {**payload, "id": event.id}
-    event_id = (
+        return event.id
+    event_id: int = (
         await session.execute(
             _LOCKED_INSERT,
             {
@@ -95,7 +95,7 @@ async def append_event(session: AsyncSession, generation: Generation, media: lis
             },
         )
     ).scalar_one()
-    return {**payload, "id": event_id}
+    return event_id
 
 
 def published_form(event: Event) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def published_form(event: Event) -> dict[str, Any]:
     return {**event.payload, "id": event.id}
 
 
-async def append_media_event(session: AsyncSession, generation_id: uuid.UUID) -> dict[str, Any]:
+async def append_media_event(session: AsyncSession, generation_id: uuid.UUID) -> int:
     """Log that one of the generation's media changed: lock the generation, snapshot it with all its media."""
     generation = (
         await session.scalars(select(Generation).where(Generation.id == generation_id).with_for_update())
