@@ -20,7 +20,6 @@ from server import metrics
 from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
-from server.graphql.ids import media_uuid
 from server.provider.port import Provider
 from server.provider.replicate import ReplicateClient, ReplicateProvider
 from server.provider.replicate.client import SIMULATOR_TOKEN, RequestHook
@@ -124,7 +123,6 @@ class Runtime:
             self.generations,
             self.storage,
             self.provider,
-            media_id_of=media_uuid,
             own_urls_reachable=reach.own_urls,
         )
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted

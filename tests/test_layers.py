@@ -41,3 +41,25 @@ def test_no_test_module_imports_the_conftest() -> None:
         if isinstance(node, ast.ImportFrom) and node.module == "tests.conftest"
     }
     assert importers == set()
+
+
+def _server_imports(path: Path) -> set[str]:
+    return {
+        node.module
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("server.")
+    }
+
+
+def test_the_layers_below_the_api_never_import_it() -> None:
+    """Services, providers, storage, delivery and the database know nothing of GraphQL or the HTTP routes:
+    what a client sent (a global ID, say) is decoded at the edge."""
+    below = ("services", "provider", "storage", "events", "db", "simulator")
+    upward = {
+        f"{path.relative_to(SERVER)}: {module}"
+        for layer in below
+        for path in sorted((SERVER / layer).rglob("*.py"))
+        for module in _server_imports(path)
+        if module.startswith(("server.graphql", "server.http", "server.app", "server.runtime"))
+    }
+    assert upward == set()

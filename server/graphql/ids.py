@@ -58,5 +58,20 @@ def media_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
+def media_ids_in(input: object) -> dict[str, uuid.UUID]:
+    """Every Media global ID an input object gives as a value or a list item, by its text (stripped).
+
+    The service decides which of them stand in file inputs; the others stay the text they are."""
+    if not isinstance(input, dict):
+        return {}
+    found: dict[str, uuid.UUID] = {}
+    for value in input.values():
+        for item in value if isinstance(value, list) else [value]:
+            media_id = media_uuid(item.strip()) if isinstance(item, str) else None
+            if media_id is not None:
+                found[item.strip()] = media_id
+    return found
+
+
 def bad_id(global_id: str) -> GraphQLError:
     return GraphQLError(f"{quote_value(global_id)} is not a valid ID", extensions={"code": "BAD_USER_INPUT"})

@@ -13,7 +13,7 @@ from server.db.models import Generation as GenerationRow
 from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.errors import one_line
-from server.graphql.ids import decode_id
+from server.graphql.ids import decode_id, media_ids_in
 from server.graphql.inputs import (
     AnimateImageInput,
     CancelGenerationInput,
@@ -96,13 +96,15 @@ class Mutation:
     @strawberry.mutation(description="Start a generation on a model; follow it with the `generation` subscription.")
     async def start_generation(self, info: Info, input: StartGenerationInput) -> GenerationPayload:
         launcher, viewer = info.context.runtime.launcher, info.context.viewer
-        start = partial(launcher.start_generation, viewer, input.model, input.input)
+        media_ids = media_ids_in(input.input)
+        start = partial(launcher.start_generation, viewer, input.model, input.input, media_ids=media_ids)
         return await attempt(info, start, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Turn a READY image into a video with an image-to-video model.")
     async def animate_image(self, info: Info, input: AnimateImageInput) -> GenerationPayload:
         launcher, viewer = info.context.runtime.launcher, info.context.viewer
-        animate = partial(launcher.animate_image, viewer, decode_id(input.media_id, "Media"), input.model, input.input)
+        image, media_ids = decode_id(input.media_id, "Media"), media_ids_in(input.input)
+        animate = partial(launcher.animate_image, viewer, image, input.model, input.input, media_ids=media_ids)
         return await attempt(info, animate, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Ask the provider to stop a running generation.")

@@ -17,8 +17,9 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,13 +42,15 @@ from server.storage.port import MediaStorage, StorageError, read_all
 
 logger = logging.getLogger(__name__)
 
+# No Media IDs in an input.
+NO_MEDIA: Mapping[str, uuid.UUID] = MappingProxyType({})
+
 T = TypeVar("T")
 
 # Replicate takes data: URIs for small files; past this an image must be uploaded to reach it.
 DATA_URI_MAX_BYTES = 256 * 1024
 
 # The media a global ID names, or None when the text is no Media ID (a URL, a data: URI).
-MediaIdReader = Callable[[str], uuid.UUID | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +81,10 @@ class Launcher:
         storage: MediaStorage,
         provider: Provider,
         *,
-        media_id_of: MediaIdReader,
         own_urls_reachable: bool = False,
     ) -> None:
         """`own_urls_reachable`: the provider can fetch this server's media URLs (see `server.reachability`),
-        so an image is sent as our own URL rather than uploaded. `media_id_of` reads a Media global ID given
-        as a file input."""
+        so an image is sent as our own URL rather than uploaded."""
         self._settings = settings
         self._sessions = sessions
         self._catalogue = catalogue
@@ -91,10 +92,14 @@ class Launcher:
         self._storage = storage
         self._provider = provider
         self._own_urls_reachable = own_urls_reachable
-        self._media_id_of = media_id_of
 
-    async def start_generation(self, viewer: Viewer, model_ref: str, raw_input: Any) -> Generation:
+    async def start_generation(
+        self, viewer: Viewer, model_ref: str, raw_input: Any, *, media_ids: Mapping[str, uuid.UUID] = NO_MEDIA
+    ) -> Generation:
         """Validate `raw_input` against the model's schema and start it; ServiceError lists every problem.
+
+        `media_ids` are the Media IDs `raw_input` holds, by their text, as the API layer decoded them: given
+        to a file input, each stands for that media.
 
         `model_ref` "owner/name:version" pins a version: the catalogue's entry for owner/name describes
         the input, and the version is sent as given.
@@ -102,7 +107,7 @@ class Launcher:
         model_ref, version = split_version(model_ref)
         model = await self._catalogue.get_model(model_ref)
         check_input_bounds(raw_input, model.input_schema, self._settings.inputs)
-        given, media_inputs = await self._media_inputs(viewer, model.input_schema, raw_input)
+        given, media_inputs = await self._media_inputs(viewer, model.input_schema, raw_input, media_ids)
         checked = check_input(model.input_schema, given, model_ref=model.ref, limits=self._settings.inputs)
         provider_input = await self._fetchable(checked.given, media_inputs)
         return await self._generations.start(
@@ -110,7 +115,13 @@ class Launcher:
         )
 
     async def animate_image(
-        self, viewer: Viewer, media_id: uuid.UUID, model_ref: str | None, raw_input: Any
+        self,
+        viewer: Viewer,
+        media_id: uuid.UUID,
+        model_ref: str | None,
+        raw_input: Any,
+        *,
+        media_ids: Mapping[str, uuid.UUID] = NO_MEDIA,
     ) -> Generation:
         """Start a video generation from a READY image of `viewer`'s.
 
@@ -140,7 +151,7 @@ class Launcher:
                 ["input", field],
             )
         own_url = self._media_url(media)
-        given, media_inputs = await self._media_inputs(viewer, model.input_schema, given)
+        given, media_inputs = await self._media_inputs(viewer, model.input_schema, given, media_ids)
         checked = check_input(
             model.input_schema, {**given, field: own_url}, model_ref=model.ref, limits=self._settings.inputs
         )
@@ -219,14 +230,16 @@ class Launcher:
             raise ServiceError.single("NO_VIDEO_MODEL", "no image-to-video model is available", ["model"])
         return candidates[0]
 
-    async def _media_inputs(self, viewer: Viewer, schema: Any, raw: Any) -> tuple[Any, list[MediaInput]]:
+    async def _media_inputs(
+        self, viewer: Viewer, schema: Any, raw: Any, media_ids: Mapping[str, uuid.UUID]
+    ) -> tuple[Any, list[MediaInput]]:
         """`raw` with every Media ID in a file input replaced by the media's own URL, and where each was.
 
         Every ID that names no READY media the viewer can see is reported at once (ServiceError)."""
         properties = schema.get("properties") if isinstance(schema, dict) else None
         if not isinstance(raw, dict) or not isinstance(properties, dict):
             return raw, []
-        wanted = list(self._media_ids(raw, properties))
+        wanted = list(_media_ids(raw, properties, media_ids))
         if not wanted:
             return raw, []
         found: list[MediaInput] = []
@@ -255,22 +268,6 @@ class Launcher:
                 replaced[item.name] = list(replaced[item.name])
                 replaced[item.name][item.index] = item.own_url
         return replaced, found
-
-    def _media_ids(
-        self, raw: dict[str, Any], properties: dict[str, Any]
-    ) -> Iterator[tuple[str, int | None, uuid.UUID]]:
-        """Each Media ID given to a file input: the field, its index in a list (or None), the media's id."""
-        for name, value in raw.items():
-            prop = properties.get(name)
-            if not isinstance(prop, dict) or not is_file_input(prop):
-                continue
-            items: list[tuple[int | None, Any]] = (
-                [(None, value)] if is_uri_string(prop) else list(enumerate(value)) if isinstance(value, list) else []
-            )
-            for index, item in items:
-                media_id = self._media_id_of(item.strip()) if isinstance(item, str) else None
-                if media_id is not None:
-                    yield name, index, media_id
 
     async def _fetchable(self, given: dict[str, Any], media_inputs: list[MediaInput]) -> dict[str, Any]:
         """What the provider is sent: `given` with each media's own URL replaced by one it can fetch."""
@@ -334,3 +331,20 @@ async def _collect(problems: list[FieldError], job: Awaitable[T]) -> T | None:
     except ServiceError as exc:
         problems.extend(exc.errors)
         return None
+
+
+def _media_ids(
+    raw: dict[str, Any], properties: dict[str, Any], media_ids: Mapping[str, uuid.UUID]
+) -> Iterator[tuple[str, int | None, uuid.UUID]]:
+    """Each Media ID given to a file input: the field, its index in a list (or None), the media's id."""
+    for name, value in raw.items():
+        prop = properties.get(name)
+        if not isinstance(prop, dict) or not is_file_input(prop):
+            continue
+        items: list[tuple[int | None, Any]] = (
+            [(None, value)] if is_uri_string(prop) else list(enumerate(value)) if isinstance(value, list) else []
+        )
+        for index, item in items:
+            media_id = media_ids.get(item.strip()) if isinstance(item, str) else None
+            if media_id is not None:
+                yield name, index, media_id
