@@ -29,7 +29,7 @@ from server.graphql.socket_writer import expose_socket
 from server.http.errors import server_fault
 from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
-from server.http.webhooks import replicate_webhook
+from server.http.webhooks import provider_webhook
 from server.periodic import periodic_task
 from server.provider.port import Provider
 from server.reachability import log_reachability
@@ -59,8 +59,9 @@ class DarkroomApp(Litestar):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, provider: Provider | None = None) -> Litestar:
-    """The application `settings` describe; `provider` replaces the Replicate (or simulator) they name."""
+def create_app(settings: Settings | None = None, *, providers: list[Provider] | None = None) -> Litestar:
+    """The application `settings` describe; `providers` replace the Replicate (or simulator) they name (the
+    first is the default)."""
     settings = settings or get_settings()
     simulator_config = None
     if settings.embedded_simulator:
@@ -68,11 +69,11 @@ def create_app(settings: Settings | None = None, *, provider: Provider | None = 
 
         # Its token and signing secret are this process's own: the client that calls it gets them here.
         simulator_config = SimulatorConfig.embedded(settings)
-        if provider is None:
-            provider = replicate_provider(
-                settings, on_request=metrics.observe_provider_request, simulator=simulator_config
-            )
-    runtime = Runtime(settings, provider)
+        if providers is None:
+            providers = [
+                replicate_provider(settings, on_request=metrics.observe_provider_request, simulator=simulator_config)
+            ]
+    runtime = Runtime(settings, providers)
     simulator = None
     if simulator_config is not None:
         from server.simulator import Simulator
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None, *, provider: Provider | None = 
                 await simulator.aclose()
             await runtime.stop()
 
-    handlers: list[Any] = [graphql, replicate_webhook, serve_media, healthz, readyz, metrics_endpoint]
+    handlers: list[Any] = [graphql, provider_webhook, serve_media, healthz, readyz, metrics_endpoint]
     # The live gallery: one page of plain HTML and JavaScript at /gallery, no build step.
     handlers.append(create_static_files_router("/gallery", [GALLERY_DIR], html_mode=True, name="gallery"))
     if settings.graphql.graphiql_enabled:

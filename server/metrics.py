@@ -21,7 +21,8 @@ GENERATIONS_FINISHED = Counter(
 )
 WEBHOOKS = Counter(
     "darkroom_webhooks_total",
-    "Webhooks received, by result: applied, duplicate, stale, unknown, bad_signature, bad_request, too_large.",
+    "Webhooks received, by result: applied, duplicate, stale, unknown, bad_signature, bad_request, too_large, "
+    "unknown_provider.",
     ["result"],
 )
 LIVE_FRAMES = Counter(

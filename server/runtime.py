@@ -1,10 +1,11 @@
 """Everything a running Darkroom process holds, built once from Settings and shared by every layer.
 
 The app's lifespan, the CLI and the tests all construct a Runtime, `start()` it and `stop()` it; no
-module keeps global state of its own. This is also where the provider is chosen (`replicate_provider`):
-Replicate itself with REPLICATE_API_TOKEN, else the simulator playing it; the services only know the
-provider's port, and are told here what differs: whether the provider reaches us (`server.reachability`),
-which decides both where webhooks go and whether our own media URLs are sent.
+module keeps global state of its own. This is also where the providers are composed into a registry
+(`server.provider.registry.Providers`): Replicate itself with REPLICATE_API_TOKEN, else the simulator
+playing it (`replicate_provider`); the services only know the providers' port, and are told here what
+differs: whether the providers reach us (`server.reachability`), which decides both where webhooks go
+and whether our own media URLs are sent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
 from server.provider.port import Provider
+from server.provider.registry import Providers
 from server.provider.replicate import ReplicateClient, ReplicateProvider
 from server.provider.replicate.client import SIMULATOR_TOKEN, RequestHook
 from server.reachability import reachability
@@ -47,8 +49,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-# The route Replicate's webhooks are delivered to (server.http.webhooks).
-WEBHOOK_PATH = "/webhooks/replicate"
+# The route each provider's webhooks are delivered to (server.http.webhooks), by its name.
+WEBHOOK_PATH = "/webhooks/{provider}"
 
 
 def replicate_provider(
@@ -75,12 +77,14 @@ def replicate_provider(
         client,
         webhook_secret=webhook_secret,
         webhook_tolerance_seconds=settings.replicate.webhook_tolerance_seconds,
+        webhook_max_body_bytes=settings.replicate.webhook_max_body_bytes,
     )
 
 
 class Runtime:
-    def __init__(self, settings: Settings, provider: Provider | None = None) -> None:
-        """`provider` replaces the one `settings` describe (Replicate, or the simulator playing it)."""
+    def __init__(self, settings: Settings, providers: list[Provider] | None = None) -> None:
+        """`providers` replace the ones `settings` describe (Replicate, or the simulator playing it); the
+        first is the default."""
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
@@ -94,16 +98,18 @@ class Runtime:
             check_seconds=settings.events.broadcast_check_seconds,
         )
         self.storage = storage_from_settings(settings)
-        self.provider: Provider = provider or replicate_provider(settings, on_request=metrics.observe_provider_request)
+        self.providers = Providers(
+            providers or [replicate_provider(settings, on_request=metrics.observe_provider_request)]
+        )
         self.alerts = FailureAlerts(
             settings.operations.alert_failure_threshold, settings.operations.alert_window_seconds
         )
-        self.catalogue = CatalogueService(self.sessions, self.provider, settings)
+        self.catalogue = CatalogueService(self.sessions, self.providers, settings)
         reach = reachability(settings)
         self.generations = GenerationService(
             settings,
             self.sessions,
-            self.provider,
+            self.providers,
             self.publish,
             self.alerts,
             webhook_url=reach.webhook_url(WEBHOOK_PATH),
@@ -122,7 +128,7 @@ class Runtime:
             self.catalogue,
             self.generations,
             self.storage,
-            self.provider,
+            self.providers,
             own_urls_reachable=reach.own_urls,
         )
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
@@ -139,7 +145,7 @@ class Runtime:
         await self.catalogue.aclose()
         await self.rate_limits.aclose()
         await self.hub.stop()
-        await self.provider.aclose()
+        await self.providers.aclose()
         await self.storage.aclose()
         await self.engine.dispose()
 

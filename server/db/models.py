@@ -25,7 +25,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -87,6 +86,7 @@ class Generation(Base):
         Index("ix_generations_owner_created", "owner_id", "created_at", "id"),
         Index("ix_generations_status_next_poll", "status", "next_poll_at"),
         Index("ix_generations_created", "created_at", "id"),
+        UniqueConstraint("provider", "provider_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -96,10 +96,11 @@ class Generation(Base):
     model_version: Mapped[str | None] = mapped_column(String(100))
     input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16))
-    # Which provider runs it (its port's name; kept out of the API), the prediction's id there, and its
-    # own status, as sent (up to provider.types.MAX_STATUS_LENGTH), known to Darkroom or not.
+    # Which provider runs it (its port's name), the job's id there (unique per provider; with model_ref, the
+    # job's provider.types.JobRef), and its own status, as sent (up to provider.types.MAX_STATUS_LENGTH),
+    # known to Darkroom or not.
     provider: Mapped[str] = mapped_column(String(32), default="replicate", server_default="replicate")
-    provider_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    provider_id: Mapped[str | None] = mapped_column(String(100))
     provider_status: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     logs: Mapped[str | None] = mapped_column(Text)
@@ -204,10 +205,16 @@ class Media(Base):
 
 
 class CatalogModel(Base):
-    """The provider's models, cached: what `models` and `model(ref)` answer from."""
+    """The providers' models, cached: what `models` and `model(ref)` answer from.
+
+    `ref` is written as its provider writes it; `version_id` is the version a start runs unless the
+    caller pins one, None when the model runs by its name. `collections` are the provider's listings
+    it is in (the adapter's `groups`).
+    """
 
     __tablename__ = "models"
 
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     ref: Mapped[str] = mapped_column(String(200), primary_key=True)
     owner: Mapped[str] = mapped_column(String(100))
     name: Mapped[str] = mapped_column(String(100))
@@ -221,9 +228,13 @@ class CatalogModel(Base):
     image_input_field: Mapped[str | None] = mapped_column(String(100))
     cover_image_url: Mapped[str | None] = mapped_column(Text)
     run_count: Mapped[int | None] = mapped_column(BigInteger)
-    # An official model runs by its name, at whatever version its owner serves; others by a version id.
-    is_official: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    example: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def key(self) -> str:
+        """ "provider:ref", which names the model whatever other provider has one of the same name."""
+        return f"{self.provider}:{self.ref}"
 
 
 class Event(Base):

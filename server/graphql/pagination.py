@@ -75,12 +75,13 @@ def database_integer(text: str) -> int:
     return value
 
 
-def decode_text_cursor(cursor: str) -> str:
+def decode_text_cursor(cursor: str) -> tuple[str, str]:
+    """The two texts of a cursor such as a model's (its ref and its provider)."""
     parts = _decode(cursor)
-    if len(parts) != 1 or not parts[0] or not parts[0].isprintable():
+    if len(parts) != 2 or not all(parts) or not all(part.isprintable() for part in parts):
         # No control characters: PostgreSQL refuses a NUL in text outright.
         raise bad_cursor(cursor)
-    return parts[0]
+    return parts[0], parts[1]
 
 
 def decode_event_cursor(cursor: str) -> int:

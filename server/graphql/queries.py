@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -129,8 +129,8 @@ class Query:
         return await _newest_first(info, queries.media_page, flt, loader, Media.from_row, first, after)
 
     @strawberry.field(
-        description="Image and video models from the provider's catalogue, by ref. Served from a cache "
-        "refreshed in the background; `search` also asks the provider's search."
+        description="Image and video models from the providers' catalogues, by ref. Served from a cache "
+        "refreshed in the background; `search` also asks the providers' searches."
     )
     async def models(
         self,
@@ -139,19 +139,24 @@ class Query:
         search: str | None = None,
         first: int | None = None,
         after: str | None = None,
+        provider: Annotated[
+            str | None, strawberry.argument(description='Only this provider\'s models ("replicate", "fal").')
+        ] = None,
     ) -> ModelConnection:
         limit = page_size(first, info.context.runtime.settings)
         refuse_control_characters(search, "search")
+        refuse_control_characters(provider, "provider")
         try:
             page = await info.context.runtime.catalogue.list_models(
                 kind=kind.value if kind else None,
+                provider=provider,
                 search=search,
                 after=decode_text_cursor(after) if after else None,
                 limit=limit,
             )
         except ServiceError as exc:
             raise refusal(exc) from None
-        pairs = [(encode_cursor(row.ref), Model.from_row(row)) for row in page.items]
+        pairs = [(encode_cursor(row.ref, row.provider), Model.from_row(row)) for row in page.items]
         return Connection.build(pairs, page.has_next, after is not None)
 
     @strawberry.field(
@@ -174,7 +179,10 @@ class Query:
         except ServiceError as exc:
             raise refusal(exc) from None
 
-    @strawberry.field(description='One model by reference, "owner/name"; fetched from the provider when not cached.')
+    @strawberry.field(
+        description='One model by reference, "owner/name" (or "provider:owner/name"); fetched from the providers '
+        "when not cached."
+    )
     async def model(self, info: Info, ref: str) -> Model | None:
         refuse_control_characters(ref, "ref")
         try:

@@ -22,7 +22,7 @@ from server.db.models import Generation as GenerationRow
 from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import encode_id
-from server.services.catalogue.model_schema import list_inputs
+from server.provider.model_schema import list_inputs
 from server.services.event_log.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
 from server.services.media.urls import media_url as stored_media_url
 
@@ -152,7 +152,11 @@ class Generation(Node):
     id: strawberry.ID
     status: GenerationStatus
     kind: MediaKind = strawberry.field(description="The kind of media this generation makes.")
-    model: str = strawberry.field(description='The model reference, "owner/name".')
+    model: str = strawberry.field(description='The model reference, as its provider writes it ("owner/name").')
+    provider: str = strawberry.field(
+        description='The provider that runs it ("replicate", "fal"; "upload" for an uploaded file): every call '
+        "about it goes there, whichever provider is the default now."
+    )
     model_version: str | None
     provider_status: str | None = strawberry.field(
         description="The provider's own status word (keeps `aborted` apart from `canceled`)."
@@ -245,20 +249,28 @@ class ModelInput:
 @strawberry.type(description="A model on the provider, from the cached catalogue.")
 class Model(Node):
     id: strawberry.ID
-    ref: str = strawberry.field(description='"owner/name"')
+    ref: str = strawberry.field(
+        description='As its provider writes it: "owner/name", or fal\'s "fal-ai/flux/dev". Prefix it with the '
+        'provider ("fal:fal-ai/flux/dev") where two providers have a model of the same name.'
+    )
+    provider: str = strawberry.field(description='The provider that runs it: "replicate" or "fal".')
     owner: str
     name: str
     description: str | None
     kind: MediaKind
     cover_image_url: str | None
     run_count: int | None
-    version_id: str | None = strawberry.field(description="The version generations of this model run.")
+    version_id: str | None = strawberry.field(
+        description="The version generations of this model run unless they pin one; null when it runs by its "
+        "name, at whatever version its owner serves (an official model)."
+    )
     collections: list[str] = strawberry.field(description="The provider's collections listing it.")
     accepts_image: bool = strawberry.field(description="It has an input taking an image: imageInputField.")
     image_input_field: str | None = strawberry.field(
         description="The input taking the image to animate (image, first_frame_image, start_image...)."
     )
     input_schema: JSON | None = strawberry.field(description="The version's Input JSON Schema, refs resolved.")
+    example: JSON | None = strawberry.field(description="An example input, where the provider gives one.")
     fetched_at: datetime = strawberry.field(description="When this entry was last read from the provider.")
     row: strawberry.Private[CatalogModel]
 
@@ -277,8 +289,9 @@ class Model(Node):
     @classmethod
     def from_row(cls, row: CatalogModel) -> Model:
         return cls(
-            id=strawberry.ID(encode_id("Model", row.ref)),
+            id=strawberry.ID(encode_id("Model", row.key)),
             ref=row.ref,
+            provider=row.provider,
             owner=row.owner,
             name=row.name,
             description=row.description,
@@ -290,6 +303,7 @@ class Model(Node):
             accepts_image=row.accepts_image,
             image_input_field=row.image_input_field,
             input_schema=cast(JSON | None, row.input_schema),
+            example=cast(JSON | None, row.example),
             fetched_at=row.fetched_at,
             row=row,
         )

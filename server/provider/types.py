@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from server.domain import GenerationStatus
+from server.domain import GenerationStatus, MediaKind
 
 # What a provider status may be: a word, not a document (generations.provider_status holds this many characters).
 MAX_STATUS_LENGTH = 64
@@ -38,6 +39,8 @@ class PredictionUpdate:
     # The provider deleted the outputs (and the input) already: nothing can be downloaded any more.
     data_removed: bool = False
     predict_time: float | None = None
+    # How many jobs wait ahead of this one in the provider's queue, where it says (fal does).
+    queue_position: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -53,3 +56,37 @@ class Refusal:
     message: str
     code: str
     retry_after_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    """A job at its provider as Darkroom stores it: the provider's id for it (what its webhooks name) and
+    the model reference it runs, which some providers need to reach it again (fal's status, result and
+    cancel URLs are under the model's app id)."""
+
+    id: str
+    model_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDescription:
+    """One model as the provider describes it, in Darkroom's words.
+
+    `ref` is written as the provider writes it ("owner/name", or fal's "fal-ai/flux/dev"). `kind` is None
+    for a model that makes neither images nor videos. `input_schema` is the JSON Schema of the input
+    object with every ``$ref`` resolved; `image_input` names the input that takes an image. `version_id`
+    is the version a start runs unless the caller pins one; None when the model runs by its name.
+    `groups` are the provider's listings it appears in ("text-to-image", "image-to-video", ...).
+    """
+
+    ref: str
+    kind: MediaKind | None
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    image_input: str | None = None
+    example: dict[str, Any] | None = None
+    run_count: int | None = None
+    cover_image_url: str | None = None
+    version_id: str | None = None
+    groups: tuple[str, ...] = ()

@@ -1,9 +1,9 @@
 """The fallback poller: asks the provider about generations whose webhooks are late or lost.
 
 Each cycle claims a batch of due generations through `PollClaims` (the service that owns those rows), then
-asks the provider's port for
-each prediction and hands the update to `apply_prediction_update`, the same door webhooks use. A
-generation past the maximum run time is marked TIMED_OUT and canceled at the provider. The first cycle
+asks the provider each one records about its job and hands the update to `apply_prediction_update`, the
+same door webhooks use. A generation past the maximum run time is marked TIMED_OUT and canceled at its
+provider. The first cycle
 runs at start-up, so jobs that finished while the server was down are settled at once.
 """
 
@@ -14,7 +14,7 @@ import logging
 from server import metrics
 from server.log import generation_context
 from server.provider.errors import ProviderError, ProviderNotFoundError
-from server.provider.port import Provider
+from server.provider.registry import Providers
 from server.services.generations.polls import Due, PollClaims
 from server.services.generations.service import GenerationService
 from server.settings import Settings
@@ -27,12 +27,12 @@ class Poller:
         self,
         settings: Settings,
         claims: PollClaims,
-        provider: Provider,
+        providers: Providers,
         generations: GenerationService,
     ) -> None:
         self._settings = settings
         self._claims = claims
-        self._provider = provider
+        self._providers = providers
         self._generations = generations
 
     async def poll_once(self) -> int:
@@ -50,16 +50,20 @@ class Poller:
                 await self._generations.time_out(item.generation_id)
                 metrics.POLLED_PREDICTIONS.labels("timed_out").inc()
                 return
-            if item.provider_id is None:
+            if item.job is None:
                 return  # its start is still in flight; the deadline above settles it if it never lands
-            update = await self._provider.get(item.provider_id)
-            result = await self._generations.apply_prediction_update(update)
+            update = await self._providers.get(item.provider).get(item.job)
+            result = await self._generations.apply_prediction_update(update, provider=item.provider)
             metrics.POLLED_PREDICTIONS.labels(result.outcome.value).inc()
         except ProviderNotFoundError:
-            logger.warning("the provider does not know a prediction we track", extra={"prediction": item.provider_id})
+            logger.warning("the provider does not know a prediction we track", extra={"prediction": _job_id(item)})
             metrics.POLLED_PREDICTIONS.labels("not_found").inc()
         except ProviderError as exc:
-            logger.warning("poll failed", extra={"prediction": item.provider_id, "error": str(exc)})
+            logger.warning("poll failed", extra={"prediction": _job_id(item), "error": str(exc)})
             metrics.POLLED_PREDICTIONS.labels("error").inc()
         finally:
             await self._claims.release(item.generation_id)
+
+
+def _job_id(item: Due) -> str | None:
+    return item.job.id if item.job else None

@@ -33,7 +33,7 @@ def start_background_workers(runtime: Runtime, stop: asyncio.Event, *, api_keys:
         runtime.require_running("downloader", downloading)
         tasks.append(downloading)
     if settings.poller.enabled:
-        poller = Poller(settings, runtime.polls, runtime.provider, runtime.generations)
+        poller = Poller(settings, runtime.polls, runtime.providers, runtime.generations)
         tasks.append(periodic_task("poller", settings.poller.interval_seconds, poller.poll_once, stop))
     if settings.media.cleanup_enabled:
         tasks.append(periodic_task("cleanup", settings.media.cleanup_interval_seconds, runtime.retention.run, stop))

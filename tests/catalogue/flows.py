@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from server.provider.registry import Providers
+from server.provider.replicate import ReplicateProvider
 from server.provider.replicate.client import ReplicateClient
 from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL, RECORD_FIELDS, VIDEO_MODEL, start_generation, wait_settled
@@ -100,11 +102,11 @@ async def animations_of(darkroom: Darkroom, media_id: str) -> list[str]:
 async def provider_down(darkroom: Darkroom) -> AsyncIterator[None]:
     """Inside the block every catalogue call to the provider fails to connect (no retries)."""
     catalogue = darkroom.runtime.catalogue
-    working = catalogue.provider
-    broken = ReplicateClient(f"http://127.0.0.1:{free_port()}", "r8_test", max_retries=0, connect_timeout_seconds=1)
-    catalogue.provider = broken
+    working = catalogue.providers
+    client = ReplicateClient(f"http://127.0.0.1:{free_port()}", "r8_test", max_retries=0, connect_timeout_seconds=1)
+    catalogue.providers = Providers([ReplicateProvider(client)])
     try:
         yield
     finally:
-        catalogue.provider = working
-        await broken.aclose()
+        catalogue.providers = working
+        await client.aclose()

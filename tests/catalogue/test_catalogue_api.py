@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from server.provider.replicate.client import ReplicateClient
 from tests.catalogue.flows import (
     FRAME_FLOW,
     MODEL,
@@ -193,10 +194,10 @@ async def test_stale_cache_is_served_while_the_provider_is_down_then_refreshed(
 
 
 class HeldCollection:
-    """The provider, but reading one collection waits until the test opens the gate."""
+    """The provider's client, but reading one collection waits until the test opens the gate."""
 
-    def __init__(self, provider: Any, slug: str) -> None:
-        self._provider = provider
+    def __init__(self, client: Any, slug: str) -> None:
+        self._client = client
         self._slug = slug
         self.asked = asyncio.Event()
         self.gate = asyncio.Event()
@@ -205,21 +206,20 @@ class HeldCollection:
         if slug == self._slug:
             self.asked.set()
             await self.gate.wait()
-        body: dict[str, Any] = await self._provider.get_collection(slug)
+        body: dict[str, Any] = await self._client.get_collection(slug)
         return body
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._provider, name)
+        return getattr(self._client, name)
 
 
 async def test_a_listing_during_the_first_fill_waits_for_all_of_it(darkroom: Darkroom) -> None:
     # A page opened twice in a row asks twice while the empty cache fills: the second must not get the
     # models stored so far (the images only) as if they were the whole catalogue.
-    catalogue = darkroom.runtime.catalogue
-    held = HeldCollection(catalogue.provider, "text-to-video")
-    catalogue.provider = held
+    held = HeldCollection(darkroom.replicate.client, "text-to-video")
+    darkroom.replicate.client = cast(ReplicateClient, held)
     first = asyncio.create_task(models(darkroom))
-    await asyncio.wait_for(held.asked.wait(), timeout=20)  # the image models are stored by now
+    await asyncio.wait_for(held.asked.wait(), timeout=20)  # the fill is under way
     second = asyncio.create_task(models(darkroom))
     try:
         # With the fill held, nothing lets the second listing answer; one that did would show here.

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from server.services.catalogue.model_schema import (
-    describe_openapi,
+from server.provider.model_schema import (
     field_type,
     find_image_field,
     is_file_input,
@@ -15,6 +14,7 @@ from server.services.catalogue.model_schema import (
     list_inputs,
     resolve_refs,
 )
+from server.provider.replicate.models import describe_openapi
 from tests.catalogue.schemas import DIFFUSION, FIRST_FRAME_VIDEO, START_END_VIDEO, openapi
 
 

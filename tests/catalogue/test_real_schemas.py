@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from server.services.catalogue.model_schema import describe_openapi, list_inputs, unmet_requirements
+from server.provider.model_schema import list_inputs, unmet_requirements
+from server.provider.replicate.models import describe_openapi
 from server.services.catalogue.validation import check_input
 from server.services.errors import FieldError, ServiceError
 from server.simulator import catalogue

@@ -102,7 +102,7 @@ async def test_a_provider_validation_error_comes_back_as_user_errors_and_no_row_
     await start_payload(darkroom, SNAP_STILL, {"prompt": "warm the cache"})
     before = await generation_count(darkroom)
     async with darkroom.runtime.sessions.begin() as session:
-        row = await session.get(CatalogModel, SNAP_STILL)
+        row = await session.get(CatalogModel, ("replicate", SNAP_STILL))
         assert row is not None and row.input_schema is not None
         schema = row.input_schema
         schema["properties"]["output_quality"] = {"type": "integer"}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from server.db.models import CatalogModel
-from server.services.catalogue.model_schema import describe_openapi
+from server.provider.replicate.models import describe_openapi
 from server.services.catalogue.validation import SECRET_MASK, check_input, is_fetchable_uri, validate_input
 from server.services.errors import FieldError, ServiceError
 from tests.catalogue.schemas import DIFFUSION, FIRST_FRAME_VIDEO, START_END_VIDEO

@@ -19,7 +19,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,10 +160,10 @@ def test_a_cursor_decodes_to_values_sql_takes_or_is_bad_user_input(raw: str) -> 
                 continue
             if isinstance(value, int):
                 assert 0 <= value <= MAX_DATABASE_INTEGER
-            elif isinstance(value, tuple):
+            elif isinstance(value[0], datetime):
                 assert value[0].tzinfo is not None and value[0].utcoffset() == timedelta(0)
             else:
-                assert value.isprintable() and "|" not in value
+                assert all(isinstance(part, str) and part.isprintable() and "|" not in part for part in value)
 
 
 async def test_crafted_feed_cursors_are_bad_user_input_on_a_websocket(darkroom: Darkroom) -> None:

@@ -19,26 +19,25 @@ import httpx
 from PIL import Image
 
 from server.db.models import Generation
-from server.domain import GenerationStatus
+from server.domain import GenerationStatus, MediaKind
 from server.graphql.ids import decode_id
 from server.provider.errors import ProviderError, ProviderNotFoundError, general_refusal
 from server.provider.port import WebhookRejected
-from server.provider.types import PredictionUpdate, Refusal
+from server.provider.types import JobRef, ModelDescription, PredictionUpdate, Refusal
 from server.settings import Settings
 from tests.support.darkroom import Darkroom
 from tests.support.flows import start_generation, wait_settled
 from tests.support.live_server import free_port, live_server
 
-MODEL = "memory/painter"
+MODEL = "memory/painter/v1"
 WEBHOOK_TOKEN = "memory-secret"
-OPENAPI = {
-    "components": {
-        "schemas": {
-            "Input": {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
-            "Output": {"type": "array", "items": {"type": "string", "format": "uri"}},
-        }
-    }
-}
+PAINTER = ModelDescription(
+    ref=MODEL,
+    kind=MediaKind.IMAGE,
+    description="paints pictures",
+    input_schema={"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
+    groups=("text-to-image",),
+)
 
 
 def _png() -> str:
@@ -51,6 +50,7 @@ class MemoryProvider:
     """A provider whose predictions live in this object; `finish` completes one with a PNG."""
 
     name = "memory"
+    webhook_max_body_bytes = 10_000
 
     def __init__(self) -> None:
         self.predictions: dict[str, PredictionUpdate] = {}
@@ -78,40 +78,38 @@ class MemoryProvider:
         self.webhook_urls[update.prediction_id] = webhook_url
         return update
 
-    async def get(self, prediction_id: str) -> PredictionUpdate:
-        if prediction_id not in self.predictions:
-            raise ProviderNotFoundError("Not found", prediction_id)
-        return self.predictions[prediction_id]
+    async def get(self, job: JobRef) -> PredictionUpdate:
+        if job.id not in self.predictions:
+            raise ProviderNotFoundError("Not found", job.id)
+        return self.predictions[job.id]
 
-    async def cancel(self, prediction_id: str) -> PredictionUpdate:
-        update = dataclasses.replace(await self.get(prediction_id), status=GenerationStatus.CANCELED)
-        self.predictions[prediction_id] = update
+    async def cancel(self, job: JobRef) -> PredictionUpdate:
+        update = dataclasses.replace(await self.get(job), status=GenerationStatus.CANCELED)
+        self.predictions[job.id] = update
         return update
+
+    def stopped_by_deadline(self, update: PredictionUpdate, deadline_seconds: float, elapsed_seconds: float) -> bool:
+        return False  # it keeps no deadline of its own: Darkroom's poller times its jobs out
 
     async def upload(self, content: bytes, *, filename: str, content_type: str) -> str:
         return f"data:{content_type};base64,{base64.b64encode(content).decode()}"
 
-    async def get_model(self, owner: str, name: str) -> dict[str, Any]:
-        if f"{owner}/{name}" != MODEL:
-            raise ProviderNotFoundError("Not found", f"{owner}/{name}")
-        return {
-            "owner": owner,
-            "name": name,
-            "description": "paints pictures",
-            "latest_version": {"openapi_schema": OPENAPI},
-        }
+    async def describe_model(self, ref: str) -> ModelDescription:
+        if ref != MODEL:
+            raise ProviderNotFoundError("Not found", ref)
+        return PAINTER
 
-    async def get_collection(self, slug: str) -> dict[str, Any]:
-        return {"models": [await self.get_model(*MODEL.split("/"))] if slug == "text-to-image" else []}
+    async def list_models(self) -> list[ModelDescription]:
+        return [PAINTER]
 
-    async def search(self, query: str, *, limit: int) -> dict[str, Any]:
-        return {"models": []}
+    async def search(self, query: str, *, limit: int) -> list[ModelDescription]:
+        return []
 
     async def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> PredictionUpdate:
         if headers.get("x-memory-token") != WEBHOOK_TOKEN:
             raise WebhookRejected("no token", signature=True)
         try:
-            return await self.get(json.loads(body)["id"])
+            return await self.get(JobRef(json.loads(body)["id"], MODEL))
         except (ValueError, KeyError, ProviderError) as exc:
             raise WebhookRejected(f"not one of ours: {exc}", signature=False) from None
 
@@ -138,7 +136,7 @@ async def running(
         replicate_api_token="r8_unused",
         **overrides,
     )
-    app = create_app(settings, provider=provider)
+    app = create_app(settings, providers=[provider])
     async with live_server(app, port) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         yield Darkroom(base_url, settings, http, app.state.runtime)
 
@@ -159,7 +157,7 @@ async def test_a_generation_on_another_provider_runs_to_its_downloaded_media(
         started = await start_generation(darkroom, "a red square", model=MODEL)
         assert (started["status"], started["providerStatus"]) == ("STARTING", "queued")
         [(prediction_id, webhook_url)] = provider.webhook_urls.items()
-        assert webhook_url is not None and webhook_url.startswith(f"{darkroom.base_url}/webhooks/replicate?generation=")
+        assert webhook_url is not None and webhook_url.startswith(f"{darkroom.base_url}/webhooks/memory?generation=")
 
         provider.finish(prediction_id)
         body = json.dumps({"id": prediction_id}).encode()

@@ -65,7 +65,7 @@ async def test_the_poller_settles_what_finished_while_the_server_was_down(start_
         runtime = darkroom.runtime
         from server.workers.poller import Poller
 
-        polled = await Poller(runtime.settings, runtime.polls, runtime.provider, runtime.generations).poll_once()
+        polled = await Poller(runtime.settings, runtime.polls, runtime.providers, runtime.generations).poll_once()
         assert polled == 1
         assert (await get_generation(darkroom, generation["id"]))["status"] == "SUCCEEDED"
 
@@ -142,7 +142,7 @@ async def test_forged_output_hosts_are_never_fetched(start_darkroom) -> None:  #
                 "output": ["http://169.254.169.254/latest/meta-data"],
             }
         ).to_update()
-        await darkroom.runtime.generations.apply_prediction_update(forged)
+        await darkroom.runtime.generations.apply_prediction_update(forged, provider="replicate")
         final = await wait_settled(darkroom, generation["id"])
         [media] = final["media"]
         assert media["status"] == "FAILED"

@@ -152,7 +152,7 @@ async def test_an_abort_the_deadline_did_not_cause_is_a_cancellation(darkroom: D
             "completed_at": (created.created_at + timedelta(seconds=1)).isoformat(),
         }
     ).to_update()
-    await darkroom.runtime.generations.apply_prediction_update(aborted)
+    await darkroom.runtime.generations.apply_prediction_update(aborted, provider="replicate")
     final = await details(darkroom, generation["id"])
     assert (final["status"], final["providerStatus"]) == ("CANCELED", "aborted")
     assert final["error"] == "aborted by the provider before it started"
@@ -169,6 +169,6 @@ async def test_an_abort_the_deadline_did_not_cause_is_a_cancellation(darkroom: D
             "completed_at": (late_created.created_at + timedelta(seconds=deadline)).isoformat(),
         }
     ).to_update()
-    await darkroom.runtime.generations.apply_prediction_update(at_deadline)
+    await darkroom.runtime.generations.apply_prediction_update(at_deadline, provider="replicate")
     final = await details(darkroom, late["id"])
     assert (final["status"], final["providerStatus"]) == ("TIMED_OUT", "aborted")

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from server.db.migrate import alembic_config, upgrade
 from server.db.models import CatalogModel, Generation
-from server.services.catalogue.service import is_stale
 from server.settings import normalize_database_url
 from tests.support import services
 
@@ -68,8 +68,9 @@ async def test_generations_from_before_the_provider_column_ran_on_replicate(dial
 
 
 @dialects
-async def test_rows_from_before_have_no_run_time_and_models_are_refetched(dialect: str, tmp_path: Path) -> None:
-    """0004: run times start unknown, and cached models are refetched to learn which are official."""
+async def test_rows_from_before_have_no_run_time_and_the_model_cache_starts_again(dialect: str, tmp_path: Path) -> None:
+    """0004: run times start unknown. 0006: the model cache, keyed by provider and ref now, refills from
+    the providers; a job's id is unique per provider."""
     async with database_at("0003", dialect, tmp_path) as engine:
         now = datetime.now(UTC)
         old = await insert_old_generation(engine, dialect, now)
@@ -84,10 +85,16 @@ async def test_rows_from_before_have_no_run_time_and_models_are_refetched(dialec
         await upgrade(engine)
         async with async_sessionmaker(engine)() as session:
             generation = await session.get(Generation, old)
-            model = await session.get(CatalogModel, "a/b")
-        assert generation is not None and generation.predict_time is None
-        assert model is not None and model.is_official is False
-        assert is_stale(model.fetched_at, 3600.0)
+            assert generation is not None and generation.predict_time is None
+            assert await session.get(CatalogModel, ("replicate", "a/b")) is None
+            one, other = (Generation(kind="IMAGE", model_ref="a/b", status="STARTING") for _ in range(2))
+            one.provider, one.provider_id, other.provider, other.provider_id = "replicate", "p1", "fal", "p1"
+            session.add_all([one, other])
+            await session.commit()
+            twin = Generation(kind="IMAGE", model_ref="a/b", status="STARTING", provider="fal", provider_id="p1")
+            session.add(twin)
+            with pytest.raises(IntegrityError):
+                await session.commit()
 
 
 async def downgrade_to(engine: AsyncEngine, revision: str) -> None:

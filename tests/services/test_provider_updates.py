@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.db.migrate import upgrade
 from server.db.models import Event, Generation, GenerationRow
 from server.db.session import create_engine, create_sessionmaker
+from server.provider.registry import Providers
 from server.provider.replicate.prediction import Prediction
 from server.provider.types import PredictionUpdate
 from server.runtime import replicate_provider
@@ -48,7 +49,7 @@ async def _services(settings: Settings, count: int, published: Published) -> Asy
     engines = [create_engine(settings) for _ in range(count)]
     try:
         yield [
-            GenerationService(settings, create_sessionmaker(each), replicate_provider(settings), published)
+            GenerationService(settings, create_sessionmaker(each), Providers([replicate_provider(settings)]), published)
             for each in engines
         ]
     finally:
@@ -92,7 +93,7 @@ async def test_raced_updates_are_each_logged_once_and_only_forward(
     published = Published()
     async with _services(settings, 3, published) as services:
         results = await asyncio.gather(
-            *(services[n % 3].apply_prediction_update(update) for n, update in enumerate(updates))
+            *(services[n % 3].apply_prediction_update(update, provider="replicate") for n, update in enumerate(updates))
         )
 
     assert UpdateOutcome.UNKNOWN not in {result.outcome for result in results}
@@ -136,7 +137,7 @@ async def test_event_ids_become_visible_in_commit_order(
 
     async def drive(service: GenerationService, provider_id: str) -> None:
         for step in range(1, 11):
-            await service.apply_prediction_update(_progress(provider_id, step))
+            await service.apply_prediction_update(_progress(provider_id, step), provider="replicate")
 
     async with _services(settings, 3, published) as services:
         reader = asyncio.create_task(read())
@@ -171,7 +172,7 @@ async def test_an_update_that_lost_a_race_is_decided_again_on_the_row_it_lost_to
             row.logs = _logs(5)
             await append_event(session, row, [], EventType.UPDATED)
             # Step 3 looks new against the committed row, and waits for the row lock.
-            late = asyncio.create_task(service.apply_prediction_update(_progress("p0", 3)))
+            late = asyncio.create_task(service.apply_prediction_update(_progress("p0", 3), provider="replicate"))
             waiting = 0
             async with engine.connect() as probe:
                 for _ in range(250):

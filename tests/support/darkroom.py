@@ -30,9 +30,10 @@ class Darkroom:
 
     @property
     def replicate(self) -> ReplicateProvider:
-        """The runtime's provider, which is Replicate's (or the simulator playing it) unless a test chose another."""
-        assert isinstance(self.runtime.provider, ReplicateProvider), self.runtime.provider
-        return self.runtime.provider
+        """The runtime's Replicate provider (or the simulator playing it)."""
+        provider = self.runtime.providers.get("replicate")
+        assert isinstance(provider, ReplicateProvider), provider
+        return provider
 
     async def query(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         return await gql(self.http, query, variables, **kwargs)

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from server.provider.model_schema import is_file_input
 from server.quoting import cut_text
-from server.services.catalogue.model_schema import is_file_input
 from server.services.catalogue.numbers import has_at_most_digits
 from server.services.errors import FieldError, ServiceError
 from server.settings import InputsSettings

@@ -40,8 +40,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
 from server.db.models import CatalogModel
+from server.provider.model_schema import effective_schema, field_order, field_type, is_nullable, is_secret
 from server.quoting import cut_text, quote_value
-from server.services.catalogue.model_schema import effective_schema, field_order, field_type, is_nullable, is_secret
 from server.services.catalogue.numbers import NumberProblem, NumberRefused, read_integer, read_number
 from server.services.errors import FieldError, ServiceError
 from server.settings import InputsSettings

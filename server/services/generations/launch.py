@@ -27,11 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import CatalogModel, Generation, Media
 from server.domain import MediaKind, MediaStatus
 from server.provider.errors import ProviderError
-from server.provider.port import Provider
+from server.provider.model_schema import is_file_input, is_uri_string
+from server.provider.registry import Providers
 from server.services.access.viewer import Viewer
 from server.services.catalogue.input_bounds import check_input_bounds
-from server.services.catalogue.model_schema import is_file_input, is_uri_string
-from server.services.catalogue.service import CatalogueService, split_version, unmet_inputs
+from server.services.catalogue.service import CatalogueService, parse_model_ref, unmet_inputs
 from server.services.catalogue.validation import check_input, not_an_object
 from server.services.errors import FieldError, ServiceError
 from server.services.generations.service import GenerationService
@@ -79,7 +79,7 @@ class Launcher:
         catalogue: CatalogueService,
         generations: GenerationService,
         storage: MediaStorage,
-        provider: Provider,
+        providers: Providers,
         *,
         own_urls_reachable: bool = False,
     ) -> None:
@@ -90,7 +90,7 @@ class Launcher:
         self._catalogue = catalogue
         self._generations = generations
         self._storage = storage
-        self._provider = provider
+        self._providers = providers
         self._own_urls_reachable = own_urls_reachable
 
     async def start_generation(
@@ -104,14 +104,14 @@ class Launcher:
         `model_ref` "owner/name:version" pins a version: the catalogue's entry for owner/name describes
         the input, and the version is sent as given.
         """
-        model_ref, version = split_version(model_ref)
-        model = await self._catalogue.get_model(model_ref)
+        wanted = parse_model_ref(model_ref, versioned=True)
+        model = await self._catalogue.get_model(wanted.unversioned)
         check_input_bounds(raw_input, model.input_schema, self._settings.inputs)
         given, media_inputs = await self._media_inputs(viewer, model.input_schema, raw_input, media_ids)
         checked = check_input(model.input_schema, given, model_ref=model.ref, limits=self._settings.inputs)
-        provider_input = await self._fetchable(checked.given, media_inputs)
+        provider_input = await self._fetchable(model, checked.given, media_inputs)
         return await self._generations.start(
-            viewer, model, checked.stored(), provider_input=provider_input, version=version
+            viewer, model, checked.stored(), provider_input=provider_input, version=wanted.version
         )
 
     async def animate_image(
@@ -155,8 +155,8 @@ class Launcher:
         checked = check_input(
             model.input_schema, {**given, field: own_url}, model_ref=model.ref, limits=self._settings.inputs
         )
-        provider_input = await self._fetchable(checked.given, media_inputs)
-        provider_input[field] = await self._reachable_url(media, own_url)
+        provider_input = await self._fetchable(model, checked.given, media_inputs)
+        provider_input[field] = await self._reachable_url(model, media, own_url)
         # The stored input names our own lasting URL, not an upload that expires or a long data: URI.
         return await self._generations.start(
             viewer, model, checked.stored(), provider_input=provider_input, source_media_id=media.id
@@ -269,12 +269,14 @@ class Launcher:
                 replaced[item.name][item.index] = item.own_url
         return replaced, found
 
-    async def _fetchable(self, given: dict[str, Any], media_inputs: list[MediaInput]) -> dict[str, Any]:
+    async def _fetchable(
+        self, model: CatalogModel, given: dict[str, Any], media_inputs: list[MediaInput]
+    ) -> dict[str, Any]:
         """What the provider is sent: `given` with each media's own URL replaced by one it can fetch."""
         sent = dict(given)
         for item in media_inputs:
             try:
-                url = await self._reachable_url(item.media, item.own_url)
+                url = await self._reachable_url(model, item.media, item.own_url)
             except ServiceError as exc:
                 raise ServiceError([FieldError(item.path, e.message, e.code) for e in exc.errors]) from exc
             if item.index is None:
@@ -288,8 +290,8 @@ class Launcher:
         assert media.storage_key is not None
         return media_url(self._settings, media.storage_key)
 
-    async def _reachable_url(self, media: Media, own_url: str) -> str:
-        """A URL of the image that the provider can fetch.
+    async def _reachable_url(self, model: CatalogModel, media: Media, own_url: str) -> str:
+        """A URL of the image that the model's provider can fetch.
 
         Our own media URL when the provider can fetch it from outside (MEDIA_BASE_URL, or a PUBLIC_URL it
         reaches); else a short-lived presigned URL when the store has them (S3); else our own URL when the
@@ -314,7 +316,8 @@ class Launcher:
         content_type = media.content_type or "application/octet-stream"
         filename = media.storage_key.rsplit("/", 1)[-1]
         try:
-            return await self._provider.upload(data, filename=filename, content_type=content_type)
+            provider = self._providers.get(model.provider)
+            return await provider.upload(data, filename=filename, content_type=content_type)
         except ProviderError as exc:
             if len(data) > DATA_URI_MAX_BYTES:
                 raise ServiceError.single(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.models import Generation, utcnow
 from server.db.session import is_postgres
 from server.domain import GenerationStatus
+from server.provider.types import JobRef
 from server.settings import Settings
 
 ACTIVE = (GenerationStatus.STARTING, GenerationStatus.PROCESSING)
@@ -25,10 +26,12 @@ ACTIVE = (GenerationStatus.STARTING, GenerationStatus.PROCESSING)
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    """A claimed generation to poll; `overdue` when it has run past GENERATION_TIMEOUT_SECONDS."""
+    """A claimed generation to poll: the provider that runs it and its job there (None while its start is
+    in flight); `overdue` when it has run past GENERATION_TIMEOUT_SECONDS."""
 
     generation_id: uuid.UUID
-    provider_id: str | None
+    provider: str
+    job: JobRef | None
     overdue: bool
 
 
@@ -65,7 +68,15 @@ class PollClaims:
                 row.next_poll_at = now + timedelta(seconds=backoff)
                 # The claim only has to outlast this cycle; it expires by itself if we crash.
                 row.poll_claimed_until = now + timedelta(seconds=max(settings.poller.interval_seconds * 5, 30))
-            return [Due(row.id, row.provider_id, row.created_at < deadline) for row in rows]
+            return [
+                Due(
+                    row.id,
+                    row.provider,
+                    JobRef(row.provider_id, row.model_ref) if row.provider_id else None,
+                    row.created_at < deadline,
+                )
+                for row in rows
+            ]
 
     async def release(self, generation_id: uuid.UUID) -> None:
         """The poll is done: another cycle may claim the generation when it is due again."""

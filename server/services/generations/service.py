@@ -26,7 +26,8 @@ from server.db.session import driver_connection
 from server.domain import VIDEO_EXTENSIONS, GenerationStatus, MediaKind, MediaStatus, generation_status_for
 from server.provider.errors import ProviderError
 from server.provider.port import Provider
-from server.provider.types import PredictionUpdate
+from server.provider.registry import Providers
+from server.provider.types import JobRef, PredictionUpdate
 from server.services.access.viewer import Viewer
 from server.services.errors import FieldError, NotFound, ServiceError
 from server.services.event_log.events import (
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 
 _STATE_COLUMNS = ", ".join(field.name for field in dataclasses.fields(GenerationRow))
-_STATE_BY_PROVIDER_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE provider_id = $1"
+_STATE_BY_PROVIDER_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE provider = $1 AND provider_id = $2"
 _STATE_BY_ID = f"SELECT {_STATE_COLUMNS} FROM generations WHERE id = $1"
 # A provider update as one statement that commits by itself: the row is updated only if it is still the
 # version that was read (same event_seq, which every change that matters bumps, and the same references
@@ -71,10 +72,6 @@ RETURNING id
 """
 
 
-# A provider's deadline timer and its timestamps are not exact to the millisecond.
-DEADLINE_SLACK_SECONDS = 0.5
-
-
 class UpdateOutcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
@@ -98,37 +95,18 @@ def media_kind_for(url: str, default: str) -> str:
     return default
 
 
-def ended_by_deadline(generation: AnyGeneration, update: PredictionUpdate, deadline_seconds: float) -> bool:
-    """Whether `update` is the provider stopping the job at the deadline it was given on create.
-
-    The provider reports that as a cancellation (Replicate: `aborted` when the job never started,
-    `canceled` when it was running); one that comes `deadline_seconds` or more after the job was created
-    is the deadline's. The provider's own clock measures that when it gives both times, else ours.
-    """
-    if update.status is not GenerationStatus.CANCELED:
-        return False
-    if update.created_at is not None and update.completed_at is not None:
-        elapsed = update.completed_at - update.created_at
-    else:
-        elapsed = utcnow() - generation.created_at
-    return elapsed.total_seconds() >= deadline_seconds - DEADLINE_SLACK_SECONDS
-
-
-def incoming_status(
-    generation: AnyGeneration, update: PredictionUpdate, deadline_seconds: float | None = None
-) -> GenerationStatus:
-    """The status `update` gives `generation`: the provider's, read as Darkroom's, and TIMED_OUT for a
-    cancellation the deadline caused (see `ended_by_deadline`)."""
-    incoming = generation_status_for(update.status, GenerationStatus(generation.status))
-    if deadline_seconds is not None and ended_by_deadline(generation, update, deadline_seconds):
+def incoming_status(generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool = False) -> GenerationStatus:
+    """The status `update` gives `generation`: the provider's, read as Darkroom's, and TIMED_OUT when it is
+    the provider stopping the job at its deadline (`at_deadline`, `Provider.stopped_by_deadline`)."""
+    if at_deadline:
         return GenerationStatus.TIMED_OUT
-    return incoming
+    return generation_status_for(update.status, GenerationStatus(generation.status))
 
 
-def decide(generation: AnyGeneration, update: PredictionUpdate, deadline_seconds: float | None = None) -> UpdateOutcome:
+def decide(generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool = False) -> UpdateOutcome:
     """Whether `update` moves `generation` forward, repeats it, or lags behind it."""
     current = GenerationStatus(generation.status)
-    incoming = incoming_status(generation, update, deadline_seconds)
+    incoming = incoming_status(generation, update, at_deadline)
     if current.is_terminal:
         return UpdateOutcome.DUPLICATE if incoming == current else UpdateOutcome.STALE
     if incoming.rank < current.rank:
@@ -147,16 +125,17 @@ class GenerationService:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        provider: Provider,
+        providers: Providers,
         publish: Publish,
         alerts: FailureAlerts | None = None,
         *,
         webhook_url: str | None = None,
     ) -> None:
-        """`webhook_url` is where the provider can report to this server; None when it cannot reach us."""
+        """`webhook_url` is where a provider can report to this server, with "{provider}" for its name; None
+        when the providers cannot reach us."""
         self._settings = settings
         self._sessions = sessions
-        self._provider = provider
+        self._providers = providers
         self._webhook_url = webhook_url
         self._publish = publish
         self._alerts = alerts
@@ -175,20 +154,28 @@ class GenerationService:
             return generation
 
     # --- start -----------------------------------------------------------------------------------
-    def webhook_url(self, generation_id: uuid.UUID) -> str | None:
+    def webhook_url(self, provider: str, generation_id: uuid.UUID) -> str | None:
         if self._webhook_url is None:
             return None
         # The generation id rides along so a webhook that outruns our own commit still finds its row.
-        return f"{self._webhook_url}?generation={generation_id}"
+        return f"{self._webhook_url.format(provider=provider)}?generation={generation_id}"
 
-    def refused(self, exc: ProviderError) -> ServiceError:
+    @staticmethod
+    def refused(provider: Provider, exc: ProviderError) -> ServiceError:
         """The provider's refusal as userErrors, in the codes the provider's port gives it."""
         return ServiceError(
             [
                 FieldError(refusal.field, refusal.message, refusal.code, refusal.retry_after_seconds)
-                for refusal in self._provider.refusals(exc)
+                for refusal in provider.refusals(exc)
             ]
         )
+
+    def _provider_of(self, generation: AnyGeneration) -> Provider:
+        """The provider that runs `generation`; PROVIDER_NOT_CONFIGURED when this process has it no more."""
+        try:
+            return self._providers.get(generation.provider)
+        except ProviderError as exc:
+            raise ServiceError.single(exc.code, str(exc), ["id"]) from exc
 
     async def start(
         self,
@@ -202,30 +189,34 @@ class GenerationService:
     ) -> Generation:
         """Create the generation and the provider's prediction together, or neither.
 
-        The row is written first (so a webhook can find it), then the provider is asked; if the provider
+        The row is written first (so a webhook can find it), then the model's provider is asked; if it
         refuses, the row is deleted again and the refusal is raised as a ServiceError. `version` pins
-        the version that runs. Without one, an official model runs by its name (at the version its owner
-        serves) and any other at the catalogue's latest version. The generation records the version the
-        provider says ran. The provider is given GENERATION_TIMEOUT_SECONDS as the job's deadline.
+        the version that runs; without one, the model's own (None: it runs by its name). The generation
+        records the version the provider says ran. The provider is given GENERATION_TIMEOUT_SECONDS as
+        the job's deadline.
         """
-        run_version = version or (None if model.is_official else model.version_id)
+        try:
+            provider = self._providers.get(model.provider)
+        except ProviderError as exc:
+            raise ServiceError.single(exc.code, str(exc), ["model"]) from exc
+        run_version = version or model.version_id
         generation = Generation(
             id=uuid.uuid4(),
             owner_id=viewer.owner_id,
             kind=model.kind,
             model_ref=model.ref,
-            model_version=version or model.version_id,
+            model_version=run_version,
             input=stored_input,
             status=GenerationStatus.STARTING,
-            provider=self._provider.name,
+            provider=provider.name,
             source_media_id=source_media_id,
             next_poll_at=utcnow() + timedelta(seconds=self._settings.poller.stale_after_seconds),
         )
         async with self._sessions.begin() as session:
             session.add(generation)
-        webhook = self.webhook_url(generation.id)
+        webhook = self.webhook_url(provider.name, generation.id)
         try:
-            created = await self._provider.create(
+            created = await provider.create(
                 model_ref=model.ref,
                 version_id=run_version,
                 input=provider_input if provider_input is not None else stored_input,
@@ -237,7 +228,7 @@ class GenerationService:
                 await session.execute(delete(Generation).where(Generation.id == generation.id))
             if isinstance(exc, ProviderError):
                 logger.warning("provider refused a prediction", extra={"model": model.ref, "code": exc.code})
-                raise self.refused(exc) from exc
+                raise self.refused(provider, exc) from exc
             raise
         async with self._sessions.begin() as session:
             row = await self._lock(session, generation.id)
@@ -253,32 +244,33 @@ class GenerationService:
             extra={"generation_id": str(generation.id), "model": model.ref, "prediction": created.prediction_id},
         )
         if created.status is not GenerationStatus.STARTING:
-            await self.apply_prediction_update(created)
+            await self.apply_prediction_update(created, provider=provider.name)
         return await self.get(generation.id, Viewer.system())
 
     # --- provider updates ------------------------------------------------------------------------
     async def apply_prediction_update(
-        self, update: PredictionUpdate, *, generation_hint: uuid.UUID | None = None
+        self, update: PredictionUpdate, *, provider: str, generation_hint: uuid.UUID | None = None
     ) -> ApplyResult:
-        """Bring the generation behind `update` up to date with it; see the module docstring."""
+        """Bring the generation `provider` runs behind `update` up to date with it; see the module docstring."""
         if self._postgres is not None:
-            result = await self._apply_in_one_statement(self._postgres, update, generation_hint)
+            result = await self._apply_in_one_statement(self._postgres, update, provider, generation_hint)
             if result is not None:
                 return result
         async with self._sessions() as session, session.begin():
-            generation = await self._find_for_prediction(session, update.prediction_id, generation_hint)
+            generation = await self._find_for_prediction(session, provider, update.prediction_id, generation_hint)
             if generation is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
-            outcome = decide(generation, update, self._deadline_seconds)
+            at_deadline = self._at_deadline(generation, update)
+            outcome = decide(generation, update, at_deadline)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
-            media = self._apply(generation, update)
+            media = self._apply(generation, update, at_deadline)
             session.add_all(media)
             event_id = await append_event(session, generation, media, EventType.UPDATED)
         return await self._applied(generation, update, event_id)
 
     async def _apply_in_one_statement(
-        self, engine: AsyncEngine, update: PredictionUpdate, hint: uuid.UUID | None
+        self, engine: AsyncEngine, update: PredictionUpdate, provider: str, hint: uuid.UUID | None
     ) -> ApplyResult | None:
         """The common provider update on Postgres, in two statements and no explicit transaction.
 
@@ -287,19 +279,20 @@ class GenerationService:
         or when the update adds media rows: then the caller applies it under the row lock instead.
         """
         async with driver_connection(engine) as connection:
-            row = await connection.fetchrow(_STATE_BY_PROVIDER_ID, update.prediction_id)
+            row = await connection.fetchrow(_STATE_BY_PROVIDER_ID, provider, update.prediction_id)
             if row is None and hint is not None:
                 row = await connection.fetchrow(_STATE_BY_ID, hint)
-                if row is not None and row["provider_id"] not in (None, update.prediction_id):
+                if row is not None and not _may_be(row["provider"], row["provider_id"], provider, update.prediction_id):
                     row = None
             if row is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
             generation = GenerationRow(*row)
-            outcome = decide(generation, update, self._deadline_seconds)
+            at_deadline = self._at_deadline(generation, update)
+            outcome = decide(generation, update, at_deadline)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
             seen = generation.event_seq
-            if self._apply(generation, update):
+            if self._apply(generation, update, at_deadline):
                 return None
             now = number_change(generation)
             _, encoded = event_for(generation, [], EventType.UPDATED, now)
@@ -348,9 +341,9 @@ class GenerationService:
         )
         return ApplyResult(UpdateOutcome.APPLIED, generation.id, status)
 
-    def _apply(self, generation: AnyGeneration, update: PredictionUpdate) -> list[Media]:
+    def _apply(self, generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool) -> list[Media]:
         now = utcnow()
-        new_status = incoming_status(generation, update, self._deadline_seconds)
+        new_status = incoming_status(generation, update, at_deadline)
         generation.status = new_status
         generation.provider_status = update.provider_status
         generation.provider_id = generation.provider_id or update.prediction_id
@@ -418,19 +411,22 @@ class GenerationService:
             )
         if generation.provider_id is None:
             raise ServiceError.single("NOT_STARTED", "the generation has not reached the provider yet", ["id"])
+        provider = self._provider_of(generation)
         try:
-            update = await self._provider.cancel(generation.provider_id)
+            update = await provider.cancel(JobRef(generation.provider_id, generation.model_ref))
         except ProviderError as exc:
-            raise self.refused(exc) from exc
-        await self.apply_prediction_update(update)
+            raise self.refused(provider, exc) from exc
+        await self.apply_prediction_update(update, provider=provider.name)
         return await self.get(generation_id, viewer)
 
-    async def cancel_withdrawn(self, update: PredictionUpdate, generation_id: uuid.UUID) -> bool:
-        """Stop a prediction whose generation no longer exists.
+    async def cancel_withdrawn(self, provider: Provider, update: PredictionUpdate, generation_id: uuid.UUID) -> bool:
+        """Stop a job of `provider`'s whose generation no longer exists.
 
         When a create call fails without a clear answer (a 5xx or a dropped connection after the provider
-        had started the work), `start` withdraws the row, yet the prediction may be running and billed. Its
-        first signed webhook is still addressed to the withdrawn generation id, and this cancels it.
+        had started the work), `start` withdraws the row, yet the job may be running and billed. Its first
+        signed webhook is still addressed to the withdrawn generation id, and this cancels it. Which model
+        it runs is gone with the row: a provider that needs it to reach a job reports only its end by
+        webhook (fal does), and an ended job needs no cancel.
         """
         if update.is_terminal:
             return False
@@ -438,7 +434,7 @@ class GenerationService:
             if await session.get(Generation, generation_id) is not None:
                 return False
         try:
-            await self._provider.cancel(update.prediction_id)
+            await provider.cancel(JobRef(update.prediction_id, model_ref=""))
         except ProviderError as exc:
             logger.warning(
                 "could not cancel an orphaned prediction", extra={"prediction": update.prediction_id, "error": str(exc)}
@@ -460,15 +456,15 @@ class GenerationService:
             generation.completed_at = utcnow()
             generation.next_poll_at = None
             generation.error = self._timed_out_message()
-            provider_id = generation.provider_id
+            job = JobRef(generation.provider_id, generation.model_ref) if generation.provider_id else None
             event_id = await append_event(session, generation, [], EventType.UPDATED)
         await self._publish(event_id)
         self._finished(generation.model_ref, generation.kind, GenerationStatus.TIMED_OUT)
         logger.warning("generation timed out", extra={"generation_id": str(generation_id)})
-        if provider_id:
+        if job is not None:
             try:
-                await self._provider.cancel(provider_id)
-            except ProviderError as exc:
+                await self._provider_of(generation).cancel(job)
+            except (ProviderError, ServiceError) as exc:
                 logger.warning("could not cancel a timed-out prediction", extra={"error": str(exc)})
         return True
 
@@ -477,6 +473,13 @@ class GenerationService:
     def _deadline_seconds(self) -> float:
         """How long a generation may take: the provider is told so on create, the poller checks it too."""
         return self._settings.poller.generation_timeout_seconds
+
+    def _at_deadline(self, generation: AnyGeneration, update: PredictionUpdate) -> bool:
+        """Whether `update` is the generation's provider stopping it at the deadline `start` gave it."""
+        if generation.provider not in self._providers:
+            return False
+        elapsed = (utcnow() - generation.created_at).total_seconds()
+        return self._providers.get(generation.provider).stopped_by_deadline(update, self._deadline_seconds, elapsed)
 
     def _timed_out_message(self) -> str:
         return f"timed out after {self._deadline_seconds:.0f} s without finishing"
@@ -493,13 +496,18 @@ class GenerationService:
         ).first()
 
     async def _find_for_prediction(
-        self, session: AsyncSession, provider_id: str, hint: uuid.UUID | None
+        self, session: AsyncSession, provider: str, provider_id: str, hint: uuid.UUID | None
     ) -> Generation | None:
-        found = (
-            await session.scalars(select(Generation).where(Generation.provider_id == provider_id).with_for_update())
-        ).first()
+        statement = select(Generation).where(Generation.provider == provider, Generation.provider_id == provider_id)
+        found = (await session.scalars(statement.with_for_update())).first()
         if found is None and hint is not None:
             candidate = await self._lock(session, hint)
-            if candidate is not None and candidate.provider_id in (None, provider_id):
+            if candidate is not None and _may_be(candidate.provider, candidate.provider_id, provider, provider_id):
                 found = candidate
         return found
+
+
+def _may_be(row_provider: str, row_job: str | None, provider: str, job: str) -> bool:
+    """Whether a generation run by `row_provider` as `row_job` may be the one `provider`'s job `job` is
+    of: the same provider, and the same job or none recorded yet (its create has not returned)."""
+    return row_provider == provider and row_job in (None, job)

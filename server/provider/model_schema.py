@@ -1,10 +1,10 @@
-"""Reading a model version's OpenAPI schema: its Input with refs resolved, its fields, its image input.
+"""Reading a model's input JSON Schema, whichever provider wrote it: refs resolved, its fields, its image input.
 
-Cog writes each version's schema as an OpenAPI document. Its `components.schemas.Input` is a JSON
-Schema object whose properties carry `x-order` (form order); older versions wrap enums as
-`{"allOf": [{"$ref": "#/components/schemas/scheduler"}], "default": ...}`, newer ones inline `enum`;
-optional values may be `nullable` (OpenAPI 3.0) or `anyOf: [..., {"type": "null"}]`. Everything here is
-pure: no I/O, no database, so it is tested table-driven.
+Providers publish a model's inputs as a JSON Schema object inside an OpenAPI document. Properties may
+carry `x-order` (form order); enums may be wrapped as `{"allOf": [{"$ref": "#/components/schemas/x"}],
+"default": ...}` or inlined; optional values may be `nullable` (OpenAPI 3.0) or `anyOf: [..., {"type":
+"null"}]`. Each adapter finds the schema in its provider's document (Replicate's in Cog's layout:
+server/provider/replicate/models.py); everything here is pure, no I/O, so it is tested table-driven.
 """
 
 from __future__ import annotations
@@ -72,15 +72,6 @@ EXCLUDED_NAME_PARTS = frozenset(
 END_FRAME_PHRASES = ("last frame", "end frame", "final frame", "ending frame", "tail frame", "end image")
 
 
-@dataclass(frozen=True, slots=True)
-class DescribedSchema:
-    """A version's Input and Output schemas (refs resolved) and the input taking the image to animate."""
-
-    input_schema: dict[str, Any] | None
-    output_schema: dict[str, Any] | None
-    image_field: str | None
-
-
 def _pointer(document: dict[str, Any], ref: str) -> Any:
     """The node a local JSON pointer (`#/components/schemas/x`) names, or None when it names nothing."""
     if not ref.startswith("#"):
@@ -143,19 +134,6 @@ def resolve_refs(schema: Any, document: dict[str, Any], _seen: tuple[str, ...] =
     return resolved_schema
 
 
-def describe_openapi(openapi: dict[str, Any] | None) -> DescribedSchema:
-    """Input and Output of a version's `openapi_schema`, refs resolved, and its image input field."""
-    components = ((openapi or {}).get("components") or {}).get("schemas") or {}
-    raw_input = components.get("Input")
-    raw_output = components.get("Output")
-    document = openapi or {}
-    input_schema = resolve_refs(raw_input, document) if isinstance(raw_input, dict) else None
-    output_schema = resolve_refs(raw_output, document) if isinstance(raw_output, dict) else None
-    return DescribedSchema(input_schema, output_schema, find_image_field(input_schema))
-
-
-# Kept under its first name for callers written against it.
-describe_input_schema = describe_openapi
 
 
 # --- one property -------------------------------------------------------------------------------------
