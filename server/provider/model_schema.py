@@ -134,8 +134,6 @@ def resolve_refs(schema: Any, document: dict[str, Any], _seen: tuple[str, ...] =
     return resolved_schema
 
 
-
-
 # --- one property -------------------------------------------------------------------------------------
 def _non_null_branches(prop: dict[str, Any]) -> list[dict[str, Any]]:
     for key in ("anyOf", "oneOf"):

@@ -97,7 +97,7 @@ class Downloader:
         self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
-                settings.downloads.timeout_seconds, connect=settings.replicate.connect_timeout_seconds
+                settings.downloads.timeout_seconds, connect=settings.downloads.connect_timeout_seconds
             ),
             follow_redirects=False,
         )
