@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -34,9 +34,13 @@ from server.periodic import periodic_task
 from server.provider.port import Provider
 from server.reachability import log_reachability
 from server.request_id import RequestIdMiddleware
-from server.runtime import Runtime, replicate_provider
+from server.runtime import EmbeddedSimulators, Runtime, configured_providers
 from server.settings import Settings, get_settings
 from server.workers.run import start_background_workers
+
+if TYPE_CHECKING:
+    from server.provider.fal.simulator import FalSimulatorConfig
+    from server.simulator import SimulatorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +48,28 @@ GALLERY_DIR = Path(__file__).parent / "static" / "gallery"
 GRAPHIQL_DIR = Path(__file__).parent / "static" / "graphiql"
 
 
-def _simulator_mount(simulator: Any) -> Any:
-    @asgi("/simulator", is_mount=True, copy_scope=True)
+# Where the embedded simulators are mounted (Settings.provider_base_url and fal_hosts name the same).
+SIMULATOR_PATH = "/simulator"
+FAL_SIMULATOR_PATH = "/fal-simulator"
+
+
+def _embedded_replicate_config(settings: Settings) -> SimulatorConfig:
+    from server.simulator import SimulatorConfig
+
+    return SimulatorConfig.embedded(settings)
+
+
+def _embedded_fal_config(settings: Settings) -> FalSimulatorConfig:
+    from server.provider.fal.simulator import FalSimulatorConfig
+    from server.simulator.config import new_api_token
+
+    config = FalSimulatorConfig.from_settings(settings, settings.fal_hosts().queue, allow_private_inputs=True)
+    config.api_token = settings.simulator.api_token or new_api_token()
+    return config
+
+
+def _simulator_mount(path: str, simulator: Any) -> Any:
+    @asgi(path, is_mount=True, copy_scope=True, name=f"simulator{path.replace('/', '-')}")
     async def simulator_app(scope: Scope, receive: Receive, send: Send) -> None:
         await simulator.app(scope, receive, send)
 
@@ -60,27 +84,27 @@ class DarkroomApp(Litestar):
 
 
 def create_app(settings: Settings | None = None, *, providers: list[Provider] | None = None) -> Litestar:
-    """The application `settings` describe; `providers` replace the Replicate (or simulator) they name (the
-    first is the default)."""
+    """The application `settings` describe; `providers` replace the ones they name (the first is the default)."""
     settings = settings or get_settings()
-    simulator_config = None
-    if settings.embedded_simulator:
-        from server.simulator import SimulatorConfig
-
-        # Its token and signing secret are this process's own: the client that calls it gets them here.
-        simulator_config = SimulatorConfig.embedded(settings)
-        if providers is None:
-            providers = [
-                replicate_provider(settings, on_request=metrics.observe_provider_request, simulator=simulator_config)
-            ]
+    # The simulators this process mounts: their tokens and signing keys are its own, and the clients that
+    # call them get them here.
+    embedded = EmbeddedSimulators(
+        replicate=_embedded_replicate_config(settings) if settings.embedded_simulator else None,
+        fal=_embedded_fal_config(settings) if settings.embedded_fal_simulator else None,
+    )
+    if providers is None:
+        providers = configured_providers(settings, simulators=embedded, on_request=metrics.observe_provider_request)
     runtime = Runtime(settings, providers)
-    simulator = None
-    if simulator_config is not None:
+    # Open like /graphql while no API key is needed; from the first key on, only their own tokens open them.
+    if embedded.replicate is not None:
         from server.simulator import Simulator
 
-        # Open like /graphql while no API key is needed; from the first key on, only its own token opens it.
-        simulator = Simulator(simulator_config, token_required=runtime.api_keys.keys_required)
-    runtime.simulator = simulator
+        runtime.simulator = Simulator(embedded.replicate, token_required=runtime.api_keys.keys_required)
+    if embedded.fal is not None:
+        from server.provider.fal.simulator import FalSimulator
+
+        runtime.fal_simulator = FalSimulator(embedded.fal, token_required=runtime.api_keys.keys_required)
+    simulators = {SIMULATOR_PATH: runtime.simulator, FAL_SIMULATOR_PATH: runtime.fal_simulator}
 
     graphql = build_graphql_controller(build_schema(settings), settings)
 
@@ -96,11 +120,13 @@ def create_app(settings: Settings | None = None, *, providers: list[Provider] | 
             quiet = settings.server.gc_freeze_after_subscribe_seconds
             tasks.append(periodic_task("subscription-freezer", quiet, freezer.look, stop, wait_first=True))
         await runtime.api_keys.log_access_mode()
-        if settings.simulated:
+        if runtime.simulator is not None:
             logger.warning(
                 "no REPLICATE_API_TOKEN: the built-in Replicate simulator answers at %s",
                 settings.provider_base_url(),
             )
+        if runtime.fal_simulator is not None:
+            logger.warning("no FAL_KEY: the built-in fal simulator answers at %s", settings.fal_hosts().queue)
         log_reachability(settings)
         logger.info("darkroom ready", extra={"url": settings.base_url(), "database": runtime.engine.dialect.name})
         try:
@@ -108,8 +134,9 @@ def create_app(settings: Settings | None = None, *, providers: list[Provider] | 
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if simulator is not None:
-                await simulator.aclose()
+            for simulator in simulators.values():
+                if simulator is not None:
+                    await simulator.aclose()
             await runtime.stop()
 
     handlers: list[Any] = [graphql, provider_webhook, serve_media, healthz, readyz, metrics_endpoint]
@@ -118,8 +145,7 @@ def create_app(settings: Settings | None = None, *, providers: list[Provider] | 
     if settings.graphql.graphiql_enabled:
         # The scripts and styles of GraphiQL's page at /graphql, vendored: nothing comes from a CDN.
         handlers.append(create_static_files_router("/graphiql", [GRAPHIQL_DIR], name="graphiql"))
-    if simulator is not None:
-        handlers.append(_simulator_mount(simulator))
+    handlers += [_simulator_mount(path, simulator) for path, simulator in simulators.items() if simulator is not None]
     return DarkroomApp(
         route_handlers=handlers,
         lifespan=[lifespan],

@@ -67,6 +67,7 @@ def _simulator(settings: Settings, args: argparse.Namespace) -> int:
         args.port or settings.simulator.port,
         args.public_url,
         allow_private_inputs=args.allow_private_inputs,
+        provider=args.provider,
     )
     return 0
 
@@ -181,7 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--port", type=int, help="port they listen on (default PORT or 8000)")
     worker.set_defaults(run=_worker)
 
-    simulator = commands.add_parser("simulator", help="run the Replicate simulator on its own")
+    simulator = commands.add_parser("simulator", help="run a provider's simulator on its own (Replicate's by default)")
+    simulator.add_argument(
+        "--provider",
+        choices=["replicate", "fal"],
+        default="replicate",
+        help="the provider it plays (default replicate)",
+    )
     simulator.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     simulator.add_argument("--port", type=int, help="port (default SIMULATOR_PORT or 8001)")
     simulator.add_argument(
@@ -191,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument(
         "--allow-private-inputs",
         action="store_true",
-        help="fetch input files from loopback and private hosts, which Replicate refuses (default: refuse)",
+        help="fetch input files from loopback and private hosts, which the providers refuse (default: refuse)",
     )
     simulator.set_defaults(run=_simulator)
 

@@ -88,11 +88,12 @@ class Reachability:
 def reachability(settings: Settings) -> Reachability:
     """Whether (and where) the provider `settings` name reaches this server.
 
-    The embedded simulator runs in this process and reaches whatever address we serve on. Otherwise
+    Embedded simulators run in this process and reach whatever address we serve on (when every provider
+    is one; a real provider beside them decides, and they are told the same). Otherwise
     PUBLIC_URL is the only address offered, and only when its host is public, unless PUBLIC_URL_REACHABLE
     says the provider shares our network (then the serving address does, too, when PUBLIC_URL is unset).
     """
-    if settings.embedded_simulator or settings.server.public_url_reachable:
+    if settings.only_embedded_simulators or settings.server.public_url_reachable:
         return Reachability(settings.base_url())
     public_url = settings.server.public_url
     if not public_url:

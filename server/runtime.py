@@ -1,17 +1,19 @@
 """Everything a running Darkroom process holds, built once from Settings and shared by every layer.
 
 The app's lifespan, the CLI and the tests all construct a Runtime, `start()` it and `stop()` it; no
-module keeps global state of its own. This is also where the providers are composed into a registry
-(`server.provider.registry.Providers`): Replicate itself with REPLICATE_API_TOKEN, else the simulator
-playing it (`replicate_provider`); the services only know the providers' port, and are told here what
-differs: whether the providers reach us (`server.reachability`), which decides both where webhooks go
-and whether our own media URLs are sent.
+module keeps global state of its own. This is also where the providers PROVIDERS names are composed
+into a registry (`server.provider.registry.Providers`, `configured_providers`): each provider itself
+with its token, else the simulator playing it; the services only know the providers' port, and are told
+here what differs: whether the providers reach us (`server.reachability`), which decides both where
+webhooks go and whether our own media URLs are sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -21,6 +23,7 @@ from server import metrics
 from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
+from server.provider.fal.provider import FalProvider
 from server.provider.port import Provider
 from server.provider.registry import Providers
 from server.provider.replicate import ReplicateClient, ReplicateProvider
@@ -44,6 +47,7 @@ from server.settings import Settings
 from server.storage.compose import storage_from_settings
 
 if TYPE_CHECKING:
+    from server.provider.fal.simulator.config import FalSimulatorConfig
     from server.simulator.config import SimulatorConfig
 
 logger = logging.getLogger(__name__)
@@ -81,10 +85,42 @@ def replicate_provider(
     )
 
 
+def fal_provider(
+    settings: Settings, *, on_request: RequestHook | None = None, simulator: FalSimulatorConfig | None = None
+) -> FalProvider:
+    """fal with FAL_KEY; without one, the simulator playing it: the `simulator` this process mounts at
+    /fal-simulator (called with its token), or the one at FAL_BASE_URL (called with SIMULATOR_API_TOKEN,
+    or any key when that is unset)."""
+    key = None if not settings.fal.simulated else settings.simulator.api_token
+    if simulator is not None and settings.fal.simulated:
+        key = simulator.api_token or key
+    return settings.fal.provider(hosts=settings.fal_hosts(), key=key, on_request=on_request)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedSimulators:
+    """The simulators this process mounts, by the provider each plays (None: not mounted here)."""
+
+    replicate: SimulatorConfig | None = None
+    fal: FalSimulatorConfig | None = None
+
+
+def configured_providers(
+    settings: Settings, *, simulators: EmbeddedSimulators | None = None, on_request: RequestHook | None = None
+) -> list[Provider]:
+    """The providers PROVIDERS names, the default first (see `Settings.provider_names`)."""
+    simulators = simulators or EmbeddedSimulators()
+    builders: dict[str, Callable[[], Provider]] = {
+        "replicate": lambda: replicate_provider(settings, on_request=on_request, simulator=simulators.replicate),
+        "fal": lambda: fal_provider(settings, on_request=on_request, simulator=simulators.fal),
+    }
+    return [builders[name]() for name in settings.provider_names]
+
+
 class Runtime:
     def __init__(self, settings: Settings, providers: list[Provider] | None = None) -> None:
-        """`providers` replace the ones `settings` describe (Replicate, or the simulator playing it); the
-        first is the default."""
+        """`providers` replace the ones `settings` describe (`configured_providers`); the first is the
+        default."""
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
@@ -99,7 +135,7 @@ class Runtime:
         )
         self.storage = storage_from_settings(settings)
         self.providers = Providers(
-            providers or [replicate_provider(settings, on_request=metrics.observe_provider_request)]
+            providers or configured_providers(settings, on_request=metrics.observe_provider_request)
         )
         self.alerts = FailureAlerts(
             settings.operations.alert_failure_threshold, settings.operations.alert_window_seconds
@@ -132,6 +168,7 @@ class Runtime:
             own_urls_reachable=reach.own_urls,
         )
         self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
+        self.fal_simulator: Any = None  # the embedded fal simulator, when one is mounted
         # Background tasks this process is not ready without (see `workers_running`), by name.
         self._required_tasks: dict[str, asyncio.Task[None]] = {}
 

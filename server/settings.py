@@ -14,11 +14,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from server.origins import origin_of, written_origin
+from server.provider.fal.settings import FalHosts, FalSettings
 from server.provider.replicate.settings import DEFAULT_REPLICATE_BASE_URL, ReplicateSettings
 from server.settings_group import SettingsGroup
 
@@ -275,6 +276,48 @@ class AccessSettings(SettingsGroup):
     )
 
 
+# The providers Darkroom has an adapter for, in the order they are configured when none is chosen.
+KNOWN_PROVIDERS = ("replicate", "fal")
+
+
+class ProvidersSettings(SettingsGroup):
+    """Which providers generations run on."""
+
+    names: str | None = Field(
+        None,
+        alias="PROVIDERS",
+        description="Comma-separated providers to run generations on: replicate, fal. Unset: each one whose "
+        "token is set (REPLICATE_API_TOKEN, FAL_KEY); with neither, both, each played by its built-in "
+        "simulator. A provider listed without its token is played by its simulator.",
+    )
+    default: str | None = Field(
+        None,
+        alias="DEFAULT_PROVIDER",
+        description="The provider a model reference without a provider prefix is looked for at first. Unset: "
+        "the first of PROVIDERS. Changing it never moves a running generation.",
+    )
+
+    @field_validator("names")
+    @classmethod
+    def _known_names(cls, value: str | None) -> str | None:
+        if value is not None:
+            unknown = [name for name in _split_names(value) if name not in KNOWN_PROVIDERS]
+            if unknown or not _split_names(value):
+                raise ValueError(f"PROVIDERS names {', '.join(KNOWN_PROVIDERS)}, not {value!r}")
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _known_default(cls, value: str | None) -> str | None:
+        if value is not None and value not in KNOWN_PROVIDERS:
+            raise ValueError(f"DEFAULT_PROVIDER is one of {', '.join(KNOWN_PROVIDERS)}, not {value!r}")
+        return value
+
+
+def _split_names(text: str) -> list[str]:
+    return [name.strip().lower() for name in text.split(",") if name.strip()]
+
+
 class PollerSettings(SettingsGroup):
     """The fallback poller and the generation timeout."""
 
@@ -284,6 +327,13 @@ class PollerSettings(SettingsGroup):
     )
     stale_after_seconds: float = Field(
         5.0, alias="POLL_STALE_AFTER_SECONDS", description="A running generation not updated for this long is polled."
+    )
+    progress_seconds: float = Field(
+        2.0,
+        alias="POLL_PROGRESS_SECONDS",
+        gt=0,
+        description="How often a running generation is polled when its provider's webhooks report only its end "
+        "(fal's): its place in the queue, its logs and its progress come from the polls.",
     )
     backoff_max_seconds: float = Field(
         60.0, alias="POLL_BACKOFF_MAX_SECONDS", description="Longest wait between polls of one generation."
@@ -554,7 +604,9 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    providers: ProvidersSettings = Field(default_factory=ProvidersSettings)
     replicate: ReplicateSettings = Field(default_factory=ReplicateSettings)
+    fal: FalSettings = Field(default_factory=FalSettings)
     poller: PollerSettings = Field(default_factory=PollerSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
@@ -627,9 +679,32 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.server.port}"
 
     @property
+    def provider_names(self) -> list[str]:
+        """The providers generations run on (see PROVIDERS), the default first."""
+        if self.providers.names:
+            names = list(dict.fromkeys(_split_names(self.providers.names)))
+        else:
+            with_token = {"replicate": not self.simulated, "fal": not self.fal.simulated}
+            names = [name for name in KNOWN_PROVIDERS if with_token[name]] or list(KNOWN_PROVIDERS)
+        default = self.providers.default
+        return [default, *(name for name in names if name != default)] if default in names else names
+
+    @property
     def embedded_simulator(self) -> bool:
-        """No token and no other base URL: this process mounts the simulator at /simulator."""
-        return self.simulated and self.replicate.api_base_url.rstrip("/") == DEFAULT_REPLICATE_BASE_URL
+        """Replicate without a token or another base URL: this process mounts its simulator at /simulator."""
+        default_url = self.replicate.api_base_url.rstrip("/") == DEFAULT_REPLICATE_BASE_URL
+        return "replicate" in self.provider_names and self.simulated and default_url
+
+    @property
+    def embedded_fal_simulator(self) -> bool:
+        """fal without a key or FAL_BASE_URL: this process mounts its simulator at /fal-simulator."""
+        return "fal" in self.provider_names and self.fal.simulated and not self.fal.base_url
+
+    @property
+    def only_embedded_simulators(self) -> bool:
+        """Every provider is a simulator inside this process, which reaches the serving address."""
+        embedded = {"replicate": self.embedded_simulator, "fal": self.embedded_fal_simulator}
+        return all(embedded[name] for name in self.provider_names)
 
     def provider_base_url(self) -> str:
         """Replicate's base URL, or the embedded simulator's (reached over loopback) when embedded."""
@@ -637,15 +712,28 @@ class Settings(BaseSettings):
             return f"http://127.0.0.1:{self.server.port}/simulator"
         return self.replicate.api_base_url.rstrip("/")
 
+    def fal_hosts(self) -> FalHosts:
+        """fal's hosts, or the embedded fal simulator's (reached over loopback) when embedded."""
+        if self.embedded_fal_simulator:
+            return FalHosts.under(f"http://127.0.0.1:{self.server.port}/fal-simulator")
+        return self.fal.hosts()
+
     def allowed_cors_origins(self) -> list[str]:
         return [origin.strip().rstrip("/") for origin in self.access.cors_origins.split(",") if origin.strip()]
 
     def allowed_file_hosts(self) -> list[str]:
-        """REPLICATE_FILE_HOSTS' origin patterns, and the simulator's exact origin when it plays Replicate."""
-        hosts = [h.strip().lower() for h in self.replicate.file_hosts.split(",") if h.strip()]
-        if self.simulated and origin_of(self.provider_base_url()) is not None:
-            hosts.append(written_origin(self.provider_base_url()))
-        return hosts
+        """The configured providers' file host patterns (REPLICATE_FILE_HOSTS, FAL_FILE_HOSTS), and the exact
+        origin of each simulator that plays one."""
+        names = self.provider_names
+        hosts: list[str] = []
+        simulators: list[str] = []
+        if "replicate" in names:
+            hosts += _split_names(self.replicate.file_hosts)
+            simulators += [self.provider_base_url()] if self.simulated else []
+        if "fal" in names:
+            hosts += _split_names(self.fal.file_hosts)
+            simulators += [self.fal_hosts().cdn] if self.fal.simulated else []
+        return hosts + [written_origin(url) for url in simulators if origin_of(url) is not None]
 
 
 def setting_fields() -> Iterator[tuple[str, FieldInfo]]:

@@ -94,6 +94,8 @@ def make_settings(database: str, tmp_path: Path, media_store: MediaStore) -> Cal
             "data_dir": tmp_path / "var",
             "port": free_port(),
             "replicate_api_token": None,
+            # Replicate's simulator alone, unless a test runs fal too (PROVIDERS).
+            "providers": "replicate",
             "public_url": None,
             "broadcast_url": "memory://",
             "broadcast_channel": SESSION_CHANNEL,

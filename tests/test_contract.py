@@ -37,7 +37,7 @@ def compose_services() -> dict[str, Any]:
 
 def test_compose_scales_the_api_behind_one_front_and_runs_a_worker() -> None:
     services = compose_services()
-    assert {"postgres", "redis", "s3", "bucket", "simulator", "api", "worker", "front"} <= set(services)
+    assert {"postgres", "redis", "s3", "bucket", "simulator", "fal-simulator", "api", "worker", "front"} <= set(services)
     api, worker = services["api"], services["worker"]
     # `--scale api=3` cannot bind one host port three times: only the front publishes one.
     assert "ports" not in api and "ports" not in worker
@@ -72,4 +72,5 @@ def test_compose_processes_share_the_database_the_broker_and_the_bucket_and_name
         assert env["S3_ENDPOINT_URL"] == "http://s3:8333"
         # Without a token a worker has no simulator of its own: every process uses the shared one.
         assert "simulator:8001" in env["REPLICATE_API_BASE_URL"]
+        assert "fal-simulator:8002" in env["FAL_BASE_URL"]
         assert "localhost" not in env["PUBLIC_URL"], "the provider cannot reach localhost"

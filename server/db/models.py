@@ -105,6 +105,8 @@ class Generation(Base):
     error: Mapped[str | None] = mapped_column(Text)
     logs: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[float | None] = mapped_column(Float)
+    # How many jobs wait ahead of it in the provider's queue while it waits there, where the provider says.
+    queue_position: Mapped[int | None] = mapped_column(Integer)
     # Seconds the model ran, as the provider measured it (what it bills by); None until it says.
     predict_time: Mapped[float | None] = mapped_column(Float)
     source_media_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -160,6 +162,7 @@ class GenerationRow:
     poll_attempts: int
     event_seq: int
     provider: str
+    queue_position: int | None
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

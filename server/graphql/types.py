@@ -166,6 +166,10 @@ class Generation(Node):
     predict_time: float | None = strawberry.field(
         description="Seconds the model ran, as the provider measured it (what it bills by); null until it says."
     )
+    queue_position: int | None = strawberry.field(
+        description="While STARTING: how many jobs wait ahead of it in the provider's queue, where the provider "
+        "says (fal does); null otherwise."
+    )
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None

@@ -1,5 +1,6 @@
-"""Typed errors of a provider's client, how an HTTP error answer (Replicate's) is read into them, and
-what a failure tells a caller when the provider says nothing more specific (`general_refusal`).
+"""Typed errors of a provider's client, how an HTTP error answer is read into them (each adapter adds how
+its provider words a refusal's reasons), and what a failure tells a caller when the provider says
+nothing more specific (`general_refusal`).
 
 Every failure of a call to the provider surfaces as a `ProviderError` subclass, never as an httpx
 exception, so callers handle one hierarchy. Each error has a stable machine `code`; `status` is the
@@ -23,8 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -42,24 +42,33 @@ _MAX_RAW_DETAIL = 300
 _MAX_TITLE = 200
 _MAX_DETAIL = 1_000
 _MAX_FIELD_TEXT = 300
-_MAX_INVALID_FIELDS = 50
-# "Request was throttled. Your rate limit resets in ~30s." (the 429 body Replicate sends)
-_RESETS_IN = re.compile(r"resets\s+in\s+~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+MAX_INVALID_FIELDS = 50
 # A ratelimit-reset above this is a unix time, not a number of seconds (some gateways send those).
 _EPOCH_THRESHOLD = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class InvalidField:
-    """One reason Replicate rejected a request (a 422's ``invalid_fields`` entry).
+    """One reason a provider rejected a request, in its own words.
 
-    `type` is a gojsonschema-style kind ("required", "invalid_type", "enum", ...), `field` the path of
-    the offending value ("input.width", "version", "(root)"), `description` the human sentence.
+    `type` is the provider's kind of fault (Replicate's gojsonschema "required", fal's pydantic
+    "missing"...), `field` the dotted path of the offending value ("input.width", "version"),
+    `description` the human sentence.
     """
 
     type: str
     field: str
     description: str
+
+    @classmethod
+    def of(cls, type: Any, field: Any, description: Any) -> InvalidField:
+        """One from a provider's values, whatever they are, each cut to a length fit for callers and logs."""
+        return cls(*(cut_text(_text(value), _MAX_FIELD_TEXT) for value in (type, field, description)))
+
+
+# How a provider words the reasons of a refusal (a 422's body, as JSON) and the wait a 429's text names.
+ReasonsReader = Callable[[Any], list[InvalidField]]
+WaitReader = Callable[[str], float | None]
 
 
 class ProviderError(Exception):
@@ -190,17 +199,9 @@ def parse_ratelimit_reset(value: str | None, *, now: datetime | None = None) -> 
     return max(0.0, seconds)
 
 
-def parse_resets_in(detail: str) -> float | None:
-    """Seconds named by Replicate's 429 text "Your rate limit resets in ~30s."; None when absent."""
-    match = _RESETS_IN.search(detail)
-    return float(match.group(1)) if match else None
-
-
-def rate_limit_wait(
-    status: int, headers: Mapping[str, str], detail: str, *, now: datetime | None = None
-) -> float | None:
-    """The provider's hint of when to retry: Retry-After on any answer; for a 429 also
-    ratelimit-reset, then the "resets in ~Ns" text. None without a hint.
+def rate_limit_wait(status: int, headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+    """The provider's hint of when to retry: Retry-After on any answer; for a 429 also ratelimit-reset.
+    None without a hint.
 
     ratelimit-reset is ignored on other statuses: there it describes the rate window, not the failure.
     """
@@ -208,8 +209,6 @@ def rate_limit_wait(
     wait = parse_retry_after(lowered.get("retry-after"), now=now)
     if wait is None and status == 429:
         wait = parse_ratelimit_reset(lowered.get("ratelimit-reset"), now=now)
-        if wait is None:
-            wait = parse_resets_in(detail)
     return wait
 
 
@@ -218,21 +217,10 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _invalid_fields(value: Any) -> list[InvalidField]:
-    if not isinstance(value, list):
-        return []
-    return [
-        InvalidField(
-            cut_text(_text(item.get("type")), _MAX_FIELD_TEXT),
-            cut_text(_text(item.get("field")), _MAX_FIELD_TEXT),
-            cut_text(_text(item.get("description")), _MAX_FIELD_TEXT),
-        )
-        for item in value[:_MAX_INVALID_FIELDS]
-        if isinstance(item, dict)
-    ]
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return ""
 
 
 def _error_class(status: int) -> type[ProviderError]:
@@ -250,12 +238,20 @@ def _error_class(status: int) -> type[ProviderError]:
 
 
 def error_from_answer(
-    status: int, headers: Mapping[str, str], content: bytes, *, now: datetime | None = None
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    *,
+    now: datetime | None = None,
+    read_reasons: ReasonsReader | None = None,
+    read_wait: WaitReader | None = None,
 ) -> ProviderError:
     """The error an unsuccessful answer (status >= 400) stands for.
 
     Reads problem+json and plain ``{"detail": ...}`` bodies; any other body (an HTML page from a proxy)
-    becomes `detail`, shortened. The HTTP status wins over a ``status`` field in the body.
+    becomes `detail`, shortened. The HTTP status wins over a ``status`` field in the body. A provider's
+    `read_reasons` reads a 422's reasons from the JSON body (at most MAX_INVALID_FIELDS are kept), and
+    its `read_wait` a 429's wait from its detail when no header gives one.
     """
     reason = httpx.codes.get_reason_phrase(status) or "Error"
     title, detail = reason, ""
@@ -268,19 +264,25 @@ def error_from_answer(
     if isinstance(body, dict):
         title = cut_text(_text(body.get("title")), _MAX_TITLE) or reason
         detail = cut_text(_text(body.get("detail")), _MAX_DETAIL)
-        fields = _invalid_fields(body.get("invalid_fields"))
     elif body is not None:
         detail = _text(body)[:_MAX_RAW_DETAIL]
-    wait = rate_limit_wait(status, headers, detail, now=now)
+    if status == 422 and read_reasons is not None and body is not None:
+        fields = read_reasons(body)[:MAX_INVALID_FIELDS]
+    wait = rate_limit_wait(status, headers, now=now)
+    if wait is None and status == 429 and read_wait is not None:
+        wait = read_wait(detail)
     cls = _error_class(status)
     if cls is ProviderValidationError:
         return ProviderValidationError(title, detail, status=status, retry_after_seconds=wait, invalid_fields=fields)
     return cls(title, detail, status=status, retry_after_seconds=wait)
 
 
-def error_from_response(response: httpx.Response) -> ProviderError:
-    """`error_from_answer` of a read httpx response."""
-    return error_from_answer(response.status_code, response.headers, response.content)
+def refusals_by_field(exc: ProviderError, refusal_of: Callable[[InvalidField], Refusal]) -> list[Refusal]:
+    """Each reason of a 422 as its own Refusal (`refusal_of`, the provider's reading), else the one general
+    reading of `exc`."""
+    if isinstance(exc, ProviderValidationError) and exc.invalid_fields:
+        return [refusal_of(item) for item in exc.invalid_fields]
+    return [general_refusal(exc)]
 
 
 def general_refusal(exc: ProviderError) -> Refusal:

@@ -33,6 +33,9 @@ class Provider(Protocol):
     name: str
     # The largest webhook body it sends that Darkroom reads; a longer one is answered 413.
     webhook_max_body_bytes: int
+    # Whether its webhooks report a job's progress as it runs (Replicate's do); when not (fal's report only
+    # the end), a running job is polled for it every POLL_PROGRESS_SECONDS.
+    progress_by_webhook: bool
 
     async def create(
         self,

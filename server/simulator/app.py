@@ -30,14 +30,11 @@ import base64
 import html
 import json
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
-from litestar import Litestar, Request, Response, delete, get, patch, post
-from litestar.connection import ASGIConnection
+from litestar import Litestar, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.types import LifespanHook
 
@@ -55,19 +52,26 @@ from server.simulator.problems import (
     not_found,
     unauthenticated,
 )
+from server.simulator.serving import (
+    HIDDEN_WHEN_CLOSED,
+    PUBLIC,
+    TokenRequired,
+    control_routes,
+    file_response,
+    json_body,
+    simulate_download_failure,
+    token_guard,
+)
 from server.simulator.stats import Stats
 from server.simulator.validation import parse_duration, parse_prediction_request, parse_prefer_wait
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-TokenRequired = Callable[[], Awaitable[bool]]
 
 MAX_BODY_BYTES = 100_000_000
 _NO_TOKEN = "You did not pass an authentication token"
-PUBLIC = {"public": True}
-# Open while no token is required; then only for the token, and a 404 to anyone else.
-HIDDEN_WHEN_CLOSED = {"hidden_when_closed": True}
+__all__ = ["HIDDEN_WHEN_CLOSED", "PUBLIC", "TokenRequired", "build_app"]
 
 
 def _page(
@@ -114,13 +118,7 @@ def _paginated(
 
 
 async def _json_body(request: Request[Any, Any, Any]) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}") from None
+    return await json_body(request, bad_request)
 
 
 def _html_page(title: str, rows: dict[str, Any]) -> Response[str]:
@@ -145,32 +143,15 @@ def build_app(
 
     `token_required()` says, per request, whether ``config.api_token`` is needed (None: whenever set)."""
 
-    async def required() -> bool:
-        if config.api_token is None:
-            return False
-        if token_required is None:
-            return True
-        try:
-            return await token_required()
-        except Exception:
-            # Not knowing whether callers need a key: keep the door shut rather than open.
-            logger.warning("could not tell whether the simulator's token is required", exc_info=True)
-            return True
-
-    async def require_token(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        if handler.opt.get("public"):
-            return
-        scheme, _, token = connection.headers.get("authorization", "").strip().partition(" ")
-        token = token.strip() if scheme.lower() in ("bearer", "token") else ""
-        if await required():
-            assert config.api_token is not None
-            if secrets.compare_digest(token.encode(), config.api_token.encode()):
-                return
-            if handler.opt.get("hidden_when_closed"):
-                raise not_found()
-            raise unauthenticated("You did not pass a valid authentication token" if token else _NO_TOKEN)
-        if not token and not handler.opt.get("hidden_when_closed"):
-            raise unauthenticated(_NO_TOKEN)
+    require_token = token_guard(
+        config,
+        token_required,
+        schemes=("bearer", "token"),
+        unauthenticated=lambda had_token: unauthenticated(
+            "You did not pass a valid authentication token" if had_token else _NO_TOKEN
+        ),
+        not_found=not_found,
+    )
 
     def model_or_404(owner: str, name: str) -> catalogue.CatalogueModel:
         model = catalogue.find_model(owner, name)
@@ -399,9 +380,12 @@ def build_app(
             content = await asyncio.to_thread(render_image, cover.description, 0, 256, 256, "webp")
             files.put_output(path, content, "image/webp", None)
             stored = files.outputs[path]
-        elif stored.prediction_id is not None and stored.failures_served < config.download_failures:
-            stored.failures_served += 1
-            raise Problem(500, "Internal server error", "Simulated download failure (download_failures).")
+        else:
+            simulate_download_failure(
+                stored,
+                config,
+                lambda: Problem(500, "Internal server error", "Simulated download failure (download_failures)."),
+            )
         return _file_response(stored, path.rsplit("/", 1)[-1])
 
     # --- web pages -------------------------------------------------------------------------------
@@ -415,31 +399,6 @@ def build_app(
     async def model_page(owner: FromPath[str], name: FromPath[str]) -> Response[str]:
         model = model_or_404(owner, name)
         return _html_page(model.ref, {"description": model.description, "input": model.input_schema()})
-
-    # --- test controls ---------------------------------------------------------------------------
-
-    @get("/_control/config", opt=HIDDEN_WHEN_CLOSED)
-    async def read_config() -> dict[str, Any]:
-        return config.to_json()
-
-    @patch("/_control/config", opt=HIDDEN_WHEN_CLOSED)
-    async def update_config(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise invalid("Invalid request", [InvalidField("invalid_type", "(root)", "Expected: object")])
-        problems = config.update(body)
-        if problems:
-            raise invalid("Invalid config", [InvalidField("invalid_field", name, text) for name, text in problems])
-        return config.to_json()
-
-    @get("/_control/stats", opt=HIDDEN_WHEN_CLOSED)
-    async def read_stats() -> dict[str, Any]:
-        return stats.to_json()
-
-    @post("/_control/reset", opt=HIDDEN_WHEN_CLOSED, status_code=200)
-    async def reset_stats() -> dict[str, Any]:
-        stats.reset()
-        return stats.to_json()
 
     return Litestar(
         route_handlers=[
@@ -465,10 +424,7 @@ def build_app(
             serve_output,
             prediction_page,
             model_page,
-            read_config,
-            update_config,
-            read_stats,
-            reset_stats,
+            *control_routes(config, stats, bad_request),
         ],
         guards=[require_token],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -480,11 +436,4 @@ def build_app(
 
 
 def _file_response(stored: StoredFile, filename: str) -> Response[bytes]:
-    return Response(
-        stored.content,
-        media_type=stored.content_type,
-        headers={
-            "cache-control": "public, max-age=3600",
-            "content-disposition": f'inline; filename="{filename}"',
-        },
-    )
+    return file_response(stored, filename)

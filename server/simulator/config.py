@@ -13,7 +13,7 @@ import random
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 if TYPE_CHECKING:
     from server.settings import Settings
@@ -31,7 +31,16 @@ def new_api_token() -> str:
 
 @dataclass
 class SimulatorConfig:
-    """How the simulator behaves. All fields are mutable at runtime."""
+    """How the simulator behaves. All fields are mutable at runtime.
+
+    A simulator of another provider extends it with its own knobs (its subclass adds them to
+    `FIELD_KINDS`, and its secrets to `SET_IN_PROCESS_ONLY`); the controls read both of the class.
+    """
+
+    FIELD_KINDS: ClassVar[dict[str, str]]
+    """Each field's JSON kind, as PATCH /_control/config checks it."""
+    SET_IN_PROCESS_ONLY: ClassVar[frozenset[str]]
+    """Fields no route shows or changes."""
 
     public_base_url: str = "http://127.0.0.1:8001"
     """The URL prefix the simulator is reached at; every URL it hands out is built on it."""
@@ -68,9 +77,7 @@ class SimulatorConfig:
     reach them); the embedded simulator, which runs inside Darkroom's process, allows them."""
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, public_base_url: str, *, allow_private_inputs: bool = False
-    ) -> SimulatorConfig:
+    def from_settings(cls, settings: Settings, public_base_url: str, *, allow_private_inputs: bool = False) -> Self:
         """The simulator `settings` tune, reached at `public_base_url`."""
         return cls(
             public_base_url=public_base_url.rstrip("/"),
@@ -108,10 +115,8 @@ class SimulatorConfig:
     def to_json(self) -> dict[str, Any]:
         """Every field but the secrets: `api_token` would let in for good anyone who once saw it, and
         `webhook_secret` forge webhooks (it is read as Replicate's is, with the token)."""
-        shown = dataclasses.asdict(self)
-        for name in _SET_IN_PROCESS_ONLY:
-            del shown[name]
-        return shown
+        hidden = type(self).SET_IN_PROCESS_ONLY
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in hidden}
 
     def update(self, changes: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Apply `changes` if every one is a known field of the right type.
@@ -121,8 +126,8 @@ class SimulatorConfig:
         problems: list[tuple[str, str]] = []
         accepted: dict[str, Any] = {}
         for name, value in changes.items():
-            kind = _FIELD_KINDS.get(name)
-            if name in _SET_IN_PROCESS_ONLY:
+            kind = type(self).FIELD_KINDS.get(name)
+            if name in type(self).SET_IN_PROCESS_ONLY:
                 problems.append((name, f"{name} is set by the process only"))
                 continue
             if kind is None:
@@ -161,6 +166,8 @@ _FIELD_KINDS: dict[str, str] = {
 # Shown or changed over HTTP, these would let a caller of an open server hold the keys of the closed one:
 # its token, or the secret its webhooks are verified with.
 _SET_IN_PROCESS_ONLY = frozenset({"api_token", "webhook_secret"})
+SimulatorConfig.FIELD_KINDS = _FIELD_KINDS
+SimulatorConfig.SET_IN_PROCESS_ONLY = _SET_IN_PROCESS_ONLY
 assert set(_FIELD_KINDS) == {f.name for f in dataclasses.fields(SimulatorConfig)}
 
 

@@ -14,6 +14,10 @@ Every prediction runs in its own asyncio task, created when the prediction is cr
 depends on an ASGI lifespan. Cancel-After deadlines are timers: reached while `starting` the prediction
 ends `aborted`, while `processing` it ends `canceled`.
 
+Another provider's simulator (fal's) runs its jobs on this same engine by subclassing it: it renders
+its own JSON (`webhook_body`), maps its inputs onto the renderer's parameters (`render_params`) and may
+give a deadline that only bounds the wait before the start (`create(..., deadline_covers_run=False)`).
+
 Data retention is applied lazily, whenever a prediction or file is looked at: ``output_ttl_seconds``
 after completion the files are deleted and the prediction shows ``output: null, data_removed: true``
 with its input and logs cleared.
@@ -119,6 +123,8 @@ class SimPrediction:
     webhook: str | None = None
     status: str = "starting"
     logs: str | None = ""
+    # When each line of `logs` was written, in order (providers that timestamp log lines show them).
+    log_times: list[datetime] = field(default_factory=list)
     output: Any = None
     error: str | None = None
     started_at: datetime | None = None
@@ -129,6 +135,9 @@ class SimPrediction:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     deadline: asyncio.TimerHandle | None = None
+    # False: the deadline stops only a prediction still waiting to start (fal's X-Fal-Request-Timeout).
+    deadline_covers_run: bool = True
+    timed_out: bool = False
     channel: WebhookChannel | None = None
 
     @property
@@ -138,6 +147,10 @@ class SimPrediction:
 
 class Engine:
     """Every prediction this simulator has made, newest last, and their running tasks."""
+
+    # How the provider's users put a file where a run can fetch it, quoted when an input cannot be fetched.
+    upload_hint = "upload the file (POST /v1/files)"
+    input_fetch_failed = INPUT_FETCH_FAILED
 
     def __init__(
         self,
@@ -212,16 +225,28 @@ class Engine:
 
     # --- commands ---------------------------------------------------------------------------------
 
-    def create(self, request: PredictionRequest, cancel_after: float | None = None) -> SimPrediction:
+    def webhook_body(self, prediction: SimPrediction) -> dict[str, Any]:
+        """What a webhook delivery of `prediction` carries (Replicate's: the prediction JSON)."""
+        return self.to_json(prediction)
+
+    def render_params(self, prediction: SimPrediction, params: dict[str, Any]) -> dict[str, Any]:
+        """The renderer's parameters for a run's effective input (Replicate's models use them as they are).
+        Raising PredictionFailure here fails the run before it starts."""
+        return params
+
+    def create(
+        self, request: PredictionRequest, cancel_after: float | None = None, *, deadline_covers_run: bool = True
+    ) -> SimPrediction:
         """Record a new prediction and start running it; it is `starting` on return."""
         self.expire_due()
         self._seq += 1
         prediction = SimPrediction(new_id(), self._seq, request.model, request.input, utcnow(), request.webhook)
+        prediction.deadline_covers_run = deadline_covers_run
         self.predictions[prediction.id] = prediction
         self.stats.predictions_created += 1
         if request.webhook:
             prediction.channel = self.webhooks.open(
-                prediction.id, request.webhook, request.events, lambda: self.to_json(prediction)
+                prediction.id, request.webhook, request.events, lambda: self.webhook_body(prediction)
             )
         prediction.task = asyncio.create_task(self._run(prediction), name=f"simulator-prediction-{prediction.id}")
         if cancel_after is not None:
@@ -279,6 +304,9 @@ class Engine:
 
     def _deadline_reached(self, prediction: SimPrediction) -> None:
         status = "aborted" if prediction.status == "starting" else "canceled"
+        if prediction.terminal:
+            return
+        prediction.timed_out = True
         if self._finish(prediction, status) and prediction.task is not None:
             prediction.task.cancel()
 
@@ -296,13 +324,16 @@ class Engine:
     async def _execute(self, prediction: SimPrediction) -> None:
         model = prediction.model
         await asyncio.sleep(max(0.0, self.config.start_seconds))
-        params = effective_input(model, prediction.input)
+        if not prediction.deadline_covers_run and prediction.deadline is not None:
+            prediction.deadline.cancel()
+        params = self.render_params(prediction, effective_input(model, prediction.input))
         seed = params.get("seed")
         if not isinstance(seed, int):
             seed = self.dice.seed()
         prediction.status = "processing"
         prediction.started_at = utcnow()
         prediction.logs = f"Using seed: {seed}\n"
+        prediction.log_times = [prediction.started_at]
         self._emit(prediction, "start")
 
         source: bytes | None = None
@@ -340,6 +371,7 @@ class Engine:
 
     def _append_log(self, prediction: SimPrediction, line: str) -> None:
         prediction.logs = (prediction.logs or "") + line + "\n"
+        prediction.log_times.append(utcnow())
         self._emit(prediction, "logs")
 
     async def _fetch_input(self, field_name: str, value: str) -> bytes:
@@ -357,7 +389,7 @@ class Engine:
             if refusal is not None:
                 raise PredictionFailure(
                     f"Failed to download {field_name} from {value}: {refusal}, which cannot be reached from the "
-                    "internet. Pass a public URL, upload the file (POST /v1/files) or send it as a data: URI."
+                    f"internet. Pass a public URL, {self.upload_hint} or send it as a data: URI."
                 )
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
@@ -370,7 +402,7 @@ class Engine:
                 await asyncio.sleep(FETCH_RETRY_SECONDS * attempt)
         # One message whatever went wrong (refused, closed, filtered, an error status, a redirect to a
         # private address): a caller must not learn which addresses and ports answer.
-        raise PredictionFailure(f"Failed to download {field_name} from {value}: {INPUT_FETCH_FAILED}")
+        raise PredictionFailure(f"Failed to download {field_name} from {value}: {self.input_fetch_failed}")
 
     async def _fetch_following_redirects(self, url: str) -> bytes:
         """GET `url`, following at most MAX_INPUT_REDIRECTS redirects, each to a public address only.

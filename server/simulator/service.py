@@ -1,4 +1,5 @@
-"""`Simulator`: the parts wired together, and `serve_simulator`, the standalone entrypoint."""
+"""`SimulatorCore`: the parts every simulator wires together; `Simulator`, the Replicate one on it; and
+`serve_simulator`, the standalone entrypoint."""
 
 from __future__ import annotations
 
@@ -13,25 +14,31 @@ from server.simulator.config import Dice, SimulatorConfig
 from server.simulator.engine import Engine
 from server.simulator.files import FileStore
 from server.simulator.stats import Stats
-from server.simulator.webhooks import WebhookDispatcher
+from server.simulator.webhooks import USER_AGENT as WEBHOOK_USER_AGENT
+from server.simulator.webhooks import Signer, WebhookDispatcher
 
 if TYPE_CHECKING:
+    from server.provider.fal.simulator import FalSimulator
     from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class Simulator:
-    """A Replicate look-alike: `app` serves it, `config` tunes it live, `stats` says what it did.
+class SimulatorCore:
+    """What every simulator holds, whichever provider it plays: `config` (live knobs), `stats`, the file
+    store, the dice, the HTTP client its webhooks and input fetches use, the webhook dispatcher (with the
+    provider's signer and User-Agent) and the engine (`engine_class`, the shared one or a provider's
+    subclass). A provider's simulator adds its app."""
 
-    `app` routes start at ``/v1/...``; mount it anywhere (e.g. ``/simulator``) as long as
-    ``config.public_base_url`` says where. Predictions and webhooks run in tasks created on demand, so
-    a mounted app whose lifespan never runs works the same. Call `aclose()` when done with it.
-    """
-
-    def __init__(self, config: SimulatorConfig | None = None, *, token_required: TokenRequired | None = None) -> None:
-        """`token_required()` says, per request, whether ``config.api_token`` is needed (None: whenever set)."""
-        self.config = config or SimulatorConfig()
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        *,
+        engine_class: type[Engine] = Engine,
+        sign: Signer | None = None,
+        webhook_user_agent: str = WEBHOOK_USER_AGENT,
+    ) -> None:
+        self.config = config
         self.stats = Stats()
         self.files = FileStore()
         self._dice = Dice(self.config)
@@ -40,11 +47,10 @@ class Simulator:
             headers={"user-agent": "darkroom-sim"},
             follow_redirects=False,
         )
-        self.webhooks = WebhookDispatcher(self.config, self._dice, self.stats, self._http)
-        self.engine = Engine(self.config, self._dice, self.stats, self.files, self.webhooks, self._http)
-        self.app: Litestar = build_app(
-            self.config, self.engine, self.files, self.stats, on_shutdown=[self.aclose], token_required=token_required
+        self.webhooks = WebhookDispatcher(
+            self.config, self._dice, self.stats, self._http, sign=sign, user_agent=webhook_user_agent
         )
+        self.engine = engine_class(self.config, self._dice, self.stats, self.files, self.webhooks, self._http)
         self._closed = False
 
     @property
@@ -65,24 +71,57 @@ class Simulator:
         await self._http.aclose()
 
 
+class Simulator(SimulatorCore):
+    """A Replicate look-alike: `app` serves it, `config` tunes it live, `stats` says what it did.
+
+    `app` routes start at ``/v1/...``; mount it anywhere (e.g. ``/simulator``) as long as
+    ``config.public_base_url`` says where. Predictions and webhooks run in tasks created on demand, so
+    a mounted app whose lifespan never runs works the same. Call `aclose()` when done with it.
+    """
+
+    def __init__(self, config: SimulatorConfig | None = None, *, token_required: TokenRequired | None = None) -> None:
+        """`token_required()` says, per request, whether ``config.api_token`` is needed (None: whenever set)."""
+        super().__init__(config or SimulatorConfig())
+        self.app: Litestar = build_app(
+            self.config, self.engine, self.files, self.stats, on_shutdown=[self.aclose], token_required=token_required
+        )
+
+
 def serve_simulator(
-    settings: Settings, host: str, port: int, public_url: str | None = None, *, allow_private_inputs: bool = False
+    settings: Settings,
+    host: str,
+    port: int,
+    public_url: str | None = None,
+    *,
+    allow_private_inputs: bool = False,
+    provider: str = "replicate",
 ) -> None:
-    """Run the simulator on its own with uvicorn until interrupted (``darkroom simulator``).
+    """Run the simulator of `provider` ("replicate" or "fal") on its own with uvicorn until interrupted
+    (``darkroom simulator``).
 
     `public_url` is where other processes reach it (its URLs are built on it); by default the address
-    it binds, with loopback for a wildcard interface. Like Replicate, it refuses input files on local and
-    private hosts unless `allow_private_inputs`."""
+    it binds, with loopback for a wildcard interface. Like the providers, it refuses input files on local
+    and private hosts unless `allow_private_inputs`."""
     import uvicorn
 
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    config = SimulatorConfig.from_settings(
-        settings, public_url or f"http://{url_host}:{port}", allow_private_inputs=allow_private_inputs
-    )
-    simulator = Simulator(config)
+    base_url = public_url or f"http://{url_host}:{port}"
+    simulator: Simulator | FalSimulator
+    if provider == "fal":
+        from server.provider.fal.simulator import FalSimulator, FalSimulatorConfig
+
+        simulator = FalSimulator(
+            FalSimulatorConfig.from_settings(settings, base_url, allow_private_inputs=allow_private_inputs)
+        )
+    else:
+        simulator = Simulator(
+            SimulatorConfig.from_settings(settings, base_url, allow_private_inputs=allow_private_inputs)
+        )
+    config = simulator.config
     logger.info(
-        "Replicate simulator listening",
+        "simulator listening",
         extra={
+            "provider": provider,
             "url": simulator.base_url,
             "allow_private_inputs": config.allow_private_inputs,
             "token_required": config.api_token is not None,

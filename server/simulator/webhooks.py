@@ -20,6 +20,10 @@ Contracts:
   back and sent after the next one; the terminal one overtakes a held one), ``webhook_delay_ms``
   (sleep before each delivery).
 - Every attempt, and every drop, is appended to `Stats.webhooks`.
+
+What is Replicate's here is only the default: the dispatcher takes the provider's signer (the headers a
+delivery is signed with) and User-Agent, so another provider's simulator (fal's, which sends one
+terminal delivery per request) delivers through the same channels, retries and faults.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ TIMEOUT_SECONDS = 5.0
 THROTTLED_EVENTS = ("logs", "output")
 USER_AGENT = "Replicate-Webhook/1.0 (darkroom-sim)"
 
+Signer = Callable[[str, str, bytes], dict[str, str]]
+"""``sign(prediction_id, webhook_id, body)``: the headers that sign one delivery attempt."""
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -68,13 +75,28 @@ def new_webhook_id() -> str:
 class WebhookDispatcher:
     """Owns the channels of every prediction and the HTTP client they send with."""
 
-    def __init__(self, config: SimulatorConfig, dice: Dice, stats: Stats, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        dice: Dice,
+        stats: Stats,
+        http: httpx.AsyncClient,
+        *,
+        sign: Signer | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
         self.config = config
         self.dice = dice
         self.stats = stats
         self.http = http
+        self.sign: Signer = sign or self._standard_webhooks
+        self.user_agent = user_agent
         self._tasks: set[asyncio.Task[None]] = set()
         self._channels: set[WebhookChannel] = set()
+
+    def _standard_webhooks(self, prediction_id: str, webhook_id: str, body: bytes) -> dict[str, str]:
+        """Replicate's signature: Standard Webhooks with the current ``config.webhook_secret``."""
+        return sign_webhook(self.config.webhook_secret, webhook_id, body)
 
     def open(
         self, prediction_id: str, url: str, events: frozenset[str], snapshot: Callable[[], dict[str, Any]]
@@ -220,8 +242,8 @@ class WebhookChannel:
     async def _send(self, delivery: Delivery, *, duplicate: bool) -> None:
         attempts = MAX_ATTEMPTS if delivery.terminal else 1
         for attempt in range(1, attempts + 1):
-            headers = sign_webhook(self.dispatcher.config.webhook_secret, delivery.webhook_id, delivery.body)
-            headers.update({"content-type": "application/json", "user-agent": USER_AGENT})
+            headers = self.dispatcher.sign(self.prediction_id, delivery.webhook_id, delivery.body)
+            headers.update({"content-type": "application/json", "user-agent": self.dispatcher.user_agent})
             status: int | None = None
             error: str | None = None
             try:

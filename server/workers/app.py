@@ -36,7 +36,14 @@ def check_worker_settings(settings: Settings) -> None:
         raise WorkerConfigError(
             "no REPLICATE_API_TOKEN: set REPLICATE_API_BASE_URL to the Replicate simulator the API processes "
             "use (the URL of `darkroom simulator`, or http://API_HOST:PORT/simulator of the one `darkroom serve`, "
-            "which asks for SIMULATOR_API_TOKEN, set on both, once API keys exist), or set REPLICATE_API_TOKEN"
+            "which asks for SIMULATOR_API_TOKEN, set on both, once API keys exist), or set REPLICATE_API_TOKEN, "
+            "or leave replicate out of PROVIDERS"
+        )
+    if settings.embedded_fal_simulator:
+        raise WorkerConfigError(
+            "no FAL_KEY: set FAL_BASE_URL to the fal simulator the API processes use (the URL of `darkroom "
+            "simulator --provider fal`, or http://API_HOST:PORT/fal-simulator of the one `darkroom serve`), or set "
+            "FAL_KEY, or leave fal out of PROVIDERS"
         )
 
 
@@ -53,7 +60,7 @@ def create_worker_app(settings: Settings) -> Litestar:
             "darkroom worker ready",
             extra={
                 "database": runtime.engine.dialect.name,
-                "provider": settings.provider_base_url(),
+                "providers": settings.provider_names,
                 "poller": settings.poller.enabled,
                 "downloader": settings.downloads.enabled,
                 "cleanup": settings.media.cleanup_enabled,

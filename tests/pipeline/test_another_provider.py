@@ -51,6 +51,7 @@ class MemoryProvider:
 
     name = "memory"
     webhook_max_body_bytes = 10_000
+    progress_by_webhook = True
 
     def __init__(self) -> None:
         self.predictions: dict[str, PredictionUpdate] = {}

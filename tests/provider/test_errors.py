@@ -23,12 +23,12 @@ from server.provider.errors import (
     ProviderServerError,
     ProviderUnavailableError,
     ProviderValidationError,
-    error_from_answer,
     parse_ratelimit_reset,
-    parse_resets_in,
     parse_retry_after,
 )
 from server.provider.replicate.client import ReplicateClient
+from server.provider.replicate.errors import parse_resets_in
+from server.provider.replicate.errors import replicate_error as error_from_answer
 from tests.provider.conftest import IMAGES, SMALL, MakeClient, Stack
 from tests.provider.fault_proxy import HANG, Answer, ok, problem, throttled
 from tests.support.live_server import free_port

@@ -59,7 +59,7 @@ def provider_settings(**overrides: Any) -> Settings:
 def test_a_public_url_on_a_public_host_gets_webhooks_and_own_urls() -> None:
     reach = reachability(provider_settings(public_url="https://darkroom.example.com/"))
     assert reach.own_urls and reach.problem is None
-    assert reach.webhook_url(WEBHOOK_PATH) == "https://darkroom.example.com/webhooks/replicate"
+    assert reach.webhook_url(WEBHOOK_PATH) == "https://darkroom.example.com/webhooks/{provider}"
 
 
 @pytest.mark.parametrize(
@@ -80,9 +80,9 @@ def test_no_public_url_gets_neither() -> None:
 def test_public_url_reachable_declares_a_local_address_reachable() -> None:
     reach = reachability(provider_settings(public_url="http://localhost:8000", public_url_reachable=True))
     assert reach.own_urls and reach.problem is None
-    assert reach.webhook_url(WEBHOOK_PATH) == "http://localhost:8000/webhooks/replicate"
+    assert reach.webhook_url(WEBHOOK_PATH) == "http://localhost:8000/webhooks/{provider}"
     unset = reachability(provider_settings(public_url_reachable=True))
-    assert unset.webhook_url(WEBHOOK_PATH) == "http://127.0.0.1:8123/webhooks/replicate"
+    assert unset.webhook_url(WEBHOOK_PATH) == "http://127.0.0.1:8123/webhooks/{provider}"
 
 
 def test_the_embedded_simulator_needs_no_setting() -> None:
@@ -91,7 +91,7 @@ def test_the_embedded_simulator_needs_no_setting() -> None:
         assert settings.embedded_simulator
         reach = reachability(settings)
         assert reach.own_urls and reach.problem is None
-        assert reach.webhook_url(WEBHOOK_PATH) == f"{public_url or 'http://127.0.0.1:8123'}/webhooks/replicate"
+        assert reach.webhook_url(WEBHOOK_PATH) == f"{public_url or 'http://127.0.0.1:8123'}/webhooks/{{provider}}"
 
 
 def test_a_separate_simulator_is_a_provider_like_any_other() -> None:

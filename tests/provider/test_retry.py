@@ -23,8 +23,8 @@ from server.provider.errors import (
     ProviderUnavailableError,
     ProviderValidationError,
 )
-from server.provider.replicate.client import ReplicateClient
-from server.provider.replicate.retry import RetryPolicy, is_retryable
+from server.provider.replicate.client import RETRY_RULES, ReplicateClient
+from server.provider.retry import RetryPolicy
 from tests.provider.conftest import IMAGES, SMALL, MakeClient, Stack
 from tests.provider.fault_proxy import DROP, HANG, after_upstream, problem, throttled
 from tests.support.live_server import free_port
@@ -240,12 +240,12 @@ async def test_a_failing_hook_does_not_break_the_call(stack: Stack, make_client:
 
 def test_is_retryable_rules() -> None:
     for status in (429, 500, 502, 503, 504):
-        assert is_retryable(idempotent=True, status=status)
+        assert RETRY_RULES.allow(idempotent=True, status=status)
     for status in (400, 401, 404, 409, 422, 501):
-        assert not is_retryable(idempotent=True, status=status)
-    assert is_retryable(idempotent=False, status=429)
+        assert not RETRY_RULES.allow(idempotent=True, status=status)
+    assert RETRY_RULES.allow(idempotent=False, status=429)
     for status in (500, 502, 503, 504):
-        assert not is_retryable(idempotent=False, status=status)
+        assert not RETRY_RULES.allow(idempotent=False, status=status)
     request = httpx.Request("GET", "http://x")
     sent_maybe = [
         httpx.ReadTimeout("", request=request),
@@ -259,11 +259,11 @@ def test_is_retryable_rules() -> None:
         httpx.PoolTimeout("", request=request),
     ]
     for error in sent_maybe:
-        assert is_retryable(idempotent=True, error=error)
-        assert not is_retryable(idempotent=False, error=error)
+        assert RETRY_RULES.allow(idempotent=True, error=error)
+        assert not RETRY_RULES.allow(idempotent=False, error=error)
     for error in never_sent:
-        assert is_retryable(idempotent=False, error=error)
-    assert not is_retryable(idempotent=True, error=httpx.UnsupportedProtocol("", request=request))
+        assert RETRY_RULES.allow(idempotent=False, error=error)
+    assert not RETRY_RULES.allow(idempotent=True, error=httpx.UnsupportedProtocol("", request=request))
 
 
 def test_backoff_is_full_jitter_capped() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Mapping
@@ -58,6 +59,25 @@ def test_updates_only_move_forward(
     stored: str, stored_logs: str | None, incoming: str, incoming_logs: str | None, outcome: UpdateOutcome
 ) -> None:
     assert decide(_generation(stored, stored_logs), _prediction(incoming, incoming_logs)) is outcome
+
+
+@pytest.mark.parametrize(
+    ("stored", "incoming", "outcome"),
+    [
+        (None, 4, UpdateOutcome.APPLIED),  # the first word of a place in the queue
+        (4, 2, UpdateOutcome.APPLIED),  # nearer the front
+        (2, 2, UpdateOutcome.DUPLICATE),
+        (2, 4, UpdateOutcome.STALE),  # an older answer, late: a queue only moves forward
+        (2, None, UpdateOutcome.DUPLICATE),
+    ],
+)
+def test_a_place_nearer_the_front_of_the_queue_is_news(
+    stored: int | None, incoming: int | None, outcome: UpdateOutcome
+) -> None:
+    generation = _generation("STARTING")
+    generation.queue_position = stored
+    update = dataclasses.replace(_prediction("starting"), queue_position=incoming)
+    assert decide(generation, update) is outcome
 
 
 @pytest.mark.parametrize(

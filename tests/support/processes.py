@@ -56,7 +56,8 @@ async def _running(args: list[str], env: dict[str, str], log: Path, base: str, r
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", *args],
-            env={**os.environ, **env},
+            # Replicate (or its simulator) alone, unless a test asks for more.
+            env={**os.environ, "PROVIDERS": "replicate", **env},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

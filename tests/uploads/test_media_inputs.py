@@ -139,6 +139,7 @@ async def cache_references_model(darkroom: Darkroom) -> None:
     async with darkroom.runtime.sessions.begin() as session:
         session.add(
             CatalogModel(
+                provider="replicate",
                 ref=REFERENCES_MODEL,
                 owner="test-owner",
                 name="reference-motion",

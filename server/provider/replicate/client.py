@@ -3,7 +3,7 @@
 One `httpx.AsyncClient` (one connection pool) per client; every call sends
 ``Authorization: Bearer <token>`` and ``User-Agent: darkroom/<version>`` to ``<base_url>/v1/...``.
 Failures are raised as `server.provider.errors.ProviderError` subclasses only; retries follow
-`server.provider.replicate.retry` (idempotent calls on 429/5xx/connection failures; creates on 429, or
+`server.provider.retry` (idempotent calls on 429/5xx/connection failures; creates on 429, or
 when the request never left). `ReplicateProvider` puts this client behind the provider port.
 
 Each HTTP attempt is reported to the optional `on_request(method, path_template, status, seconds)`
@@ -30,16 +30,18 @@ from server.provider.errors import (
     ProviderError,
     ProviderNotFoundError,
     ProviderUnavailableError,
-    error_from_response,
 )
+from server.provider.replicate.errors import error_from_response
 from server.provider.replicate.prediction import Prediction
-from server.provider.replicate.retry import RetryPolicy, is_retryable
+from server.provider.retry import RetryPolicy, RetryRules
 
 logger = logging.getLogger(__name__)
 
 RequestHook = Callable[[str, str, int | None, float], None]
 """``on_request(method, path_template, status_or_None, seconds)``, called once per HTTP attempt."""
 
+# Replicate promises a throttled request did nothing, so a create is retried on 429 too.
+RETRY_RULES = RetryRules(frozenset({429, 500, 502, 503, 504}), create_statuses=frozenset({429}))
 # The token sent to the simulator when no REPLICATE_API_TOKEN is set.
 SIMULATOR_TOKEN = "simulator"
 USER_AGENT = f"darkroom/{__version__}"
@@ -311,7 +313,7 @@ class ReplicateClient:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         request_timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
-        """Send one call, retrying as `server.provider.replicate.retry` says; the 2xx response, or a ProviderError."""
+        """Send one call, retrying as `server.provider.retry` says; the 2xx response, or a ProviderError."""
         retry = 0
         while True:
             started = time.perf_counter()
@@ -333,7 +335,7 @@ class ReplicateClient:
                 error: ProviderError = ProviderUnavailableError(
                     "Provider unavailable", f"{method} {template}: {reason}"
                 )
-                retryable = is_retryable(idempotent=idempotent, error=exc)
+                retryable = RETRY_RULES.allow(idempotent=idempotent, error=exc)
                 cause: BaseException = exc
             except httpx.DecodingError as exc:
                 # A Content-Encoding the body does not match: the answer came but cannot be read.
@@ -353,7 +355,7 @@ class ReplicateClient:
                     retryable = False
                 else:
                     error = error_from_response(response)
-                    retryable = is_retryable(idempotent=idempotent, status=status)
+                    retryable = RETRY_RULES.allow(idempotent=idempotent, status=status)
                 cause = error
             delay = self.retry_policy.delay(retry, error.retry_after_seconds) if retryable else None
             if delay is None:

@@ -47,6 +47,7 @@ class ReplicateProvider:
     is refused."""
 
     name = "replicate"
+    progress_by_webhook = True  # it is asked for start, output, logs and completed webhooks
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ Any other failure reads as `server.provider.errors.general_refusal` says.
 
 from __future__ import annotations
 
-from server.provider.errors import InvalidField, ProviderError, ProviderValidationError, general_refusal
+from server.provider.errors import InvalidField, ProviderError, refusals_by_field
 from server.provider.types import Refusal
 
 # gojsonschema's error types onto the codes of server.services.catalogue.validation.
@@ -35,9 +35,7 @@ _CODES = {
 
 def refusals_for(exc: ProviderError) -> list[Refusal]:
     """Each invalid field of a 422 with its own path and code, else the one general reading of `exc`."""
-    if isinstance(exc, ProviderValidationError) and exc.invalid_fields:
-        return [_field_refusal(item) for item in exc.invalid_fields]
-    return [general_refusal(exc)]
+    return refusals_by_field(exc, _field_refusal)
 
 
 def _field_refusal(item: InvalidField) -> Refusal:

@@ -59,7 +59,7 @@ WITH changed AS (
     UPDATE generations SET
         status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
         started_at = $9, completed_at = $10, provider_updated_at = $11, error = $12, poll_attempts = $13,
-        next_poll_at = $14, event_seq = $15, updated_at = $16, predict_time = $22
+        next_poll_at = $14, event_seq = $15, updated_at = $16, predict_time = $22, queue_position = $23
     WHERE id = $1 AND event_seq = $2 AND owner_id IS NOT DISTINCT FROM $18::uuid
         AND source_media_id IS NOT DISTINCT FROM $21::uuid
     RETURNING id
@@ -113,11 +113,15 @@ def decide(generation: AnyGeneration, update: PredictionUpdate, at_deadline: boo
         return UpdateOutcome.STALE
     if incoming.rank > current.rank:
         return UpdateOutcome.APPLIED
-    # Same non-terminal status: only more logs are news. Logs only ever grow at the provider.
+    # Same non-terminal status: only more logs, or a place nearer the front of the provider's queue, are
+    # news. Logs only ever grow at the provider, and a queue only moves forward.
     stored, given = generation.logs or "", update.logs or ""
-    if len(given) > len(stored):
+    position, stored_position = update.queue_position, generation.queue_position
+    nearer = position is not None and (stored_position is None or position < stored_position)
+    if len(given) > len(stored) or (current is GenerationStatus.STARTING and nearer):
         return UpdateOutcome.APPLIED
-    return UpdateOutcome.DUPLICATE if given == stored else UpdateOutcome.STALE
+    farther = position is not None and stored_position is not None and position > stored_position
+    return UpdateOutcome.DUPLICATE if given == stored and not farther else UpdateOutcome.STALE
 
 
 class GenerationService:
@@ -210,7 +214,7 @@ class GenerationService:
             status=GenerationStatus.STARTING,
             provider=provider.name,
             source_media_id=source_media_id,
-            next_poll_at=utcnow() + timedelta(seconds=self._settings.poller.stale_after_seconds),
+            next_poll_at=utcnow() + timedelta(seconds=self._poll_after(provider.name)),
         )
         async with self._sessions.begin() as session:
             session.add(generation)
@@ -235,6 +239,7 @@ class GenerationService:
             assert row is not None
             row.provider_id = created.prediction_id
             row.provider_status = row.provider_status or created.provider_status
+            row.queue_position = created.queue_position
             row.model_version = created.version or row.model_version
             event_id = await append_event(session, row, [], EventType.CREATED)
         await self._publish(event_id)
@@ -320,6 +325,7 @@ class GenerationService:
                 encoded,
                 generation.source_media_id,
                 generation.predict_time,
+                generation.queue_position,
             )
         if event_id is None:
             return None
@@ -351,6 +357,10 @@ class GenerationService:
         generation.model_version = update.version or generation.model_version
         if update.predict_time is not None:
             generation.predict_time = update.predict_time
+        if new_status is not GenerationStatus.STARTING:
+            generation.queue_position = None
+        elif update.queue_position is not None:
+            generation.queue_position = update.queue_position
         if update.logs is not None and len(update.logs) >= len(generation.logs or ""):
             generation.logs = update.logs
         progress = parse_progress(generation.logs)
@@ -362,7 +372,7 @@ class GenerationService:
         if stamps:
             generation.provider_updated_at = max(stamps)
         generation.poll_attempts = 0
-        generation.next_poll_at = now + timedelta(seconds=self._settings.poller.stale_after_seconds)
+        generation.next_poll_at = now + timedelta(seconds=self._poll_after(generation.provider))
         if not new_status.is_terminal:
             return []
         generation.completed_at = update.completed_at or now
@@ -473,6 +483,14 @@ class GenerationService:
     def _deadline_seconds(self) -> float:
         """How long a generation may take: the provider is told so on create, the poller checks it too."""
         return self._settings.poller.generation_timeout_seconds
+
+    def _poll_after(self, provider: str) -> float:
+        """How long after a change the poller asks about a running generation: when its webhooks are late
+        (POLL_STALE_AFTER_SECONDS), or, for a provider whose webhooks report only the end, for its progress
+        (POLL_PROGRESS_SECONDS)."""
+        poller = self._settings.poller
+        reports = provider not in self._providers or self._providers.get(provider).progress_by_webhook
+        return poller.stale_after_seconds if reports else min(poller.progress_seconds, poller.stale_after_seconds)
 
     def _at_deadline(self, generation: AnyGeneration, update: PredictionUpdate) -> bool:
         """Whether `update` is the generation's provider stopping it at the deadline `start` gave it."""

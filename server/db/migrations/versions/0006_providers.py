@@ -1,4 +1,5 @@
-"""Several providers: a job's id is unique per provider, and the model cache is keyed by provider and ref
+"""Several providers: a job's id is unique per provider, its place in the provider's queue is kept, and the
+model cache is keyed by provider and ref
 
 Revision ID: 0006
 Revises: 0005
@@ -44,6 +45,7 @@ def upgrade() -> None:
     with op.batch_alter_table("generations") as batch:
         batch.drop_constraint("uq_generations_provider_id", type_="unique")
         batch.create_unique_constraint("uq_generations_provider_provider_id", ["provider", "provider_id"])
+        batch.add_column(sa.Column("queue_position", sa.Integer(), nullable=True))
     # The model table is a cache: it is made again, empty, with its new key, and refills from the providers.
     # Whether a model runs by its name is now its description's (no version to run by).
     op.drop_index(op.f("ix_models_kind"), table_name="models")
@@ -63,5 +65,6 @@ def downgrade() -> None:
         sa.PrimaryKeyConstraint("ref", name=op.f("pk_models")),
     )
     with op.batch_alter_table("generations") as batch:
+        batch.drop_column("queue_position")
         batch.drop_constraint("uq_generations_provider_provider_id", type_="unique")
         batch.create_unique_constraint("uq_generations_provider_id", ["provider_id"])
