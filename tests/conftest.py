@@ -27,6 +27,7 @@ from tests.support import services
 from tests.support.darkroom import Darkroom
 from tests.support.live_server import free_port, live_server
 from tests.support.object_storage import CREDENTIALS, MediaStore, moto_server
+from tests.support.providers import PROVIDER_CASES, ProviderCase
 from tests.support.services import SESSION_CHANNEL
 
 # Re-exported: test modules import it from here as well as from tests.support.
@@ -138,6 +139,13 @@ def start_darkroom(make_settings: Callable[..., Settings]) -> Callable[..., Any]
             yield Darkroom(base_url, settings, http, app.state.runtime)
 
     return start
+
+
+@pytest.fixture(params=sorted(PROVIDER_CASES))
+def on_provider(request: pytest.FixtureRequest) -> ProviderCase:
+    """Each provider in turn, for the tests that run the same pipeline on every one
+    (`start_darkroom(**on_provider.settings)`)."""
+    return PROVIDER_CASES[request.param]
 
 
 @pytest.fixture

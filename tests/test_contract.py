@@ -37,7 +37,9 @@ def compose_services() -> dict[str, Any]:
 
 def test_compose_scales_the_api_behind_one_front_and_runs_a_worker() -> None:
     services = compose_services()
-    assert {"postgres", "redis", "s3", "bucket", "simulator", "fal-simulator", "api", "worker", "front"} <= set(services)
+    assert {"postgres", "redis", "s3", "bucket", "simulator", "fal-simulator", "api", "worker", "front"} <= set(
+        services
+    )
     api, worker = services["api"], services["worker"]
     # `--scale api=3` cannot bind one host port three times: only the front publishes one.
     assert "ports" not in api and "ports" not in worker

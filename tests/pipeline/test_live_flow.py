@@ -1,4 +1,5 @@
-"""End to end on the embedded default: a mutation, a live subscription, and downloaded media."""
+"""End to end on each provider's embedded simulator: a mutation, a live subscription, and downloaded media;
+a failure, a cancel, and a video made from an uploaded image."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import asyncio
 import hashlib
 from datetime import datetime
 
-from tests.support.darkroom import Darkroom
-from tests.support.flows import FOLLOW, START, VIDEO_MODEL, start_generation
-from tests.support.graphql import ws_connect
+from tests.support.flows import FOLLOW, START, start_generation, wait_settled
+from tests.support.graphql import data, ws_connect
+from tests.support.providers import ProviderCase, StartDarkroom
 from tests.support.waiting import new_subscriptions
 
 FEED = """subscription Feed($after: String) {
@@ -16,10 +17,15 @@ FEED = """subscription Feed($after: String) {
 }"""
 
 
-async def test_a_subscriber_sees_every_step_and_gets_working_media(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    async with start_darkroom(simulator_run_seconds=2.0) as darkroom:
+async def test_a_subscriber_sees_every_step_and_gets_working_media(
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
+) -> None:
+    # fal reports progress only when polled: every 0.3 s here.
+    async with start_darkroom(simulator_run_seconds=2.0, poll_progress_seconds=0.3, **on_provider.settings) as darkroom:
         async with ws_connect(darkroom.base_url) as ws:
-            generation = await start_generation(darkroom, "a red fox in snow", num_outputs=2, output_format="png")
+            generation = await start_generation(
+                darkroom, "a red fox in snow", model=on_provider.image_model, **on_provider.two_pngs
+            )
             states = [payload["data"]["generation"] async for payload in ws.subscribe(FOLLOW, {"id": generation["id"]})]
 
         statuses = [state["status"] for state in states]
@@ -49,13 +55,15 @@ async def test_a_subscriber_sees_every_step_and_gets_working_media(start_darkroo
             assert media["width"] and media["height"]
 
 
-async def test_the_event_feed_follows_a_generation_from_creation(darkroom: Darkroom) -> None:
-    async with ws_connect(darkroom.base_url) as ws:
+async def test_the_event_feed_follows_a_generation_from_creation(
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
+) -> None:
+    async with start_darkroom(**on_provider.settings) as darkroom, ws_connect(darkroom.base_url) as ws:
         opened = darkroom.runtime.hub.subscriptions_opened
         feed = ws.subscribe(FEED)
         first = asyncio.ensure_future(feed.__anext__())
         await new_subscriptions(darkroom.runtime.hub, opened)  # the feed is registered before anything happens
-        generation = await start_generation(darkroom)
+        generation = await start_generation(darkroom, model=on_provider.image_model)
         events = [(await first)["data"]["generationEvents"]]
         while not (
             events[-1]["generation"]["status"] == "SUCCEEDED"
@@ -72,22 +80,30 @@ async def test_the_event_feed_follows_a_generation_from_creation(darkroom: Darkr
     assert times == sorted(times)
 
 
-async def test_a_failed_generation_reaches_its_subscriber_with_the_error(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    async with start_darkroom(simulator_fail_rate=1.0) as darkroom, ws_connect(darkroom.base_url) as ws:
-        generation = await start_generation(darkroom, "a storm that never renders")
+async def test_a_failed_generation_reaches_its_subscriber_with_the_error(
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
+) -> None:
+    settings = {"simulator_fail_rate": 1.0, **on_provider.settings}
+    async with start_darkroom(**settings) as darkroom, ws_connect(darkroom.base_url) as ws:
+        generation = await start_generation(darkroom, "a storm that never renders", model=on_provider.image_model)
         states = [payload["data"]["generation"] async for payload in ws.subscribe(FOLLOW, {"id": generation["id"]})]
 
     final = states[-1]
     assert final["status"] == "FAILED"
-    assert final["providerStatus"] == "failed"
+    # fal's word for the end: its status answer's, or its webhook's.
+    assert final["providerStatus"] in {"replicate": {"failed"}, "fal": {"COMPLETED", "ERROR"}}[on_provider.name]
     assert final["error"], "the provider's error reaches the client"
     assert final["media"] == []
     assert final["completedAt"]
 
 
-async def test_text_to_video_ends_in_a_ready_playable_video(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    async with start_darkroom(simulator_run_seconds=1.0) as darkroom, ws_connect(darkroom.base_url) as ws:
-        result = await darkroom.query(START, {"model": VIDEO_MODEL, "input": {"prompt": "waves rolling in"}})
+async def test_text_to_video_ends_in_a_ready_playable_video(
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
+) -> None:
+    settings = {"simulator_run_seconds": 1.0, **on_provider.settings}
+    async with start_darkroom(**settings) as darkroom, ws_connect(darkroom.base_url) as ws:
+        video = {"model": on_provider.video_model, "input": {"prompt": "waves rolling in"}}
+        result = await darkroom.query(START, video)
         assert result["data"]["startGeneration"]["userErrors"] == [], result
         generation = result["data"]["startGeneration"]["generation"]
         assert generation["kind"] == "VIDEO"
@@ -103,3 +119,18 @@ async def test_text_to_video_ends_in_a_ready_playable_video(start_darkroom) -> N
         response = await darkroom.http.get(video["url"])
         assert response.status_code == 200
         assert response.content[4:8] == b"ftyp", "an MP4 container"
+
+
+CANCEL = """mutation Cancel($id: ID!) {
+  cancelGeneration(input: {id: $id}) { generation { status provider providerStatus } userErrors { code } }
+}"""
+
+
+async def test_a_cancel_stops_the_job_at_its_provider(start_darkroom: StartDarkroom, on_provider: ProviderCase) -> None:
+    async with start_darkroom(simulator_run_seconds=60.0, **on_provider.settings) as darkroom:
+        generation = await start_generation(darkroom, "never finished", model=on_provider.image_model)
+        payload = data(await darkroom.query(CANCEL, {"id": generation["id"]}))["cancelGeneration"]
+        assert payload["userErrors"] == []
+        assert (payload["generation"]["status"], payload["generation"]["provider"]) == ("CANCELED", on_provider.name)
+        final = await wait_settled(darkroom, generation["id"])
+        assert final["status"] == "CANCELED" and final["media"] == []

@@ -1,0 +1,73 @@
+"""The providers the pipeline's tests run on: for each, its models, the inputs they take, and its
+simulator's controls. Tests take the `on_provider` fixture to run once per provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.provider.types import JobRef, PredictionUpdate
+from server.simulator.service import SimulatorCore
+from tests.support.darkroom import Darkroom
+
+# The `start_darkroom` fixture: `async with start_darkroom(**settings) as darkroom:`.
+StartDarkroom = Callable[..., AbstractAsyncContextManager[Darkroom]]
+
+
+@dataclass(frozen=True)
+class ProviderCase:
+    """One provider as the tests use it: `settings` run a Darkroom on it alone, its embedded simulator
+    answering at `simulator_path`."""
+
+    name: str
+    simulator_path: str
+    image_model: str
+    video_model: str
+    animate_model: str
+    # The inputs that ask `image_model` for two PNG files.
+    two_pngs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"providers": self.name}
+
+    def simulator(self, darkroom: Darkroom) -> SimulatorCore:
+        simulator = darkroom.runtime.simulator if self.name == "replicate" else darkroom.runtime.fal_simulator
+        assert isinstance(simulator, SimulatorCore), simulator
+        return simulator
+
+    async def configure(self, darkroom: Darkroom, **knobs: Any) -> None:
+        """Change the simulator's knobs over its test controls."""
+        response = await darkroom.http.patch(f"{self.simulator_path}/_control/config", json=knobs)
+        assert response.status_code == 200, response.text
+
+    async def stats(self, darkroom: Darkroom) -> dict[str, Any]:
+        response = await darkroom.http.get(f"{self.simulator_path}/_control/stats")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def job(self, darkroom: Darkroom, job_id: str, model_ref: str) -> PredictionUpdate:
+        """The job as the provider tells it now."""
+        return await darkroom.runtime.providers.get(self.name).get(JobRef(job_id, model_ref))
+
+
+PROVIDER_CASES = {
+    "replicate": ProviderCase(
+        "replicate",
+        "/simulator",
+        image_model="darkroom-sim/pixel-forge",
+        video_model="darkroom-sim/motion-sketch",
+        animate_model="darkroom-sim/still-motion",
+        two_pngs={"num_outputs": 2, "output_format": "png"},
+    ),
+    "fal": ProviderCase(
+        "fal",
+        "/fal-simulator",
+        image_model="fal-ai/flux/schnell",
+        video_model="fal-ai/kling-video/v2.1/master/text-to-video",
+        animate_model="fal-ai/kling-video/v2.1/standard/image-to-video",
+        two_pngs={"num_images": 2, "output_format": "png"},
+    ),
+}
