@@ -30,6 +30,9 @@ class SimulatorCore:
     provider's signer and User-Agent) and the engine (`engine_class`, the shared one or a provider's
     subclass). A provider's simulator adds its app."""
 
+    # The provider's routes over the parts below, set by each provider's simulator.
+    app: Litestar
+
     def __init__(
         self,
         config: SimulatorConfig,

@@ -7,22 +7,22 @@ inline as a data: URI when the upload fails and the file is small.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 
 from server.provider.errors import ProviderServerError
-from server.simulator import Simulator
+from server.simulator.service import SimulatorCore
 from tests.catalogue.flows import FRAME_FLOW, STILL_MOTION, animate, generation_count, ready_image
-from tests.simulator.support import fast_config
 from tests.support.darkroom import Darkroom
 from tests.support.flows import wait_settled
-from tests.support.live_server import free_port, live_server
+from tests.support.live_server import free_port
+from tests.support.providers import PROVIDER_CASES, StartDarkroom
 
 
-def sent_input(simulator: Simulator) -> dict[str, Any]:
+def sent_input(simulator: SimulatorCore) -> dict[str, Any]:
     """The input of the simulator's latest prediction, as the provider received it."""
     latest = max(simulator.engine.predictions.values(), key=lambda prediction: prediction.seq)
     return dict(latest.input)
@@ -41,21 +41,11 @@ async def animated(darkroom: Darkroom, model: str, field: str) -> tuple[dict[str
     return image, done
 
 
-@asynccontextmanager
-async def behind_a_separate_provider(start_darkroom: Callable[..., Any]) -> AsyncIterator[tuple[Darkroom, Simulator]]:
-    """Darkroom with a token and no PUBLIC_URL, talking to a simulator of its own: nothing fetches from us."""
-    port = free_port()
-    simulator = Simulator(fast_config(port))
-    try:
-        async with (
-            live_server(simulator.app, port) as url,
-            start_darkroom(
-                replicate_api_token="r8_test", replicate_api_base_url=url, replicate_file_hosts=url
-            ) as darkroom,
-        ):
-            yield darkroom, simulator
-    finally:
-        await simulator.aclose()
+def behind_a_separate_provider(
+    start_darkroom: StartDarkroom,
+) -> AbstractAsyncContextManager[tuple[Darkroom, SimulatorCore]]:
+    """Darkroom with a token and no PUBLIC_URL, talking to a Replicate simulator of its own."""
+    return PROVIDER_CASES["replicate"].behind_a_separate_simulator(start_darkroom)
 
 
 async def test_with_public_url_the_provider_fetches_darkrooms_own_media_url(

@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import select
 
 from server.db.models import Generation
+from server.domain import GenerationStatus
 from server.graphql.ids import decode_id
 from tests.support.darkroom import Darkroom
 from tests.support.flows import get_generation, start_generation, wait_settled
+from tests.support.providers import ProviderCase, StartDarkroom
 from tests.support.waiting import eventually
 
 
@@ -26,20 +28,25 @@ async def _stats(darkroom: Darkroom) -> dict[str, Any]:
     return dict(response.json())
 
 
-async def test_the_poller_completes_generations_when_every_webhook_is_lost(darkroom: Darkroom) -> None:
-    await _configure(darkroom, webhook_drop_rate=1.0)
-    generation = await start_generation(darkroom)
-    final = await wait_settled(darkroom, generation["id"])
-    assert final["status"] == "SUCCEEDED"
-    assert [media["status"] for media in final["media"]] == ["READY"]
-    stats = await _stats(darkroom)
-    assert not any(hook["delivered"] for hook in stats["webhooks"]), "no webhook reached us"
+async def test_the_poller_completes_generations_when_every_webhook_is_lost(
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
+) -> None:
+    async with start_darkroom(**on_provider.settings) as darkroom:
+        await on_provider.configure(darkroom, webhook_drop_rate=1.0)
+        generation = await start_generation(darkroom, model=on_provider.image_model)
+        final = await wait_settled(darkroom, generation["id"])
+        assert final["status"] == "SUCCEEDED"
+        assert [media["status"] for media in final["media"]] == ["READY"]
+        stats = await on_provider.stats(darkroom)
+        assert not any(hook["delivered"] for hook in stats["webhooks"]), "no webhook reached us"
 
 
-async def test_the_poller_times_out_generations_that_run_too_long(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    async with start_darkroom(generation_timeout_seconds=1.0) as darkroom:
-        await _configure(darkroom, run_seconds=120, webhook_drop_rate=1.0)
-        generation = await start_generation(darkroom)
+async def test_the_poller_times_out_generations_that_run_too_long(
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
+) -> None:
+    async with start_darkroom(generation_timeout_seconds=1.0, **on_provider.settings) as darkroom:
+        await on_provider.configure(darkroom, run_seconds=120, webhook_drop_rate=1.0)
+        generation = await start_generation(darkroom, model=on_provider.image_model)
         final = await wait_settled(darkroom, generation["id"])
         assert final["status"] == "TIMED_OUT"
         assert "timed out" in final["error"]
@@ -47,11 +54,10 @@ async def test_the_poller_times_out_generations_that_run_too_long(start_darkroom
         async with darkroom.runtime.sessions() as session:
             row = await session.get(Generation, decode_id(generation["id"], "Generation"))
             assert row is not None and row.provider_id
-        provider_id = row.provider_id
+        job_id, model_ref = row.provider_id, row.model_ref
 
         async def canceled_at_provider() -> bool:
-            prediction = await darkroom.replicate.client.get_prediction(provider_id)
-            return prediction.status in ("canceled", "aborted")
+            return (await on_provider.job(darkroom, job_id, model_ref)).status is GenerationStatus.CANCELED
 
         await eventually(canceled_at_provider)
 

@@ -3,14 +3,15 @@ simulator's controls. Tests take the `on_provider` fixture to run once per provi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from server.provider.types import JobRef, PredictionUpdate
 from server.simulator.service import SimulatorCore
 from tests.support.darkroom import Darkroom
+from tests.support.live_server import free_port, live_server
 
 # The `start_darkroom` fixture: `async with start_darkroom(**settings) as darkroom:`.
 StartDarkroom = Callable[..., AbstractAsyncContextManager[Darkroom]]
@@ -26,6 +27,8 @@ class ProviderCase:
     image_model: str
     video_model: str
     animate_model: str
+    # The input of `animate_model` that takes the image.
+    animate_field: str
     # The inputs that ask `image_model` for two PNG files.
     two_pngs: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +55,34 @@ class ProviderCase:
         """The job as the provider tells it now."""
         return await darkroom.runtime.providers.get(self.name).get(JobRef(job_id, model_ref))
 
+    @asynccontextmanager
+    async def behind_a_separate_simulator(
+        self, start_darkroom: StartDarkroom
+    ) -> AsyncIterator[tuple[Darkroom, SimulatorCore]]:
+        """Darkroom with a token and no PUBLIC_URL, talking to a simulator of its own: as with the real
+        provider, nothing fetches from Darkroom, and no webhook reaches it."""
+        from server.provider.fal.simulator import FalSimulator, FalSimulatorConfig
+        from server.simulator import Simulator, SimulatorConfig
+
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        simulator: SimulatorCore = (
+            Simulator(SimulatorConfig(public_base_url=base_url, run_seconds=0.3, start_seconds=0.05))
+            if self.name == "replicate"
+            else FalSimulator(FalSimulatorConfig(public_base_url=base_url, run_seconds=0.3, start_seconds=0.05))
+        )
+        try:
+            async with live_server(simulator.app, port) as url:
+                settings = (
+                    {"replicate_api_token": "r8_test", "replicate_api_base_url": url, "replicate_file_hosts": url}
+                    if self.name == "replicate"
+                    else {"fal_key": "test-key", "fal_base_url": url, "fal_file_hosts": url}
+                )
+                async with start_darkroom(**self.settings, **settings) as darkroom:
+                    yield darkroom, simulator
+        finally:
+            await simulator.aclose()
+
 
 PROVIDER_CASES = {
     "replicate": ProviderCase(
@@ -60,6 +91,7 @@ PROVIDER_CASES = {
         image_model="darkroom-sim/pixel-forge",
         video_model="darkroom-sim/motion-sketch",
         animate_model="darkroom-sim/still-motion",
+        animate_field="image",
         two_pngs={"num_outputs": 2, "output_format": "png"},
     ),
     "fal": ProviderCase(
@@ -68,6 +100,7 @@ PROVIDER_CASES = {
         image_model="fal-ai/flux/schnell",
         video_model="fal-ai/kling-video/v2.1/master/text-to-video",
         animate_model="fal-ai/kling-video/v2.1/standard/image-to-video",
+        animate_field="image_url",
         two_pngs={"num_images": 2, "output_format": "png"},
     ),
 }

@@ -4,7 +4,6 @@ video, over real HTTP. The stored input names Darkroom's lasting URL; the provid
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,10 +12,11 @@ from server.db.models import CatalogModel
 from server.graphql.ids import encode_id
 from tests.auth.support import bearer, new_key
 from tests.catalogue.flows import ANIMATIONS, FRAME_FLOW, PIXEL_FORGE, STILL_MOTION, animate
-from tests.catalogue.test_image_delivery import behind_a_separate_provider, sent_input
+from tests.catalogue.test_image_delivery import sent_input
 from tests.support.darkroom import Darkroom
 from tests.support.flows import START, start_payload, wait_settled
 from tests.support.graphql import data
+from tests.support.providers import ProviderCase, StartDarkroom
 from tests.uploads.support import png, upload_response, uploaded
 
 
@@ -25,23 +25,27 @@ def refusals(payload: dict[str, Any]) -> list[tuple[list[str], str]]:
     return [(error["field"], error["code"]) for error in payload["userErrors"]]
 
 
-async def test_an_uploaded_image_is_animated_into_a_ready_video(darkroom: Darkroom) -> None:
-    image = await uploaded(darkroom, png(80, 60), "portrait.png")
-    payload = await animate(darkroom, image["id"], input={"prompt": "slow zoom"})
-    assert payload["userErrors"] == [], payload
-    started = payload["generation"]
-    assert started["sourceMedia"] == {"id": image["id"], "kind": "IMAGE", "status": "READY"}
-    assert started["input"]["image"] == image["url"]
-    assert sent_input(darkroom.simulator)["image"] == image["url"]
+async def test_an_uploaded_image_is_animated_into_a_ready_video(
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
+) -> None:
+    async with start_darkroom(**on_provider.settings) as darkroom:
+        image = await uploaded(darkroom, png(80, 60), "portrait.png")
+        payload = await animate(darkroom, image["id"], on_provider.animate_model, input={"prompt": "slow zoom"})
+        assert payload["userErrors"] == [], payload
+        started = payload["generation"]
+        assert started["sourceMedia"] == {"id": image["id"], "kind": "IMAGE", "status": "READY"}
+        field = on_provider.animate_field
+        assert started["input"][field] == image["url"]
+        assert sent_input(on_provider.simulator(darkroom))[field] == image["url"]
 
-    done = await wait_settled(darkroom, started["id"])
-    assert done["status"] == "SUCCEEDED", done
-    (video,) = done["media"]
-    assert (video["kind"], video["status"]) == ("VIDEO", "READY")
-    assert video["contentType"].startswith("video/") and video["url"]
-    assert (await darkroom.http.get(video["url"])).status_code == 200
-    node = data(await darkroom.query(ANIMATIONS, {"id": image["id"]}))["node"]
-    assert node["animations"] == [{"id": started["id"], "sourceMedia": {"id": image["id"]}}]
+        done = await wait_settled(darkroom, started["id"])
+        assert done["status"] == "SUCCEEDED", done
+        (video,) = done["media"]
+        assert (video["kind"], video["status"]) == ("VIDEO", "READY")
+        assert video["contentType"].startswith("video/") and video["url"]
+        assert (await darkroom.http.get(video["url"])).status_code == 200
+        node = data(await darkroom.query(ANIMATIONS, {"id": image["id"]}))["node"]
+        assert node["animations"] == [{"id": started["id"], "sourceMedia": {"id": image["id"]}}]
 
 
 @pytest.mark.parametrize(("model", "field"), [(STILL_MOTION, "image"), (FRAME_FLOW, "first_frame_image")])
@@ -57,17 +61,17 @@ async def test_a_media_id_is_a_file_input_of_start_generation(darkroom: Darkroom
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_a_provider_that_cannot_reach_darkroom_gets_an_upload_of_the_media(
-    start_darkroom: Callable[..., Any],
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
 ) -> None:
-    async with behind_a_separate_provider(start_darkroom) as (darkroom, simulator):
-        content = png(32, 32)
+    async with on_provider.behind_a_separate_simulator(start_darkroom) as (darkroom, simulator):
+        content, field = png(32, 32), on_provider.animate_field
         image = await uploaded(darkroom, content)
-        payload = await start_payload(darkroom, STILL_MOTION, {"image": image["id"]})
+        payload = await start_payload(darkroom, on_provider.animate_model, {field: image["id"], "prompt": "drift"})
         assert payload["userErrors"] == [], payload
-        assert payload["generation"]["input"]["image"] == image["url"], "the record keeps Darkroom's lasting URL"
+        assert payload["generation"]["input"][field] == image["url"], "the record keeps Darkroom's lasting URL"
         (upload,) = simulator.files.uploads.values()
         assert upload.content == content
-        sent = sent_input(simulator)["image"]
+        sent = sent_input(simulator)[field]
         assert sent != image["url"] and not sent.startswith(darkroom.base_url)
         done = await wait_settled(darkroom, payload["generation"]["id"])
         assert done["status"] == "SUCCEEDED", done
