@@ -347,3 +347,23 @@ async def test_gallery_uploads_a_dropped_image_and_animates_it(start_darkroom: C
         await expect(clip).to_have_attribute("data-kind", "VIDEO")
         await expect(clip.locator("figure[data-status=READY] video")).to_have_count(1, timeout=TIMEOUT_MS)
         await expect(clip.locator("button.animate")).to_have_count(0)
+
+
+async def test_gallery_offers_the_models_of_both_providers_and_runs_a_fal_one(
+    start_darkroom: Callable[..., Any], page: Page
+) -> None:
+    from playwright.async_api import expect
+
+    fal_model = "fal-ai/flux/schnell"
+    async with start_darkroom(providers="replicate,fal", simulator_run_seconds=1.0) as darkroom:
+        await _open_gallery(page, darkroom)
+        await expect(page.locator(f'#model option[value="{fal_model}"]')).to_have_text(f"{fal_model} (fal)")
+        await expect(page.locator(f'#model option[value="{IMAGE_MODEL}"]')).to_have_text(f"{IMAGE_MODEL} (replicate)")
+        await page.select_option("#model", fal_model)
+        await expect(page.locator("#generate")).to_have_attribute("data-model", fal_model, timeout=TIMEOUT_MS)
+        card = await _submit(page, "a kite over the dunes", set())
+        await expect(card).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        image = card.locator("figure[data-status=READY] img")
+        await page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth > 0", arg=await image.element_handle(), polling=POLL_MS
+        )

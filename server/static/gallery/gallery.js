@@ -31,7 +31,7 @@ const GENERATIONS = `query Generations($first: Int, $after: String) {
 }`;
 const FEED_CURSOR = "query FeedCursor { feedCursor }";
 const META = `query Meta($id: ID!) { generation(id: $id) { id ${META_FIELDS} } }`;
-const MODELS = "query Models { models(first: 100) { nodes { ref kind description acceptsImage runCount } } }";
+const MODELS = "query Models { models(first: 100) { nodes { ref provider kind description acceptsImage runCount } } }";
 const MODEL = `query Model($ref: String!) {
   model(ref: $ref) {
     ref kind description
@@ -60,6 +60,7 @@ const meta = new Map(); // id -> {input, sourceMedia}
 const notes = new Map(); // id -> a message for the card (a failed action)
 let currentInputs = [];
 let videoModels = []; // image-to-video models, most run first: what Animate offers
+let modelLabel = (model) => model.ref; // what a model's option says (its provider too, when there are several)
 
 // --- transport -------------------------------------------------------------------------------------
 
@@ -231,10 +232,13 @@ async function loadModels() {
       .filter((item) => item.kind === "VIDEO" && item.acceptsImage)
       .sort((a, b) => (b.runCount ?? 0) - (a.runCount ?? 0));
     select.replaceChildren();
+    // With models of several providers, each option says whose it is.
+    const several = new Set(models.nodes.map((item) => item.provider)).size > 1;
+    modelLabel = (model) => (several ? `${model.ref} (${model.provider})` : model.ref);
     for (const kind of ["IMAGE", "VIDEO"]) {
       const group = el("optgroup", { label: kind === "IMAGE" ? "Images" : "Videos" });
       for (const model of models.nodes.filter((item) => item.kind === kind)) {
-        group.append(el("option", { value: model.ref }, model.ref));
+        group.append(el("option", { value: model.ref }, modelLabel(model)));
       }
       if (group.children.length) select.append(group);
     }
@@ -520,7 +524,7 @@ function toggleAnimateForm(figure, media) {
     return;
   }
   const select = el("select", { name: "model", "aria-label": "Video model" });
-  for (const model of videoModels) select.append(el("option", { value: model.ref }, model.ref));
+  for (const model of videoModels) select.append(el("option", { value: model.ref }, modelLabel(model)));
   const saved = localStorage.getItem(VIDEO_MODEL_STORAGE);
   if (videoModels.some((model) => model.ref === saved)) select.value = saved;
   const fields = el("div", { class: "animate-fields" });
