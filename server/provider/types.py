@@ -41,6 +41,8 @@ class PredictionUpdate:
     predict_time: float | None = None
     # How many jobs wait ahead of this one in the provider's queue, where it says (fal does).
     queue_position: int | None = None
+    # How far along the job is (0-1), as the provider says or its logs show; None when nothing tells.
+    progress: float | None = None
 
     @property
     def is_terminal(self) -> bool:

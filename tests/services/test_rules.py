@@ -14,11 +14,11 @@ import pytest
 from server.db.models import Generation, Media
 from server.domain import GenerationStatus
 from server.origins import origin_allowed
+from server.provider.progress import parse_progress
 from server.provider.replicate import ReplicateClient, ReplicateProvider
 from server.provider.replicate.prediction import Prediction, output_urls
 from server.provider.types import PredictionUpdate
 from server.services.event_log.snapshots import MAX_EVENT_BYTES, event_payload
-from server.services.generations.progress import parse_progress
 from server.services.generations.service import UpdateOutcome, decide, incoming_status, media_kind_for
 from server.storage.local import LocalStorage
 from server.storage.port import StorageError, check_key, store_bytes

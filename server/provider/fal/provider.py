@@ -43,6 +43,7 @@ from server.provider.fal.refusals import refusals_for
 from server.provider.fal.signing import JwksError, WebhookVerificationError, keys_from_jwks, verify_webhook
 from server.provider.model_schema import find_image_field, resolve_refs
 from server.provider.port import WebhookRejected
+from server.provider.progress import parse_progress
 from server.provider.types import MAX_STATUS_LENGTH, JobRef, ModelDescription, PredictionUpdate, Refusal
 from server.quoting import cut_text
 
@@ -172,7 +173,12 @@ def error_text(status: int | None, body: Any, fallback: str = "") -> str:
 
 def _outcome(request_id: str, answer: Answer, predict_time: float | None, logs: str | None) -> PredictionUpdate:
     """The update a COMPLETED request's result answer stands for."""
-    common: dict[str, Any] = {"prediction_id": request_id, "provider_status": "COMPLETED", "logs": logs}
+    common: dict[str, Any] = {
+        "prediction_id": request_id,
+        "provider_status": "COMPLETED",
+        "logs": logs,
+        "progress": parse_progress(logs),
+    }
     if 200 <= answer.status < 300:
         payload = answer.json()
         return PredictionUpdate(
@@ -370,11 +376,13 @@ class FalProvider:
                 queue_position=_int(status.get("queue_position")),
             )
         if word == "IN_PROGRESS":
+            logs = join_logs(status.get("logs"))
             return PredictionUpdate(
                 prediction_id=request_id,
                 status=GenerationStatus.PROCESSING,
                 provider_status=word,
-                logs=join_logs(status.get("logs")),
+                logs=logs,
+                progress=parse_progress(logs),
             )
         # A word Darkroom does not know says the request is not finished.
         return PredictionUpdate(prediction_id=request_id, status=None, provider_status=word)

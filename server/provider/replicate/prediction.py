@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from server.provider.progress import parse_progress
 from server.provider.replicate.statuses import PROVIDER_STATUSES, PROVIDER_TERMINAL_STATUSES, STATUS_MAP
 from server.provider.types import MAX_STATUS_LENGTH, PredictionUpdate
 
@@ -81,6 +82,7 @@ class Prediction:
             completed_at=self.completed_at,
             data_removed=self.data_removed,
             predict_time=self.predict_time,
+            progress=parse_progress(self.logs),
         )
 
     @property

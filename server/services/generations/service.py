@@ -38,7 +38,6 @@ from server.services.event_log.events import (
     event_for,
     number_change,
 )
-from server.services.generations.progress import parse_progress
 from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
 
@@ -363,9 +362,8 @@ class GenerationService:
             generation.queue_position = update.queue_position
         if update.logs is not None and len(update.logs) >= len(generation.logs or ""):
             generation.logs = update.logs
-        progress = parse_progress(generation.logs)
-        if progress is not None:
-            generation.progress = max(progress, generation.progress or 0.0)
+        if update.progress is not None:
+            generation.progress = max(update.progress, generation.progress or 0.0)
         if new_status is not GenerationStatus.STARTING and generation.started_at is None:
             generation.started_at = update.started_at or now
         stamps = [t for t in (update.created_at, update.started_at, update.completed_at) if t]

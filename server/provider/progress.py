@@ -1,4 +1,7 @@
-"""Progress (0-1) from the tqdm lines diffusion models print, e.g. ` 45%|████▌     | 9/20 [00:01<...]`."""
+"""Progress (0-1) from the tqdm lines diffusion models print, e.g. ` 45%|████▌     | 9/20 [00:01<...]`.
+
+Models print them whichever provider runs them; an adapter reads its provider's logs with this when the
+provider gives no progress of its own (`PredictionUpdate.progress`)."""
 
 from __future__ import annotations
 
