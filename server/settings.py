@@ -647,6 +647,14 @@ class Settings(BaseSettings):
                 values.setdefault(name, value)
         return grouped
 
+    @model_validator(mode="after")
+    def _default_is_configured(self) -> Settings:
+        default = self.providers.default
+        if default is not None and default not in self.provider_names:
+            configured = ", ".join(self.provider_names)
+            raise ValueError(f"DEFAULT_PROVIDER {default!r} is not one of the providers configured ({configured})")
+        return self
+
     # --- derived ------------------------------------------------------------------------------------
     @property
     def simulated(self) -> bool:
