@@ -56,8 +56,8 @@ class ReplicateSettings(SettingsGroup):
         "automatically when no REPLICATE_API_TOKEN is set.",
     )
     webhook_tolerance_seconds: int = Field(
-        300, alias="WEBHOOK_TOLERANCE_SECONDS", description="Largest clock skew a signed webhook may have."
+        300, alias="WEBHOOK_TOLERANCE_SECONDS", description="Largest clock skew a signed Replicate webhook may have."
     )
     webhook_max_body_bytes: int = Field(
-        1_000_000, alias="WEBHOOK_MAX_BODY_BYTES", description="Largest webhook body accepted (413 above)."
+        1_000_000, alias="WEBHOOK_MAX_BODY_BYTES", description="Largest Replicate webhook body accepted (413 above)."
     )
