@@ -27,7 +27,8 @@ from server.provider.fal.provider import FalProvider
 from server.provider.port import Provider
 from server.provider.registry import Providers
 from server.provider.replicate import ReplicateClient, ReplicateProvider
-from server.provider.replicate.client import SIMULATOR_TOKEN, RequestHook
+from server.provider.replicate.client import SIMULATOR_TOKEN
+from server.provider.types import RequestHook
 from server.reachability import reachability
 from server.services.access.api_keys import ApiKeyService
 from server.services.access.buckets import buckets_from_settings

@@ -5,11 +5,15 @@ Every provider implementation reads its own wire format into these, so the servi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from server.domain import GenerationStatus, MediaKind
+
+# A client's `on_request(method, path_template, status_or_None, seconds)`, called once per HTTP attempt.
+RequestHook = Callable[[str, str, int | None, float], None]
 
 # What a provider status may be: a word, not a document (generations.provider_status holds this many characters).
 MAX_STATUS_LENGTH = 64

@@ -43,11 +43,9 @@ from server.provider.errors import (
 )
 from server.provider.fal.refusals import validation_error
 from server.provider.retry import RetryPolicy, RetryRules
+from server.provider.types import RequestHook
 
 logger = logging.getLogger(__name__)
-
-RequestHook = Callable[[str, str, int | None, float], None]
-"""``on_request(method, path_template, status_or_None, seconds)``, called once per HTTP attempt."""
 
 USER_AGENT = f"darkroom/{__version__}"
 # Endpoint ids whose first segment is a namespace carry one segment more before owner/app (fal_client's

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from pydantic import Field, SecretStr
 
-from server.provider.fal.client import FalClient, RequestHook
+from server.provider.fal.client import FalClient
 from server.provider.fal.provider import FalProvider
+from server.provider.types import RequestHook
 from server.settings_group import SettingsGroup
 
 DEFAULT_QUEUE_BASE_URL = "https://queue.fal.run"

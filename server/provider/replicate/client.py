@@ -17,7 +17,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -34,11 +34,9 @@ from server.provider.errors import (
 from server.provider.replicate.errors import error_from_response
 from server.provider.replicate.prediction import Prediction
 from server.provider.retry import RetryPolicy, RetryRules
+from server.provider.types import RequestHook
 
 logger = logging.getLogger(__name__)
-
-RequestHook = Callable[[str, str, int | None, float], None]
-"""``on_request(method, path_template, status_or_None, seconds)``, called once per HTTP attempt."""
 
 # Replicate promises a throttled request did nothing, so a create is retried on 429 too.
 RETRY_RULES = RetryRules(frozenset({429, 500, 502, 503, 504}), create_statuses=frozenset({429}))
