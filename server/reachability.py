@@ -1,10 +1,10 @@
-"""Whether the provider can reach this server, decided once: it chooses between our own URLs and webhooks,
+"""Whether the providers can reach this server, decided once: it chooses between our own URLs and webhooks,
 or uploads, data: URIs and the poller.
 
 A host on loopback, a private or link-local network, or under a name only a local network resolves
-(``localhost``, ``*.localhost``, ``*.local``, ``*.internal``, a name without a dot) is out of Replicate's
-reach. `non_public_reason` says why a host is such; the simulator uses it too, to refuse such inputs as
-Replicate does.
+(``localhost``, ``*.localhost``, ``*.local``, ``*.internal``, a name without a dot) is out of a hosted
+provider's reach. `non_public_reason` says why a host is such; the simulators use it too, to refuse such
+inputs as the providers do.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ NO_MEDIA: Mapping[str, uuid.UUID] = MappingProxyType({})
 
 T = TypeVar("T")
 
-# Replicate takes data: URIs for small files; past this an image must be uploaded to reach it.
+# Providers take data: URIs for small files (Replicate's guidance); past this an image must be uploaded.
 DATA_URI_MAX_BYTES = 256 * 1024
 
 # The media a global ID names, or None when the text is no Media ID (a URL, a data: URI).
