@@ -76,10 +76,10 @@ async def test_the_poller_settles_what_finished_while_the_server_was_down(start_
         assert (await get_generation(darkroom, generation["id"]))["status"] == "SUCCEEDED"
 
 
-async def test_downloads_retry_until_the_file_serves(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    async with start_darkroom(download_max_attempts=5) as darkroom:
-        await _configure(darkroom, download_failures=2)
-        generation = await start_generation(darkroom)
+async def test_downloads_retry_until_the_file_serves(start_darkroom: StartDarkroom, on_provider: ProviderCase) -> None:
+    async with start_darkroom(download_max_attempts=5, **on_provider.settings) as darkroom:
+        await on_provider.configure(darkroom, download_failures=2)
+        generation = await start_generation(darkroom, model=on_provider.image_model)
         final = await wait_settled(darkroom, generation["id"])
         [media] = final["media"]
         assert media["status"] == "READY"
