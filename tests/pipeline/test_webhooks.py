@@ -1,4 +1,5 @@
-"""POST /webhooks/replicate: forged, malformed, oversized, unknown, duplicate and late deliveries."""
+"""POST /webhooks/{provider}: forged, stale and replayed deliveries on each provider; malformed, oversized,
+unknown, duplicate and late ones on Replicate, whose webhooks report every step."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from server.db.models import Event, Generation
 from server.graphql.ids import decode_id
 from tests.support.darkroom import Darkroom
 from tests.support.flows import get_generation, settled, start_generation, wait_settled
+from tests.support.providers import ProviderCase, StartDarkroom
 from tests.support.waiting import eventually
 from tests.support.webhooks import post_webhook, prediction, signed, stored_prediction
 
@@ -24,25 +26,40 @@ async def _counts(darkroom: Darkroom) -> tuple[int, int]:
     return int(generations or 0), int(events or 0)
 
 
-async def test_forged_missing_and_stale_signatures_are_rejected_and_change_nothing(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    async with start_darkroom(poller_enabled=False) as darkroom:
-        known = await stored_prediction(darkroom)
+async def test_forged_stale_or_tampered_deliveries_change_nothing_and_a_replay_is_a_duplicate(
+    start_darkroom: StartDarkroom, on_provider: ProviderCase
+) -> None:
+    async with start_darkroom(poller_enabled=False, **on_provider.settings) as darkroom:
+        await on_provider.configure(darkroom, webhook_drop_rate=1.0, run_seconds=60)
+        generation = await start_generation(darkroom, model=on_provider.image_model)
+        async with darkroom.runtime.sessions() as session:
+            row = await session.get(Generation, decode_id(generation["id"], "Generation"))
+            assert row is not None and row.provider_id is not None
+        job_id, url = row.provider_id, f"/webhooks/{on_provider.name}"
         before = await _counts(darkroom)
-        payload = prediction(known["provider_id"], "succeeded", output=["http://127.0.0.1:1/x.png"])
-        body, headers = await signed(darkroom, payload)
+        body = on_provider.failed_delivery(job_id)
 
-        forged = dict(headers, **{"webhook-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="})
-        assert (await post_webhook(darkroom, body, forged)).status_code == 401
-        assert (await post_webhook(darkroom, body, {})).status_code == 401
-        tampered = body.replace(b"succeeded", b"failed\x20\x20\x20")
-        assert (await post_webhook(darkroom, tampered, headers)).status_code == 401
-        old_body, old_headers = await signed(darkroom, payload, at=int(time.time()) - 3600)
-        assert (await post_webhook(darkroom, old_body, old_headers)).status_code == 401
-        garbage = dict(headers, **{"webhook-signature": "v1 ,,,, v2,zzz v1,%%%"})
-        assert (await post_webhook(darkroom, body, garbage)).status_code == 401
+        async def deliver(headers: dict[str, str], content: bytes = body) -> int:
+            return (await darkroom.http.post(url, content=content, headers=headers)).status_code
 
+        now = int(time.time())
+        assert await deliver(await on_provider.sign(darkroom, job_id, body, forged=True)) == 401
+        assert await deliver(await on_provider.sign(darkroom, job_id, body, at=now - 3600)) == 401
+        assert await deliver(await on_provider.sign(darkroom, job_id, body, at=now + 3600)) == 401
+        tampered = body.replace(b"500", b"501").replace(b"out of memory", b"out of memorx")
+        assert await deliver(await on_provider.sign(darkroom, job_id, body), tampered) == 401
+        assert await deliver({}) == 401
         assert await _counts(darkroom) == before
-        assert (await get_generation(darkroom, known["generation"]["id"]))["status"] == "STARTING"
+        assert (await get_generation(darkroom, generation["id"]))["status"] == "STARTING"
+
+        genuine = await on_provider.sign(darkroom, job_id, body)
+        assert (await darkroom.http.post(url, content=body, headers=genuine)).json() == {"result": "applied"}
+        # The provider delivers again (a retry), or someone replays what they caught: nothing more happens.
+        assert (await darkroom.http.post(url, content=body, headers=genuine)).json() == {"result": "duplicate"}
+        state = await get_generation(darkroom, generation["id"])
+        assert (state["status"], state["sequence"]) == ("FAILED", 2)
+        garbage = dict(genuine, **{"webhook-signature": "v1 ,,,, v2,zzz v1,%%%", "x-fal-webhook-signature": "zz"})
+        assert await deliver(garbage) == 401
 
 
 async def test_malformed_oversized_and_unknown_webhooks(start_darkroom) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,9 @@ simulator's controls. Tests take the `on_provider` fixture to run once per provi
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,6 +57,32 @@ class ProviderCase:
     async def job(self, darkroom: Darkroom, job_id: str, model_ref: str) -> PredictionUpdate:
         """The job as the provider tells it now."""
         return await darkroom.runtime.providers.get(self.name).get(JobRef(job_id, model_ref))
+
+    def failed_delivery(self, job_id: str) -> bytes:
+        """The body of a webhook that ends the job FAILED, as the provider writes it."""
+        if self.name == "replicate":
+            body: dict[str, Any] = {"id": job_id, "status": "failed", "error": "out of memory", "logs": ""}
+        else:
+            body = {"request_id": job_id, "status": "ERROR", "error": "Invalid status code: 500", "payload": {}}
+        return json.dumps(body).encode()
+
+    async def sign(
+        self, darkroom: Darkroom, job_id: str, body: bytes, *, at: int | None = None, forged: bool = False
+    ) -> dict[str, str]:
+        """The headers the provider signs `body` with (sent at `at`), or with a key that is not its own."""
+        if self.name == "replicate":
+            from server.provider.replicate.signing import sign_webhook as sign_replicate
+
+            secret = "whsec_" + base64.b64encode(os.urandom(24)).decode() if forged else None
+            secret = secret or await darkroom.replicate.webhook_secret()
+            return sign_replicate(secret, f"msg_{job_id}", body, at)
+        from server.provider.fal.signing import new_private_key_text, private_key_from_text
+        from server.provider.fal.signing import sign_webhook as sign_fal
+
+        config = self.simulator(darkroom).config
+        key_text = new_private_key_text() if forged else config.webhook_signing_key  # type: ignore[attr-defined]
+        user = config.webhook_user_id  # type: ignore[attr-defined]
+        return sign_fal(private_key_from_text(key_text), job_id, user, body, timestamp=at)
 
     @asynccontextmanager
     async def behind_a_separate_simulator(
