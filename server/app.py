@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -31,41 +31,18 @@ from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
 from server.http.webhooks import provider_webhook
 from server.periodic import periodic_task
+from server.provider.adapters import ADAPTERS
 from server.provider.port import Provider
 from server.reachability import log_reachability
 from server.request_id import RequestIdMiddleware
-from server.runtime import EmbeddedSimulators, Runtime, configured_providers
+from server.runtime import Runtime, configured_providers
 from server.settings import Settings, get_settings
 from server.workers.run import start_background_workers
-
-if TYPE_CHECKING:
-    from server.provider.fal.simulator import FalSimulatorConfig
-    from server.simulator import SimulatorConfig
 
 logger = logging.getLogger(__name__)
 
 GALLERY_DIR = Path(__file__).parent / "static" / "gallery"
 GRAPHIQL_DIR = Path(__file__).parent / "static" / "graphiql"
-
-
-# Where the embedded simulators are mounted (Settings.provider_base_url and fal_hosts name the same).
-SIMULATOR_PATH = "/simulator"
-FAL_SIMULATOR_PATH = "/fal-simulator"
-
-
-def _embedded_replicate_config(settings: Settings) -> SimulatorConfig:
-    from server.simulator import SimulatorConfig
-
-    return SimulatorConfig.embedded(settings)
-
-
-def _embedded_fal_config(settings: Settings) -> FalSimulatorConfig:
-    from server.provider.fal.simulator import FalSimulatorConfig
-    from server.simulator.config import new_api_token
-
-    config = FalSimulatorConfig.from_settings(settings, settings.fal_hosts().queue, allow_private_inputs=True)
-    config.api_token = settings.simulator.api_token or new_api_token()
-    return config
 
 
 def _simulator_mount(path: str, simulator: Any) -> Any:
@@ -86,25 +63,24 @@ class DarkroomApp(Litestar):
 def create_app(settings: Settings | None = None, *, providers: list[Provider] | None = None) -> Litestar:
     """The application `settings` describe; `providers` replace the ones they name (the first is the default)."""
     settings = settings or get_settings()
+    runtime: Runtime | None = None
+
+    async def keys_required() -> bool:
+        assert runtime is not None, "a simulator is called once the app serves"
+        return await runtime.api_keys.keys_required()
+
     # The simulators this process mounts: their tokens and signing keys are its own, and the clients that
-    # call them get them here.
-    embedded = EmbeddedSimulators(
-        replicate=_embedded_replicate_config(settings) if settings.embedded_simulator else None,
-        fal=_embedded_fal_config(settings) if settings.embedded_fal_simulator else None,
-    )
+    # call them get them here. They are open like /graphql while no API key is needed; from the first key
+    # on, only their own tokens open them.
+    simulators = {
+        name: ADAPTERS[name].embedded_simulator(settings, keys_required)
+        for name in settings.provider_names
+        if settings.embeds(name)
+    }
     if providers is None:
-        providers = configured_providers(settings, simulators=embedded, on_request=metrics.observe_provider_request)
+        providers = configured_providers(settings, simulators=simulators, on_request=metrics.observe_provider_request)
     runtime = Runtime(settings, providers)
-    # Open like /graphql while no API key is needed; from the first key on, only their own tokens open them.
-    if embedded.replicate is not None:
-        from server.simulator import Simulator
-
-        runtime.simulator = Simulator(embedded.replicate, token_required=runtime.api_keys.keys_required)
-    if embedded.fal is not None:
-        from server.provider.fal.simulator import FalSimulator
-
-        runtime.fal_simulator = FalSimulator(embedded.fal, token_required=runtime.api_keys.keys_required)
-    simulators = {SIMULATOR_PATH: runtime.simulator, FAL_SIMULATOR_PATH: runtime.fal_simulator}
+    runtime.simulators = simulators
 
     graphql = build_graphql_controller(build_schema(settings), settings)
 
@@ -120,13 +96,11 @@ def create_app(settings: Settings | None = None, *, providers: list[Provider] | 
             quiet = settings.server.gc_freeze_after_subscribe_seconds
             tasks.append(periodic_task("subscription-freezer", quiet, freezer.look, stop, wait_first=True))
         await runtime.api_keys.log_access_mode()
-        if runtime.simulator is not None:
+        for name in simulators:
             logger.warning(
-                "no REPLICATE_API_TOKEN: the built-in Replicate simulator answers at %s",
-                settings.provider_base_url(),
+                "no token: the built-in simulator plays a provider",
+                extra={"provider": name, "url": ADAPTERS[name].api_url(settings)},
             )
-        if runtime.fal_simulator is not None:
-            logger.warning("no FAL_KEY: the built-in fal simulator answers at %s", settings.fal_hosts().queue)
         log_reachability(settings)
         logger.info("darkroom ready", extra={"url": settings.base_url(), "database": runtime.engine.dialect.name})
         try:
@@ -135,8 +109,7 @@ def create_app(settings: Settings | None = None, *, providers: list[Provider] | 
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             for simulator in simulators.values():
-                if simulator is not None:
-                    await simulator.aclose()
+                await simulator.aclose()
             await runtime.stop()
 
     handlers: list[Any] = [graphql, provider_webhook, serve_media, healthz, readyz, metrics_endpoint]
@@ -145,7 +118,7 @@ def create_app(settings: Settings | None = None, *, providers: list[Provider] | 
     if settings.graphql.graphiql_enabled:
         # The scripts and styles of GraphiQL's page at /graphql, vendored: nothing comes from a CDN.
         handlers.append(create_static_files_router("/graphiql", [GRAPHIQL_DIR], name="graphiql"))
-    handlers += [_simulator_mount(path, simulator) for path, simulator in simulators.items() if simulator is not None]
+    handlers += [_simulator_mount(ADAPTERS[name].simulator_path, simulator) for name, simulator in simulators.items()]
     return DarkroomApp(
         route_handlers=handlers,
         lifespan=[lifespan],

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from server.log import configure_logging
+from server.provider.adapters import ADAPTERS
 from server.settings import Settings
 
 logger = logging.getLogger("darkroom")
@@ -59,15 +60,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulator(settings: Settings, args: argparse.Namespace) -> int:
-    from server.simulator import serve_simulator
-
-    serve_simulator(
+    ADAPTERS[args.provider].serve_simulator(
         settings,
         args.host or "127.0.0.1",
         args.port or settings.simulator.port,
         args.public_url,
         allow_private_inputs=args.allow_private_inputs,
-        provider=args.provider,
     )
     return 0
 
@@ -182,12 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--port", type=int, help="port they listen on (default PORT or 8000)")
     worker.set_defaults(run=_worker)
 
-    simulator = commands.add_parser("simulator", help="run a provider's simulator on its own (Replicate's by default)")
+    names = list(ADAPTERS)
+    simulator = commands.add_parser("simulator", help="run a provider's simulator on its own")
     simulator.add_argument(
-        "--provider",
-        choices=["replicate", "fal"],
-        default="replicate",
-        help="the provider it plays (default replicate)",
+        "--provider", choices=names, default=names[0], help=f"the provider it plays (default {names[0]})"
     )
     simulator.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     simulator.add_argument("--port", type=int, help="port (default SIMULATOR_PORT or 8001)")

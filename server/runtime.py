@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -23,11 +22,9 @@ from server import metrics
 from server.db.migrate import upgrade
 from server.db.session import create_engine, create_sessionmaker
 from server.events import EventHub
-from server.provider.fal.provider import FalProvider
+from server.provider.adapters import ADAPTERS
 from server.provider.port import Provider
 from server.provider.registry import Providers
-from server.provider.replicate import ReplicateClient, ReplicateProvider
-from server.provider.replicate.client import SIMULATOR_TOKEN
 from server.provider.types import RequestHook
 from server.reachability import reachability
 from server.services.access.api_keys import ApiKeyService
@@ -48,8 +45,7 @@ from server.settings import Settings
 from server.storage.compose import storage_from_settings
 
 if TYPE_CHECKING:
-    from server.provider.fal.simulator.config import FalSimulatorConfig
-    from server.simulator.config import SimulatorConfig
+    from server.simulator.service import SimulatorCore
 
 logger = logging.getLogger(__name__)
 
@@ -58,64 +54,16 @@ logger = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/{provider}"
 
 
-def replicate_provider(
-    settings: Settings, *, on_request: RequestHook | None = None, simulator: SimulatorConfig | None = None
-) -> ReplicateProvider:
-    """Replicate with REPLICATE_API_TOKEN; without one, the simulator playing it: the `simulator` this
-    process mounts at /simulator (called with its token, its webhooks verified with its secret), or the
-    one at REPLICATE_API_BASE_URL (called with SIMULATOR_API_TOKEN, or any token when that is unset)."""
-    token = settings.replicate.api_token or settings.simulator.api_token or SIMULATOR_TOKEN
-    webhook_secret = settings.replicate.webhook_secret
-    if simulator is not None and not settings.replicate.api_token:
-        token, webhook_secret = simulator.api_token or token, simulator.webhook_secret
-    client = ReplicateClient(
-        settings.provider_base_url(),
-        token,
-        timeout_seconds=settings.replicate.timeout_seconds,
-        connect_timeout_seconds=settings.replicate.connect_timeout_seconds,
-        max_retries=settings.replicate.max_retries,
-        retry_base_seconds=settings.replicate.retry_base_seconds,
-        retry_max_seconds=settings.replicate.retry_max_seconds,
-        on_request=on_request,
-    )
-    return ReplicateProvider(
-        client,
-        webhook_secret=webhook_secret,
-        webhook_tolerance_seconds=settings.replicate.webhook_tolerance_seconds,
-        webhook_max_body_bytes=settings.replicate.webhook_max_body_bytes,
-    )
-
-
-def fal_provider(
-    settings: Settings, *, on_request: RequestHook | None = None, simulator: FalSimulatorConfig | None = None
-) -> FalProvider:
-    """fal with FAL_KEY; without one, the simulator playing it: the `simulator` this process mounts at
-    /fal-simulator (called with its token), or the one at FAL_BASE_URL (called with SIMULATOR_API_TOKEN,
-    or any key when that is unset)."""
-    key = None if not settings.fal.simulated else settings.simulator.api_token
-    if simulator is not None and settings.fal.simulated:
-        key = simulator.api_token or key
-    return settings.fal.provider(hosts=settings.fal_hosts(), key=key, on_request=on_request)
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddedSimulators:
-    """The simulators this process mounts, by the provider each plays (None: not mounted here)."""
-
-    replicate: SimulatorConfig | None = None
-    fal: FalSimulatorConfig | None = None
-
-
 def configured_providers(
-    settings: Settings, *, simulators: EmbeddedSimulators | None = None, on_request: RequestHook | None = None
+    settings: Settings, *, simulators: Mapping[str, SimulatorCore] | None = None, on_request: RequestHook | None = None
 ) -> list[Provider]:
-    """The providers PROVIDERS names, the default first (see `Settings.provider_names`)."""
-    simulators = simulators or EmbeddedSimulators()
-    builders: dict[str, Callable[[], Provider]] = {
-        "replicate": lambda: replicate_provider(settings, on_request=on_request, simulator=simulators.replicate),
-        "fal": lambda: fal_provider(settings, on_request=on_request, simulator=simulators.fal),
-    }
-    return [builders[name]() for name in settings.provider_names]
+    """The providers PROVIDERS names, the default first (see `Settings.provider_names`); each calls the
+    simulator `simulators` holds for it, mounted in this process, when there is one."""
+    simulators = simulators or {}
+    return [
+        ADAPTERS[name].build(settings, simulator=simulators.get(name), on_request=on_request)
+        for name in settings.provider_names
+    ]
 
 
 class Runtime:
@@ -168,8 +116,8 @@ class Runtime:
             self.providers,
             own_urls_reachable=reach.own_urls,
         )
-        self.simulator: Any = None  # the embedded Replicate simulator, when one is mounted
-        self.fal_simulator: Any = None  # the embedded fal simulator, when one is mounted
+        # The simulators this process mounts, by the provider each plays.
+        self.simulators: dict[str, SimulatorCore] = {}
         # Background tasks this process is not ready without (see `workers_running`), by name.
         self._required_tasks: dict[str, asyncio.Task[None]] = {}
 

@@ -12,15 +12,13 @@ import os
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from server.origins import origin_of, written_origin
-from server.provider.fal.settings import FalHosts, FalSettings
-from server.provider.replicate.settings import DEFAULT_REPLICATE_BASE_URL, ReplicateSettings
+from server.provider.adapters import ADAPTERS
 from server.settings_group import SettingsGroup
 
 
@@ -277,7 +275,7 @@ class AccessSettings(SettingsGroup):
 
 
 # The providers Darkroom has an adapter for, in the order they are configured when none is chosen.
-KNOWN_PROVIDERS = ("replicate", "fal")
+KNOWN_PROVIDERS = tuple(ADAPTERS)
 
 
 class ProvidersSettings(SettingsGroup):
@@ -596,7 +594,12 @@ class OperationsSettings(SettingsGroup):
     )
 
 
-class Settings(BaseSettings):
+G = TypeVar("G", bound=SettingsGroup)
+
+
+class CoreSettings(BaseSettings):
+    """Every setting but the providers' own groups, which `Settings` adds, one per adapter, by its name."""
+
     model_config = SettingsConfigDict(extra="ignore")
 
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -605,8 +608,6 @@ class Settings(BaseSettings):
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     providers: ProvidersSettings = Field(default_factory=ProvidersSettings)
-    replicate: ReplicateSettings = Field(default_factory=ReplicateSettings)
-    fal: FalSettings = Field(default_factory=FalSettings)
     poller: PollerSettings = Field(default_factory=PollerSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
@@ -648,7 +649,7 @@ class Settings(BaseSettings):
         return grouped
 
     @model_validator(mode="after")
-    def _default_is_configured(self) -> Settings:
+    def _default_is_configured(self) -> CoreSettings:
         default = self.providers.default
         if default is not None and default not in self.provider_names:
             configured = ", ".join(self.provider_names)
@@ -656,10 +657,12 @@ class Settings(BaseSettings):
         return self
 
     # --- derived ------------------------------------------------------------------------------------
-    @property
-    def simulated(self) -> bool:
-        """True when no token is set: the embedded simulator plays Replicate."""
-        return not self.replicate.api_token
+    def group(self, kind: type[G]) -> G:
+        """A provider's settings group, by its class (each adapter reads its own this way)."""
+        for value in self.__dict__.values():
+            if isinstance(value, kind):
+                return value
+        raise KeyError(kind.__name__)
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -686,62 +689,47 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.server.host in ("0.0.0.0", "::", "") else self.server.host
         return f"http://{host}:{self.server.port}"
 
+    def allowed_cors_origins(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.access.cors_origins.split(",") if origin.strip()]
+
     @property
     def provider_names(self) -> list[str]:
         """The providers generations run on (see PROVIDERS), the default first."""
         if self.providers.names:
             names = list(dict.fromkeys(_split_names(self.providers.names)))
         else:
-            with_token = {"replicate": not self.simulated, "fal": not self.fal.simulated}
-            names = [name for name in KNOWN_PROVIDERS if with_token[name]] or list(KNOWN_PROVIDERS)
+            names = [name for name, adapter in ADAPTERS.items() if adapter.has_token(self)] or list(ADAPTERS)
         default = self.providers.default
         return [default, *(name for name in names if name != default)] if default in names else names
 
-    @property
-    def embedded_simulator(self) -> bool:
-        """Replicate without a token or another base URL: this process mounts its simulator at /simulator."""
-        default_url = self.replicate.api_base_url.rstrip("/") == DEFAULT_REPLICATE_BASE_URL
-        return "replicate" in self.provider_names and self.simulated and default_url
-
-    @property
-    def embedded_fal_simulator(self) -> bool:
-        """fal without a key or FAL_BASE_URL: this process mounts its simulator at /fal-simulator."""
-        return "fal" in self.provider_names and self.fal.simulated and not self.fal.base_url
+    def embeds(self, provider: str) -> bool:
+        """Whether this process mounts the simulator of `provider` (configured, without its token or another
+        simulator to call)."""
+        return provider in self.provider_names and ADAPTERS[provider].embedded(self)
 
     @property
     def only_embedded_simulators(self) -> bool:
         """Every provider is a simulator inside this process, which reaches the serving address."""
-        embedded = {"replicate": self.embedded_simulator, "fal": self.embedded_fal_simulator}
-        return all(embedded[name] for name in self.provider_names)
-
-    def provider_base_url(self) -> str:
-        """Replicate's base URL, or the embedded simulator's (reached over loopback) when embedded."""
-        if self.embedded_simulator:
-            return f"http://127.0.0.1:{self.server.port}/simulator"
-        return self.replicate.api_base_url.rstrip("/")
-
-    def fal_hosts(self) -> FalHosts:
-        """fal's hosts, or the embedded fal simulator's (reached over loopback) when embedded."""
-        if self.embedded_fal_simulator:
-            return FalHosts.under(f"http://127.0.0.1:{self.server.port}/fal-simulator")
-        return self.fal.hosts()
-
-    def allowed_cors_origins(self) -> list[str]:
-        return [origin.strip().rstrip("/") for origin in self.access.cors_origins.split(",") if origin.strip()]
+        return all(self.embeds(name) for name in self.provider_names)
 
     def allowed_file_hosts(self) -> list[str]:
-        """The configured providers' file host patterns (REPLICATE_FILE_HOSTS, FAL_FILE_HOSTS), and the exact
-        origin of each simulator that plays one."""
-        names = self.provider_names
-        hosts: list[str] = []
-        simulators: list[str] = []
-        if "replicate" in names:
-            hosts += _split_names(self.replicate.file_hosts)
-            simulators += [self.provider_base_url()] if self.simulated else []
-        if "fal" in names:
-            hosts += _split_names(self.fal.file_hosts)
-            simulators += [self.fal_hosts().cdn] if self.fal.simulated else []
-        return hosts + [written_origin(url) for url in simulators if origin_of(url) is not None]
+        """The configured providers' file host patterns (REPLICATE_FILE_HOSTS, FAL_FILE_HOSTS...), and the
+        exact origin of each simulator that plays one."""
+        return list(dict.fromkeys(host for name in self.provider_names for host in ADAPTERS[name].file_hosts(self)))
+
+
+if TYPE_CHECKING:
+    Settings = CoreSettings
+else:
+    # Each provider's group, a field by its name (``settings.group(FalSettings)`` reads it).
+    Settings = create_model(
+        "Settings",
+        __base__=CoreSettings,
+        **{
+            name: (adapter.settings_group, Field(default_factory=adapter.settings_group))
+            for name, adapter in ADAPTERS.items()
+        },
+    )
 
 
 def setting_fields() -> Iterator[tuple[str, FieldInfo]]:

@@ -99,7 +99,7 @@ class Generation(Base):
     # Which provider runs it (its port's name), the job's id there (unique per provider; with model_ref, the
     # job's provider.types.JobRef), and its own status, as sent (up to provider.types.MAX_STATUS_LENGTH),
     # known to Darkroom or not.
-    provider: Mapped[str] = mapped_column(String(32), default="replicate", server_default="replicate")
+    provider: Mapped[str] = mapped_column(String(32))
     provider_id: Mapped[str | None] = mapped_column(String(100))
     provider_status: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)

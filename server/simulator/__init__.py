@@ -1,13 +1,13 @@
-"""The built-in Replicate simulator: a real HTTP service shaped like the part of Replicate's API we use.
+"""The simulators' shared core: real HTTP services shaped like the parts of the providers' APIs Darkroom
+uses, for development and tests.
 
-`Simulator(config).app` is a Litestar app with routes from ``/v1/...`` (see app.py for every route and
-the ``/_control`` test endpoints); `serve_simulator` runs one standalone. Models are owned by
-``darkroom-sim`` (catalogue.py), predictions run in asyncio tasks (engine.py) and produce real PNG/WebP/
-JPEG images and H.264 MP4 videos (media.py), and signed webhooks are delivered with configurable faults
-(webhooks.py).
+`SimulatorCore` (service.py) wires the parts every simulator has: the prediction engine (engine.py),
+which produces real PNG/WebP/JPEG images and H.264 MP4 videos (media.py), the file store, signed
+webhooks delivered with configurable faults (webhooks.py), knobs (config.py), stats and the ``/_control``
+test endpoints (serving.py). Replicate's routes are app.py and its models catalogue.py
+(`server.provider.replicate.simulator.Simulator` puts them together); fal's simulator is in its package.
 """
 
 from server.simulator.config import SimulatorConfig
-from server.simulator.service import Simulator, serve_simulator
 
-__all__ = ["Simulator", "SimulatorConfig", "serve_simulator"]
+__all__ = ["SimulatorConfig"]

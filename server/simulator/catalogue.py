@@ -38,7 +38,7 @@ class CatalogueModel:
     `renders` says what a prediction produces: "images" (an array of URLs, `num_outputs` of them),
     "image" (a single URL) or "video" (a single URL). `image_field` names the input holding the picture
     an image-to-video model animates (None when the model animates nothing). A model copied from a
-    real one names it in `replicate_ref` and where its schema comes from in `source`.
+    real one names it in `copied_from` and where its schema comes from in `source`.
     """
 
     name: str
@@ -54,7 +54,7 @@ class CatalogueModel:
     is_official: bool = False
     extra_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     image_field: str | None = None
-    replicate_ref: str | None = None
+    copied_from: str | None = None
     source: str | None = None
 
     @property
@@ -434,7 +434,7 @@ def load_real_model(path: Path) -> CatalogueModel:
         is_official=bool(entry["is_official"]),
         extra_schemas=entry.get("enums") or {},
         image_field=entry.get("image_field"),
-        replicate_ref=entry["model"],
+        copied_from=entry["model"],
         source=entry["source"],
     )
 

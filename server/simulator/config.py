@@ -94,19 +94,6 @@ class SimulatorConfig:
             output_ttl_seconds=settings.simulator.output_ttl_seconds,
         )
 
-    @classmethod
-    def embedded(cls, settings: Settings) -> SimulatorConfig:
-        """The simulator Darkroom mounts at /simulator when it has no REPLICATE_API_TOKEN.
-
-        It runs inside this process, so it fetches this server's media over loopback. Its token is
-        SIMULATOR_API_TOKEN or a random one; its secret SIMULATOR_WEBHOOK_SECRET, else
-        REPLICATE_WEBHOOK_SECRET (the one Darkroom then verifies with), else a random one."""
-        config = cls.from_settings(settings, settings.provider_base_url(), allow_private_inputs=True)
-        config.api_token = settings.simulator.api_token or new_api_token()
-        if not settings.simulator.webhook_secret and settings.replicate.webhook_secret:
-            config.webhook_secret = settings.replicate.webhook_secret
-        return config
-
     @property
     def base_url(self) -> str:
         """`public_base_url` without a trailing slash."""

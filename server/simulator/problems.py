@@ -71,7 +71,7 @@ def not_found(detail: str = "Not found.") -> Problem:
 
 
 def unauthenticated(detail: str) -> Problem:
-    return Problem(401, "Unauthenticated", detail, headers={"www-authenticate": 'Bearer realm="replicate"'})
+    return Problem(401, "Unauthenticated", detail, headers={"www-authenticate": "Bearer"})
 
 
 def bad_request(detail: str) -> Problem:

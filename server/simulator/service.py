@@ -1,25 +1,18 @@
-"""`SimulatorCore`: the parts every simulator wires together; `Simulator`, the Replicate one on it; and
-`serve_simulator`, the standalone entrypoint."""
+"""`SimulatorCore`: the parts every simulator wires together (each provider's adds its routes and its
+signature); and `serve_standalone`, which runs one on its own."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import httpx
 from litestar import Litestar
 
-from server.simulator.app import TokenRequired, build_app
 from server.simulator.config import Dice, SimulatorConfig
 from server.simulator.engine import Engine
 from server.simulator.files import FileStore
 from server.simulator.stats import Stats
-from server.simulator.webhooks import USER_AGENT as WEBHOOK_USER_AGENT
 from server.simulator.webhooks import Signer, WebhookDispatcher
-
-if TYPE_CHECKING:
-    from server.provider.fal.simulator import FalSimulator
-    from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +30,9 @@ class SimulatorCore:
         self,
         config: SimulatorConfig,
         *,
+        sign: Signer,
+        webhook_user_agent: str,
         engine_class: type[Engine] = Engine,
-        sign: Signer | None = None,
-        webhook_user_agent: str = WEBHOOK_USER_AGENT,
     ) -> None:
         self.config = config
         self.stats = Stats()
@@ -74,52 +67,10 @@ class SimulatorCore:
         await self._http.aclose()
 
 
-class Simulator(SimulatorCore):
-    """A Replicate look-alike: `app` serves it, `config` tunes it live, `stats` says what it did.
-
-    `app` routes start at ``/v1/...``; mount it anywhere (e.g. ``/simulator``) as long as
-    ``config.public_base_url`` says where. Predictions and webhooks run in tasks created on demand, so
-    a mounted app whose lifespan never runs works the same. Call `aclose()` when done with it.
-    """
-
-    def __init__(self, config: SimulatorConfig | None = None, *, token_required: TokenRequired | None = None) -> None:
-        """`token_required()` says, per request, whether ``config.api_token`` is needed (None: whenever set)."""
-        super().__init__(config or SimulatorConfig())
-        self.app: Litestar = build_app(
-            self.config, self.engine, self.files, self.stats, on_shutdown=[self.aclose], token_required=token_required
-        )
-
-
-def serve_simulator(
-    settings: Settings,
-    host: str,
-    port: int,
-    public_url: str | None = None,
-    *,
-    allow_private_inputs: bool = False,
-    provider: str = "replicate",
-) -> None:
-    """Run the simulator of `provider` ("replicate" or "fal") on its own with uvicorn until interrupted
-    (``darkroom simulator``).
-
-    `public_url` is where other processes reach it (its URLs are built on it); by default the address
-    it binds, with loopback for a wildcard interface. Like the providers, it refuses input files on local
-    and private hosts unless `allow_private_inputs`."""
+def serve_standalone(simulator: SimulatorCore, host: str, port: int, provider: str) -> None:
+    """Run `simulator` (of `provider`) on its own with uvicorn until interrupted (``darkroom simulator``)."""
     import uvicorn
 
-    url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    base_url = public_url or f"http://{url_host}:{port}"
-    simulator: Simulator | FalSimulator
-    if provider == "fal":
-        from server.provider.fal.simulator import FalSimulator, FalSimulatorConfig
-
-        simulator = FalSimulator(
-            FalSimulatorConfig.from_settings(settings, base_url, allow_private_inputs=allow_private_inputs)
-        )
-    else:
-        simulator = Simulator(
-            SimulatorConfig.from_settings(settings, base_url, allow_private_inputs=allow_private_inputs)
-        )
     config = simulator.config
     logger.info(
         "simulator listening",
@@ -136,3 +87,10 @@ def serve_simulator(
             "SIMULATOR_API_TOKEN (on it and on the Darkroom processes) to require one"
         )
     uvicorn.run(simulator.app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5)
+
+
+def standalone_url(host: str, port: int, public_url: str | None) -> str:
+    """Where other processes reach a standalone simulator: `public_url`, else the address it binds (with
+    loopback for a wildcard interface)."""
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return public_url or f"http://{url_host}:{port}"

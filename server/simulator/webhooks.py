@@ -39,7 +39,6 @@ from typing import Any
 
 import httpx
 
-from server.provider.replicate.signing import sign_webhook
 from server.simulator.config import Dice, SimulatorConfig
 from server.simulator.stats import Stats, WebhookRecord
 
@@ -50,7 +49,6 @@ RETRY_BASE_SECONDS = 0.2
 MAX_ATTEMPTS = 5
 TIMEOUT_SECONDS = 5.0
 THROTTLED_EVENTS = ("logs", "output")
-USER_AGENT = "Replicate-Webhook/1.0 (darkroom-sim)"
 
 Signer = Callable[[str, str, bytes], dict[str, str]]
 """``sign(prediction_id, webhook_id, body)``: the headers that sign one delivery attempt."""
@@ -82,21 +80,18 @@ class WebhookDispatcher:
         stats: Stats,
         http: httpx.AsyncClient,
         *,
-        sign: Signer | None = None,
-        user_agent: str = USER_AGENT,
+        sign: Signer,
+        user_agent: str,
     ) -> None:
+        """`sign` gives a delivery's signature headers as the provider writes them, `user_agent` its sender."""
         self.config = config
         self.dice = dice
         self.stats = stats
         self.http = http
-        self.sign: Signer = sign or self._standard_webhooks
+        self.sign = sign
         self.user_agent = user_agent
         self._tasks: set[asyncio.Task[None]] = set()
         self._channels: set[WebhookChannel] = set()
-
-    def _standard_webhooks(self, prediction_id: str, webhook_id: str, body: bytes) -> dict[str, str]:
-        """Replicate's signature: Standard Webhooks with the current ``config.webhook_secret``."""
-        return sign_webhook(self.config.webhook_secret, webhook_id, body)
 
     def open(
         self, prediction_id: str, url: str, events: frozenset[str], snapshot: Callable[[], dict[str, Any]]

@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from server.http.errors import server_fault
 from server.http.health import healthz, metrics_endpoint, readyz
+from server.provider.adapters import ADAPTERS
 from server.request_id import RequestIdMiddleware
 from server.runtime import Runtime
 from server.settings import Settings
@@ -31,20 +32,10 @@ class WorkerConfigError(Exception):
 
 
 def check_worker_settings(settings: Settings) -> None:
-    """A worker has no simulator of its own to mount: without a token it needs a simulator's address."""
-    if settings.embedded_simulator:
-        raise WorkerConfigError(
-            "no REPLICATE_API_TOKEN: set REPLICATE_API_BASE_URL to the Replicate simulator the API processes "
-            "use (the URL of `darkroom simulator`, or http://API_HOST:PORT/simulator of the one `darkroom serve`, "
-            "which asks for SIMULATOR_API_TOKEN, set on both, once API keys exist), or set REPLICATE_API_TOKEN, "
-            "or leave replicate out of PROVIDERS"
-        )
-    if settings.embedded_fal_simulator:
-        raise WorkerConfigError(
-            "no FAL_KEY: set FAL_BASE_URL to the fal simulator the API processes use (the URL of `darkroom "
-            "simulator --provider fal`, or http://API_HOST:PORT/fal-simulator of the one `darkroom serve`), or set "
-            "FAL_KEY, or leave fal out of PROVIDERS"
-        )
+    """A worker has no simulator of its own to mount: a provider without a token needs a simulator's address."""
+    problems = [ADAPTERS[name].worker_problem(settings) for name in settings.provider_names]
+    if any(problems):
+        raise WorkerConfigError("; ".join(problem for problem in problems if problem))
 
 
 def create_worker_app(settings: Settings) -> Litestar:
@@ -60,7 +51,7 @@ def create_worker_app(settings: Settings) -> Litestar:
             "darkroom worker ready",
             extra={
                 "database": runtime.engine.dialect.name,
-                "providers": settings.provider_names,
+                "providers": {name: ADAPTERS[name].api_url(settings) for name in settings.provider_names},
                 "poller": settings.poller.enabled,
                 "downloader": settings.downloads.enabled,
                 "cleanup": settings.media.cleanup_enabled,

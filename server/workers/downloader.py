@@ -268,7 +268,7 @@ class Downloader:
             if not origin_allowed(url, self._settings.allowed_file_hosts()):
                 raise DownloadError(
                     f"refusing to download from {written_origin(url)}: not an allowed file host "
-                    "(REPLICATE_FILE_HOSTS names scheme, host and port)",
+                    "(each provider's *_FILE_HOSTS setting names scheme, host and port)",
                     retryable=False,
                 )
             return await self._stream(claim, url)

@@ -10,9 +10,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from server.domain import GenerationStatus
 from server.provider.errors import ProviderNotFoundError, ProviderServerError
+from server.provider.fal.adapter import ADAPTER as FAL
 from server.provider.fal.client import EndpointId
 from server.provider.fal.provider import join_logs, output_urls, webhook_update
 from server.provider.fal.refusals import refusals_for, validation_error
+from server.provider.fal.settings import FalSettings
 from server.provider.fal.signing import (
     JwksError,
     WebhookVerificationError,
@@ -110,10 +112,11 @@ async def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("FAL_QUEUE_BASE_URL", "http://queue.test")
     monkeypatch.setenv("FAL_WEBHOOK_TOLERANCE_SECONDS", "120")
     settings = Settings(providers="fal")
-    assert settings.fal.key is not None and settings.fal.key.get_secret_value() == "the-key"
-    assert settings.fal.jwks_url == "https://rest.fal.ai/.well-known/jwks.json"
-    assert not settings.embedded_fal_simulator
-    provider = settings.fal.provider()
+    group = settings.group(FalSettings)
+    assert group.key is not None and group.key.get_secret_value() == "the-key"
+    assert group.jwks_url == "https://rest.fal.ai/.well-known/jwks.json"
+    assert not settings.embeds("fal")
+    provider = group.provider()
     assert provider.client.queue_base_url == "http://queue.test" and provider.name == "fal"
     await provider.aclose()
     monkeypatch.setenv("FAL_MAX_RETRIES", "-1")
@@ -123,6 +126,6 @@ async def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_one_base_url_serves_every_fal_api(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAL_BASE_URL", "http://sim.test:9000/")
-    hosts = Settings(providers="fal").fal_hosts()
+    hosts = FAL.hosts(Settings(providers="fal"))
     assert {hosts.queue, hosts.rest, hosts.cdn, hosts.openapi, hosts.api} == {"http://sim.test:9000"}
     assert hosts.jwks == "http://sim.test:9000/.well-known/jwks.json"

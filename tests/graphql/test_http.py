@@ -109,6 +109,7 @@ async def _seed(darkroom: Darkroom, generations: int, media_each: int) -> None:
     async with darkroom.runtime.sessions.begin() as session:
         for n in range(generations):
             generation = Generation(
+                provider="replicate",
                 kind=MediaKind.IMAGE,
                 model_ref="darkroom-sim/pixel-forge",
                 input={"prompt": f"p{n}"},

@@ -17,10 +17,9 @@ from server.db.models import Generation
 from server.graphql.ids import decode_id
 from server.origins import origin_allowed
 from server.provider.errors import ProviderAuthError
+from server.provider.replicate.adapter import ADAPTER as REPLICATE
 from server.provider.replicate.signing import sign_webhook
-from server.runtime import replicate_provider
 from server.settings import Settings
-from server.simulator import SimulatorConfig
 from server.simulator.engine import INPUT_FETCH_FAILED
 from tests.auth.support import KeyClient, bearer, new_key
 from tests.simulator.support import RunningSimulator, serve_simulator
@@ -103,9 +102,9 @@ async def test_its_signing_secret_is_no_public_default(darkroom: Darkroom) -> No
     # Darkroom verifies the embedded simulator's webhooks with that very secret.
     assert await darkroom.replicate.webhook_secret() == secret
     settings = Settings(replicate_api_token=None)
-    assert SimulatorConfig.embedded(settings).webhook_secret != SimulatorConfig.embedded(settings).webhook_secret
+    assert REPLICATE.embedded_config(settings).webhook_secret != REPLICATE.embedded_config(settings).webhook_secret
     chosen = Settings(replicate_api_token=None, simulator_webhook_secret="whsec_b3duLXNlY3JldA==")
-    assert SimulatorConfig.embedded(chosen).webhook_secret == "whsec_b3duLXNlY3JldA=="
+    assert REPLICATE.embedded_config(chosen).webhook_secret == "whsec_b3duLXNlY3JldA=="
 
 
 async def test_other_processes_reach_it_with_the_shared_token(start_darkroom: Callable[..., Any]) -> None:
@@ -113,8 +112,8 @@ async def test_other_processes_reach_it_with_the_shared_token(start_darkroom: Ca
     async with start_darkroom(simulator_api_token="sim_shared-by-both") as darkroom:
         await new_key(darkroom, "alice")
         elsewhere = {"replicate_api_token": None, "replicate_api_base_url": darkroom.base_url + "/simulator"}
-        worker = replicate_provider(Settings(**elsewhere, simulator_api_token="sim_shared-by-both"))
-        stranger = replicate_provider(Settings(**elsewhere))
+        worker = REPLICATE.build(Settings(**elsewhere, simulator_api_token="sim_shared-by-both"))
+        stranger = REPLICATE.build(Settings(**elsewhere))
         try:
             assert await worker.webhook_secret() == darkroom.simulator.config.webhook_secret
             with pytest.raises(ProviderAuthError):

@@ -69,6 +69,7 @@ async def seed_media(
     await store_bytes(darkroom.runtime.storage, key, content, content_type)
     async with darkroom.runtime.sessions.begin() as session:
         generation = Generation(
+            provider="replicate",
             kind=kind,
             model_ref="darkroom-sim/pixel-forge",
             input={"prompt": "seeded"},

@@ -66,6 +66,7 @@ async def _seed(darkroom: Darkroom) -> None:
     async with darkroom.runtime.sessions.begin() as session:
         session.add(
             Generation(
+                provider="replicate",
                 kind="IMAGE",
                 model_ref="darkroom-sim/pixel-forge",
                 input={"prompt": "running"},

@@ -422,7 +422,9 @@ async def _assert_stats(darkroom: Darkroom) -> None:
         ]
         generations = []
         for model, kind, status, created in rows:
-            generation = Generation(kind=kind, model_ref=model, input={}, status=status, created_at=created)
+            generation = Generation(
+                provider="replicate", kind=kind, model_ref=model, input={}, status=status, created_at=created
+            )
             session.add(generation)
             generations.append(generation)
         await session.flush()
@@ -501,7 +503,16 @@ async def test_stats_count_only_what_the_viewer_may_see(darkroom: Darkroom) -> N
         await session.flush()
         for owner, count in ((keys[0].id, 2), (keys[1].id, 1), (None, 4)):
             for _ in range(count):
-                session.add(Generation(kind="IMAGE", model_ref="a/b", input={}, status="SUCCEEDED", owner_id=owner))
+                session.add(
+                    Generation(
+                        provider="replicate",
+                        kind="IMAGE",
+                        model_ref="a/b",
+                        input={},
+                        status="SUCCEEDED",
+                        owner_id=owner,
+                    )
+                )
     stats = darkroom.runtime.stats
 
     async def total(viewer: Viewer) -> int:

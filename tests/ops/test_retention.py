@@ -55,6 +55,7 @@ async def _failed_generation(darkroom: Darkroom, days_ago: float) -> uuid.UUID:
     at = utcnow() - timedelta(days=days_ago)
     async with darkroom.runtime.sessions.begin() as session:
         generation = Generation(
+            provider="replicate",
             kind="IMAGE",
             model_ref=IMAGE_MODEL,
             input={},

@@ -154,7 +154,7 @@ async def test_a_generation_on_another_provider_runs_to_its_downloaded_media(
 ) -> None:
     provider = MemoryProvider()
     async with running(make_settings, provider, poller_enabled=False) as darkroom:
-        assert darkroom.runtime.simulator is None
+        assert darkroom.runtime.simulators == {}
         started = await start_generation(darkroom, "a red square", model=MODEL)
         assert (started["status"], started["providerStatus"]) == ("STARTING", "queued")
         [(prediction_id, webhook_url)] = provider.webhook_urls.items()

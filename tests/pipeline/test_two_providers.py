@@ -61,7 +61,7 @@ async def test_both_providers_list_their_models_and_run_their_own_generations(st
             assert final["media"] and {media["status"] for media in final["media"]} == {"READY"}
         # Each simulator ran exactly its own job.
         assert darkroom.simulator.stats.predictions_created == 1
-        assert darkroom.runtime.fal_simulator.stats.predictions_created == 1
+        assert darkroom.runtime.simulators["fal"].stats.predictions_created == 1
 
 
 async def test_each_cancel_goes_to_the_provider_that_runs_the_generation(start_darkroom) -> None:  # type: ignore[no-untyped-def]
@@ -78,7 +78,7 @@ async def test_each_cancel_goes_to_the_provider_that_runs_the_generation(start_d
 async def _simulators() -> AsyncIterator[tuple[str, str, Any, Any]]:
     """Both simulators on their own ports, so that they outlive the Darkroom servers of a test."""
     from server.provider.fal.simulator import FalSimulator
-    from server.simulator import Simulator
+    from server.provider.replicate.simulator import Simulator
 
     replicate_port, fal_port = free_port(), free_port()
     replicate = Simulator(replicate_config(replicate_port, run_seconds=3.0, allow_private_inputs=True))
@@ -135,7 +135,7 @@ async def test_a_fal_job_carries_its_place_in_fals_queue_until_it_starts(start_d
     query = "query($id: ID!) { generation(id: $id) { status queuePosition } }"
     # No poller: the place is the one fal's submit answered, until fal's webhook ends the job.
     async with start_darkroom(providers="fal", simulator_run_seconds=1.0, poller_enabled=False) as darkroom:
-        queue_length = darkroom.runtime.fal_simulator.config.queue_length
+        queue_length = darkroom.runtime.simulators["fal"].config.queue_length
         generation = await start_generation(darkroom, "in line", model=FAL_MODEL)
         first = data(await darkroom.query(query, {"id": generation["id"]}))["generation"]
         assert (first["status"], first["queuePosition"]) == ("STARTING", queue_length)

@@ -151,7 +151,11 @@ async def test_a_webhook_that_outruns_the_start_finds_its_generation(start_darkr
     async with start_darkroom(poller_enabled=False) as darkroom:
         generation_id = uuid.uuid4()
         async with darkroom.runtime.sessions.begin() as session:
-            session.add(Generation(id=generation_id, kind="IMAGE", model_ref="a/b", input={}, status="STARTING"))
+            session.add(
+                Generation(
+                    provider="replicate", id=generation_id, kind="IMAGE", model_ref="a/b", input={}, status="STARTING"
+                )
+            )
         body, headers = await signed(darkroom, prediction("fresh-prediction", "processing", logs="1"))
         response = await post_webhook(darkroom, body, headers, f"?generation={generation_id}")
         assert response.json() == {"result": "applied"}

@@ -18,7 +18,8 @@ import pytest
 
 from server.provider.replicate.client import ReplicateClient
 from server.provider.replicate.prediction import Prediction
-from server.simulator import Simulator, SimulatorConfig
+from server.provider.replicate.simulator import Simulator
+from server.simulator import SimulatorConfig
 from tests.provider.fault_proxy import FaultProxy
 from tests.support.live_server import free_port, live_server
 

@@ -10,9 +10,9 @@ import pytest
 
 from server import __version__
 from server.provider.errors import ProviderBadResponseError, ProviderNotFoundError
+from server.provider.replicate.adapter import ADAPTER as REPLICATE
 from server.provider.replicate.client import ReplicateClient
 from server.provider.replicate.prediction import output_urls
-from server.runtime import replicate_provider
 from server.settings import Settings
 from tests.provider.conftest import IMAGES, SMALL, STILL, TOKEN, MakeClient, Stack, finished
 from tests.provider.fault_proxy import ok
@@ -328,7 +328,7 @@ def test_the_client_settings_describe(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PORT", "8123")
     monkeypatch.setenv("REPLICATE_MAX_RETRIES", "7")
-    client = replicate_provider(Settings()).client
+    client = REPLICATE.build(Settings()).client
     assert client.base_url == "http://127.0.0.1:8123/simulator"  # no token: the embedded simulator
     assert client._http.headers["authorization"] == "Bearer simulator"
     assert client.retry_policy.max_retries == 7
@@ -339,7 +339,7 @@ def test_the_client_settings_describe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REPLICATE_CONNECT_TIMEOUT_SECONDS", "2")
     monkeypatch.setenv("REPLICATE_RETRY_BASE_SECONDS", "0.25")
     monkeypatch.setenv("REPLICATE_RETRY_MAX_SECONDS", "9")
-    client = replicate_provider(Settings()).client
+    client = REPLICATE.build(Settings()).client
     assert client.base_url == "https://replicate.example"
     assert client._http.headers["authorization"] == "Bearer r8_real"
     assert client._http.timeout == httpx.Timeout(12.0, connect=2.0)

@@ -88,7 +88,7 @@ def test_public_url_reachable_declares_a_local_address_reachable() -> None:
 def test_the_embedded_simulator_needs_no_setting() -> None:
     for public_url in (None, "http://localhost:8123"):
         settings = Settings(replicate_api_token=None, public_url=public_url, port=8123)
-        assert settings.embedded_simulator
+        assert settings.embeds("replicate")
         reach = reachability(settings)
         assert reach.own_urls and reach.problem is None
         assert reach.webhook_url(WEBHOOK_PATH) == f"{public_url or 'http://127.0.0.1:8123'}/webhooks/{{provider}}"

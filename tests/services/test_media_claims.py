@@ -41,7 +41,9 @@ def _service(settings: Settings, sessions: async_sessionmaker[AsyncSession], pub
 
 async def _seed(sessions: async_sessionmaker[AsyncSession], count: int) -> uuid.UUID:
     async with sessions.begin() as session:
-        generation = Generation(kind="IMAGE", model_ref="a/b", input={}, status="SUCCEEDED", provider_id="p")
+        generation = Generation(
+            provider="replicate", kind="IMAGE", model_ref="a/b", input={}, status="SUCCEEDED", provider_id="p"
+        )
         session.add(generation)
         await session.flush()
         for position in range(count):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -82,12 +83,31 @@ async def test_rows_from_before_have_no_run_time_and_the_model_cache_starts_agai
                 ),
                 {"now": now},
             )
+            json_value = "CAST(:payload AS JSON)" if dialect == "postgres" else ":payload"
+            await connection.execute(
+                text(
+                    "INSERT INTO events (generation_id, seq, type, payload, created_at)"
+                    f" VALUES (:generation, 1, 'GENERATION_CREATED', {json_value}, :now)"
+                ),
+                {
+                    "generation": old.hex if dialect == "sqlite" else old,
+                    "payload": '{"seq": 1, "generation": {"status": "SUCCEEDED"}}',
+                    "now": now,
+                },
+            )
         await upgrade(engine)
+        async with engine.connect() as connection:
+            [payload] = (await connection.execute(text("SELECT payload FROM events"))).scalars().all()
+        payload = json.loads(payload) if isinstance(payload, str) else payload
+        # The snapshot now says which provider ran it, as its generation does (it ran before fal existed).
+        assert payload == {"seq": 1, "generation": {"status": "SUCCEEDED", "provider": "replicate"}}
         async with async_sessionmaker(engine)() as session:
             generation = await session.get(Generation, old)
             assert generation is not None and generation.predict_time is None
             assert await session.get(CatalogModel, ("replicate", "a/b")) is None
-            one, other = (Generation(kind="IMAGE", model_ref="a/b", status="STARTING") for _ in range(2))
+            one, other = (
+                Generation(provider="replicate", kind="IMAGE", model_ref="a/b", status="STARTING") for _ in range(2)
+            )
             one.provider, one.provider_id, other.provider, other.provider_id = "replicate", "p1", "fal", "p1"
             session.add_all([one, other])
             await session.commit()

@@ -18,9 +18,9 @@ from server.db.migrate import upgrade
 from server.db.models import Event, Generation, GenerationRow
 from server.db.session import create_engine, create_sessionmaker
 from server.provider.registry import Providers
+from server.provider.replicate.adapter import ADAPTER as REPLICATE
 from server.provider.replicate.prediction import Prediction
 from server.provider.types import PredictionUpdate
-from server.runtime import replicate_provider
 from server.services.event_log.events import EventType, append_event
 from server.services.generations.service import GenerationService, UpdateOutcome
 from server.settings import Settings
@@ -49,7 +49,7 @@ async def _services(settings: Settings, count: int, published: Published) -> Asy
     engines = [create_engine(settings) for _ in range(count)]
     try:
         yield [
-            GenerationService(settings, create_sessionmaker(each), Providers([replicate_provider(settings)]), published)
+            GenerationService(settings, create_sessionmaker(each), Providers([REPLICATE.build(settings)]), published)
             for each in engines
         ]
     finally:
@@ -60,6 +60,7 @@ async def _services(settings: Settings, count: int, published: Published) -> Asy
 async def _seed(sessions: async_sessionmaker[AsyncSession], count: int) -> list[uuid.UUID]:
     generations = [
         Generation(
+            provider="replicate",
             id=uuid.uuid4(),
             kind="IMAGE",
             model_ref="a/b",

@@ -26,7 +26,16 @@ from server.workers.downloader import DownloadError, decode_data_uri
 
 
 def _generation(status: str, logs: str | None = None) -> Generation:
-    return Generation(id=uuid.uuid4(), kind="IMAGE", model_ref="a/b", input={}, status=status, logs=logs, event_seq=0)
+    return Generation(
+        provider="replicate",
+        id=uuid.uuid4(),
+        kind="IMAGE",
+        model_ref="a/b",
+        input={},
+        status=status,
+        logs=logs,
+        event_seq=0,
+    )
 
 
 def _prediction(status: str, logs: str | None = None) -> PredictionUpdate:

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from server.simulator import Simulator, SimulatorConfig
+from server.provider.replicate.simulator import Simulator
+from server.simulator import SimulatorConfig
 from server.simulator.catalogue import find_by_ref
 from tests.support.live_server import free_port, live_server, read_body
 

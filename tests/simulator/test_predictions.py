@@ -17,7 +17,8 @@ from litestar.types import Receive, Scope, Send
 from PIL import Image
 
 from server.provider.replicate.prediction import Prediction, output_urls
-from server.simulator import Simulator, SimulatorConfig
+from server.provider.replicate.simulator import Simulator
+from server.simulator import SimulatorConfig
 from tests.simulator.support import AUTH, RunningSimulator, StartSimulator, version_id
 from tests.support.live_server import free_port, live_server
 

@@ -69,9 +69,9 @@ def test_catalogue_is_consistent() -> None:
         if model.image_field:
             assert model.properties[model.image_field]["format"] == "uri"
             # Real models may take the picture optionally (minimax/video-01's first frame).
-            assert model.image_field in model.required or model.replicate_ref is not None
-        if model.replicate_ref is not None:
-            assert model.source and "/" in model.replicate_ref
+            assert model.image_field in model.required or model.copied_from is not None
+        if model.copied_from is not None:
+            assert model.source and "/" in model.copied_from
 
 
 def test_aspect_sizes() -> None:

@@ -26,7 +26,7 @@ class Darkroom:
 
     @property
     def simulator(self) -> Any:
-        return self.runtime.simulator
+        return self.runtime.simulators.get("replicate")
 
     @property
     def replicate(self) -> ReplicateProvider:

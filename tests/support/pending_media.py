@@ -19,6 +19,7 @@ async def pending_media(darkroom: Any, url: str, kind: Literal["IMAGE", "VIDEO"]
     """The id of a SUCCEEDED generation's one media file, PENDING download from `url`."""
     async with darkroom.runtime.sessions.begin() as session:
         generation = Generation(
+            provider="replicate",
             kind=kind,
             model_ref=MODELS[kind],
             input={},

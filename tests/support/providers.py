@@ -40,7 +40,7 @@ class ProviderCase:
         return {"providers": self.name}
 
     def simulator(self, darkroom: Darkroom) -> SimulatorCore:
-        simulator = darkroom.runtime.simulator if self.name == "replicate" else darkroom.runtime.fal_simulator
+        simulator = darkroom.runtime.simulators.get(self.name)
         assert isinstance(simulator, SimulatorCore), simulator
         return simulator
 
@@ -91,7 +91,8 @@ class ProviderCase:
         """Darkroom with a token and no PUBLIC_URL, talking to a simulator of its own: as with the real
         provider, nothing fetches from Darkroom, and no webhook reaches it."""
         from server.provider.fal.simulator import FalSimulator, FalSimulatorConfig
-        from server.simulator import Simulator, SimulatorConfig
+        from server.provider.replicate.simulator import Simulator
+        from server.simulator import SimulatorConfig
 
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"

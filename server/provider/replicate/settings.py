@@ -11,7 +11,7 @@ DEFAULT_REPLICATE_BASE_URL = "https://api.replicate.com"
 
 
 class ReplicateSettings(SettingsGroup):
-    """The provider: Replicate's API, retries, output hosts and webhooks."""
+    """Replicate: its API, retries, output hosts and webhooks."""
 
     api_token: str | None = Field(
         None,

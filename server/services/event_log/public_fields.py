@@ -133,8 +133,7 @@ GENERATION_FIELDS = PublicFields(
     Field("status", _enum(GenerationStatus)),
     Field("model_ref", key="model", shown_as="model"),
     Field("model_version"),
-    # Events logged before several providers ran carry no provider: they ran on Replicate.
-    Field("provider", missing="replicate"),
+    Field("provider"),
     Field("provider_id", shown=False),
     Field("provider_status"),
     Field("error", TEXT),

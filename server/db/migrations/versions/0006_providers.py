@@ -1,5 +1,5 @@
-"""Several providers: a job's id is unique per provider, its place in the provider's queue is kept, and the
-model cache is keyed by provider and ref
+"""Several providers: a job's id is unique per provider and no provider is the default, its place in the
+provider's queue is kept, old events say their provider, and the model cache is keyed by provider and ref
 
 Revision ID: 0006
 Revises: 0005
@@ -46,6 +46,21 @@ def upgrade() -> None:
         batch.drop_constraint("uq_generations_provider_id", type_="unique")
         batch.create_unique_constraint("uq_generations_provider_provider_id", ["provider", "provider_id"])
         batch.add_column(sa.Column("queue_position", sa.Integer(), nullable=True))
+        # Every generation says which provider runs it: there is no default one any more.
+        batch.alter_column("provider", existing_type=sa.String(length=32), server_default=None)
+    # Events logged before carry no provider in their snapshot; they get their generation's.
+    provider = "(SELECT provider FROM generations WHERE generations.id = events.generation_id)"
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "UPDATE events SET payload ="
+            f" jsonb_set(payload::jsonb, '{{generation,provider}}', to_jsonb({provider}))::json"
+            " WHERE payload::jsonb ? 'generation'"
+        )
+    else:
+        op.execute(
+            f"UPDATE events SET payload = json_set(payload, '$.generation.provider', {provider})"
+            " WHERE json_type(payload, '$.generation') = 'object'"
+        )
     # The model table is a cache: it is made again, empty, with its new key, and refills from the providers.
     # Whether a model runs by its name is now its description's (no version to run by).
     op.drop_index(op.f("ix_models_kind"), table_name="models")
@@ -65,6 +80,7 @@ def downgrade() -> None:
         sa.PrimaryKeyConstraint("ref", name=op.f("pk_models")),
     )
     with op.batch_alter_table("generations") as batch:
+        batch.alter_column("provider", existing_type=sa.String(length=32), server_default="replicate")
         batch.drop_column("queue_position")
         batch.drop_constraint("uq_generations_provider_provider_id", type_="unique")
         batch.create_unique_constraint("uq_generations_provider_id", ["provider_id"])
