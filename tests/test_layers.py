@@ -63,3 +63,14 @@ def test_the_layers_below_the_api_never_import_it() -> None:
         if module.startswith(("server.graphql", "server.http", "server.app", "server.runtime"))
     }
     assert upward == set()
+
+
+def test_the_event_log_depends_on_neither_generations_nor_media() -> None:
+    """Both write to the log; the log knows only the tables and the fields it snapshots."""
+    found = {
+        f"{path.relative_to(SERVER)}: {module}"
+        for path in sorted((SERVER / "services" / "event_log").rglob("*.py"))
+        for module in _server_imports(path)
+        if module.startswith(("server.services.generations", "server.services.media"))
+    }
+    assert found == set()
