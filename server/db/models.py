@@ -76,6 +76,11 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    # Spend control: at most this many generations running at once (None: MAX_RUNNING_PER_KEY), and a
+    # budget per period (None: no budget of its own).
+    max_running: Mapped[int | None] = mapped_column(Integer)
+    budget_amount: Mapped[float | None] = mapped_column(Float)
+    budget_period: Mapped[str | None] = mapped_column(String(16))
 
 
 class Generation(Base):
@@ -86,6 +91,7 @@ class Generation(Base):
         Index("ix_generations_owner_created", "owner_id", "created_at", "id"),
         Index("ix_generations_status_next_poll", "status", "next_poll_at"),
         Index("ix_generations_created", "created_at", "id"),
+        Index("ix_generations_status_owner_created", "status", "owner_id", "created_at", "id"),
         UniqueConstraint("provider", "provider_id"),
     )
 
@@ -109,6 +115,16 @@ class Generation(Base):
     queue_position: Mapped[int | None] = mapped_column(Integer)
     # Seconds the model ran, as the provider measured it (what it bills by); None until it says.
     predict_time: Mapped[float | None] = mapped_column(Float)
+    # The caller's own small JSON, given at the start, to join the generation to its records.
+    client_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Darkroom's own queue: why a QUEUED generation waits, and the earliest it may be tried again.
+    queue_reason: Mapped[str | None] = mapped_column(String(200))
+    queue_not_before: Mapped[datetime | None]
+    # What it cost, by the price table: an estimate until the provider's figures settle it.
+    cost_amount: Mapped[float | None] = mapped_column(Float)
+    cost_currency: Mapped[str | None] = mapped_column(String(8))
+    cost_basis: Mapped[str | None] = mapped_column(String(32))
+    cost_estimated: Mapped[bool | None] = mapped_column(Boolean)
     source_media_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("media.id", ondelete="SET NULL", use_alter=True), index=True
     )
@@ -194,6 +210,8 @@ class Media(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     sha256: Mapped[str | None] = mapped_column(String(64))
+    # The caller's own small JSON, given with an upload.
+    client_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     download_attempts: Mapped[int] = mapped_column(Integer, default=0)
     download_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None]
@@ -238,6 +256,21 @@ class CatalogModel(Base):
     def key(self) -> str:
         """ "provider:ref", which names the model whatever other provider has one of the same name."""
         return f"{self.provider}:{self.ref}"
+
+
+class IdempotencyKey(Base):
+    """A creating mutation's idempotency key, per caller (`scope`): the request's fingerprint, and the id of
+    what the first call created (None while it is still in flight)."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(40))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    result_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Event(Base):
