@@ -256,6 +256,9 @@ class Deployment:
             "LOG_FORMAT": "text",
             "MIGRATE_ON_START": "true",
             "RATE_LIMIT_MUTATIONS_PER_MINUTE": "0",
+            # Generations never finish here: the queue's limits would hold all but the first few.
+            "MAX_RUNNING_PER_KEY": "1000000",
+            "MAX_RUNNING_TOTAL": "1000000",
             "CLEANUP_ENABLED": "false",
             **self.extra,
         }

@@ -15,6 +15,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".gif")
 
 
 class GenerationStatus(StrEnum):
+    QUEUED = "QUEUED"
     STARTING = "STARTING"
     PROCESSING = "PROCESSING"
     SUCCEEDED = "SUCCEEDED"
@@ -29,7 +30,12 @@ class GenerationStatus(StrEnum):
     @property
     def rank(self) -> int:
         """Position on the forward path; an update may only move a generation to a higher rank."""
-        return 2 if self.is_terminal else (0 if self is GenerationStatus.STARTING else 1)
+        return _RANKS.get(self, 3)
+
+    @property
+    def is_running(self) -> bool:
+        """Sent to the provider and not finished: what takes one of the queue's slots."""
+        return self in RUNNING_GENERATION_STATUSES
 
 
 TERMINAL_GENERATION_STATUSES = frozenset(
@@ -40,6 +46,10 @@ TERMINAL_GENERATION_STATUSES = frozenset(
         GenerationStatus.TIMED_OUT,
     }
 )
+
+RUNNING_GENERATION_STATUSES = frozenset({GenerationStatus.STARTING, GenerationStatus.PROCESSING})
+# QUEUED waits at Darkroom, STARTING at the provider; every terminal status ranks 3.
+_RANKS = {GenerationStatus.QUEUED: 0, GenerationStatus.STARTING: 1, GenerationStatus.PROCESSING: 2}
 
 
 class MediaStatus(StrEnum):

@@ -19,6 +19,16 @@ GENERATIONS_FINISHED = Counter(
     "Generations that reached a terminal status.",
     ["model", "kind", "status"],
 )
+GENERATIONS_QUEUED = Counter(
+    "darkroom_generations_queued_total",
+    "Generations that waited QUEUED at their start, past a key's or Darkroom's limit of running generations.",
+)
+GENERATIONS_REQUEUED = Counter(
+    "darkroom_generations_requeued_total",
+    "Creates the provider did not take (PROVIDER_RATE_LIMITED: its rate limit; PROVIDER_UNAVAILABLE: never "
+    "sent), whose generations went back to the queue.",
+    ["code"],
+)
 WEBHOOKS = Counter(
     "darkroom_webhooks_total",
     "Webhooks received, by result: applied, duplicate, stale, unknown, bad_signature, bad_request, too_large, "

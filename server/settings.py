@@ -344,6 +344,35 @@ class PollerSettings(SettingsGroup):
     )
 
 
+class QueueSettings(SettingsGroup):
+    """Darkroom's own queue: how many generations run at once (see `server.services.generations.queue`)."""
+
+    max_running_per_key: int = Field(
+        10,
+        alias="MAX_RUNNING_PER_KEY",
+        ge=1,
+        description="Generations one API key (or the anonymous caller of an open server) runs at once; more "
+        "wait QUEUED. `darkroom api-key create/update --max-running N` sets a key's own.",
+    )
+    max_running_total: int = Field(
+        100, alias="MAX_RUNNING_TOTAL", ge=1, description="Generations all of Darkroom runs at once; more wait QUEUED."
+    )
+    interval_seconds: float = Field(
+        1.0,
+        alias="QUEUE_INTERVAL_SECONDS",
+        gt=0,
+        description="How often a process with POLLER_ENABLED looks for queued generations to start (a slot "
+        "freed in this process starts the next at once).",
+    )
+    retry_seconds: float = Field(
+        5.0,
+        alias="QUEUE_RETRY_SECONDS",
+        gt=0,
+        description="How long a generation waits QUEUED before it is sent again when the provider refused it "
+        "for its rate limit without saying how long to wait, or could not be reached.",
+    )
+
+
 class DownloadsSettings(SettingsGroup):
     """The media downloader."""
 
@@ -609,6 +638,7 @@ class CoreSettings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     providers: ProvidersSettings = Field(default_factory=ProvidersSettings)
     poller: PollerSettings = Field(default_factory=PollerSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     uploads: UploadsSettings = Field(default_factory=UploadsSettings)

@@ -97,6 +97,9 @@ def make_settings(database: str, tmp_path: Path, media_store: MediaStore) -> Cal
             "replicate_api_token": None,
             # Replicate's simulator alone, unless a test runs fal too (PROVIDERS).
             "providers": "replicate",
+            # Darkroom's queue limits only the tests about it (tests/pipeline/test_queue.py).
+            "max_running_per_key": 1000,
+            "max_running_total": 1000,
             "public_url": None,
             "broadcast_url": "memory://",
             "broadcast_channel": SESSION_CHANNEL,

@@ -120,6 +120,9 @@ class Generation(Base):
     # Darkroom's own queue: why a QUEUED generation waits, and the earliest it may be tried again.
     queue_reason: Mapped[str | None] = mapped_column(String(200))
     queue_not_before: Mapped[datetime | None]
+    # What the provider is to be sent, kept only while the generation waits in the queue: the stored
+    # `input` masks secrets and names Darkroom's own media URLs.
+    queued_input: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # What it cost, by the price table: an estimate until the provider's figures settle it.
     cost_amount: Mapped[float | None] = mapped_column(Float)
     cost_currency: Mapped[str | None] = mapped_column(String(8))
@@ -179,6 +182,7 @@ class GenerationRow:
     event_seq: int
     provider: str
     queue_position: int | None
+    queue_reason: str | None
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

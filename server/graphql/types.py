@@ -167,8 +167,12 @@ class Generation(Node):
         description="Seconds the model ran, as the provider measured it (what it bills by); null until it says."
     )
     queue_position: int | None = strawberry.field(
-        description="While STARTING: how many jobs wait ahead of it in the provider's queue, where the provider "
-        "says (fal does); null otherwise."
+        description="While QUEUED: its place in its key's line at Darkroom (1 starts next; exact up to 10, "
+        "further back rounded up to 20, 50, 100, 200, 500...). While STARTING: how many jobs wait ahead of it "
+        "in the provider's queue, where the provider says (fal does). Null otherwise."
+    )
+    queue_reason: str | None = strawberry.field(
+        description="While QUEUED: why it waits (a limit of running generations, or the provider's rate limit)."
     )
     created_at: datetime
     started_at: datetime | None

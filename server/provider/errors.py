@@ -144,10 +144,24 @@ class ProviderServerError(ProviderError):
 class ProviderUnavailableError(ProviderError):
     """No answer: the connection failed, broke, or timed out. `status` is None.
 
-    For a create whose request may have been sent, the prediction may nevertheless exist.
+    For a create whose request may have been sent, the prediction may nevertheless exist. `sent` is False
+    when the request is known never to have left this process (the connection could not be opened).
     """
 
     code = "PROVIDER_UNAVAILABLE"
+
+    def __init__(self, title: str, detail: str = "", *, sent: bool = True) -> None:
+        self.sent = sent
+        super().__init__(title, detail)
+
+
+def never_reached(error: ProviderError) -> bool:
+    """Whether a failed create is known to have started nothing: the provider refused it for its rate limit
+    (a 429 promises nothing was done), or the request never left this process. Only such a create may be
+    sent again: providers take no idempotency key, so a resent create that had arrived would run twice."""
+    if isinstance(error, ProviderRateLimitedError):
+        return True
+    return isinstance(error, ProviderUnavailableError) and not error.sent
 
 
 class ProviderBadResponseError(ProviderError):

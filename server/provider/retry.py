@@ -30,6 +30,11 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
+def never_sent(error: BaseException) -> bool:
+    """Whether a failed call raised `error` before any byte of its request left this process."""
+    return isinstance(error, _NOT_SENT)
+
+
 @dataclass(frozen=True)
 class RetryRules:
     """A provider's retryable statuses: `statuses` for idempotent calls, `create_statuses` for calls that
@@ -42,7 +47,7 @@ class RetryRules:
         """Whether a call that got `status` (or, without an answer, raised `error`) may be tried again."""
         if status is not None:
             return status in (self.statuses if idempotent else self.create_statuses)
-        if isinstance(error, _NOT_SENT):
+        if error is not None and never_sent(error):
             return True
         return idempotent and isinstance(error, _TRANSIENT)
 

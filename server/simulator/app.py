@@ -258,6 +258,15 @@ def build_app(
     ) -> Response[Any]:
         body = await _json_body(request)
         parsed = parse_prediction_request(body, model)
+        throttled = config.rate_limit_create()
+        if throttled is not None:
+            stats.rate_limited += 1
+            raise Problem(
+                429,
+                "Request was throttled",
+                f"Request was throttled. Expected available in {throttled['Retry-After']} second.",
+                headers=throttled,
+            )
         cancel_header = request.headers.get("cancel-after")
         cancel_after = parse_duration(cancel_header) if cancel_header else None
         wait = parse_prefer_wait(request.headers.get("prefer"))

@@ -66,6 +66,10 @@ class SimulatorConfig:
     """Delay before each webhook delivery."""
     download_failures: int = 0
     """Times each output file answers 500 before it serves its bytes."""
+    rate_limited_creates: int = 0
+    """The next this many creates answer 429 (each one counts it down), as a provider's rate limit does."""
+    rate_limit_retry_after_seconds: float = 1.0
+    """The Retry-After those 429s carry."""
     output_ttl_seconds: float = 3600.0
     """After this long from completion, outputs answer 404 and the prediction's data is removed."""
     page_size: int = 3
@@ -98,6 +102,14 @@ class SimulatorConfig:
     def base_url(self) -> str:
         """`public_base_url` without a trailing slash."""
         return self.public_base_url.rstrip("/")
+
+    def rate_limit_create(self) -> dict[str, str] | None:
+        """The headers of a 429 when this create is one `rate_limited_creates` refuses (counting it down);
+        None when it goes through."""
+        if self.rate_limited_creates <= 0:
+            return None
+        self.rate_limited_creates -= 1
+        return {"Retry-After": f"{self.rate_limit_retry_after_seconds:g}"}
 
     def to_json(self) -> dict[str, Any]:
         """Every field but the secrets: `api_token` would let in for good anyone who once saw it, and
@@ -145,6 +157,8 @@ _FIELD_KINDS: dict[str, str] = {
     "webhook_reorder": "boolean",
     "webhook_delay_ms": "integer",
     "download_failures": "integer",
+    "rate_limited_creates": "integer",
+    "rate_limit_retry_after_seconds": "number",
     "output_ttl_seconds": "number",
     "page_size": "integer",
     "seed": "integer or null",

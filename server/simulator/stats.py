@@ -50,6 +50,8 @@ class Stats:
     predictions_created: int = 0
     creates: list[CreateRecord] = field(default_factory=list)
     """Every prediction created, in order."""
+    rate_limited: int = 0
+    """Creates refused with 429 (`rate_limited_creates`)."""
 
     def hit(self, path: str) -> None:
         self.file_hits[path] = self.file_hits.get(path, 0) + 1
@@ -74,6 +76,7 @@ class Stats:
         self.webhooks.clear()
         self.predictions_created = 0
         self.creates.clear()
+        self.rate_limited = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,7 @@ class Stats:
             "webhooks": [dict(record) for record in self.webhooks],
             "predictions_created": self.predictions_created,
             "creates": [dict(record) for record in self.creates],
+            "rate_limited": self.rate_limited,
         }
 
     def __getitem__(self, key: str) -> Any:

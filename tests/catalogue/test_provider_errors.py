@@ -128,14 +128,8 @@ def test_other_refusals_are_one_user_error(error: ProviderError, code: str, word
     assert converted.retry_after_seconds == (30 if code == "RATE_LIMITED" else None)
 
 
+# A 429 is no refusal of a start: the generation waits QUEUED (tests/pipeline/test_queue.py).
 REFUSALS = [
-    pytest.param(
-        429,
-        {"retry-after": "30"},
-        {"detail": "Request was throttled. Your rate limit resets in ~30s."},
-        "RATE_LIMITED",
-        id="429",
-    ),
     pytest.param(
         503,
         {},
@@ -170,11 +164,11 @@ async def test_a_refused_start_is_a_user_error_and_leaves_no_generation(
     payload = await start_payload(darkroom, SNAP_STILL, {"prompt": "a fox"})
     assert payload["generation"] is None
     assert [(error["field"], error["code"]) for error in payload["userErrors"]] == [(None, code)]
-    assert payload["userErrors"][0]["retryAfterSeconds"] == (30 if status == 429 else None)
+    assert payload["userErrors"][0]["retryAfterSeconds"] is None
     assert await generation_count(darkroom) == 0
 
 
-@pytest.mark.parametrize(("status", "headers", "body", "code"), REFUSALS[1:])
+@pytest.mark.parametrize(("status", "headers", "body", "code"), REFUSALS)
 async def test_a_refused_animation_is_a_user_error_and_leaves_no_generation(
     darkroom: Darkroom,
     monkeypatch: pytest.MonkeyPatch,

@@ -22,6 +22,7 @@ from server.provider.errors import (
     ProviderServerError,
     ProviderUnavailableError,
     ProviderValidationError,
+    never_reached,
 )
 from server.provider.replicate.client import RETRY_RULES, ReplicateClient
 from server.provider.retry import RetryPolicy
@@ -92,12 +93,14 @@ async def test_zero_retries_means_one_attempt(stack: Stack, make_client: MakeCli
 # --- creates ---------------------------------------------------------------------------------------
 
 
-async def test_create_is_retried_on_429(stack: Stack, client: ReplicateClient) -> None:
-    stack.proxy.script("POST", CREATE_PATH, throttled(), throttled())
-    prediction = await client.create_prediction(model=IMAGES, input=SMALL)
-    assert prediction.status == "starting"
-    assert stack.proxy.count("POST", CREATE_PATH) == 3
-    assert stack.predictions_created == 1
+async def test_a_create_refused_with_429_is_raised_at_once_for_the_queue(stack: Stack, client: ReplicateClient) -> None:
+    """Darkroom's queue holds a throttled create for its Retry-After, so the client does not wait it out."""
+    stack.proxy.script("POST", CREATE_PATH, throttled())
+    with pytest.raises(ProviderRateLimitedError) as caught:
+        await client.create_prediction(model=IMAGES, input=SMALL)
+    assert never_reached(caught.value)
+    assert stack.proxy.count("POST", CREATE_PATH) == 1
+    assert stack.predictions_created == 0
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -111,8 +114,9 @@ async def test_create_is_never_retried_on_5xx(stack: Stack, client: ReplicateCli
 
 async def test_create_is_never_retried_after_a_dropped_connection(stack: Stack, client: ReplicateClient) -> None:
     stack.proxy.script("POST", CREATE_PATH, after_upstream(DROP))
-    with pytest.raises(ProviderUnavailableError):
+    with pytest.raises(ProviderUnavailableError) as caught:
         await client.create_prediction(model=IMAGES, input=SMALL)
+    assert caught.value.sent and not never_reached(caught.value)
     assert stack.proxy.count("POST", CREATE_PATH) == 1
     assert stack.predictions_created == 1
 
@@ -136,14 +140,6 @@ async def test_create_is_not_retried_on_422(stack: Stack, client: ReplicateClien
     assert stack.proxy.count("POST", CREATE_PATH) == 1
 
 
-async def test_create_gives_up_on_429_after_max_retries(stack: Stack, make_client: MakeClient) -> None:
-    stack.proxy.script("POST", CREATE_PATH, throttled(), forever=True)
-    with pytest.raises(ProviderRateLimitedError):
-        await make_client(max_retries=2).create_prediction(model=IMAGES, input=SMALL)
-    assert stack.proxy.count("POST", CREATE_PATH) == 3
-    assert stack.predictions_created == 0
-
-
 async def test_create_is_retried_when_the_connection_never_opened(make_client: MakeClient) -> None:
     """Nothing listens: the request never left, so even a create is retried (counted by the hook)."""
     attempts: list[tuple[str, str, int | None]] = []
@@ -152,9 +148,10 @@ async def test_create_is_retried_when_the_connection_never_opened(make_client: M
         max_retries=2,
         on_request=lambda method, path, status, seconds: attempts.append((method, path, status)),
     )
-    with pytest.raises(ProviderUnavailableError):
+    with pytest.raises(ProviderUnavailableError) as caught:
         await client.create_prediction(model=IMAGES, input=SMALL)
     assert attempts == [("POST", "/v1/models/{owner}/{name}/predictions", None)] * 3
+    assert not caught.value.sent and never_reached(caught.value)
 
 
 async def test_upload_is_retried_on_429_only(stack: Stack, client: ReplicateClient) -> None:
@@ -180,12 +177,13 @@ async def test_retry_after_is_honoured(stack: Stack, make_client: MakeClient) ->
     assert stack.proxy.count("GET", SECRET_PATH) == 2
 
 
-async def test_ratelimit_reset_is_honoured_by_a_create(stack: Stack, make_client: MakeClient) -> None:
+async def test_ratelimit_reset_is_the_wait_a_throttled_create_carries(stack: Stack, make_client: MakeClient) -> None:
+    """The queue waits it out before sending the create again."""
     stack.proxy.script("POST", CREATE_PATH, throttled(headers={"ratelimit-reset": "0.3"}))
-    started = time.monotonic()
-    await make_client(retry_max_seconds=5.0).create_prediction(model=IMAGES, input=SMALL)
-    assert time.monotonic() - started >= 0.3
-    assert stack.predictions_created == 1
+    with pytest.raises(ProviderRateLimitedError) as caught:
+        await make_client(retry_max_seconds=5.0).create_prediction(model=IMAGES, input=SMALL)
+    assert caught.value.retry_after_seconds == pytest.approx(0.3)
+    assert stack.predictions_created == 0
 
 
 async def test_a_hint_longer_than_the_cap_is_raised_at_once(stack: Stack, make_client: MakeClient) -> None:

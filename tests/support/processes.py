@@ -51,13 +51,17 @@ async def simulator_process(
         yield base
 
 
+UNLIMITED_QUEUE = {"MAX_RUNNING_PER_KEY": "1000", "MAX_RUNNING_TOTAL": "1000"}
+
+
 @asynccontextmanager
 async def _running(args: list[str], env: dict[str, str], log: Path, base: str, ready_path: str) -> AsyncIterator[str]:
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", *args],
-            # Replicate (or its simulator) alone, unless a test asks for more.
-            env={**os.environ, "PROVIDERS": "replicate", **env},
+            # Replicate (or its simulator) alone, unless a test asks for more; the queue's limits only where
+            # a test is about them.
+            env={**os.environ, **UNLIMITED_QUEUE, "PROVIDERS": "replicate", **env},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

@@ -42,7 +42,7 @@ from server.provider.errors import (
     rate_limit_wait,
 )
 from server.provider.fal.refusals import validation_error
-from server.provider.retry import RetryPolicy, RetryRules
+from server.provider.retry import RetryPolicy, RetryRules, never_sent
 from server.provider.types import RequestHook
 
 logger = logging.getLogger(__name__)
@@ -359,12 +359,16 @@ class FalClient:
                 self._report(method, template, None, started)
                 if not RETRY_RULES.allow(idempotent=idempotent, error=exc):
                     raise ProviderUnavailableError(
-                        "Provider unavailable", f"{method} {template}: {type(exc).__name__}: {exc}"
+                        "Provider unavailable",
+                        f"{method} {template}: {type(exc).__name__}: {exc}",
+                        sent=not never_sent(exc),
                     ) from None
                 delay = self.retry_policy.delay(retry)
                 if delay is None:
                     raise ProviderUnavailableError(
-                        "Provider unavailable", f"{method} {template}: {type(exc).__name__}: {exc}"
+                        "Provider unavailable",
+                        f"{method} {template}: {type(exc).__name__}: {exc}",
+                        sent=not never_sent(exc),
                     ) from None
             except ProviderError:
                 self._report(method, template, None, started)

@@ -33,13 +33,16 @@ from server.provider.errors import (
 )
 from server.provider.replicate.errors import error_from_response
 from server.provider.replicate.prediction import Prediction
-from server.provider.retry import RetryPolicy, RetryRules
+from server.provider.retry import RetryPolicy, RetryRules, never_sent
 from server.provider.types import RequestHook
 
 logger = logging.getLogger(__name__)
 
 # Replicate promises a throttled request did nothing, so a create is retried on 429 too.
 RETRY_RULES = RetryRules(frozenset({429, 500, 502, 503, 504}), create_statuses=frozenset({429}))
+# A prediction's create is not retried on 429 here: Darkroom's queue holds it for the Retry-After, rather
+# than the caller's request.
+PREDICTION_CREATE_RULES = RetryRules(RETRY_RULES.statuses)
 # The token sent to the simulator when no REPLICATE_API_TOKEN is set.
 SIMULATOR_TOKEN = "simulator"
 USER_AGENT = f"darkroom/{__version__}"
@@ -175,7 +178,14 @@ class ReplicateClient:
             headers["Prefer"] = f"wait={wait}"
             timeout = httpx.Timeout(self._timeout_seconds + wait, connect=self._connect_timeout_seconds)
         response = await self._request(
-            "POST", path, template, idempotent=False, json_body=body, headers=headers, request_timeout=timeout
+            "POST",
+            path,
+            template,
+            idempotent=False,
+            json_body=body,
+            headers=headers,
+            request_timeout=timeout,
+            retry_rules=PREDICTION_CREATE_RULES,
         )
         return _prediction(response)
 
@@ -310,6 +320,7 @@ class ReplicateClient:
         data: Mapping[str, str] | None = None,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         request_timeout: httpx.Timeout | None = None,
+        retry_rules: RetryRules = RETRY_RULES,
     ) -> httpx.Response:
         """Send one call, retrying as `server.provider.retry` says; the 2xx response, or a ProviderError."""
         retry = 0
@@ -331,9 +342,9 @@ class ReplicateClient:
                 self._report(method, template, None, time.perf_counter() - started)
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 error: ProviderError = ProviderUnavailableError(
-                    "Provider unavailable", f"{method} {template}: {reason}"
+                    "Provider unavailable", f"{method} {template}: {reason}", sent=not never_sent(exc)
                 )
-                retryable = RETRY_RULES.allow(idempotent=idempotent, error=exc)
+                retryable = retry_rules.allow(idempotent=idempotent, error=exc)
                 cause: BaseException = exc
             except httpx.DecodingError as exc:
                 # A Content-Encoding the body does not match: the answer came but cannot be read.
@@ -353,7 +364,7 @@ class ReplicateClient:
                     retryable = False
                 else:
                     error = error_from_response(response)
-                    retryable = RETRY_RULES.allow(idempotent=idempotent, status=status)
+                    retryable = retry_rules.allow(idempotent=idempotent, status=status)
                 cause = error
             delay = self.retry_policy.delay(retry, error.retry_after_seconds) if retryable else None
             if delay is None:

@@ -140,6 +140,7 @@ GENERATION_FIELDS = PublicFields(
     Field("progress"),
     Field("predict_time"),
     Field("queue_position"),
+    Field("queue_reason"),
     Field("source_media_id", ID),
     Field("created_at", TIME),
     Field("updated_at", TIME, shown=False),

@@ -8,6 +8,7 @@ states are final. The provider is reached only through its port (`server.provide
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -24,7 +25,8 @@ from server import metrics
 from server.db.models import AnyGeneration, CatalogModel, Generation, GenerationRow, Media, utcnow
 from server.db.session import driver_connection
 from server.domain import VIDEO_EXTENSIONS, GenerationStatus, MediaKind, MediaStatus, generation_status_for
-from server.provider.errors import ProviderError
+from server.log import generation_context
+from server.provider.errors import ProviderError, ProviderRateLimitedError, never_reached
 from server.provider.port import Provider
 from server.provider.registry import Providers
 from server.provider.types import JobRef, PredictionUpdate
@@ -38,6 +40,7 @@ from server.services.event_log.events import (
     event_for,
     number_change,
 )
+from server.services.generations.queue import GenerationQueue
 from server.services.operations.alerts import FailureAlerts
 from server.settings import Settings
 
@@ -106,6 +109,8 @@ def decide(generation: AnyGeneration, update: PredictionUpdate, at_deadline: boo
     """Whether `update` moves `generation` forward, repeats it, or lags behind it."""
     current = GenerationStatus(generation.status)
     incoming = incoming_status(generation, update, at_deadline)
+    if current is GenerationStatus.QUEUED:
+        return UpdateOutcome.STALE  # nothing of it was sent: no report can be about it
     if current.is_terminal:
         return UpdateOutcome.DUPLICATE if incoming == current else UpdateOutcome.STALE
     if incoming.rank < current.rank:
@@ -142,6 +147,9 @@ class GenerationService:
         self._webhook_url = webhook_url
         self._publish = publish
         self._alerts = alerts
+        self._queue = GenerationQueue(settings)
+        # Set when a slot may have freed or a generation was queued: the queue's task then runs a round.
+        self.queue_changed = asyncio.Event()
         bind = sessions.kw.get("bind")
         # On Postgres, provider updates take the short path of `_apply_in_one_statement` first.
         self._postgres: AsyncEngine | None = (
@@ -190,25 +198,29 @@ class GenerationService:
         source_media_id: uuid.UUID | None = None,
         version: str | None = None,
     ) -> Generation:
-        """Create the generation and the provider's prediction together, or neither.
+        """Create the generation, and send it to the model's provider now or queue it.
 
-        The row is written first (so a webhook can find it), then the model's provider is asked; if it
-        refuses, the row is deleted again and the refusal is raised as a ServiceError. `version` pins
-        the version that runs; without one, the model's own (None: it runs by its name). The generation
-        records the version the provider says ran. The provider is given GENERATION_TIMEOUT_SECONDS as
-        the job's deadline.
+        Within the queue's limits (`server.services.generations.queue`) it is sent at once: the row is
+        written first (so a webhook can find it), then the provider is asked; if it refuses, the row is
+        deleted again and the refusal is raised as a ServiceError. Past a limit it is written QUEUED, and
+        `dispatch_queued` sends it when a slot frees. A create the provider refused for its rate limit, or
+        never received, waits QUEUED too, and is sent again after the wait the provider asked for.
+
+        `version` pins the version that runs; without one, the model's own (None: it runs by its name).
+        The generation records the version the provider says ran. The provider is given
+        GENERATION_TIMEOUT_SECONDS as the job's deadline.
         """
         try:
             provider = self._providers.get(model.provider)
         except ProviderError as exc:
             raise ServiceError.single(exc.code, str(exc), ["model"]) from exc
-        run_version = version or model.version_id
+        sent_input = provider_input if provider_input is not None else stored_input
         generation = Generation(
             id=uuid.uuid4(),
             owner_id=viewer.owner_id,
             kind=model.kind,
             model_ref=model.ref,
-            model_version=run_version,
+            model_version=version or model.version_id,
             input=stored_input,
             status=GenerationStatus.STARTING,
             provider=provider.name,
@@ -216,40 +228,192 @@ class GenerationService:
             next_poll_at=utcnow() + timedelta(seconds=self._poll_after(provider.name)),
         )
         async with self._sessions.begin() as session:
+            await self._queue.lock(session)
+            wait_reason = await self._queue.wait_reason(session, viewer.owner_id)
             session.add(generation)
-        webhook = self.webhook_url(provider.name, generation.id)
+            if wait_reason is not None:
+                generation.status = GenerationStatus.QUEUED
+                generation.next_poll_at = None
+                generation.queued_input = sent_input
+                generation.queue_reason = wait_reason
+                await session.flush()
+                generation.queue_position = await self._queue.position_of(session, generation)
+                event_id = await append_event(session, generation, [], EventType.CREATED)
+        if wait_reason is not None:
+            await self._publish(event_id)
+            self.queue_changed.set()
+            metrics.GENERATIONS_QUEUED.inc()
+            logger.info(
+                "generation queued",
+                extra={"generation_id": str(generation.id), "model": model.ref, "reason": wait_reason},
+            )
+        else:
+            await self._send(provider, generation, sent_input, first=True)
+        return await self.get(generation.id, Viewer.system())
+
+    async def _send(
+        self, provider: Provider, generation: Generation, sent_input: dict[str, Any], *, first: bool
+    ) -> None:
+        """Send a STARTING `generation` to `provider` and record its job; `first` when its start is the
+        caller's request, still waiting for the answer (else the queue sent it).
+
+        A create the provider never received, or refused for its rate limit, puts it back in the queue. Any
+        other refusal withdraws a first start (raised as a ServiceError: nothing is left of it) and fails a
+        queued one. A create interrupted otherwise may have arrived, so it is never sent again: a first
+        start is withdrawn (a job that did start is canceled by its first webhook, `cancel_withdrawn`); a
+        queued one stays STARTING without a job, and the poller's deadline settles it.
+        """
         try:
             created = await provider.create(
-                model_ref=model.ref,
-                version_id=run_version,
-                input=provider_input if provider_input is not None else stored_input,
-                webhook_url=webhook,
+                model_ref=generation.model_ref,
+                version_id=generation.model_version,
+                input=sent_input,
+                webhook_url=self.webhook_url(provider.name, generation.id),
                 deadline_seconds=self._deadline_seconds,
             )
-        except BaseException as exc:
-            async with self._sessions.begin() as session:
-                await session.execute(delete(Generation).where(Generation.id == generation.id))
-            if isinstance(exc, ProviderError):
-                logger.warning("provider refused a prediction", extra={"model": model.ref, "code": exc.code})
-                raise self.refused(provider, exc) from exc
+        except ProviderError as exc:
+            if never_reached(exc):
+                await self._queue_again(generation.id, exc, sent_input, first=first)
+                return
+            logger.warning("provider refused a prediction", extra={"model": generation.model_ref, "code": exc.code})
+            if not first:
+                await self._fail_unsent(generation.id, exc)
+                return
+            await self._withdraw(generation.id)
+            raise self.refused(provider, exc) from exc
+        except BaseException:
+            if first:
+                await self._withdraw(generation.id)
             raise
         async with self._sessions.begin() as session:
             row = await self._lock(session, generation.id)
-            assert row is not None
+            if row is None:
+                return
             row.provider_id = created.prediction_id
             row.provider_status = row.provider_status or created.provider_status
             row.queue_position = created.queue_position
             row.model_version = created.version or row.model_version
-            event_id = await append_event(session, row, [], EventType.CREATED)
+            event_id = await append_event(session, row, [], EventType.CREATED if first else EventType.UPDATED)
         await self._publish(event_id)
-        metrics.GENERATIONS_STARTED.labels(model.ref, model.kind).inc()
+        metrics.GENERATIONS_STARTED.labels(generation.model_ref, generation.kind).inc()
         logger.info(
             "generation started",
-            extra={"generation_id": str(generation.id), "model": model.ref, "prediction": created.prediction_id},
+            extra={
+                "generation_id": str(generation.id),
+                "model": generation.model_ref,
+                "prediction": created.prediction_id,
+            },
         )
         if created.status is not GenerationStatus.STARTING:
             await self.apply_prediction_update(created, provider=provider.name)
-        return await self.get(generation.id, Viewer.system())
+
+    async def _withdraw(self, generation_id: uuid.UUID) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(Generation).where(Generation.id == generation_id))
+
+    async def _queue_again(
+        self, generation_id: uuid.UUID, exc: ProviderError, sent_input: dict[str, Any], *, first: bool
+    ) -> None:
+        """Put a generation whose create reached no job back in the queue, until the provider's wait is over."""
+        wait = exc.retry_after_seconds if exc.retry_after_seconds is not None else self._settings.queue.retry_seconds
+        cause = "is rate limiting" if isinstance(exc, ProviderRateLimitedError) else "could not be reached"
+        async with self._sessions.begin() as session:
+            await self._queue.lock(session)
+            row = await self._lock(session, generation_id)
+            if row is None or row.status != GenerationStatus.STARTING or row.provider_id is not None:
+                return  # it ended meanwhile (its deadline passed)
+            row.status = GenerationStatus.QUEUED
+            row.next_poll_at = None
+            row.queued_input = sent_input
+            row.queue_reason = f"the provider {cause}; it is sent again in {wait:.0f} s"
+            row.queue_not_before = utcnow() + timedelta(seconds=wait)
+            await session.flush()
+            moved = await self._queue.moved(session, [row.owner_id])
+            logged = [row, *(other for other in moved if other is not row)]
+            event_ids = [
+                await append_event(session, each, [], EventType.CREATED if first and each is row else EventType.UPDATED)
+                for each in logged
+            ]
+        for event_id in event_ids:
+            await self._publish(event_id)
+        metrics.GENERATIONS_REQUEUED.labels(exc.code).inc()
+        logger.info(
+            "the provider did not take a generation; it waits in the queue",
+            extra={"generation_id": str(generation_id), "code": exc.code, "wait_seconds": wait},
+        )
+
+    async def _fail_unsent(self, generation_id: uuid.UUID, exc: ProviderError) -> None:
+        """A queued generation the provider refused when its turn came: it ends FAILED with the refusal."""
+        async with self._sessions.begin() as session:
+            row = await self._lock(session, generation_id)
+            if row is None or row.status != GenerationStatus.STARTING or row.provider_id is not None:
+                return
+            row.status = GenerationStatus.FAILED
+            row.completed_at = utcnow()
+            row.next_poll_at = None
+            row.error = f"the provider refused it: {exc}"
+            event_id = await append_event(session, row, [], EventType.UPDATED)
+        await self._publish(event_id)
+        self._finished(row.model_ref, row.kind, GenerationStatus.FAILED)
+
+    # --- the queue -------------------------------------------------------------------------------
+    async def dispatch_queued(self) -> int:
+        """One round of the queue: end what waited past GENERATION_TIMEOUT_SECONDS TIMED_OUT, then send what
+        the free slots allow, together. Returns how many it sent."""
+        async with self._sessions() as session:
+            queued = select(Generation.id).where(Generation.status == GenerationStatus.QUEUED).limit(1)
+            if await session.scalar(queued) is None:
+                return 0  # the common case, without the queue's lock
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            await self._queue.lock(session)
+            expired = await self._queue.overdue(session, now - timedelta(seconds=self._deadline_seconds))
+            for row in expired:
+                row.status = GenerationStatus.TIMED_OUT
+                row.completed_at = now
+                row.error = f"waited in the queue for {self._deadline_seconds:.0f} s without a free slot"
+                row.queued_input = row.queue_position = row.queue_reason = row.queue_not_before = None
+            claimed = await self._queue.claim(session, now)
+            sends = [(row, dict(row.queued_input or row.input)) for row in claimed]
+            for row in claimed:
+                row.next_poll_at = now + timedelta(seconds=self._poll_after(row.provider))
+                row.queued_input = None
+            moved = await self._queue.moved(session, {row.owner_id for row in [*expired, *claimed]})
+            event_ids = [await append_event(session, row, [], EventType.UPDATED) for row in [*expired, *moved]]
+        for event_id in event_ids:
+            await self._publish(event_id)
+        for row in expired:
+            self._finished(row.model_ref, row.kind, GenerationStatus.TIMED_OUT)
+            logger.warning("a queued generation timed out", extra={"generation_id": str(row.id)})
+        await asyncio.gather(*(self._send_queued(row, sent_input) for row, sent_input in sends))
+        return len(sends)
+
+    async def _send_queued(self, generation: Generation, sent_input: dict[str, Any]) -> None:
+        with generation_context(str(generation.id)):
+            try:
+                await self._send(self._providers.get(generation.provider), generation, sent_input, first=False)
+            except Exception:
+                # One send's fault must not stop the others of its round, nor the queue's task.
+                logger.exception("sending a queued generation failed", extra={"generation_id": str(generation.id)})
+
+    async def _cancel_queued(self, generation_id: uuid.UUID) -> bool:
+        """End a QUEUED generation CANCELED; nothing was sent, so the provider is not called. False when it
+        is no longer queued."""
+        async with self._sessions.begin() as session:
+            await self._queue.lock(session)
+            row = await self._lock(session, generation_id)
+            if row is None or row.status != GenerationStatus.QUEUED:
+                return False
+            row.status = GenerationStatus.CANCELED
+            row.completed_at = utcnow()
+            row.error = "canceled while queued; it never reached the provider"
+            row.queued_input = row.queue_position = row.queue_reason = row.queue_not_before = None
+            moved = await self._queue.moved(session, [row.owner_id])
+            event_ids = [await append_event(session, each, [], EventType.UPDATED) for each in [row, *moved]]
+        for event_id in event_ids:
+            await self._publish(event_id)
+        self._finished(row.model_ref, row.kind, GenerationStatus.CANCELED)
+        return True
 
     # --- provider updates ------------------------------------------------------------------------
     async def apply_prediction_update(
@@ -413,6 +577,9 @@ class GenerationService:
     # --- cancel and time out -----------------------------------------------------------------------
     async def cancel(self, generation_id: uuid.UUID, viewer: Viewer) -> Generation:
         generation = await self.get(generation_id, viewer)
+        if generation.status == GenerationStatus.QUEUED and await self._cancel_queued(generation_id):
+            return await self.get(generation_id, viewer)
+        generation = await self.get(generation_id, viewer)  # it may have left the queue meanwhile
         if GenerationStatus(generation.status).is_terminal:
             raise ServiceError.single(
                 "ALREADY_FINISHED", f"the generation has already {generation.status.lower()}", ["id"]
@@ -501,6 +668,8 @@ class GenerationService:
         return f"timed out after {self._deadline_seconds:.0f} s without finishing"
 
     def _finished(self, model: str, kind: str, status: GenerationStatus) -> None:
+        """A generation ended: count it, and wake the queue, since it may have freed a slot."""
+        self.queue_changed.set()
         metrics.GENERATIONS_FINISHED.labels(model, kind, status).inc()
         if self._alerts is not None:
             self._alerts.generation_finished(model, kind, status)

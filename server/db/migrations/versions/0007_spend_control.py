@@ -25,6 +25,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("client_metadata", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("queue_reason", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("queue_not_before", UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("queued_input", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("cost_amount", sa.Float(), nullable=True))
         batch.add_column(sa.Column("cost_currency", sa.String(length=8), nullable=True))
         batch.add_column(sa.Column("cost_basis", sa.String(length=32), nullable=True))
@@ -65,6 +66,7 @@ def downgrade() -> None:
             "cost_basis",
             "cost_currency",
             "cost_amount",
+            "queued_input",
             "queue_not_before",
             "queue_reason",
             "client_metadata",

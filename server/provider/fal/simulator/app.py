@@ -167,6 +167,10 @@ def build_app(
                 start_timeout = math.nan
             if not math.isfinite(start_timeout) or start_timeout <= 1:
                 raise _bad_request("X-Fal-Request-Timeout must be a number of seconds greater than 1")
+        throttled = config.rate_limit_create()
+        if throttled is not None:
+            stats.rate_limited += 1
+            raise FalError(429, "Rate limit exceeded", headers=throttled)
         prediction = engine.submit(endpoint, body, webhook, start_timeout)
         stats.creates.append(
             {
