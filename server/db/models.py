@@ -92,6 +92,7 @@ class Generation(Base):
         Index("ix_generations_status_next_poll", "status", "next_poll_at"),
         Index("ix_generations_created", "created_at", "id"),
         Index("ix_generations_status_owner_created", "status", "owner_id", "created_at", "id"),
+        Index("ix_generations_owner_dispatched", "owner_id", "dispatched_at"),
         UniqueConstraint("provider", "provider_id"),
     )
 
@@ -123,6 +124,8 @@ class Generation(Base):
     # What the provider is to be sent, kept only while the generation waits in the queue: the stored
     # `input` masks secrets and names Darkroom's own media URLs.
     queued_input: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # When it was sent to the provider: keys take turns by who was served longest ago.
+    dispatched_at: Mapped[datetime | None]
     # What it cost, by the price table: an estimate until the provider's figures settle it.
     cost_amount: Mapped[float | None] = mapped_column(Float)
     cost_currency: Mapped[str | None] = mapped_column(String(8))
@@ -156,8 +159,8 @@ class Generation(Base):
 @dataclass(slots=True)
 class GenerationRow:
     """A generation's state as a plain object that no session tracks, under Generation's attribute names:
-    every column but `input` (large) and the poller's claim. The provider-update path on Postgres reads
-    and writes these without the ORM; the fields are in the order it selects them."""
+    every column but `input` and `queued_input` (large) and the poller's claim. The provider-update path on
+    Postgres reads and writes these without the ORM; the fields are in the order it selects them."""
 
     id: uuid.UUID
     owner_id: uuid.UUID | None
@@ -183,6 +186,8 @@ class GenerationRow:
     provider: str
     queue_position: int | None
     queue_reason: str | None
+    queue_not_before: datetime | None
+    dispatched_at: datetime | None
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

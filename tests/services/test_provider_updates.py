@@ -203,4 +203,5 @@ async def test_an_update_that_lost_a_race_is_decided_again_on_the_row_it_lost_to
 def test_the_plain_row_has_every_state_column_of_a_generation() -> None:
     """A column added to generations must reach the one-statement update path (and its events) too."""
     columns = {column.key for column in Generation.__table__.columns}
-    assert {field.name for field in dataclasses.fields(GenerationRow)} == columns - {"input", "poll_claimed_until"}
+    left_out = {"input", "queued_input", "poll_claimed_until"}
+    assert {field.name for field in dataclasses.fields(GenerationRow)} == columns - left_out

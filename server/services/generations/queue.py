@@ -4,7 +4,8 @@ A generation takes one of the queue's slots from the moment it is sent to its pr
 it ends. Each key runs at most its own limit at once (`api_keys.max_running`, else MAX_RUNNING_PER_KEY;
 on an open server the anonymous caller is one key), and all of Darkroom at most MAX_RUNNING_TOTAL. A start
 past either limit waits QUEUED. Queued generations start first in, first out within a key, and keys take
-turns: each round gives the first queued job of every key with a free slot before the second of any.
+turns: each round gives the first queued job of every key with a free slot before the second of any, and
+among those, the key served longest ago (or never) goes first.
 
 Every decision about slots is made under one lock (`QUEUE_LOCK`, an advisory lock on Postgres; SQLite has
 one writer), so two processes never hand out the same slot. Claiming a queued generation is setting it
@@ -108,7 +109,9 @@ class GenerationQueue:
                 .group_by(Generation.owner_id)
             )
         ).all()
-        candidates: list[tuple[int, datetime, uuid.UUID, Generation]] = []
+        served = await self._last_served(session, owners)
+        never = datetime.min.replace(tzinfo=now.tzinfo)
+        candidates: list[tuple[int, datetime, datetime, uuid.UUID, Generation]] = []
         for owner in owners:
             free = min(await self.limit_of(session, owner) - running.get(owner, 0), free_total)
             if free <= 0:
@@ -122,10 +125,12 @@ class GenerationQueue:
             if is_postgres(session):
                 statement = statement.with_for_update()
             rows = (await session.scalars(statement)).all()
-            candidates.extend((turn, row.created_at, row.id, row) for turn, row in enumerate(rows))
-        candidates.sort(key=lambda candidate: candidate[:3])
-        claimed = [candidate[3] for candidate in candidates[:free_total]]
+            last = served.get(owner) or never
+            candidates.extend((turn, last, row.created_at, row.id, row) for turn, row in enumerate(rows))
+        candidates.sort(key=lambda candidate: candidate[:4])
+        claimed = [candidate[4] for candidate in candidates[:free_total]]
         for row in claimed:
+            row.dispatched_at = now
             row.status = GenerationStatus.STARTING
             row.queue_position = None
             row.queue_reason = None
@@ -182,6 +187,17 @@ class GenerationQueue:
         for row in rows:
             row.queue_position = changed[row.id]
         return rows
+
+    @staticmethod
+    async def _last_served(session: AsyncSession, owners: Iterable[Owner]) -> dict[Owner, datetime]:
+        """When each of `owners` last had a generation sent."""
+        wanted = list(owners)
+        keys = [owner for owner in wanted if owner is not None]
+        served = select(Generation.owner_id, func.max(Generation.dispatched_at)).group_by(Generation.owner_id)
+        condition: ColumnElement[bool] = Generation.owner_id.in_(keys)
+        if None in wanted:
+            condition = condition | Generation.owner_id.is_(None)
+        return {owner: last for owner, last in (await session.execute(served.where(condition))).all() if last}
 
     @staticmethod
     async def _running(session: AsyncSession) -> dict[Owner, int]:

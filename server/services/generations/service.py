@@ -226,6 +226,7 @@ class GenerationService:
             provider=provider.name,
             source_media_id=source_media_id,
             next_poll_at=utcnow() + timedelta(seconds=self._poll_after(provider.name)),
+            dispatched_at=utcnow(),
         )
         async with self._sessions.begin() as session:
             await self._queue.lock(session)
@@ -233,7 +234,7 @@ class GenerationService:
             session.add(generation)
             if wait_reason is not None:
                 generation.status = GenerationStatus.QUEUED
-                generation.next_poll_at = None
+                generation.next_poll_at = generation.dispatched_at = None
                 generation.queued_input = sent_input
                 generation.queue_reason = wait_reason
                 await session.flush()

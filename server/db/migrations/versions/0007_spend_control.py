@@ -26,11 +26,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("queue_reason", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("queue_not_before", UTCDateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("queued_input", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("dispatched_at", UTCDateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("cost_amount", sa.Float(), nullable=True))
         batch.add_column(sa.Column("cost_currency", sa.String(length=8), nullable=True))
         batch.add_column(sa.Column("cost_basis", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("cost_estimated", sa.Boolean(), nullable=True))
         batch.create_index("ix_generations_status_owner_created", ["status", "owner_id", "created_at", "id"])
+        batch.create_index("ix_generations_owner_dispatched", ["owner_id", "dispatched_at"])
     with op.batch_alter_table("media") as batch:
         batch.add_column(sa.Column("client_metadata", sa.JSON(), nullable=True))
     with op.batch_alter_table("api_keys") as batch:
@@ -60,12 +62,14 @@ def downgrade() -> None:
     with op.batch_alter_table("media") as batch:
         batch.drop_column("client_metadata")
     with op.batch_alter_table("generations") as batch:
+        batch.drop_index("ix_generations_owner_dispatched")
         batch.drop_index("ix_generations_status_owner_created")
         for column in (
             "cost_estimated",
             "cost_basis",
             "cost_currency",
             "cost_amount",
+            "dispatched_at",
             "queued_input",
             "queue_not_before",
             "queue_reason",
