@@ -179,6 +179,10 @@ class GenerationRow:
     event_seq: int
     provider: str
     queue_position: int | None
+    cost_amount: float | None
+    cost_currency: str | None
+    cost_basis: str | None
+    cost_estimated: bool | None
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

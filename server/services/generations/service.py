@@ -39,6 +39,9 @@ from server.services.event_log.events import (
     number_change,
 )
 from server.services.operations.alerts import FailureAlerts
+from server.services.spend import costs
+from server.services.spend.costs import Cost
+from server.services.spend.prices import PriceTable
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +61,8 @@ WITH changed AS (
     UPDATE generations SET
         status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
         started_at = $9, completed_at = $10, provider_updated_at = $11, error = $12, poll_attempts = $13,
-        next_poll_at = $14, event_seq = $15, updated_at = $16, predict_time = $22, queue_position = $23
+        next_poll_at = $14, event_seq = $15, updated_at = $16, predict_time = $22, queue_position = $23,
+        cost_amount = $24, cost_currency = $25, cost_basis = $26, cost_estimated = $27
     WHERE id = $1 AND event_seq = $2 AND owner_id IS NOT DISTINCT FROM $18::uuid
         AND source_media_id IS NOT DISTINCT FROM $21::uuid
     RETURNING id
@@ -133,9 +137,12 @@ class GenerationService:
         alerts: FailureAlerts | None = None,
         *,
         webhook_url: str | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         """`webhook_url` is where a provider can report to this server, with "{provider}" for its name; None
-        when the providers cannot reach us."""
+        when the providers cannot reach us. `prices` settle each generation's cost as it finishes (None: no
+        costs are figured)."""
+        self._prices = prices
         self._settings = settings
         self._sessions = sessions
         self._providers = providers
@@ -189,6 +196,7 @@ class GenerationService:
         provider_input: dict[str, Any] | None = None,
         source_media_id: uuid.UUID | None = None,
         version: str | None = None,
+        cost: Cost | None = None,
     ) -> Generation:
         """Create the generation and the provider's prediction together, or neither.
 
@@ -196,7 +204,7 @@ class GenerationService:
         refuses, the row is deleted again and the refusal is raised as a ServiceError. `version` pins
         the version that runs; without one, the model's own (None: it runs by its name). The generation
         records the version the provider says ran. The provider is given GENERATION_TIMEOUT_SECONDS as
-        the job's deadline.
+        the job's deadline. `cost` is the start's estimate, held until the job settles.
         """
         try:
             provider = self._providers.get(model.provider)
@@ -215,6 +223,7 @@ class GenerationService:
             source_media_id=source_media_id,
             next_poll_at=utcnow() + timedelta(seconds=self._poll_after(provider.name)),
         )
+        costs.record(generation, cost)
         async with self._sessions.begin() as session:
             session.add(generation)
         webhook = self.webhook_url(provider.name, generation.id)
@@ -325,6 +334,10 @@ class GenerationService:
                 generation.source_media_id,
                 generation.predict_time,
                 generation.queue_position,
+                generation.cost_amount,
+                generation.cost_currency,
+                generation.cost_basis,
+                generation.cost_estimated,
             )
         if event_id is None:
             return None
@@ -335,7 +348,7 @@ class GenerationService:
         status = GenerationStatus(generation.status)
         await self._publish(event_id)
         if status.is_terminal:
-            self._finished(generation.model_ref, generation.kind, status)
+            self._finished(generation, status)
         logger.info(
             "generation updated",
             extra={
@@ -347,6 +360,21 @@ class GenerationService:
         return ApplyResult(UpdateOutcome.APPLIED, generation.id, status)
 
     def _apply(self, generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool) -> list[Media]:
+        media = self._apply_state(generation, update, at_deadline)
+        if GenerationStatus(generation.status).is_terminal:
+            self._settle_cost(generation, len(media))
+        return media
+
+    def _settle_cost(self, generation: AnyGeneration, outputs: int) -> None:
+        """Replace the estimate by what the finished job cost, where the price table prices its model."""
+        price = self._prices.price_for(generation.provider, generation.model_ref) if self._prices else None
+        if price is None:
+            return
+        cost = costs.settled(price, generation, outputs)
+        if cost is not None:
+            costs.record(generation, cost)
+
+    def _apply_state(self, generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool) -> list[Media]:
         now = utcnow()
         new_status = incoming_status(generation, update, at_deadline)
         generation.status = new_status
@@ -464,10 +492,11 @@ class GenerationService:
             generation.completed_at = utcnow()
             generation.next_poll_at = None
             generation.error = self._timed_out_message()
+            self._settle_cost(generation, 0)
             job = JobRef(generation.provider_id, generation.model_ref) if generation.provider_id else None
             event_id = await append_event(session, generation, [], EventType.UPDATED)
         await self._publish(event_id)
-        self._finished(generation.model_ref, generation.kind, GenerationStatus.TIMED_OUT)
+        self._finished(generation, GenerationStatus.TIMED_OUT)
         logger.warning("generation timed out", extra={"generation_id": str(generation_id)})
         if job is not None:
             try:
@@ -500,8 +529,12 @@ class GenerationService:
     def _timed_out_message(self) -> str:
         return f"timed out after {self._deadline_seconds:.0f} s without finishing"
 
-    def _finished(self, model: str, kind: str, status: GenerationStatus) -> None:
+    def _finished(self, generation: AnyGeneration, status: GenerationStatus) -> None:
+        """Count a generation that has just reached `status` (terminal, so this runs once for it)."""
+        model, kind = generation.model_ref, generation.kind
         metrics.GENERATIONS_FINISHED.labels(model, kind, status).inc()
+        if generation.cost_estimated is False and generation.cost_amount is not None:
+            metrics.SPEND.labels(model).inc(generation.cost_amount)
         if self._alerts is not None:
             self._alerts.generation_finished(model, kind, status)
 
