@@ -140,8 +140,12 @@ def _period(stored: str | None, default: Period) -> Period:
     return cast(Period, stored) if stored in costs.PERIODS else default
 
 
+# Sums of float prices drift (0.1 * 3 + 0.2 > 0.5): a start that fits to within this much fits.
+BUDGET_TOLERANCE = 1e-9
+
+
 def _refuse_past(spent: float, estimate: Cost, budget: float, whose: str) -> None:
-    if spent + estimate.amount <= budget:
+    if spent + estimate.amount <= budget + BUDGET_TOLERANCE:
         return
     logger.info(
         "start refused: over budget",
