@@ -9,7 +9,7 @@ import pytest
 
 from server.services.generations.service import UpdateOutcome
 from server.services.spend.prices import load_price_table
-from tests.spend.support import GET, STATS, VIEWER, estimate, spent_metric, start
+from tests.spend.support import COST, GET, STATS, VIEWER, estimate, spent_metric, start
 from tests.support.graphql import data
 from tests.support.providers import ProviderCase
 from tests.support.waiting import eventually
@@ -131,3 +131,19 @@ def _system() -> Any:
     from server.services.access.viewer import Viewer
 
     return Viewer.system()
+
+
+async def test_a_canceled_generation_settles_at_what_it_delivered(start_darkroom: Any) -> None:
+    """No outputs, no per-output cost: the estimate is replaced by a settled 0 (on Postgres, by the
+    one-statement update, which writes the cost columns with the rest)."""
+    async with start_darkroom(simulator_run_seconds=5.0) as darkroom:
+        payload = await start(darkroom, "darkroom-sim/pixel-forge", {"prompt": "x", "num_outputs": 3})
+        assert payload["generation"]["cost"]["estimated"] is True
+        canceled = data(
+            await darkroom.query(
+                f"mutation C($id: ID!) {{ cancelGeneration(input: {{id: $id}}) {{ generation {{ status {COST} }} }} }}",
+                {"id": payload["generation"]["id"]},
+            )
+        )["cancelGeneration"]["generation"]
+        assert canceled["status"] == "CANCELED"
+        assert canceled["cost"] == {"amount": 0.0, "currency": "USD", "basis": "per_output", "estimated": False}
