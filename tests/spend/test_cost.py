@@ -10,7 +10,7 @@ import pytest
 from server.services.generations.service import UpdateOutcome
 from server.services.spend.prices import load_price_table
 from tests.spend.support import COST, GET, STATS, VIEWER, estimate, spent_metric, start
-from tests.support.graphql import data
+from tests.support.graphql import data, ws_connect
 from tests.support.providers import ProviderCase
 from tests.support.waiting import eventually
 
@@ -147,3 +147,17 @@ async def test_a_canceled_generation_settles_at_what_it_delivered(start_darkroom
         )["cancelGeneration"]["generation"]
         assert canceled["status"] == "CANCELED"
         assert canceled["cost"] == {"amount": 0.0, "currency": "USD", "basis": "per_output", "estimated": False}
+
+
+async def test_the_feed_carries_the_cost(darkroom: Any) -> None:
+    """The cost rides on the generation's events: a subscriber sees the estimate, then the settled cost."""
+    payload = await start(darkroom, "darkroom-sim/pixel-forge", {"prompt": "x"})
+    follow = f"subscription F($id: ID!) {{ generation(id: $id) {{ status {COST} }} }}"
+    async with ws_connect(darkroom.base_url) as client:
+        frames = [
+            data(frame)["generation"] async for frame in client.subscribe(follow, {"id": payload["generation"]["id"]})
+        ]
+    costs = [frame["cost"] for frame in frames]
+    assert all(cost is not None and cost["basis"] == "per_output" for cost in costs), costs
+    assert frames[-1]["status"] == "SUCCEEDED" and costs[-1]["estimated"] is False
+    assert costs[-1]["amount"] == pytest.approx(PRICES.price_for("replicate", "darkroom-sim/pixel-forge").amount)  # type: ignore[union-attr]
