@@ -113,6 +113,11 @@ def test_estimates_and_settled_costs() -> None:
     timed = costs.settled(per_second, generation("SUCCEEDED", 4.0), 1)
     assert timed is not None and timed.amount == pytest.approx(per_second.amount * 4.0) and not timed.estimated
     assert costs.settled(per_second, generation("SUCCEEDED", None), 1) is None  # keeps its estimate
+    assert (
+        costs.settled(per_second, generation("TIMED_OUT", None), 0) is None
+    )  # Darkroom stopped it: keeps its estimate
+    never_ran = costs.settled(per_second, generation("CANCELED", None), 0)
+    assert never_ran is not None and never_ran.amount == 0.0 and not never_ran.estimated
 
 
 def test_periods_are_calendar_periods_in_utc() -> None:

@@ -74,8 +74,10 @@ def estimate(price: Price, given_input: Any, recent_predict_times: Sequence[floa
 def settled(price: Price, generation: AnyGeneration, outputs: int) -> Cost | None:
     """The cost of a generation that reached a terminal status, by what the provider reported.
 
-    None when the figure it is billed by is missing: a per-second job that succeeded without a predict
-    time keeps its estimate. A job that never ran (canceled while starting) costs nothing.
+    None when the figure it is billed by is missing: a per-second job that succeeded without a predict time,
+    or that Darkroom timed out itself (the provider ran it, but its last word is not known), keeps its
+    estimate. A per-second job the provider ended FAILED or CANCELED without a predict time never ran, and
+    costs nothing; a per-output job is billed for what it delivered.
     """
     status = GenerationStatus(generation.status)
     if price.basis is Basis.PER_OUTPUT:
@@ -83,7 +85,7 @@ def settled(price: Price, generation: AnyGeneration, outputs: int) -> Cost | Non
         return Cost(price.amount * count, price.currency, price.basis, estimated=False)
     if generation.predict_time is not None:
         return Cost(price.amount * generation.predict_time, price.currency, price.basis, estimated=False)
-    if status is GenerationStatus.SUCCEEDED:
+    if status in (GenerationStatus.SUCCEEDED, GenerationStatus.TIMED_OUT):
         return None
     return Cost(0.0, price.currency, price.basis, estimated=False)
 
