@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -120,28 +121,58 @@ def _api_key(settings: Settings, args: argparse.Namespace) -> int:
     from server.db.session import create_engine, create_sessionmaker
     from server.services.access.api_keys import ApiKeyService
     from server.services.errors import ServiceError
+    from server.services.spend.prices import PriceTableError, load_price_table
+    from server.services.spend.service import SpendService
+
+    if args.action == "create" and bool(args.name) == bool(args.name_option):
+        sys.stderr.write("darkroom api-key create: give the key's name once: NAME or --name NAME\n")
+        return 2
+    if args.action == "update":
+        clashes = (args.no_budget and (args.budget is not None or args.period is not None)) or (
+            args.no_max_running and args.max_running is not None
+        )
+        if clashes:
+            sys.stderr.write("darkroom api-key update: an option and its --no- form cannot be given together\n")
+            return 2
+        if (
+            args.budget is None
+            and args.period is None
+            and args.max_running is None
+            and not (args.no_budget or args.no_max_running)
+        ):
+            sys.stderr.write("darkroom api-key update: nothing to change (--budget, --period, --max-running...)\n")
+            return 2
 
     async def run() -> int:
         engine = create_engine(settings)
         try:
             if settings.database.migrate_on_start:
                 await upgrade(engine)
-            keys = ApiKeyService(settings, create_sessionmaker(engine))
+            sessions = create_sessionmaker(engine)
+            keys = ApiKeyService(settings, sessions)
             if args.action == "create":
-                created = await keys.create(args.name)
+                created = await keys.create(args.name or args.name_option, _limits(args, settings))
                 sys.stdout.write(created.token + "\n")
                 sys.stderr.write(
                     f"created API key {created.key.id} ({created.key.prefix}, {created.key.name!r}); "
                     "store the token now, it is not shown again\n"
                 )
+            elif args.action == "update":
+                key = await keys.update(args.key, _limits(args, settings))
+                sys.stdout.write(
+                    f"updated {key.id} ({key.prefix}, {key.name!r}): max running {_or_dash(key.max_running)}, "
+                    f"budget {_budget(key)}\n"
+                )
             elif args.action == "list":
-                sys.stdout.write(_key_table(await keys.list_keys()))
+                listed = await keys.list_keys()
+                spend = SpendService(settings, sessions, load_price_table(settings.spend.price_table_path))
+                sys.stdout.write(_key_table(listed, await spend.key_spends(listed)))
             else:
                 key = await keys.revoke(args.key)
                 sys.stdout.write(f"revoked {key.id} ({key.prefix}, {key.name!r})\n")
                 if not await keys.active_count() and not settings.access.auth_required:
                     sys.stderr.write("no active API key remains: /graphql is open again (set AUTH_REQUIRED=true)\n")
-        except ServiceError as exc:
+        except (ServiceError, PriceTableError) as exc:
             sys.stderr.write(f"darkroom api-key {args.action}: {exc}\n")
             return 1
         finally:
@@ -151,14 +182,57 @@ def _api_key(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _key_table(keys: list[Any]) -> str:
+def _limits(args: argparse.Namespace, settings: Settings) -> Any:
+    """The key limits the options give; on create, a budget without --period counts over BUDGET_PERIOD."""
+    from server.services.access.api_keys import KeyLimits
+
+    limits = KeyLimits()
+    if args.max_running is not None:
+        limits = dataclasses.replace(limits, max_running=args.max_running)
+    if getattr(args, "no_max_running", False):
+        limits = dataclasses.replace(limits, max_running=None)
+    if args.budget is not None:
+        limits = dataclasses.replace(limits, budget_amount=args.budget)
+        if args.action == "create" and args.period is None:
+            limits = dataclasses.replace(limits, budget_period=settings.spend.budget_period)
+    if args.period is not None:
+        limits = dataclasses.replace(limits, budget_period=args.period)
+    if getattr(args, "no_budget", False):
+        limits = dataclasses.replace(limits, budget_amount=None, budget_period=None)
+    return limits
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _budget(key: Any) -> str:
+    return "-" if key.budget_amount is None else f"{key.budget_amount:g}/{key.budget_period or 'month'}"
+
+
+def _key_table(keys: list[Any], spends: dict[Any, Any]) -> str:
     def when(at: Any) -> str:
         return at.strftime("%Y-%m-%d %H:%M:%S") if at else "-"
 
-    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "STATUS")]
+    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "STATUS", "MAX RUNNING", "BUDGET", "PERIOD", "SPENT")]
     for key in keys:
         status = f"revoked {when(key.revoked_at)}" if key.revoked_at else "active"
-        rows.append((str(key.id), key.prefix, key.name, when(key.created_at), when(key.last_used_at), status))
+        spend = spends.get(key.id)
+        budget = "-" if key.budget_amount is None else f"{key.budget_amount:g} {spend.currency if spend else ''}"
+        rows.append(
+            (
+                str(key.id),
+                key.prefix,
+                key.name,
+                when(key.created_at),
+                when(key.last_used_at),
+                status,
+                _or_dash(key.max_running),
+                budget.strip(),
+                spend.period if spend else "-",
+                f"{spend.amount:.4f} {spend.currency}" if spend else "-",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines) + "\n"
@@ -211,15 +285,42 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     cleanup.set_defaults(run=_cleanup)
 
-    api_key = commands.add_parser("api-key", help="create, list and revoke API keys")
+    api_key = commands.add_parser("api-key", help="create, list, update and revoke API keys")
     key_actions = api_key.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser("create", help="create a key and print its token (shown only once)")
-    create.add_argument("--name", required=True, help="what the key is for, e.g. the client's name")
-    key_actions.add_parser("list", help="list keys (never their tokens)")
+    create.add_argument("name", nargs="?", help="what the key is for, e.g. the client's name")
+    create.add_argument("--name", dest="name_option", metavar="NAME", help="the same, as an option")
+    _limit_options(create)
+    update = key_actions.add_parser("update", help="change a key's budget and how many generations it may run")
+    update.add_argument("key", help="the key's id (or its first characters) or its prefix (drk_...)")
+    _limit_options(update)
+    update.add_argument("--no-budget", action="store_true", help="remove the key's budget")
+    update.add_argument(
+        "--no-max-running", action="store_true", help="remove the key's own limit (MAX_RUNNING_PER_KEY applies)"
+    )
+    key_actions.add_parser("list", help="list keys (never their tokens), their limits and this period's spend")
     revoke = key_actions.add_parser("revoke", help="revoke a key: its requests are refused, its sockets closed")
     revoke.add_argument("key", help="the key's id (or its first characters) or its prefix (drk_...)")
     api_key.set_defaults(run=_api_key)
     return parser
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--budget",
+        type=float,
+        metavar="AMOUNT",
+        help="most the key may spend per period, in the price table's currency; a start whose estimate would "
+        "pass it is refused (BUDGET_EXCEEDED)",
+    )
+    parser.add_argument(
+        "--period",
+        choices=("day", "week", "month"),
+        help="the calendar period (UTC) the budget counts over (default on create: BUDGET_PERIOD)",
+    )
+    parser.add_argument(
+        "--max-running", type=int, metavar="N", help="most generations the key may have running at once"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

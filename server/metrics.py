@@ -42,6 +42,11 @@ LIVE_FRAMES = Counter(
     "let sockets be written to directly).",
     ["writer"],
 )
+SPEND = Counter(
+    "darkroom_spend_total",
+    "Settled costs of generations, in the price table's currency, counted once as each settles.",
+    ["model"],
+)
 POLL_CYCLES = Counter("darkroom_poll_cycles_total", "Poller cycles run.")
 POLLED_PREDICTIONS = Counter(
     "darkroom_polled_predictions_total", "Predictions fetched by the poller, by outcome.", ["result"]

@@ -41,6 +41,8 @@ from server.services.media.service import MediaService
 from server.services.media.uploads import UploadService
 from server.services.operations.alerts import FailureAlerts
 from server.services.operations.stats import StatsService
+from server.services.spend.prices import load_price_table
+from server.services.spend.service import SpendService
 from server.settings import Settings
 from server.storage.compose import storage_from_settings
 
@@ -90,6 +92,9 @@ class Runtime:
             settings.operations.alert_failure_threshold, settings.operations.alert_window_seconds
         )
         self.catalogue = CatalogueService(self.sessions, self.providers, settings)
+        # Read once, here, so that a malformed price table stops the process at start (PriceTableError).
+        self.prices = load_price_table(settings.spend.price_table_path)
+        self.spend = SpendService(settings, self.sessions, self.prices)
         reach = reachability(settings)
         self.generations = GenerationService(
             settings,
@@ -98,11 +103,12 @@ class Runtime:
             self.publish,
             self.alerts,
             webhook_url=reach.webhook_url(WEBHOOK_PATH),
+            prices=self.prices,
         )
         self.polls = PollClaims(settings, self.sessions)
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
         self.uploads = UploadService(settings, self.sessions, self.storage, self.publish)
-        self.stats = StatsService(self.sessions)
+        self.stats = StatsService(self.sessions, self.prices.currency)
         self.retention = RetentionService(settings, self.sessions, self.storage, self.publish)
         self.api_keys = ApiKeyService(settings, self.sessions)
         self.rate_limits = RateLimiter.from_settings(settings, buckets_from_settings(settings, self.engine))
@@ -115,6 +121,7 @@ class Runtime:
             self.storage,
             self.providers,
             own_urls_reachable=reach.own_urls,
+            spend=self.spend,
         )
         # The simulators this process mounts, by the provider each plays.
         self.simulators: dict[str, SimulatorCore] = {}

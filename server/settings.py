@@ -623,6 +623,37 @@ class OperationsSettings(SettingsGroup):
     )
 
 
+class SpendSettings(SettingsGroup):
+    """What generations cost: the price table, estimates and the global budget."""
+
+    price_table_path: Path | None = Field(
+        None,
+        alias="PRICE_TABLE_PATH",
+        description="The TOML price table generations are costed by (unset: the one shipped with Darkroom, "
+        "server/services/spend/prices.toml). A model it does not price has no cost; a malformed table stops "
+        "the server at start, naming the problem.",
+    )
+    cost_history_runs: int = Field(
+        20,
+        alias="COST_HISTORY_RUNS",
+        ge=1,
+        description="A model priced by run time is estimated from the median predict time of its last this "
+        "many succeeded generations here (no history: no estimate).",
+    )
+    budget_amount: float | None = Field(
+        None,
+        alias="BUDGET_AMOUNT",
+        gt=0,
+        description="Global budget per BUDGET_PERIOD, in the price table's currency: a start whose estimate "
+        "would take everyone's spend in the period past it is refused with BUDGET_EXCEEDED (unset: none).",
+    )
+    budget_period: Literal["day", "week", "month"] = Field(
+        "month",
+        alias="BUDGET_PERIOD",
+        description="The calendar period (UTC) BUDGET_AMOUNT counts spend over: day, week (from Monday) or month.",
+    )
+
+
 G = TypeVar("G", bound=SettingsGroup)
 
 
@@ -646,6 +677,7 @@ class CoreSettings(BaseSettings):
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
+    spend: SpendSettings = Field(default_factory=SpendSettings)
 
     @classmethod
     def settings_customise_sources(

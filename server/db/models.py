@@ -188,6 +188,10 @@ class GenerationRow:
     queue_reason: str | None
     queue_not_before: datetime | None
     dispatched_at: datetime | None
+    cost_amount: float | None
+    cost_currency: str | None
+    cost_basis: str | None
+    cost_estimated: bool | None
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

@@ -10,6 +10,7 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
+from strawberry.scalars import JSON
 
 from server.db.models import Generation as GenerationRow
 from server.db.models import Media as MediaRow
@@ -17,9 +18,11 @@ from server.graphql.context import Info
 from server.graphql.ids import decode_any, decode_id
 from server.graphql.inputs import GenerationFilter, MediaFilter, refuse_control_characters
 from server.graphql.pagination import decode_text_cursor, decode_time_cursor, encode_cursor, page_size
+from server.graphql.spend import Viewer as ViewerType
 from server.graphql.stats import Stats
 from server.graphql.types import (
     Connection,
+    Cost,
     Generation,
     GenerationConnection,
     Media,
@@ -178,6 +181,24 @@ class Query:
             return await info.context.runtime.stats.collect(info.context.viewer, window_hours)
         except ServiceError as exc:
             raise refusal(exc) from None
+
+    @strawberry.field(
+        description="What starting `model` with `input` is expected to cost (`estimated` is true): per output, "
+        "by the outputs the input asks for (num_outputs, num_images... or the model's default); per second, by "
+        "the median predict time of the model's recent succeeded generations here. Null when the model has no "
+        "price, or no history to estimate from."
+    )
+    async def estimate_cost(self, info: Info, model: str, input: JSON) -> Cost | None:
+        refuse_control_characters(model, "model")
+        try:
+            row = await info.context.runtime.catalogue.get_model(model)
+        except ServiceError as exc:
+            raise refusal(exc) from None
+        return Cost.of(await info.context.runtime.spend.estimate_start(row, input))
+
+    @strawberry.field(description="The caller (its API key, or everyone on an open server) and its spend.")
+    def viewer(self) -> ViewerType:
+        return ViewerType()
 
     @strawberry.field(
         description='One model by reference, "owner/name" (or "provider:owner/name"); fetched from the providers '

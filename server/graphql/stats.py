@@ -35,6 +35,11 @@ class StorageStats:
     bytes_used: float  # a count of bytes may exceed GraphQL's 32-bit Int
 
 
+@from_model(service.KeySpend, all_fields=True, description="What one API key's generations cost inside the window.")
+class KeySpend:
+    pass
+
+
 @from_model(service.Stats, all_fields=True, description="Operational statistics over the last `windowHours`.")
 class Stats:
     pass

@@ -25,6 +25,7 @@ from server.graphql.ids import encode_id
 from server.provider.model_schema import list_inputs
 from server.services.event_log.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
 from server.services.media.urls import media_url as stored_media_url
+from server.services.spend import costs
 
 # Registered in place, so the domain enums are the GraphQL enums and annotations stay plain classes.
 strawberry.enum(domain.MediaKind, description="What a media file is: an image or a video.")
@@ -147,6 +148,25 @@ class Media(Node):
         return cls(id=strawberry.ID(encode_id("Media", shown["raw_id"])), **shown)
 
 
+@strawberry.type(description="What a generation cost, or is expected to, by the server's price table.")
+class Cost:
+    amount: float = strawberry.field(description="In `currency`'s units (not rounded).")
+    currency: str = strawberry.field(description='An ISO code, e.g. "USD".')
+    basis: str = strawberry.field(
+        description='How it is priced: "per_second" (of the provider\'s predict time) or "per_output" (per file).'
+    )
+    estimated: bool = strawberry.field(
+        description="An estimate: the generation has not settled, or the provider did not report what it is "
+        "billed by. False once the provider's figures settled it."
+    )
+
+    @classmethod
+    def of(cls, cost: costs.Cost | None) -> Cost | None:
+        if cost is None:
+            return None
+        return cls(amount=cost.amount, currency=cost.currency, basis=cost.basis, estimated=cost.estimated)
+
+
 @strawberry.type(description="One job on the provider; it owns one Media per output file.")
 class Generation(Node):
     id: strawberry.ID
@@ -182,6 +202,10 @@ class Generation(Node):
     )
     raw_id: strawberry.Private[uuid.UUID]
     source_media_id: strawberry.Private[uuid.UUID | None]
+    cost_amount: strawberry.Private[float | None]
+    cost_currency: strawberry.Private[str | None]
+    cost_basis: strawberry.Private[str | None]
+    cost_estimated: strawberry.Private[bool | None]
     media_snapshots: strawberry.Private[list[dict[str, Any]] | None]
     row: strawberry.Private[GenerationRow | None]
 
@@ -190,6 +214,13 @@ class Generation(Node):
             self.row = await info.context.loaders.generation.load(self.raw_id)
         assert self.row is not None
         return self.row
+
+    @strawberry.field(
+        description="What it cost, by the price table: an estimate (`estimated`) until it settles; null when "
+        "its model has no price, or no estimate could be made."
+    )
+    def cost(self) -> Cost | None:
+        return Cost.of(costs.stored(self))
 
     @strawberry.field(description="The input the generation was started with.")
     async def input(self, info: Info) -> JSON:

@@ -14,7 +14,8 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from server.db.models import ApiKey, Event, Generation, utcnow
+from server.db.models import Event, Generation, utcnow
+from server.services.access.api_keys import KeyLimits
 from server.settings import normalize_database_url
 from tests.auth.support import KeyClient, new_key
 from tests.support.darkroom import Darkroom
@@ -146,9 +147,7 @@ async def test_keys_take_turns_and_each_keeps_its_own_order(start_darkroom) -> N
 
 async def test_a_key_has_a_limit_of_its_own(start_darkroom) -> None:  # type: ignore[no-untyped-def]
     async with start_darkroom(max_running_per_key=5, simulator_run_seconds=30.0) as darkroom:
-        created = await darkroom.runtime.api_keys.create("tight")
-        async with darkroom.runtime.sessions.begin() as session:
-            await session.execute(update(ApiKey).where(ApiKey.id == created.key.id).values(max_running=1))
+        created = await darkroom.runtime.api_keys.create("tight", KeyLimits(max_running=1))
         tight = KeyClient(darkroom, created.token)
         first, second = [await start_payload(tight, IMAGE_MODEL, {"prompt": f"tight {n}"}) for n in range(2)]
         assert first["generation"]["status"] in RUNNING

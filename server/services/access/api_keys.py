@@ -52,6 +52,45 @@ class CreatedKey:
     token: str
 
 
+# The calendar periods a budget counts spend over (UTC).
+BUDGET_PERIODS = ("day", "week", "month")
+
+
+class Unchanged:
+    """An update's value for a limit it leaves as it is."""
+
+
+UNCHANGED = Unchanged()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """A key's spend controls: how many generations may run at once, and a budget per calendar period.
+
+    Each is `UNCHANGED` in an update that leaves it alone; None clears it (no limit of the key's own)."""
+
+    max_running: int | Unchanged | None = UNCHANGED
+    budget_amount: float | Unchanged | None = UNCHANGED
+    budget_period: str | Unchanged | None = UNCHANGED
+
+    def check(self) -> None:
+        if isinstance(self.max_running, int) and self.max_running < 1:
+            raise ServiceError.single("INVALID_LIMIT", "max running must be 1 or more", ["maxRunning"])
+        if isinstance(self.budget_amount, float | int) and not 0 <= self.budget_amount < float("inf"):
+            raise ServiceError.single("INVALID_BUDGET", "a budget must be a finite amount of 0 or more", ["budget"])
+        if isinstance(self.budget_period, str) and self.budget_period not in BUDGET_PERIODS:
+            message = f"a budget's period is one of {', '.join(BUDGET_PERIODS)}, not {self.budget_period!r}"
+            raise ServiceError.single("INVALID_PERIOD", message, ["period"])
+
+    def apply(self, key: ApiKey) -> None:
+        if not isinstance(self.max_running, Unchanged):
+            key.max_running = self.max_running
+        if not isinstance(self.budget_amount, Unchanged):
+            key.budget_amount = None if self.budget_amount is None else float(self.budget_amount)
+        if not isinstance(self.budget_period, Unchanged):
+            key.budget_period = self.budget_period
+
+
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
@@ -107,12 +146,15 @@ class ApiKeyService:
         self._used_written: dict[uuid.UUID, float] = {}
 
     # --- management (the CLI) -----------------------------------------------------------------------
-    async def create(self, name: str) -> CreatedKey:
+    async def create(self, name: str, limits: KeyLimits | None = None) -> CreatedKey:
         name = name.strip()
         if not name or len(name) > 200:
             raise ServiceError.single("INVALID_NAME", "a key needs a name of 1 to 200 characters", ["name"])
+        limits = limits or KeyLimits()
+        limits.check()
         token = new_token()
         key = ApiKey(id=uuid.uuid4(), name=name, prefix=token[:PREFIX_LENGTH], token_hash=hash_token(token))
+        limits.apply(key)
         async with self._sessions.begin() as session:
             session.add(key)
         self._snapshot.active[key.token_hash] = key.id
@@ -123,29 +165,49 @@ class ApiKeyService:
         async with self._sessions() as session:
             return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))).all())
 
+    async def update(self, ident: str, limits: KeyLimits) -> ApiKey:
+        """Change the limits of the key with this id or prefix; what `limits` leaves UNCHANGED stays."""
+        limits.check()
+        async with self._sessions.begin() as session:
+            key = await self._find(session, ident)
+            limits.apply(key)
+        logger.info(
+            "API key limits changed",
+            extra={
+                "key_id": str(key.id),
+                "max_running": key.max_running,
+                "budget": key.budget_amount,
+                "period": key.budget_period,
+            },
+        )
+        return key
+
     async def revoke(self, ident: str) -> ApiKey:
         """Revoke the key with this id or prefix (an already revoked key is returned as it is)."""
-        ident = ident.strip()
-        if not ident:
-            raise NotFound("API key", ["key"])
         async with self._sessions.begin() as session:
-            matches = [
-                key
-                for key in (await session.scalars(select(ApiKey))).all()
-                if ident in (str(key.id), key.prefix) or (len(ident) >= 4 and str(key.id).startswith(ident.lower()))
-            ]
-            if not matches:
-                raise NotFound("API key", ["key"])
-            if len(matches) > 1:
-                raise ServiceError.single(
-                    "AMBIGUOUS", f"'{ident}' matches {len(matches)} keys; give the full id", ["key"]
-                )
-            key = matches[0]
+            key = await self._find(session, ident)
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
                 logger.info("API key revoked", extra={"key_id": str(key.id), "key_prefix": key.prefix})
         await self.refresh(force=True)
         return key
+
+    @staticmethod
+    async def _find(session: AsyncSession, ident: str) -> ApiKey:
+        """The one key with this id (or its first characters) or prefix, read in the caller's transaction."""
+        ident = ident.strip()
+        if not ident:
+            raise NotFound("API key", ["key"])
+        matches = [
+            key
+            for key in (await session.scalars(select(ApiKey))).all()
+            if ident in (str(key.id), key.prefix) or (len(ident) >= 4 and str(key.id).startswith(ident.lower()))
+        ]
+        if not matches:
+            raise NotFound("API key", ["key"])
+        if len(matches) > 1:
+            raise ServiceError.single("AMBIGUOUS", f"'{ident}' matches {len(matches)} keys; give the full id", ["key"])
+        return matches[0]
 
     async def active_count(self) -> int:
         async with self._sessions() as session:

@@ -141,6 +141,11 @@ GENERATION_FIELDS = PublicFields(
     Field("predict_time"),
     Field("queue_position"),
     Field("queue_reason"),
+    # What it cost, or is expected to (the GraphQL type shows them together as `cost`).
+    Field("cost_amount"),
+    Field("cost_currency"),
+    Field("cost_basis"),
+    Field("cost_estimated"),
     Field("source_media_id", ID),
     Field("created_at", TIME),
     Field("updated_at", TIME, shown=False),

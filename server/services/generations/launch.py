@@ -37,6 +37,8 @@ from server.services.errors import FieldError, ServiceError
 from server.services.generations.service import GenerationService
 from server.services.media.base import visible_media
 from server.services.media.urls import media_url
+from server.services.spend.costs import Cost
+from server.services.spend.service import SpendService
 from server.settings import Settings
 from server.storage.port import MediaStorage, StorageError, read_all
 
@@ -82,9 +84,12 @@ class Launcher:
         providers: Providers,
         *,
         own_urls_reachable: bool = False,
+        spend: SpendService | None = None,
     ) -> None:
         """`own_urls_reachable`: the provider can fetch this server's media URLs (see `server.reachability`),
-        so an image is sent as our own URL rather than uploaded."""
+        so an image is sent as our own URL rather than uploaded. `spend` estimates each start and holds it to
+        the budgets (None: no estimates, no budgets)."""
+        self._spend = spend
         self._settings = settings
         self._sessions = sessions
         self._catalogue = catalogue
@@ -109,9 +114,10 @@ class Launcher:
         check_input_bounds(raw_input, model.input_schema, self._settings.inputs)
         given, media_inputs = await self._media_inputs(viewer, model.input_schema, raw_input, media_ids)
         checked = check_input(model.input_schema, given, model_ref=model.ref, limits=self._settings.inputs)
+        cost = await self._within_budget(viewer, model, checked.given)
         provider_input = await self._fetchable(model, checked.given, media_inputs)
         return await self._generations.start(
-            viewer, model, checked.stored(), provider_input=provider_input, version=wanted.version
+            viewer, model, checked.stored(), provider_input=provider_input, version=wanted.version, cost=cost
         )
 
     async def animate_image(
@@ -155,12 +161,21 @@ class Launcher:
         checked = check_input(
             model.input_schema, {**given, field: own_url}, model_ref=model.ref, limits=self._settings.inputs
         )
+        cost = await self._within_budget(viewer, model, checked.given)
         provider_input = await self._fetchable(model, checked.given, media_inputs)
         provider_input[field] = await self._reachable_url(model, media, own_url)
         # The stored input names our own lasting URL, not an upload that expires or a long data: URI.
         return await self._generations.start(
-            viewer, model, checked.stored(), provider_input=provider_input, source_media_id=media.id
+            viewer, model, checked.stored(), provider_input=provider_input, source_media_id=media.id, cost=cost
         )
+
+    async def _within_budget(self, viewer: Viewer, model: CatalogModel, given: dict[str, Any]) -> Cost | None:
+        """The start's estimated cost, once the budgets have room for it (BUDGET_EXCEEDED otherwise).
+
+        Checked before any file is uploaded to the provider, so that a refusal sends nothing."""
+        if self._spend is None:
+            return None
+        return await self._spend.check_budget(viewer, model, given)
 
     async def _ready_image(self, media_id: uuid.UUID, viewer: Viewer) -> Media:
         async with self._sessions() as session:

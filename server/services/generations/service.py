@@ -42,6 +42,9 @@ from server.services.event_log.events import (
 )
 from server.services.generations.queue import GenerationQueue
 from server.services.operations.alerts import FailureAlerts
+from server.services.spend import costs
+from server.services.spend.costs import Cost
+from server.services.spend.prices import PriceTable
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,7 +64,8 @@ WITH changed AS (
     UPDATE generations SET
         status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
         started_at = $9, completed_at = $10, provider_updated_at = $11, error = $12, poll_attempts = $13,
-        next_poll_at = $14, event_seq = $15, updated_at = $16, predict_time = $22, queue_position = $23
+        next_poll_at = $14, event_seq = $15, updated_at = $16, predict_time = $22, queue_position = $23,
+        cost_amount = $24, cost_currency = $25, cost_basis = $26, cost_estimated = $27
     WHERE id = $1 AND event_seq = $2 AND owner_id IS NOT DISTINCT FROM $18::uuid
         AND source_media_id IS NOT DISTINCT FROM $21::uuid
     RETURNING id
@@ -138,9 +142,12 @@ class GenerationService:
         alerts: FailureAlerts | None = None,
         *,
         webhook_url: str | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         """`webhook_url` is where a provider can report to this server, with "{provider}" for its name; None
-        when the providers cannot reach us."""
+        when the providers cannot reach us. `prices` settle each generation's cost as it finishes (None: no
+        costs are figured)."""
+        self._prices = prices
         self._settings = settings
         self._sessions = sessions
         self._providers = providers
@@ -197,6 +204,7 @@ class GenerationService:
         provider_input: dict[str, Any] | None = None,
         source_media_id: uuid.UUID | None = None,
         version: str | None = None,
+        cost: Cost | None = None,
     ) -> Generation:
         """Create the generation, and send it to the model's provider now or queue it.
 
@@ -208,7 +216,8 @@ class GenerationService:
 
         `version` pins the version that runs; without one, the model's own (None: it runs by its name).
         The generation records the version the provider says ran. The provider is given
-        GENERATION_TIMEOUT_SECONDS as the job's deadline.
+        GENERATION_TIMEOUT_SECONDS as the job's deadline. `cost` is the start's estimate, held until the
+        job settles.
         """
         try:
             provider = self._providers.get(model.provider)
@@ -228,6 +237,7 @@ class GenerationService:
             next_poll_at=utcnow() + timedelta(seconds=self._poll_after(provider.name)),
             dispatched_at=utcnow(),
         )
+        costs.record(generation, cost)
         async with self._sessions.begin() as session:
             await self._queue.lock(session)
             wait_reason = await self._queue.wait_reason(session, viewer.owner_id)
@@ -353,9 +363,10 @@ class GenerationService:
             row.completed_at = utcnow()
             row.next_poll_at = None
             row.error = f"the provider refused it: {exc}"
+            costs.never_sent(row)
             event_id = await append_event(session, row, [], EventType.UPDATED)
         await self._publish(event_id)
-        self._finished(row.model_ref, row.kind, GenerationStatus.FAILED)
+        self._finished(row, GenerationStatus.FAILED)
 
     # --- the queue -------------------------------------------------------------------------------
     async def dispatch_queued(self) -> int:
@@ -374,6 +385,7 @@ class GenerationService:
                 row.completed_at = now
                 row.error = f"waited in the queue for {self._deadline_seconds:.0f} s without a free slot"
                 row.queued_input = row.queue_position = row.queue_reason = row.queue_not_before = None
+                costs.never_sent(row)
             claimed = await self._queue.claim(session, now)
             sends = [(row, dict(row.queued_input or row.input)) for row in claimed]
             for row in claimed:
@@ -384,7 +396,7 @@ class GenerationService:
         for event_id in event_ids:
             await self._publish(event_id)
         for row in expired:
-            self._finished(row.model_ref, row.kind, GenerationStatus.TIMED_OUT)
+            self._finished(row, GenerationStatus.TIMED_OUT)
             logger.warning("a queued generation timed out", extra={"generation_id": str(row.id)})
         await asyncio.gather(*(self._send_queued(row, sent_input) for row, sent_input in sends))
         return len(sends)
@@ -409,11 +421,12 @@ class GenerationService:
             row.completed_at = utcnow()
             row.error = "canceled while queued; it never reached the provider"
             row.queued_input = row.queue_position = row.queue_reason = row.queue_not_before = None
+            costs.never_sent(row)
             moved = await self._queue.moved(session, [row.owner_id])
             event_ids = [await append_event(session, each, [], EventType.UPDATED) for each in [row, *moved]]
         for event_id in event_ids:
             await self._publish(event_id)
-        self._finished(row.model_ref, row.kind, GenerationStatus.CANCELED)
+        self._finished(row, GenerationStatus.CANCELED)
         return True
 
     # --- provider updates ------------------------------------------------------------------------
@@ -490,6 +503,10 @@ class GenerationService:
                 generation.source_media_id,
                 generation.predict_time,
                 generation.queue_position,
+                generation.cost_amount,
+                generation.cost_currency,
+                generation.cost_basis,
+                generation.cost_estimated,
             )
         if event_id is None:
             return None
@@ -500,7 +517,7 @@ class GenerationService:
         status = GenerationStatus(generation.status)
         await self._publish(event_id)
         if status.is_terminal:
-            self._finished(generation.model_ref, generation.kind, status)
+            self._finished(generation, status)
         logger.info(
             "generation updated",
             extra={
@@ -512,6 +529,21 @@ class GenerationService:
         return ApplyResult(UpdateOutcome.APPLIED, generation.id, status)
 
     def _apply(self, generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool) -> list[Media]:
+        media = self._apply_state(generation, update, at_deadline)
+        if GenerationStatus(generation.status).is_terminal:
+            self._settle_cost(generation, len(media))
+        return media
+
+    def _settle_cost(self, generation: AnyGeneration, outputs: int) -> None:
+        """Replace the estimate by what the finished job cost, where the price table prices its model."""
+        price = self._prices.price_for(generation.provider, generation.model_ref) if self._prices else None
+        if price is None:
+            return
+        cost = costs.settled(price, generation, outputs)
+        if cost is not None:
+            costs.record(generation, cost)
+
+    def _apply_state(self, generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool) -> list[Media]:
         now = utcnow()
         new_status = incoming_status(generation, update, at_deadline)
         generation.status = new_status
@@ -632,10 +664,11 @@ class GenerationService:
             generation.completed_at = utcnow()
             generation.next_poll_at = None
             generation.error = self._timed_out_message()
+            self._settle_cost(generation, 0)
             job = JobRef(generation.provider_id, generation.model_ref) if generation.provider_id else None
             event_id = await append_event(session, generation, [], EventType.UPDATED)
         await self._publish(event_id)
-        self._finished(generation.model_ref, generation.kind, GenerationStatus.TIMED_OUT)
+        self._finished(generation, GenerationStatus.TIMED_OUT)
         logger.warning("generation timed out", extra={"generation_id": str(generation_id)})
         if job is not None:
             try:
@@ -668,10 +701,14 @@ class GenerationService:
     def _timed_out_message(self) -> str:
         return f"timed out after {self._deadline_seconds:.0f} s without finishing"
 
-    def _finished(self, model: str, kind: str, status: GenerationStatus) -> None:
-        """A generation ended: count it, and wake the queue, since it may have freed a slot."""
+    def _finished(self, generation: AnyGeneration, status: GenerationStatus) -> None:
+        """Count a generation that has just reached `status` (terminal, so this runs once for it), and wake
+        the queue, since it may have freed a slot."""
         self.queue_changed.set()
+        model, kind = generation.model_ref, generation.kind
         metrics.GENERATIONS_FINISHED.labels(model, kind, status).inc()
+        if generation.cost_estimated is False and generation.cost_amount is not None:
+            metrics.SPEND.labels(model).inc(generation.cost_amount)
         if self._alerts is not None:
             self._alerts.generation_finished(model, kind, status)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db.models import Generation, Media, utcnow
+from server.db.models import ApiKey, Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaKind, MediaStatus
 from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
@@ -40,6 +40,11 @@ class ModelStats(_Figures):
     timed_out: int = 0
     predict_time: float = Field(
         0.0, description="Seconds the provider ran these generations (its predict time), summed: what it bills by."
+    )
+    spend: float = Field(
+        0.0,
+        description="Their costs by the price table, summed: settled ones and the estimates of those still "
+        "running (in the Stats' currency).",
     )
 
     @property
@@ -72,10 +77,19 @@ class StorageStats(_Figures):
     bytes_used: int = Field(description="Bytes of READY media files (a Float: it may exceed Int).")
 
 
+class KeySpend(_Figures):
+    key_id: str | None = Field(description="The API key's id; null for generations without one (an open server).")
+    key_name: str | None = Field(description="The key's name, as created.")
+    generations: int = Field(description="Generations created inside the window.")
+    spend: float = Field(description="Their costs, settled and estimated, summed (in the Stats' currency).")
+
+
 class Stats(_Figures):
     window_hours: float
     since: datetime
+    currency: str = Field(description="The currency spend is summed in: the price table's.")
     models: list[ModelStats]
+    keys: list[KeySpend] = Field(description="Spend by API key, highest first.")
     downloads: DownloadStats
     storage: StorageStats
 
@@ -91,8 +105,10 @@ _STATUS_FIELDS = {
 
 
 class StatsService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], currency: str = "USD") -> None:
+        """`currency`: the price table's; costs in another are left out of the spend figures."""
         self._sessions = sessions
+        self._currency = currency
 
     async def collect(self, viewer: Viewer, window_hours: float) -> Stats:
         if not 0 < window_hours <= MAX_WINDOW_HOURS:
@@ -101,12 +117,24 @@ class StatsService:
         since = utcnow() - timedelta(hours=window_hours)
         async with self._sessions() as session:
             models = await self._models(session, viewer, since)
+            keys = await self._keys(session, viewer, since)
             downloads = await self._downloads(session, viewer, since)
             storage = await self._storage(session, viewer)
-        return Stats(window_hours=window_hours, since=since, models=models, downloads=downloads, storage=storage)
+        return Stats(
+            window_hours=window_hours,
+            since=since,
+            currency=self._currency,
+            models=models,
+            keys=keys,
+            downloads=downloads,
+            storage=storage,
+        )
 
-    @staticmethod
-    async def _models(session: AsyncSession, viewer: Viewer, since: datetime) -> list[ModelStats]:
+    def _spend(self) -> ColumnElement[float]:
+        """A generation's cost in the table's currency (0 without one), to be summed."""
+        return case((Generation.cost_currency == self._currency, Generation.cost_amount), else_=0.0)
+
+    async def _models(self, session: AsyncSession, viewer: Viewer, since: datetime) -> list[ModelStats]:
         statement = (
             select(
                 Generation.model_ref,
@@ -114,6 +142,7 @@ class StatsService:
                 Generation.status,
                 func.count(),
                 func.coalesce(func.sum(Generation.predict_time), 0.0),
+                func.coalesce(func.sum(self._spend()), 0.0),
             )
             # An upload is stored as a generation of its own, but no model ran: it is not a model's figure.
             .where(
@@ -124,13 +153,34 @@ class StatsService:
             .group_by(Generation.model_ref, Generation.kind, Generation.status)
         )
         counts: dict[tuple[str, str], dict[str, float]] = {}
-        for model, kind, status, count, predict_time in (await session.execute(statement)).all():
-            row = counts.setdefault((model, kind), {"total": 0, "predict_time": 0.0})
+        for model, kind, status, count, predict_time, spend in (await session.execute(statement)).all():
+            row = counts.setdefault((model, kind), {"total": 0, "predict_time": 0.0, "spend": 0.0})
             row["total"] += count
             row["predict_time"] += float(predict_time or 0.0)
+            row["spend"] += float(spend or 0.0)
             field = _STATUS_FIELDS[GenerationStatus(status)]
             row[field] = row.get(field, 0) + count
         return [ModelStats(model=model, kind=kind, **values) for (model, kind), values in sorted(counts.items())]
+
+    async def _keys(self, session: AsyncSession, viewer: Viewer, since: datetime) -> list[KeySpend]:
+        spend = func.coalesce(func.sum(self._spend()), 0.0)
+        statement = (
+            select(Generation.owner_id, ApiKey.name, func.count(), spend)
+            .outerjoin(ApiKey, ApiKey.id == Generation.owner_id)
+            .where(
+                Generation.created_at >= since,
+                Generation.provider != UPLOAD_PROVIDER,
+                viewer.visible(Generation.owner_id),
+            )
+            .group_by(Generation.owner_id, ApiKey.name)
+        )
+        found = [
+            KeySpend(
+                key_id=str(owner_id) if owner_id else None, key_name=name, generations=int(count), spend=float(total)
+            )
+            for owner_id, name, count, total in (await session.execute(statement)).all()
+        ]
+        return sorted(found, key=lambda key: (-key.spend, key.key_id or ""))
 
     @staticmethod
     async def _downloads(session: AsyncSession, viewer: Viewer, since: datetime) -> DownloadStats:

@@ -16,7 +16,8 @@ const REFUSED = new Set([4401, 4403]); // graphql-transport-ws close codes: Unau
 
 const MEDIA_FIELDS = "id kind status url contentType width height durationSeconds downloadError downloadAttempts";
 // What the feed carries: the event holds this state, so the server answers it without reading the database.
-const LIVE_FIELDS = `id status kind model progress error createdAt sequence media { ${MEDIA_FIELDS} }`;
+const LIVE_FIELDS = `id status kind model progress error createdAt sequence cost { amount currency estimated }
+  media { ${MEDIA_FIELDS} }`;
 // Facts that never change after the start: read once per generation.
 const META_FIELDS = "input sourceMedia { id kind url }";
 
@@ -40,6 +41,9 @@ const MODEL = `query Model($ref: String!) {
       options format itemType required nullable isFile isSecret isImageInput
     }
   }
+}`;
+const ESTIMATE = `query Estimate($model: String!, $input: JSON!) {
+  estimateCost(model: $model, input: $input) { amount currency }
 }`;
 const PAYLOAD = "userErrors { field message code }";
 const START = `mutation Start($model: String!, $input: JSON!) {
@@ -265,6 +269,7 @@ async function showModel(ref) {
   const form = $("#generate");
   const fields = $("#fields");
   $("#submit").disabled = true;
+  $("#estimate").hidden = true;
   fields.replaceChildren();
   currentInputs = [];
   delete form.dataset.model;
@@ -279,6 +284,7 @@ async function showModel(ref) {
     formError("");
     form.dataset.model = ref;
     $("#submit").disabled = false;
+    showEstimate();
   } catch (error) {
     if (chosen?.ref === ref) chosen = null; // choosing it again tries again
     formError(`Could not load ${ref}: ${describe(error)}`);
@@ -384,6 +390,44 @@ function readForm(form, inputs) {
     }
   }
   return valid ? values : null;
+}
+
+// A cost for display: "≈" while it is an estimate, a few decimals for the small amounts per image.
+function formatCost(cost, estimated = cost.estimated) {
+  const digits = cost.amount < 1 ? 4 : 2;
+  return `${estimated ? "≈ " : ""}${cost.amount.toFixed(digits)} ${cost.currency}`;
+}
+
+// What the form's values would cost, shown above Generate; nothing when the server cannot tell.
+let estimateTimer = null;
+let estimateAsked = 0;
+
+function showEstimate() {
+  clearTimeout(estimateTimer);
+  estimateTimer = setTimeout(async () => {
+    const form = $("#generate");
+    const model = form.dataset.model;
+    const slot = $("#estimate");
+    const asked = ++estimateAsked;
+    if (!model) return;
+    const values = {};
+    for (const input of currentInputs) {
+      try {
+        const value = readValue(input, form.elements.namedItem(input.name));
+        if (value !== undefined) values[input.name] = value;
+      } catch {
+        // A value still being typed: estimated without it.
+      }
+    }
+    try {
+      const { estimateCost } = await graphql(ESTIMATE, { model, input: values });
+      if (asked !== estimateAsked) return;
+      slot.textContent = estimateCost ? `Estimated cost: ${formatCost(estimateCost, true)}` : "";
+      slot.hidden = !estimateCost;
+    } catch {
+      if (asked === estimateAsked) slot.hidden = true;
+    }
+  }, 200);
 }
 
 async function submit(event) {
@@ -626,6 +670,10 @@ function cardParts(generation) {
       : () => el("p", { class: "prompt" }, prompt);
     parts.push({ key: "caption", sig: `${source} ${prompt}`, build });
   }
+  if (generation.cost) {
+    const text = formatCost(generation.cost);
+    parts.push({ key: "cost", sig: text, build: () => el("p", { class: "cost", title: "cost" }, text) });
+  }
   if (generation.error) {
     parts.push({ key: "error", sig: generation.error, build: () => el("p", { class: "error" }, generation.error) });
   }
@@ -752,6 +800,7 @@ function init() {
   });
   $("#model").addEventListener("change", (event) => chooseModel(event.target.value));
   $("#generate").addEventListener("submit", submit);
+  $("#generate").addEventListener("input", showEstimate);
   $("#older").addEventListener("click", (event) => loadGenerations(event.currentTarget.dataset.after || null));
   $("#upload-file").addEventListener("change", (event) => uploadFile(event.target.files[0]));
   acceptDrops();
