@@ -235,6 +235,31 @@ async def test_gallery_shows_failures_with_retry_and_cancel(start_darkroom: Call
         await expect(running.locator("progress")).to_have_count(0)
 
 
+async def test_gallery_shows_the_estimate_the_line_and_the_cost(start_darkroom: Callable[..., Any], page: Page) -> None:
+    from playwright.async_api import expect
+
+    async with start_darkroom(simulator_run_seconds=4.0, max_running_per_key=1) as darkroom:
+        await _open_gallery(page, darkroom)
+        # pixel-forge is priced per image: the estimate shows before anything is generated.
+        await page.fill("#input-prompt", "a pier")
+        await expect(page.locator("#estimate")).to_contain_text("Estimated cost", timeout=TIMEOUT_MS)
+        known: set[str] = set()
+        running = await _submit(page, "first in line", known)
+        waiting = await _submit(page, "second in line", known)
+        await expect(waiting).to_have_attribute("data-status", "QUEUED", timeout=TIMEOUT_MS)
+        await expect(waiting.locator(".queued")).to_contain_text("#1 in line")
+        last = await _submit(page, "third in line", known)
+        await expect(last.locator(".queued")).to_contain_text("#2 in line", timeout=TIMEOUT_MS)
+        # A queued generation is cancelled at once; the one behind it moves up.
+        await waiting.locator("button", has_text="Cancel").click()
+        await expect(waiting).to_have_attribute("data-status", "CANCELED", timeout=TIMEOUT_MS)
+        await expect(last.locator(".queued")).to_contain_text("#1 in line", timeout=TIMEOUT_MS)
+        # The first finishes and shows what it cost; the last then runs.
+        await expect(running).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        await expect(running.locator("p.cost")).to_contain_text("USD")
+        await expect(last).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+
+
 async def test_gallery_asks_for_an_api_key_and_sends_it(start_darkroom: Callable[..., Any], page: Page) -> None:
     from playwright.async_api import expect
 

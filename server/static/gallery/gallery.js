@@ -11,12 +11,16 @@ const MODEL_STORAGE = "darkroom.model";
 const VIDEO_MODEL_STORAGE = "darkroom.videoModel";
 const UPLOAD_MODEL = "upload"; // the model of an upload's generation
 const PAGE_SIZE = 50;
-const RUNNING = new Set(["STARTING", "PROCESSING"]);
+// Not finished: QUEUED waits at Darkroom for a slot, STARTING and PROCESSING run at the provider. A status
+// this page does not know counts as not finished either.
+const UNFINISHED = new Set(["QUEUED", "STARTING", "PROCESSING"]);
+const FINISHED = new Set(["SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"]);
 const REFUSED = new Set([4401, 4403]); // graphql-transport-ws close codes: Unauthorized, Forbidden
 
 const MEDIA_FIELDS = "id kind status url contentType width height durationSeconds downloadError downloadAttempts";
 // What the feed carries: the event holds this state, so the server answers it without reading the database.
-const LIVE_FIELDS = `id status kind model progress error createdAt sequence cost { amount currency estimated }
+const LIVE_FIELDS = `id status kind model progress error createdAt sequence queuePosition queueReason
+  cost { amount currency estimated }
   media { ${MEDIA_FIELDS} }`;
 // Facts that never change after the start: read once per generation.
 const META_FIELDS = "input sourceMedia { id kind url }";
@@ -638,7 +642,8 @@ function toggleAnimateForm(figure, media) {
 
 function cardParts(generation) {
   const info = meta.get(generation.id);
-  const running = RUNNING.has(generation.status);
+  const running = UNFINISHED.has(generation.status) || !FINISHED.has(generation.status);
+  const queued = generation.status === "QUEUED";
   const parts = [
     {
       key: "header",
@@ -651,11 +656,20 @@ function cardParts(generation) {
   ];
   if (generation.media.length) {
     parts.push({ key: "outputs", sig: "", build: () => el("div", { class: "outputs" }) });
+  } else if (queued) {
+    const place = generation.queuePosition != null ? ` — #${generation.queuePosition} in line` : "";
+    const text = `queued${place}`;
+    const reason = generation.queueReason || "";
+    parts.push({
+      key: "waiting",
+      sig: `${text} ${reason}`,
+      build: () => el("div", { class: "placeholder queued", title: reason }, text),
+    });
   } else if (running) {
     const text = generation.kind === "VIDEO" ? "rendering video…" : "generating…";
     parts.push({ key: "waiting", sig: text, build: () => el("div", { class: "placeholder" }, text) });
   }
-  if (running) {
+  if (running && !queued) {
     parts.push({
       key: "progress",
       sig: "",
