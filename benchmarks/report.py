@@ -311,6 +311,23 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
             f"| {_fmt(rd['pages_per_second'], '', 0)} | {_fmt(rd['server_cpu_ms_per_page'], ' ms', 2)} | {counts} |",
             "",
         ]
+    qu = results.get("queue", {})
+    if "slot_to_create" in qu:
+        free, direct, rates = qu["slot_to_create"], qu["direct_start"], qu["starts_per_second"]
+        out += [
+            f"The queue, one slot, {qu['jobs']} jobs ({qu['database']}; polled every {qu['poll_ms']:g} ms):",
+            "",
+            "| | p50 | p95 | Starts/s |",
+            "|---|---|---|---|",
+            f"| Slot freed → next queued job created | {_fmt(free['p50_ms'], ' ms', 1)} | "
+            f"{_fmt(free['p95_ms'], ' ms', 1)} | {_fmt(rates['queued'])} |",
+            f"| Direct start (floor) | {_fmt(direct['p50_ms'], ' ms', 1)} | {_fmt(direct['p95_ms'], ' ms', 1)} "
+            f"| {_fmt(rates['direct'])} |",
+            "",
+            f"Slot-to-create p50 is {_fmt(qu['slot_to_create_vs_direct_start_p50'], X, 2)} a direct start's; "
+            f"starts/s through the queue {_fmt(qu['queued_vs_direct_rate'], X, 2)} direct.",
+            "",
+        ]
     st = results.get("storage", {})
     if st.get("cases"):
         out += [

@@ -72,6 +72,7 @@ from benchmarks.harness import (
     stop_server,
     summary_ms,
 )
+from benchmarks.queue import queue
 
 
 class Skipped(Exception):
@@ -1395,6 +1396,7 @@ SCENARIOS = {
     "baseline": baseline,
     "storage": storage,
     "hostile": hostile,
+    "queue": queue,
 }
 
 
