@@ -103,7 +103,7 @@ class Runtime:
             self.publish,
             self.alerts,
             webhook_url=reach.webhook_url(WEBHOOK_PATH),
-            prices=self.prices,
+            spend=self.spend,
         )
         self.polls = PollClaims(settings, self.sessions)
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)

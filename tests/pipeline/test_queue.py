@@ -88,7 +88,8 @@ async def test_past_the_limit_starts_wait_in_line_and_start_as_slots_free(start_
                 async for payload in ws.subscribe(FOLLOW_LINE, {"id": generations[-1]["id"]}, timeout=60)
             ]
         places = [state["queuePosition"] for state in states if state["status"] == "QUEUED"]
-        assert places == [3, 2, 1], states  # pushed live as each slot freed
+        # Pushed live as slots freed: down from 3 to 1 (two slots freeing together skip a place).
+        assert places[0] == 3 and places[-1] == 1 and places == sorted(set(places), reverse=True), states
         assert states[-1]["status"] == "SUCCEEDED" and states[-1]["queuePosition"] is None
         for generation in generations:
             assert (await wait_settled(darkroom, generation["id"]))["status"] == "SUCCEEDED"

@@ -3,6 +3,7 @@ is refused with BUDGET_EXCEEDED before anything reaches the provider or the data
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,16 @@ async def test_a_malformed_price_table_stops_the_server_at_start(start_darkroom:
     with pytest.raises(PriceTableError, match="exactly one of per_second, hardware or per_output"):
         async with start_darkroom(price_table_path=path):
             pass
+
+
+async def test_starts_sent_together_cannot_pass_a_budget_together(start_darkroom: Any, price_table: Path) -> None:
+    """Each passes the early check alone; the second check, where each is written under the lock every
+    start takes, lets only as many through as fit."""
+    async with start_darkroom(price_table_path=price_table, budget_amount=0.35, budget_period="day") as darkroom:
+        results = await asyncio.gather(*(start(darkroom, PIXEL_FORGE, {"prompt": f"race {n}"}) for n in range(8)))
+        accepted = [result for result in results if result["userErrors"] == []]
+        refused = [result for result in results if result["userErrors"]]
+        assert len(accepted) == 3, results
+        assert {e["code"] for result in refused for e in result["userErrors"]} == {"BUDGET_EXCEEDED"}
+        assert await rows(darkroom) == 3
+        assert await creates(darkroom) == 3

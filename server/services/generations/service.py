@@ -44,7 +44,7 @@ from server.services.generations.queue import GenerationQueue
 from server.services.operations.alerts import FailureAlerts
 from server.services.spend import costs
 from server.services.spend.costs import Cost
-from server.services.spend.prices import PriceTable
+from server.services.spend.service import SpendService
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -142,12 +142,13 @@ class GenerationService:
         alerts: FailureAlerts | None = None,
         *,
         webhook_url: str | None = None,
-        prices: PriceTable | None = None,
+        spend: SpendService | None = None,
     ) -> None:
         """`webhook_url` is where a provider can report to this server, with "{provider}" for its name; None
-        when the providers cannot reach us. `prices` settle each generation's cost as it finishes (None: no
-        costs are figured)."""
-        self._prices = prices
+        when the providers cannot reach us. `spend` holds each start to the budgets, and its prices settle
+        each generation's cost as it finishes (None: no budgets, no costs are figured)."""
+        self._spend = spend
+        self._prices = spend.prices if spend is not None else None
         self._settings = settings
         self._sessions = sessions
         self._providers = providers
@@ -240,6 +241,10 @@ class GenerationService:
         costs.record(generation, cost)
         async with self._sessions.begin() as session:
             await self._queue.lock(session)
+            if self._spend is not None:
+                # Again under the lock every start takes, so that starts made together cannot pass a
+                # budget together.
+                await self._spend.hold_to_budgets(session, viewer, cost)
             wait_reason = await self._queue.wait_reason(session, viewer.owner_id)
             session.add(generation)
             if wait_reason is not None:

@@ -72,23 +72,30 @@ class SpendService:
     async def check_budget(self, viewer: Viewer, model: CatalogModel, given_input: Any) -> Cost | None:
         """The start's estimate, once its key's budget and the global one have room for it.
 
-        Raises ServiceError BUDGET_EXCEEDED at ["model"] when one has not; nothing is written either way."""
+        Raises ServiceError BUDGET_EXCEEDED at ["model"] when one has not; nothing is written either way.
+        `GenerationService.start` checks the estimate again where it writes the generation, under the
+        queue's lock, so that starts made together cannot pass a budget together."""
         estimate = await self.estimate_start(model, given_input)
-        if estimate is None or estimate.currency != self.currency:
-            return estimate
         async with self._sessions() as session:
-            if viewer.owner_id is not None:
-                key = await session.get(ApiKey, viewer.owner_id)
-                if key is not None and key.budget_amount is not None:
-                    period = _period(key.budget_period, self._settings.spend.budget_period)
-                    spent = await self._spent(session, viewer.owner_id, costs.period_start(period))
-                    _refuse_past(spent, estimate, key.budget_amount, f"this API key's {period}ly budget")
-            budget = self._settings.spend.budget_amount
-            if budget is not None:
-                period = self._settings.spend.budget_period
-                spent = await self._spent(session, None, costs.period_start(period))
-                _refuse_past(spent, estimate, budget, f"the server's {period}ly budget")
+            await self.hold_to_budgets(session, viewer, estimate)
         return estimate
+
+    async def hold_to_budgets(self, session: AsyncSession, viewer: Viewer, estimate: Cost | None) -> None:
+        """Refuse (BUDGET_EXCEEDED) a start of `viewer`'s estimated at `estimate` that would pass its key's
+        budget or the server's, in `session`."""
+        if estimate is None or estimate.currency != self.currency:
+            return
+        if viewer.owner_id is not None:
+            key = await session.get(ApiKey, viewer.owner_id)
+            if key is not None and key.budget_amount is not None:
+                period = _period(key.budget_period, self._settings.spend.budget_period)
+                spent = await self._spent(session, viewer.owner_id, costs.period_start(period))
+                _refuse_past(spent, estimate, key.budget_amount, f"this API key's {period}ly budget")
+        budget = self._settings.spend.budget_amount
+        if budget is not None:
+            period = self._settings.spend.budget_period
+            spent = await self._spent(session, None, costs.period_start(period))
+            _refuse_past(spent, estimate, budget, f"the server's {period}ly budget")
 
     async def viewer_spend(self, viewer: Viewer) -> Spend:
         """A key's spend in its budget's period; on an open server (or for the system), everyone's."""
