@@ -29,6 +29,7 @@ from server.provider.types import RequestHook
 from server.reachability import reachability
 from server.services.access.api_keys import ApiKeyService
 from server.services.access.buckets import buckets_from_settings
+from server.services.access.idempotency import IdempotencyService
 from server.services.access.rate_limits import RateLimiter
 from server.services.access.socket_caps import SocketCaps
 from server.services.catalogue.service import CatalogueService
@@ -105,6 +106,7 @@ class Runtime:
         self.stats = StatsService(self.sessions)
         self.retention = RetentionService(settings, self.sessions, self.storage, self.publish)
         self.api_keys = ApiKeyService(settings, self.sessions)
+        self.idempotency = IdempotencyService(settings, self.sessions)
         self.rate_limits = RateLimiter.from_settings(settings, buckets_from_settings(settings, self.engine))
         self.socket_caps = SocketCaps.from_settings(settings)
         self.launcher = Launcher(

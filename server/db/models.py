@@ -179,6 +179,7 @@ class GenerationRow:
     event_seq: int
     provider: str
     queue_position: int | None
+    client_metadata: dict[str, Any] | None = None
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

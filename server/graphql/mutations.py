@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import strawberry
 
@@ -23,7 +24,9 @@ from server.graphql.inputs import (
     UploadMediaInput,
 )
 from server.graphql.types import Generation, Media, UserError
+from server.services.access.idempotency import key_problems
 from server.services.access.rate_limits import Limited
+from server.services.client_metadata import metadata_problems
 from server.services.errors import ServiceError
 from server.services.media.uploads import FILE_FIELD, UploadedFile
 
@@ -65,6 +68,34 @@ async def attempt(
     return done(result)
 
 
+def check_create(info: Info, idempotency_key: str | None, metadata: object) -> dict[str, Any] | None:
+    """Refuse a bad idempotencyKey or metadata before anything else is done; the metadata, checked."""
+    limit = info.context.runtime.settings.creates.metadata_max_bytes
+    problems = key_problems(idempotency_key) + metadata_problems(metadata, limit)
+    if problems:
+        raise ServiceError(problems)
+    return cast(dict[str, Any] | None, metadata)
+
+
+async def create_generation_once(
+    info: Info,
+    idempotency_key: str | None,
+    operation: str,
+    arguments: dict[str, Any],
+    create: Callable[[], Awaitable[GenerationRow]],
+) -> GenerationRow:
+    """`create()` under its idempotency key: a repeat returns the generation the first call started."""
+    runtime, viewer = info.context.runtime, info.context.viewer
+    load = partial(_visible_generation, info)
+    return await runtime.idempotency.once(
+        viewer, idempotency_key, operation, arguments, create, lambda row: row.id, load
+    )
+
+
+async def _visible_generation(info: Info, generation_id: uuid.UUID) -> GenerationRow:
+    return await info.context.runtime.generations.get(generation_id, info.context.viewer)
+
+
 @strawberry.type
 class GenerationPayload:
     generation: Generation | None = None
@@ -97,14 +128,30 @@ class Mutation:
     async def start_generation(self, info: Info, input: StartGenerationInput) -> GenerationPayload:
         launcher, viewer = info.context.runtime.launcher, info.context.viewer
         media_ids = media_ids_in(input.input)
-        start = partial(launcher.start_generation, viewer, input.model, input.input, media_ids=media_ids)
+
+        async def start() -> GenerationRow:
+            metadata = check_create(info, input.idempotency_key, input.metadata)
+            arguments = {"model": input.model, "input": input.input, "metadata": metadata}
+            create = partial(
+                launcher.start_generation, viewer, input.model, input.input, media_ids=media_ids, metadata=metadata
+            )
+            return await create_generation_once(info, input.idempotency_key, "startGeneration", arguments, create)
+
         return await attempt(info, start, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Turn a READY image into a video with an image-to-video model.")
     async def animate_image(self, info: Info, input: AnimateImageInput) -> GenerationPayload:
         launcher, viewer = info.context.runtime.launcher, info.context.viewer
         image, media_ids = decode_id(input.media_id, "Media"), media_ids_in(input.input)
-        animate = partial(launcher.animate_image, viewer, image, input.model, input.input, media_ids=media_ids)
+
+        async def animate() -> GenerationRow:
+            metadata = check_create(info, input.idempotency_key, input.metadata)
+            arguments = {"mediaId": str(image), "model": input.model, "input": input.input, "metadata": metadata}
+            create = partial(
+                launcher.animate_image, viewer, image, input.model, input.input, media_ids=media_ids, metadata=metadata
+            )
+            return await create_generation_once(info, input.idempotency_key, "animateImage", arguments, create)
+
         return await attempt(info, animate, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Ask the provider to stop a running generation.")
@@ -128,7 +175,29 @@ class Mutation:
             # The Upload scalar takes any value: a file only arrives as a part of a multipart request.
             message = "file must be a file part of a multipart request (the GraphQL multipart request spec)"
             return MediaPayload(user_errors=[UserError(field=FILE_FIELD, message=message, code="NOT_A_FILE")])
-        upload = partial(info.context.runtime.uploads.upload, info.context.viewer, cast(UploadedFile, file))
+        uploads, viewer, key = info.context.runtime.uploads, info.context.viewer, input.idempotency_key
+
+        async def upload() -> MediaRow:
+            metadata = check_create(info, key, input.metadata)
+            async with uploads.checked(cast(UploadedFile, file)) as checked:
+                # The request is the file's bytes (by their sha256) and what it was declared as.
+                arguments = {
+                    "sha256": checked.checked.sha256,
+                    "contentType": checked.declared_type,
+                    "filename": checked.filename,
+                    "metadata": metadata,
+                }
+                create = partial(uploads.keep, viewer, checked, metadata=metadata)
+                return await info.context.runtime.idempotency.once(
+                    viewer,
+                    key,
+                    "uploadMedia",
+                    arguments,
+                    create,
+                    lambda row: row.id,
+                    partial(uploads.get, viewer=viewer),
+                )
+
         return await attempt(info, upload, _with_media, MediaPayload)
 
     @strawberry.mutation(description="Delete a media file and its stored bytes.")

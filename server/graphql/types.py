@@ -114,6 +114,7 @@ class Media(Node):
     download_error: str | None
     created_at: datetime
     ready_at: datetime | None
+    metadata: JSON | None = strawberry.field(description="The caller's own JSON, as given with uploadMedia.")
     position: int
     raw_id: strawberry.Private[uuid.UUID]
     generation_id: strawberry.Private[uuid.UUID]
@@ -170,6 +171,7 @@ class Generation(Node):
         description="While STARTING: how many jobs wait ahead of it in the provider's queue, where the provider "
         "says (fal does); null otherwise."
     )
+    metadata: JSON | None = strawberry.field(description="The caller's own JSON, as given when it was started.")
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, case, func, literal, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from server.db.models import CatalogModel, Event, Generation, Media
 from server.services.access.viewer import Viewer
 from server.services.event_log.snapshots import state_snapshot
+
+# A metadata filter: top-level keys and the scalar each must equal.
+MetadataMatch = Mapping[str, str | int | float | bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +33,13 @@ class GenerationFilter:
     statuses: Sequence[str] = ()
     kind: str | None = None
     model: str | None = None
+    metadata: MetadataMatch | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        return _conditions(
+        found = _conditions(
             Generation.status, self.statuses, (Generation.kind, self.kind), (Generation.model_ref, self.model)
         )
+        return found + metadata_conditions(Generation.client_metadata, self.metadata)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +47,55 @@ class MediaFilter:
     statuses: Sequence[str] = ()
     kind: str | None = None
     generation_id: uuid.UUID | None = None
+    metadata: MetadataMatch | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        return _conditions(
+        found = _conditions(
             Media.status, self.statuses, (Media.kind, self.kind), (Media.generation_id, self.generation_id)
         )
+        return found + metadata_conditions(Media.client_metadata, self.metadata)
+
+
+class JsonKind(FunctionElement[str]):
+    """What the value of a top-level key of a JSON object column is, in one vocabulary on both databases:
+    "string", "number", "true", "false", "null", "object" or "array" (NULL when the key is absent).
+
+    Compared before the value is read as a number, so that PostgreSQL never casts text to a float."""
+
+    type = String()
+    inherit_cache = True
+    name = "json_kind"
+
+
+@compiles(JsonKind, "postgresql")
+def _json_kind_postgresql(element: JsonKind, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key = list(element.clauses)
+    typed = func.json_typeof(column.op("->")(key))
+    return compiler.process(case((typed == "boolean", column.op("->>")(key)), else_=typed), **kw)
+
+
+@compiles(JsonKind, "sqlite")
+def _json_kind_sqlite(element: JsonKind, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key = list(element.clauses)
+    # The member's JSON path, written as SQLAlchemy's JSON index writes it (the key holds no quote).
+    typed = func.json_type(column, func.printf(literal_column("""'$."%s"'"""), key))
+    kind = case((typed == "text", "string"), (typed.in_(["integer", "real"]), "number"), else_=typed)
+    return compiler.process(kind, **kw)
+
+
+def metadata_conditions(column: InstrumentedAttribute[Any], match: MetadataMatch | None) -> list[ColumnElement[bool]]:
+    """`column`'s object holds each key of `match` with an equal value: text equal to text, a number to a number
+    (1 and 1.0 alike), a boolean to a boolean; never a value of another type."""
+    found: list[ColumnElement[bool]] = []
+    for key, wanted in (match or {}).items():
+        kind = JsonKind(column, literal(key, String()))
+        if isinstance(wanted, bool):
+            found.append(kind == ("true" if wanted else "false"))
+        elif isinstance(wanted, str):
+            found.append(and_(kind == "string", column[key].as_string() == wanted))
+        else:
+            found.append(case((kind == "number", column[key].as_float())) == float(wanted))
+    return found
 
 
 def _conditions(

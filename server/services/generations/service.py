@@ -189,6 +189,7 @@ class GenerationService:
         provider_input: dict[str, Any] | None = None,
         source_media_id: uuid.UUID | None = None,
         version: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Generation:
         """Create the generation and the provider's prediction together, or neither.
 
@@ -196,7 +197,7 @@ class GenerationService:
         refuses, the row is deleted again and the refusal is raised as a ServiceError. `version` pins
         the version that runs; without one, the model's own (None: it runs by its name). The generation
         records the version the provider says ran. The provider is given GENERATION_TIMEOUT_SECONDS as
-        the job's deadline.
+        the job's deadline. `metadata` is the caller's own (checked by the caller), stored as given.
         """
         try:
             provider = self._providers.get(model.provider)
@@ -213,6 +214,7 @@ class GenerationService:
             status=GenerationStatus.STARTING,
             provider=provider.name,
             source_media_id=source_media_id,
+            client_metadata=metadata,
             next_poll_at=utcnow() + timedelta(seconds=self._poll_after(provider.name)),
         )
         async with self._sessions.begin() as session:
