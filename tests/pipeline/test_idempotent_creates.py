@@ -6,7 +6,6 @@ frees its key; an expired key starts anew and is swept by cleanup."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,13 @@ from sqlalchemy import func, select
 
 from server.db.models import IdempotencyKey
 from tests.ops.support import row_counts
+from tests.support.creates import PROMPT, START, creates, start, upload
 from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL
 from tests.support.graphql import data, gql
 from tests.support.processes import darkroom_process, simulator_process
 from tests.support.services import SESSION_CHANNEL, empty_postgres_database
 from tests.uploads.support import png, uploaded
-
-START = """
-mutation Start($model: String!, $input: JSON!, $key: String, $metadata: JSON) {
-  startGeneration(input: {model: $model, input: $input, idempotencyKey: $key, metadata: $metadata}) {
-    generation { id model input metadata }
-    userErrors { field message code }
-  }
-}
-"""
 
 ANIMATE = """
 mutation Animate($mediaId: ID!, $input: JSON, $key: String) {
@@ -41,48 +32,10 @@ mutation Animate($mediaId: ID!, $input: JSON, $key: String) {
 }
 """
 
-UPLOAD = """
-mutation Upload($file: Upload!, $key: String, $metadata: JSON) {
-  uploadMedia(input: {file: $file, idempotencyKey: $key, metadata: $metadata}) {
-    media { id sha256 metadata generation { id } }
-    userErrors { field message code }
-  }
-}
-"""
-
-PROMPT = {"prompt": "a lighthouse at dusk"}
-
-
-async def start(darkroom: Darkroom, key: str | None, input: Any = None, **variables: Any) -> dict[str, Any]:
-    sent = {"model": IMAGE_MODEL, "input": PROMPT if input is None else input, "key": key, **variables}
-    payload: dict[str, Any] = data(await darkroom.query(START, sent))["startGeneration"]
-    return payload
-
-
-def creates(darkroom: Darkroom) -> int:
-    """Predictions the simulator was asked to create."""
-    return len(darkroom.simulator.stats.creates)
-
 
 async def stored_keys(darkroom: Darkroom) -> int:
     async with darkroom.runtime.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(IdempotencyKey)) or 0)
-
-
-async def upload(
-    darkroom: Darkroom, content: bytes, key: str | None, filename: str = "picture.png", **variables: Any
-) -> dict[str, Any]:
-    """uploadMedia as a multipart request (the GraphQL multipart request spec), with an idempotency key."""
-    operations = {"query": UPLOAD, "variables": {"file": None, "key": key, **variables}}
-    response = await darkroom.http.post(
-        "/graphql",
-        data={"operations": json.dumps(operations), "map": '{"0": ["variables.file"]}'},
-        files={"0": (filename, content, "image/png")},
-        headers={"Apollo-Require-Preflight": "true"},
-    )
-    assert response.status_code == 200, response.text
-    payload: dict[str, Any] = data(response.json())["uploadMedia"]
-    return payload
 
 
 async def test_a_repeat_returns_the_first_generation_and_the_provider_is_asked_once(darkroom: Darkroom) -> None:
