@@ -1,20 +1,23 @@
 """Idempotency keys on startGeneration, animateImage and uploadMedia, over real HTTP: a repeat returns the first
 call's result and the provider's simulator records one create, whether the repeat comes after the first call,
 at the same time, or on another process; the same key for another request is refused; a refused first call
-frees its key; an expired key starts anew and is swept by cleanup."""
+frees its key, and a repeat waiting on it then runs itself; a call that never finished holds its key until it
+expires; an expired key starts anew and is swept by cleanup."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
-from server.db.models import IdempotencyKey
-from tests.ops.support import row_counts
+from server.db.models import IdempotencyKey, utcnow
+from server.services.access.idempotency import ANONYMOUS_SCOPE, fingerprint
+from tests.ops.support import raw_id, row_counts
 from tests.support.creates import PROMPT, START, creates, start, upload
 from tests.support.darkroom import Darkroom
 from tests.support.flows import IMAGE_MODEL
@@ -197,3 +200,63 @@ async def test_concurrent_duplicates_on_two_processes_create_one_job(postgres_da
     assert all(payload["userErrors"] == [] for payload in payloads), payloads
     assert len({payload["generation"]["id"] for payload in payloads}) == 1
     assert stats["predictions_created"] == 1
+
+
+async def hold_key(darkroom: Darkroom, key: str, seconds: float = 60) -> None:
+    """The key's row as a first call still in flight elsewhere leaves it: claimed for this request, no result."""
+    now = utcnow()
+    arguments = {"model": IMAGE_MODEL, "input": PROMPT, "metadata": None}
+    async with darkroom.runtime.sessions.begin() as session:
+        session.add(
+            IdempotencyKey(
+                scope=ANONYMOUS_SCOPE,
+                key=key,
+                operation="startGeneration",
+                fingerprint=fingerprint("startGeneration", arguments),
+                created_at=now,
+                expires_at=now + timedelta(seconds=seconds),
+            )
+        )
+
+
+async def test_a_repeat_waits_for_the_call_in_flight_and_returns_its_result(darkroom: Darkroom) -> None:
+    done = (await start(darkroom, None))["generation"]
+    await hold_key(darkroom, "in-flight")
+    repeat = asyncio.create_task(start(darkroom, "in-flight"))
+    await asyncio.sleep(0.5)
+    assert not repeat.done()
+
+    # The first call finishes: it records what it created.
+    async with darkroom.runtime.sessions.begin() as session:
+        await session.execute(update(IdempotencyKey).values(result_id=raw_id(done["id"])))
+    answer = await asyncio.wait_for(repeat, 10)
+    assert answer["generation"] == done
+    assert creates(darkroom) == 1
+
+
+async def test_a_repeat_runs_itself_when_the_call_in_flight_is_refused(darkroom: Darkroom) -> None:
+    await hold_key(darkroom, "released")
+    repeat = asyncio.create_task(start(darkroom, "released"))
+    await asyncio.sleep(0.5)
+    assert not repeat.done()
+
+    # The first call was refused: it releases the key.
+    async with darkroom.runtime.sessions.begin() as session:
+        await session.execute(delete(IdempotencyKey))
+    answer = await asyncio.wait_for(repeat, 10)
+    assert answer["userErrors"] == [] and answer["generation"]["id"]
+    assert creates(darkroom) == 1
+
+
+async def test_a_call_that_never_finished_holds_its_key_until_it_expires(start_darkroom: Callable[..., Any]) -> None:
+    async with start_darkroom(idempotency_wait_seconds=0.5) as darkroom:
+        await hold_key(darkroom, "crashed", seconds=1.5)
+        waited = await start(darkroom, "crashed")
+        assert [(e["code"], e["field"]) for e in waited["userErrors"]] == [
+            ("IDEMPOTENCY_KEY_IN_FLIGHT", ["input", "idempotencyKey"])
+        ]
+        assert creates(darkroom) == 0
+
+        await asyncio.sleep(1.2)
+        assert (await start(darkroom, "crashed"))["userErrors"] == []
+        assert creates(darkroom) == 1
