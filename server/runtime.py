@@ -33,6 +33,7 @@ from server.services.access.idempotency import IdempotencyService
 from server.services.access.rate_limits import RateLimiter
 from server.services.access.socket_caps import SocketCaps
 from server.services.catalogue.service import CatalogueService
+from server.services.creates import CreateService
 from server.services.event_log.stored import StoredEventLog
 from server.services.generations.launch import Launcher
 from server.services.generations.polls import PollClaims
@@ -118,6 +119,7 @@ class Runtime:
             self.providers,
             own_urls_reachable=reach.own_urls,
         )
+        self.creates = CreateService(settings, self.idempotency, self.launcher, self.generations, self.uploads)
         # The simulators this process mounts, by the provider each plays.
         self.simulators: dict[str, SimulatorCore] = {}
         # Background tasks this process is not ready without (see `workers_running`), by name.

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import strawberry
 
@@ -24,9 +23,7 @@ from server.graphql.inputs import (
     UploadMediaInput,
 )
 from server.graphql.types import Generation, Media, UserError
-from server.services.access.idempotency import key_problems
 from server.services.access.rate_limits import Limited
-from server.services.client_metadata import metadata_problems
 from server.services.errors import ServiceError
 from server.services.media.uploads import FILE_FIELD, UploadedFile
 
@@ -68,34 +65,6 @@ async def attempt(
     return done(result)
 
 
-def check_create(info: Info, idempotency_key: str | None, metadata: object) -> dict[str, Any] | None:
-    """Refuse a bad idempotencyKey or metadata before anything else is done; the metadata, checked."""
-    limit = info.context.runtime.settings.creates.metadata_max_bytes
-    problems = key_problems(idempotency_key) + metadata_problems(metadata, limit)
-    if problems:
-        raise ServiceError(problems)
-    return cast(dict[str, Any] | None, metadata)
-
-
-async def create_generation_once(
-    info: Info,
-    idempotency_key: str | None,
-    operation: str,
-    arguments: dict[str, Any],
-    create: Callable[[], Awaitable[GenerationRow]],
-) -> GenerationRow:
-    """`create()` under its idempotency key: a repeat returns the generation the first call started."""
-    runtime, viewer = info.context.runtime, info.context.viewer
-    load = partial(_visible_generation, info)
-    return await runtime.idempotency.once(
-        viewer, idempotency_key, operation, arguments, create, lambda row: row.id, load
-    )
-
-
-async def _visible_generation(info: Info, generation_id: uuid.UUID) -> GenerationRow:
-    return await info.context.runtime.generations.get(generation_id, info.context.viewer)
-
-
 @strawberry.type
 class GenerationPayload:
     generation: Generation | None = None
@@ -126,32 +95,31 @@ def _with_media(row: MediaRow) -> MediaPayload:
 class Mutation:
     @strawberry.mutation(description="Start a generation on a model; follow it with the `generation` subscription.")
     async def start_generation(self, info: Info, input: StartGenerationInput) -> GenerationPayload:
-        launcher, viewer = info.context.runtime.launcher, info.context.viewer
-        media_ids = media_ids_in(input.input)
-
-        async def start() -> GenerationRow:
-            metadata = check_create(info, input.idempotency_key, input.metadata)
-            arguments = {"model": input.model, "input": input.input, "metadata": metadata}
-            create = partial(
-                launcher.start_generation, viewer, input.model, input.input, media_ids=media_ids, metadata=metadata
-            )
-            return await create_generation_once(info, input.idempotency_key, "startGeneration", arguments, create)
-
+        creates, viewer = info.context.runtime.creates, info.context.viewer
+        start = partial(
+            creates.start_generation,
+            viewer,
+            input.model,
+            input.input,
+            media_ids=media_ids_in(input.input),
+            idempotency_key=input.idempotency_key,
+            metadata=input.metadata,
+        )
         return await attempt(info, start, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Turn a READY image into a video with an image-to-video model.")
     async def animate_image(self, info: Info, input: AnimateImageInput) -> GenerationPayload:
-        launcher, viewer = info.context.runtime.launcher, info.context.viewer
-        image, media_ids = decode_id(input.media_id, "Media"), media_ids_in(input.input)
-
-        async def animate() -> GenerationRow:
-            metadata = check_create(info, input.idempotency_key, input.metadata)
-            arguments = {"mediaId": str(image), "model": input.model, "input": input.input, "metadata": metadata}
-            create = partial(
-                launcher.animate_image, viewer, image, input.model, input.input, media_ids=media_ids, metadata=metadata
-            )
-            return await create_generation_once(info, input.idempotency_key, "animateImage", arguments, create)
-
+        creates, viewer = info.context.runtime.creates, info.context.viewer
+        animate = partial(
+            creates.animate_image,
+            viewer,
+            decode_id(input.media_id, "Media"),
+            input.model,
+            input.input,
+            media_ids=media_ids_in(input.input),
+            idempotency_key=input.idempotency_key,
+            metadata=input.metadata,
+        )
         return await attempt(info, animate, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Ask the provider to stop a running generation.")
@@ -175,29 +143,13 @@ class Mutation:
             # The Upload scalar takes any value: a file only arrives as a part of a multipart request.
             message = "file must be a file part of a multipart request (the GraphQL multipart request spec)"
             return MediaPayload(user_errors=[UserError(field=FILE_FIELD, message=message, code="NOT_A_FILE")])
-        uploads, viewer, key = info.context.runtime.uploads, info.context.viewer, input.idempotency_key
-
-        async def upload() -> MediaRow:
-            metadata = check_create(info, key, input.metadata)
-            async with uploads.checked(cast(UploadedFile, file)) as checked:
-                # The request is the file's bytes (by their sha256) and what it was declared as.
-                arguments = {
-                    "sha256": checked.checked.sha256,
-                    "contentType": checked.declared_type,
-                    "filename": checked.filename,
-                    "metadata": metadata,
-                }
-                create = partial(uploads.keep, viewer, checked, metadata=metadata)
-                return await info.context.runtime.idempotency.once(
-                    viewer,
-                    key,
-                    "uploadMedia",
-                    arguments,
-                    create,
-                    lambda row: row.id,
-                    partial(uploads.get, viewer=viewer),
-                )
-
+        upload = partial(
+            info.context.runtime.creates.upload_media,
+            info.context.viewer,
+            cast(UploadedFile, file),
+            idempotency_key=input.idempotency_key,
+            metadata=input.metadata,
+        )
         return await attempt(info, upload, _with_media, MediaPayload)
 
     @strawberry.mutation(description="Delete a media file and its stored bytes.")

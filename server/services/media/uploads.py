@@ -140,16 +140,10 @@ class CheckedUpload:
 
 
 class UploadService(StoredMediaService):
-    async def upload(self, viewer: Viewer, file: UploadedFile, *, metadata: dict[str, Any] | None = None) -> Media:
-        """Check and store `file` as READY media of `viewer`'s; ServiceError (and nothing kept) when refused."""
-        async with self.checked(file) as upload:
-            return await self.keep(viewer, upload, metadata=metadata)
-
     @asynccontextmanager
     async def checked(self, file: UploadedFile) -> AsyncIterator[CheckedUpload]:
-        """`file`, checked in a local scratch file (removed when the block ends); ServiceError when refused.
-
-        Nothing reaches the store before the file has passed."""
+        """`file`, checked in a local scratch file (removed when the block ends); ServiceError, and nothing
+        kept, when refused. Nothing reaches the store before the file has passed; `keep` stores it."""
         descriptor, name = tempfile.mkstemp(prefix=UPLOAD_SCRATCH_PREFIX)
         os.close(descriptor)
         temp = Path(name)
