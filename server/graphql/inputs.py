@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from server.graphql.errors import BAD_USER_INPUT
 from server.graphql.types import GenerationStatus, MediaKind, MediaStatus
 from server.quoting import quote_value
+from server.services.client_metadata import storable_text
 
 
 def refuse_control_characters(value: str | None, argument: str) -> None:
@@ -22,8 +23,9 @@ def refuse_control_characters(value: str | None, argument: str) -> None:
         )
 
 
-# Most keys one metadata filter may name.
+# Most keys one metadata filter may name, and the longest key.
 MAX_METADATA_FILTER_KEYS = 20
+MAX_METADATA_FILTER_KEY_CHARS = 255
 
 
 def metadata_filter(value: object, argument: str) -> dict[str, str | int | float | bool] | None:
@@ -40,11 +42,13 @@ def metadata_filter(value: object, argument: str) -> dict[str, str | int | float
     if len(value) > MAX_METADATA_FILTER_KEYS:
         raise refuse(f"names more than {MAX_METADATA_FILTER_KEYS} keys")
     for key, wanted in value.items():
-        # A key is addressed inside a quoted JSON path on SQLite: it may hold no quote or backslash.
-        if not key or not key.isprintable() or '"' in key or "\\" in key or len(key) > 255:
-            raise refuse(f"key {quote_value(key)} must be 1-255 printable characters without quotes or backslashes")
+        if not 1 <= len(key) <= MAX_METADATA_FILTER_KEY_CHARS or not storable_text(key):
+            raise refuse(
+                f"key {quote_value(key)} must be 1-{MAX_METADATA_FILTER_KEY_CHARS} characters, none of them NUL"
+            )
         if isinstance(wanted, str):
-            refuse_control_characters(wanted, f"{argument}.{key}")
+            if not storable_text(wanted):
+                raise refuse(f"value of {quote_value(key)} has a character metadata never holds (NUL)")
         elif not isinstance(wanted, (bool, int, float)) or not math.isfinite(wanted):
             raise refuse(f"value of {quote_value(key)} must be a string, a number or a boolean")
     return value

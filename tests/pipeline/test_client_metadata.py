@@ -4,11 +4,13 @@ keys on both databases, and refused before anything is created when it is no obj
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.ops.support import row_counts
-from tests.support.creates import START, creates, start, upload
+from tests.support.creates import PROMPT, START, creates, start, upload
 from tests.support.darkroom import Darkroom
+from tests.support.flows import IMAGE_MODEL
 from tests.support.graphql import data, ws_connect
 from tests.uploads.support import png
 
@@ -23,6 +25,8 @@ query Generations($metadata: JSON) {
 MEDIA = """
 query Media($metadata: JSON) { media(first: 50, filter: {metadata: $metadata}) { edges { node { id metadata } } } }
 """
+
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 FEED = """
 subscription Feed($after: String) {
@@ -64,6 +68,8 @@ async def test_generations_and_media_are_filtered_by_metadata(darkroom: Darkroom
     second = (await start(darkroom, None, metadata={"orderId": "A-18", "count": 3.0, "vip": False}))["generation"]["id"]
     text = (await start(darkroom, None, metadata={"count": "3", "vip": "true"}))["generation"]["id"]
     bare = (await start(darkroom, None))["generation"]["id"]
+    odd_keys = {"order id.v[0]": "two\nlines", "é": "ü", 'say "hi"\\': "ok"}
+    odd = (await start(darkroom, None, metadata=odd_keys))["generation"]["id"]
 
     assert await matching(darkroom, {"orderId": "A-17"}) == [first]
     assert await matching(darkroom, {"count": 3}) == sorted([first, second])
@@ -74,8 +80,10 @@ async def test_generations_and_media_are_filtered_by_metadata(darkroom: Darkroom
     assert await matching(darkroom, {"vip": "true"}) == [text]
     assert await matching(darkroom, {"orderId": "A-17", "vip": False}) == []
     assert await matching(darkroom, {"missing": "x"}) == []
-    assert await matching(darkroom, {}) == sorted([first, second, text, bare])
-    assert await matching(darkroom, None) == sorted([first, second, text, bare])
+    assert await matching(darkroom, odd_keys) == [odd]
+    assert await matching(darkroom, {"é": "ü"}) == [odd]
+    assert await matching(darkroom, {}) == sorted([first, second, text, bare, odd])
+    assert await matching(darkroom, None) == sorted([first, second, text, bare, odd])
 
     media = await upload(darkroom, png(20, 20), None, metadata={"album": "holiday", "year": 2026})
     await upload(darkroom, png(21, 21), None, metadata={"album": "work"})
@@ -85,7 +93,16 @@ async def test_generations_and_media_are_filtered_by_metadata(darkroom: Darkroom
 
 
 async def test_a_filter_that_is_no_object_of_scalars_is_a_clear_graphql_error(darkroom: Darkroom) -> None:
-    for refused in (["orderId"], "orderId", 3, {"nested": {"x": 1}}, {"list": [1]}, {"none": None}, {'a"b': "x"}):
+    for refused in (
+        ["orderId"],
+        "orderId",
+        3,
+        {"nested": {"x": 1}},
+        {"list": [1]},
+        {"none": None},
+        {"": "x"},
+        {"nul": "a\u0000"},
+    ):
         response = await darkroom.query(GENERATIONS, {"metadata": refused})
         assert response["data"] is None, response
         [error] = response["errors"]
@@ -104,6 +121,11 @@ async def test_metadata_that_is_no_object_or_too_large_is_refused_before_anythin
             ("INVALID_METADATA", ["input", "metadata"])
         ], refused
     assert "4096" in (await start(darkroom, None, metadata=too_large))["userErrors"][0]["message"]
+    # A lone surrogate, which only an escape in the JSON body can carry (it is no UTF-8).
+    body = {"query": START, "variables": {"model": IMAGE_MODEL, "input": PROMPT, "metadata": {"half": "\ud800"}}}
+    response = await darkroom.http.post("/graphql", content=json.dumps(body), headers=JSON_HEADERS)
+    [error] = data(response.json())["startGeneration"]["userErrors"]
+    assert (error["code"], error["field"]) == ("INVALID_METADATA", ["input", "metadata"])
     refused_upload = await upload(darkroom, png(), "upload-key", metadata=["not", "an", "object"])
     assert [e["code"] for e in refused_upload["userErrors"]] == ["INVALID_METADATA"]
 

@@ -7,6 +7,7 @@ expires; an expired key starts anew and is swept by cleanup."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -260,3 +261,16 @@ async def test_a_call_that_never_finished_holds_its_key_until_it_expires(start_d
         await asyncio.sleep(1.2)
         assert (await start(darkroom, "crashed"))["userErrors"] == []
         assert creates(darkroom) == 1
+
+
+async def test_a_key_with_an_input_that_is_no_text_is_refused_as_without_one(darkroom: Darkroom) -> None:
+    """A lone surrogate, which only an escape in the JSON body can carry, is fingerprinted like any text."""
+    answers = []
+    for key in (None, "odd-input"):
+        variables = {"model": IMAGE_MODEL, "input": {"prompt": "\ud800"}, "key": key}
+        body = json.dumps({"query": START, "variables": variables})
+        response = await darkroom.http.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+        answers.append(response.json())
+    refusals = [data(answer)["startGeneration"]["userErrors"] for answer in answers]
+    assert refusals[0] and refusals[0] == refusals[1], refusals
+    assert creates(darkroom) == 0

@@ -64,10 +64,9 @@ def key_problems(key: str | None) -> list[FieldError]:
 
 
 def fingerprint(operation: str, arguments: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of the operation and its arguments (keys sorted, compact)."""
-    canonical = json.dumps(
-        {"operation": operation, "arguments": arguments}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    """sha256 of the canonical JSON of the operation and its arguments (keys sorted, compact, ASCII: any text
+    encodes, even a lone surrogate the model's input check has yet to refuse)."""
+    canonical = json.dumps({"operation": operation, "arguments": arguments}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, and_, case, func, literal, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute
@@ -56,31 +68,55 @@ class MediaFilter:
         return found + metadata_conditions(Media.client_metadata, self.metadata)
 
 
-class JsonKind(FunctionElement[str]):
-    """What the value of a top-level key of a JSON object column is, in one vocabulary on both databases:
-    "string", "number", "true", "false", "null", "object" or "array" (NULL when the key is absent).
+class _JsonMember(FunctionElement[str]):
+    """Something about what a top-level key of a JSON object column holds (NULL when the key is absent),
+    compiled for each database below.
 
-    Compared before the value is read as a number, so that PostgreSQL never casts text to a float."""
+    SQLite looks the key up with json_each, which decodes the stored keys: a JSON path would not match a
+    key stored with \\u escapes, as Python's json writes every non-ASCII character."""
 
     type = String()
     inherit_cache = True
+
+    def __init__(self, column: InstrumentedAttribute[Any], key: str) -> None:
+        super().__init__(column, literal(key, String()))
+
+
+class JsonKind(_JsonMember):
+    """The value's kind in one vocabulary on both databases: "string", "number", "true", "false", "null",
+    "object" or "array"."""
+
     name = "json_kind"
+    inherit_cache = True
+
+
+class JsonText(_JsonMember):
+    """The value as text: a string as itself, a number as its digits."""
+
+    name = "json_text"
+    inherit_cache = True
 
 
 @compiles(JsonKind, "postgresql")
-def _json_kind_postgresql(element: JsonKind, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(JsonText, "postgresql")
+def _json_member_postgresql(element: _JsonMember, compiler: SQLCompiler, **kw: Any) -> str:
     column, key = list(element.clauses)
+    if isinstance(element, JsonText):
+        return compiler.process(column.op("->>")(key), **kw)
     typed = func.json_typeof(column.op("->")(key))
     return compiler.process(case((typed == "boolean", column.op("->>")(key)), else_=typed), **kw)
 
 
 @compiles(JsonKind, "sqlite")
-def _json_kind_sqlite(element: JsonKind, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(JsonText, "sqlite")
+def _json_member_sqlite(element: _JsonMember, compiler: SQLCompiler, **kw: Any) -> str:
     column, key = list(element.clauses)
-    # The member's JSON path, written as SQLAlchemy's JSON index writes it (the key holds no quote).
-    typed = func.json_type(column, func.printf(literal_column("""'$."%s"'"""), key))
-    kind = case((typed == "text", "string"), (typed.in_(["integer", "real"]), "number"), else_=typed)
-    return compiler.process(kind, **kw)
+    members = func.json_each(column).table_valued("key", "type", "atom")
+    picked: Any = members.c.atom
+    if isinstance(element, JsonKind):
+        typed = members.c.type
+        picked = case((typed == "text", "string"), (typed.in_(["integer", "real"]), "number"), else_=typed)
+    return compiler.process(select(picked).where(members.c.key == key).scalar_subquery(), **kw)
 
 
 def metadata_conditions(column: InstrumentedAttribute[Any], match: MetadataMatch | None) -> list[ColumnElement[bool]]:
@@ -88,13 +124,14 @@ def metadata_conditions(column: InstrumentedAttribute[Any], match: MetadataMatch
     (1 and 1.0 alike), a boolean to a boolean; never a value of another type."""
     found: list[ColumnElement[bool]] = []
     for key, wanted in (match or {}).items():
-        kind = JsonKind(column, literal(key, String()))
+        kind, text = JsonKind(column, key), JsonText(column, key)
         if isinstance(wanted, bool):
             found.append(kind == ("true" if wanted else "false"))
         elif isinstance(wanted, str):
-            found.append(and_(kind == "string", column[key].as_string() == wanted))
+            found.append(and_(kind == "string", text == wanted))
         else:
-            found.append(case((kind == "number", column[key].as_float())) == float(wanted))
+            # Read as a number only once it is one: PostgreSQL would fail on casting other text.
+            found.append(case((kind == "number", cast(text, Float))) == float(wanted))
     return found
 
 
