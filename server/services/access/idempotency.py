@@ -9,9 +9,9 @@ claims, in any process, win), runs, and records the id of what it created. Then:
   still in flight, the repeat polls the row (up to IDEMPOTENCY_WAIT_SECONDS, then
   IDEMPOTENCY_KEY_IN_FLIGHT) and returns its result once recorded;
 - the same key with a different request is refused (IDEMPOTENCY_KEY_REUSED) and changes nothing;
-- a first call that fails (userErrors, or any error the services undo) releases the key by deleting its
-  row, so the caller can fix the request and retry with the same key; a repeat waiting on it then runs
-  itself;
+- a first call that fails (userErrors, any error the services undo, or a cancelled request) releases the
+  key by deleting its row, so the caller can fix the request and retry with the same key; a repeat
+  waiting on it then runs itself;
 - a key older than IDEMPOTENCY_KEY_TTL_SECONDS is treated as absent: the next claim replaces its row,
   and the periodic cleanup deletes the rest (server.services.media.retention).
 
@@ -107,7 +107,6 @@ class IdempotencyService:
             if held is None or held.expires_at <= self.clock():
                 continue  # released, or expired (the next claim replaces it): claim it again
             if held.fingerprint != printed:
-                logger.info("idempotency key reused for another request", extra={"operation": operation})
                 raise ServiceError.single(
                     "IDEMPOTENCY_KEY_REUSED",
                     "this idempotencyKey was used for a different request; use a new key for a new request",
@@ -130,9 +129,13 @@ class IdempotencyService:
             pause = min(pause * 2, LONGEST_POLL_SECONDS)
         try:
             result = await create()
-        except Exception:
-            # The services undo what a failed create started, so the key is free for a corrected retry.
-            await self._release(scope, key, claimed_at)
+        except BaseException:
+            # The services undo what a refused, failed or interrupted create started: the key is free again
+            # for the retry. Shielded, so that a cancelled request still lets go of it.
+            try:
+                await asyncio.shield(self._release(scope, key, claimed_at))
+            except Exception:
+                logger.warning("an idempotency key could not be released; it is held until it expires", exc_info=True)
             raise
         await self._record(scope, key, claimed_at, result_id(result))
         return result
