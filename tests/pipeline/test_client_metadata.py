@@ -143,3 +143,21 @@ async def test_the_metadata_limit_is_a_setting(start_darkroom: Any) -> None:
         assert [e["code"] for e in refused["userErrors"]] == ["INVALID_METADATA"]
         taken = data(await darkroom.query(START, {"model": "darkroom-sim/pixel-forge", "input": {"prompt": "p"}}))
         assert taken["startGeneration"]["userErrors"] == []
+
+
+async def test_an_animation_keeps_its_own_metadata(darkroom: Darkroom) -> None:
+    image = await upload(darkroom, png(24, 24), None, metadata={"album": "holiday"})
+    animate = """
+    mutation($mediaId: ID!, $metadata: JSON) {
+      animateImage(input: {mediaId: $mediaId, input: {prompt: "slow zoom"}, metadata: $metadata}) {
+        generation { id metadata sourceMedia { metadata } }
+        userErrors { code }
+      }
+    }
+    """
+    variables = {"mediaId": image["media"]["id"], "metadata": {"shot": 2}}
+    payload = data(await darkroom.query(animate, variables))["animateImage"]
+    assert payload["userErrors"] == []
+    assert payload["generation"]["metadata"] == {"shot": 2}
+    assert payload["generation"]["sourceMedia"]["metadata"] == {"album": "holiday"}
+    assert await matching(darkroom, {"shot": 2}) == [payload["generation"]["id"]]
