@@ -29,9 +29,11 @@ from server.provider.types import RequestHook
 from server.reachability import reachability
 from server.services.access.api_keys import ApiKeyService
 from server.services.access.buckets import buckets_from_settings
+from server.services.access.idempotency import IdempotencyService
 from server.services.access.rate_limits import RateLimiter
 from server.services.access.socket_caps import SocketCaps
 from server.services.catalogue.service import CatalogueService
+from server.services.creates import CreateService
 from server.services.event_log.stored import StoredEventLog
 from server.services.generations.launch import Launcher
 from server.services.generations.polls import PollClaims
@@ -111,6 +113,7 @@ class Runtime:
         self.stats = StatsService(self.sessions, self.prices.currency)
         self.retention = RetentionService(settings, self.sessions, self.storage, self.publish)
         self.api_keys = ApiKeyService(settings, self.sessions)
+        self.idempotency = IdempotencyService(settings, self.sessions)
         self.rate_limits = RateLimiter.from_settings(settings, buckets_from_settings(settings, self.engine))
         self.socket_caps = SocketCaps.from_settings(settings)
         self.launcher = Launcher(
@@ -123,6 +126,7 @@ class Runtime:
             own_urls_reachable=reach.own_urls,
             spend=self.spend,
         )
+        self.creates = CreateService(settings, self.idempotency, self.launcher, self.generations, self.uploads)
         # The simulators this process mounts, by the provider each plays.
         self.simulators: dict[str, SimulatorCore] = {}
         # Background tasks this process is not ready without (see `workers_running`), by name.

@@ -540,6 +540,31 @@ class InputsSettings(SettingsGroup):
     )
 
 
+class CreatesSettings(SettingsGroup):
+    """The creating mutations (startGeneration, animateImage, uploadMedia): idempotency keys and client metadata."""
+
+    idempotency_key_ttl_seconds: float = Field(
+        86400.0,
+        alias="IDEMPOTENCY_KEY_TTL_SECONDS",
+        gt=0,
+        description="How long an idempotencyKey is remembered: a repeat within this time returns the first "
+        "call's result; after it the key is free again, and cleanup deletes it.",
+    )
+    idempotency_wait_seconds: float = Field(
+        60.0,
+        alias="IDEMPOTENCY_WAIT_SECONDS",
+        gt=0,
+        description="How long a repeat waits for the first call with its idempotencyKey to finish before it is "
+        "answered IDEMPOTENCY_KEY_IN_FLIGHT (try again).",
+    )
+    metadata_max_bytes: int = Field(
+        4096,
+        alias="METADATA_MAX_BYTES",
+        gt=0,
+        description="Largest `metadata` a create takes, as compact JSON.",
+    )
+
+
 class SimulatorSettings(SettingsGroup):
     """The built-in Replicate simulator."""
 
@@ -674,6 +699,7 @@ class CoreSettings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     uploads: UploadsSettings = Field(default_factory=UploadsSettings)
     inputs: InputsSettings = Field(default_factory=InputsSettings)
+    creates: CreatesSettings = Field(default_factory=CreatesSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)

@@ -4,8 +4,9 @@
 #   ./queries.sh [SERVER_URL]      (default: $DARKROOM_URL, else http://127.0.0.1:8000)
 #
 # Lists image models, shows a model's inputs, shows a refused mutation's userErrors, starts a
-# generation, checks on it over HTTP until it has settled (a script without a WebSocket has to ask;
-# the Python and Node examples are told over a subscription instead), downloads its files and checks
+# generation (with an idempotency key, and sends that start again: still one generation), checks on it
+# over HTTP until it has settled (a script without a WebSocket has to ask; the Python and Node examples
+# are told over a subscription instead), downloads its files and checks
 # their sha256, then starts and cancels a second one. DARKROOM_API_KEY, when set, is sent as
 # `Authorization: Bearer <key>`. Files go to $OUT_DIR (default ./darkroom-media).
 set -euo pipefail
@@ -52,8 +53,8 @@ curl -sS --fail-with-body "${AUTH[@]}" -G "$URL/graphql" \
   --data-urlencode 'query={ media(first: 1, filter: {status: [READY]}) { edges { node { id url } } } }' |
   jq -c '.data.media.edges'
 
-START='mutation Start($model: String!, $input: JSON!) {
-  startGeneration(input: {model: $model, input: $input}) {
+START='mutation Start($model: String!, $input: JSON!, $idempotencyKey: String) {
+  startGeneration(input: {model: $model, input: $input, idempotencyKey: $idempotencyKey}) {
     generation { id status }
     userErrors { field message code }
   }
@@ -63,14 +64,21 @@ echo "== a refused mutation: userErrors, nothing changed"
 gql "$START" "$(jq -n --arg model "$MODEL" '{model: $model, input: {prompt: "too many", num_outputs: 99}}')" |
   jq -c '.data.startGeneration.userErrors[]'
 
+# With an idempotency key, sending the same start again (after a timeout, say) returns the same generation
+# instead of starting a second one.
 echo "== startGeneration"
-started=$(gql "$START" "$(jq -n --arg model "$MODEL" '{model: $model, input: {prompt: "a lighthouse at dusk", num_outputs: 2}}')")
+key=$(openssl rand -hex 16)
+start_vars=$(jq -n --arg model "$MODEL" --arg key "$key" \
+  '{model: $model, input: {prompt: "a lighthouse at dusk", num_outputs: 2}, idempotencyKey: $key}')
+started=$(gql "$START" "$start_vars")
 if [ "$(jq '.data.startGeneration.userErrors | length' <<<"$started")" != 0 ]; then
   echo "refused: $(jq -c '.data.startGeneration.userErrors' <<<"$started")" >&2
   exit 2
 fi
 id=$(jq -r '.data.startGeneration.generation.id' <<<"$started")
 echo "started generation $id"
+again=$(gql "$START" "$start_vars" | jq -r '.data.startGeneration.generation.id')
+echo "sent again with idempotency key $key: $([ "$again" = "$id" ] && echo "the same generation" || echo "ANOTHER generation $again")"
 
 GET='query Get($id: ID!) {
   generation(id: $id) {

@@ -2,14 +2,19 @@
 //
 //   node follow-generation.mjs --prompt "a lighthouse at dusk" --num-outputs 2 --out downloads
 //
+// The start is sent with an idempotency key (--idempotency-key, else a new random one, printed): a run
+// repeated with the same key and the same request follows the generation the first one started instead
+// of starting another, so a start whose answer was lost can be sent again safely.
+//
 // Exit status: 0 when the generation SUCCEEDED and every file was downloaded and matched its sha256,
 // 1 when it ended otherwise, 2 when the server refused the request.
+import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { GENERATION_FIELDS, describeError, download, follow, options, request } from "./common.mjs";
 
 const START = `
-mutation Start($model: String!, $input: JSON!) {
-  startGeneration(input: {model: $model, input: $input}) {
+mutation Start($model: String!, $input: JSON!, $idempotencyKey: String) {
+  startGeneration(input: {model: $model, input: $input, idempotencyKey: $idempotencyKey}) {
     generation { ${GENERATION_FIELDS} }
     userErrors { field message code }
   }
@@ -21,11 +26,14 @@ async function main() {
     prompt: { type: "string", default: "a lighthouse at dusk" },
     "num-outputs": { type: "string" },
     out: { type: "string", default: "darkroom-media" },
+    "idempotency-key": { type: "string" },
   });
   const input = { prompt: args.prompt };
   if (args["num-outputs"]) input.num_outputs = Number(args["num-outputs"]);
 
-  const { startGeneration } = await request(args.url, args["api-key"], START, { model: args.model, input });
+  const idempotencyKey = args["idempotency-key"] || randomUUID();
+  const variables = { model: args.model, input, idempotencyKey };
+  const { startGeneration } = await request(args.url, args["api-key"], START, variables);
   if (startGeneration.userErrors.length) {
     for (const error of startGeneration.userErrors) {
       console.error(`refused: ${error.code} ${(error.field || []).join(".")}: ${error.message}`);
@@ -33,7 +41,7 @@ async function main() {
     return 2;
   }
   const { id } = startGeneration.generation;
-  console.log(`started generation ${id} on ${args.model}`);
+  console.log(`started generation ${id} on ${args.model} (idempotency key ${idempotencyKey})`);
 
   const final = await follow(args, id);
   if (final?.status !== "SUCCEEDED") {

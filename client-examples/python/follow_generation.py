@@ -2,6 +2,10 @@
 
     python follow_generation.py --prompt "a lighthouse at dusk" --num-outputs 2 --out downloads
 
+The start is sent with an idempotency key (--idempotency-key, else a new random one, printed): a run
+repeated with the same key and the same request follows the generation the first one started instead of
+starting another, so a start whose answer was lost can be sent again safely.
+
 The mutation goes over HTTP and the subscription over a WebSocket (graphql-transport-ws), both with
 gql. The server URL comes from --url or DARKROOM_URL (default http://127.0.0.1:8000); an API key from
 --api-key or DARKROOM_API_KEY is sent as `Authorization: Bearer <key>` in the HTTP headers and in the
@@ -18,6 +22,7 @@ import asyncio
 import hashlib
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +38,8 @@ GENERATION_FIELDS = """
 """
 
 START = f"""
-mutation Start($model: String!, $input: JSON!) {{
-  startGeneration(input: {{model: $model, input: $input}}) {{
+mutation Start($model: String!, $input: JSON!, $idempotencyKey: String) {{
+  startGeneration(input: {{model: $model, input: $input, idempotencyKey: $idempotencyKey}}) {{
     generation {{ {GENERATION_FIELDS} }}
     userErrors {{ field message code }}
   }}
@@ -82,9 +87,12 @@ def describe(generation: dict[str, Any]) -> str:
     return line.rstrip()
 
 
-async def start(base_url: str, api_key: str | None, model: str, model_input: dict[str, Any]) -> dict[str, Any]:
+async def start(
+    base_url: str, api_key: str | None, model: str, model_input: dict[str, Any], idempotency_key: str
+) -> dict[str, Any]:
     async with http_client(base_url, api_key) as api:
-        request = GraphQLRequest(START, variable_values={"model": model, "input": model_input})
+        variables = {"model": model, "input": model_input, "idempotencyKey": idempotency_key}
+        request = GraphQLRequest(START, variable_values=variables)
         result = await api.execute(request)
     payload = result["startGeneration"]
     if payload["userErrors"]:
@@ -129,8 +137,9 @@ async def main(args: argparse.Namespace) -> int:
     model_input: dict[str, Any] = {"prompt": args.prompt}
     if args.num_outputs:
         model_input["num_outputs"] = args.num_outputs
-    generation = await start(args.url, args.api_key, args.model, model_input)
-    print(f"started generation {generation['id']} on {args.model}", flush=True)
+    idempotency_key = args.idempotency_key or str(uuid.uuid4())
+    generation = await start(args.url, args.api_key, args.model, model_input, idempotency_key)
+    print(f"started generation {generation['id']} on {args.model} (idempotency key {idempotency_key})", flush=True)
 
     final = await follow(args.url, args.api_key, generation["id"])
     if final.get("status") != "SUCCEEDED":
@@ -158,6 +167,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompt", default="a lighthouse at dusk")
     parser.add_argument("--num-outputs", type=int, default=None, help="how many images to ask for")
     parser.add_argument("--out", default="darkroom-media", help="directory the files are saved in")
+    parser.add_argument(
+        "--idempotency-key", default=None, help="the start's idempotency key (default: a new random one)"
+    )
     return parser.parse_args(argv)
 
 

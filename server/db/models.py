@@ -192,6 +192,7 @@ class GenerationRow:
     cost_currency: str | None
     cost_basis: str | None
     cost_estimated: bool | None
+    client_metadata: dict[str, Any] | None = None
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

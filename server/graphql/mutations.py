@@ -95,16 +95,31 @@ def _with_media(row: MediaRow) -> MediaPayload:
 class Mutation:
     @strawberry.mutation(description="Start a generation on a model; follow it with the `generation` subscription.")
     async def start_generation(self, info: Info, input: StartGenerationInput) -> GenerationPayload:
-        launcher, viewer = info.context.runtime.launcher, info.context.viewer
-        media_ids = media_ids_in(input.input)
-        start = partial(launcher.start_generation, viewer, input.model, input.input, media_ids=media_ids)
+        creates, viewer = info.context.runtime.creates, info.context.viewer
+        start = partial(
+            creates.start_generation,
+            viewer,
+            input.model,
+            input.input,
+            media_ids=media_ids_in(input.input),
+            idempotency_key=input.idempotency_key,
+            metadata=input.metadata,
+        )
         return await attempt(info, start, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Turn a READY image into a video with an image-to-video model.")
     async def animate_image(self, info: Info, input: AnimateImageInput) -> GenerationPayload:
-        launcher, viewer = info.context.runtime.launcher, info.context.viewer
-        image, media_ids = decode_id(input.media_id, "Media"), media_ids_in(input.input)
-        animate = partial(launcher.animate_image, viewer, image, input.model, input.input, media_ids=media_ids)
+        creates, viewer = info.context.runtime.creates, info.context.viewer
+        animate = partial(
+            creates.animate_image,
+            viewer,
+            decode_id(input.media_id, "Media"),
+            input.model,
+            input.input,
+            media_ids=media_ids_in(input.input),
+            idempotency_key=input.idempotency_key,
+            metadata=input.metadata,
+        )
         return await attempt(info, animate, _with_generation, GenerationPayload)
 
     @strawberry.mutation(description="Ask the provider to stop a running generation.")
@@ -128,7 +143,13 @@ class Mutation:
             # The Upload scalar takes any value: a file only arrives as a part of a multipart request.
             message = "file must be a file part of a multipart request (the GraphQL multipart request spec)"
             return MediaPayload(user_errors=[UserError(field=FILE_FIELD, message=message, code="NOT_A_FILE")])
-        upload = partial(info.context.runtime.uploads.upload, info.context.viewer, cast(UploadedFile, file))
+        upload = partial(
+            info.context.runtime.creates.upload_media,
+            info.context.viewer,
+            cast(UploadedFile, file),
+            idempotency_key=input.idempotency_key,
+            metadata=input.metadata,
+        )
         return await attempt(info, upload, _with_media, MediaPayload)
 
     @strawberry.mutation(description="Delete a media file and its stored bytes.")

@@ -16,7 +16,7 @@ from server.db.models import Generation as GenerationRow
 from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import decode_any, decode_id
-from server.graphql.inputs import GenerationFilter, MediaFilter, refuse_control_characters
+from server.graphql.inputs import GenerationFilter, MediaFilter, metadata_filter, refuse_control_characters
 from server.graphql.pagination import decode_text_cursor, decode_time_cursor, encode_cursor, page_size
 from server.graphql.spend import Viewer as ViewerType
 from server.graphql.stats import Stats
@@ -118,7 +118,11 @@ class Query:
         self, info: Info, filter: GenerationFilter | None = None, first: int | None = None, after: str | None = None
     ) -> GenerationConnection:
         refuse_control_characters(filter.model if filter else None, "filter.model")
-        flt = queries.GenerationFilter(**_statuses_and_kind(filter), model=filter.model if filter else None)
+        flt = queries.GenerationFilter(
+            **_statuses_and_kind(filter),
+            model=filter.model if filter else None,
+            metadata=metadata_filter(filter.metadata if filter else None, "filter.metadata"),
+        )
         loader = info.context.loaders.generation
         return await _newest_first(info, queries.generations_page, flt, loader, Generation.from_row, first, after)
 
@@ -127,7 +131,11 @@ class Query:
         self, info: Info, filter: MediaFilter | None = None, first: int | None = None, after: str | None = None
     ) -> MediaConnection:
         generation_id = decode_id(filter.generation_id, "Generation") if filter and filter.generation_id else None
-        flt = queries.MediaFilter(**_statuses_and_kind(filter), generation_id=generation_id)
+        flt = queries.MediaFilter(
+            **_statuses_and_kind(filter),
+            generation_id=generation_id,
+            metadata=metadata_filter(filter.metadata if filter else None, "filter.metadata"),
+        )
         loader = info.context.loaders.media
         return await _newest_first(info, queries.media_page, flt, loader, Media.from_row, first, after)
 

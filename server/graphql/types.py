@@ -115,6 +115,7 @@ class Media(Node):
     download_error: str | None
     created_at: datetime
     ready_at: datetime | None
+    metadata: JSON | None = strawberry.field(description="The caller's own JSON, as given with uploadMedia.")
     position: int
     raw_id: strawberry.Private[uuid.UUID]
     generation_id: strawberry.Private[uuid.UUID]
@@ -194,6 +195,7 @@ class Generation(Node):
     queue_reason: str | None = strawberry.field(
         description="While QUEUED: why it waits (a limit of running generations, or the provider's rate limit)."
     )
+    metadata: JSON | None = strawberry.field(description="The caller's own JSON, as given when it was started.")
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None

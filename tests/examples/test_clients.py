@@ -54,6 +54,21 @@ async def test_follow_starts_a_generation_watches_it_and_downloads_every_file(
         assert file.suffix == ".webp"
 
 
+async def test_follow_sent_again_with_its_idempotency_key_follows_the_same_generation(
+    client: Client, darkroom: Darkroom, tmp_path: Path
+) -> None:
+    env = example_env(darkroom.base_url)
+    runs = [
+        await run(*client.follow, "--idempotency-key", "cover-A-17", "--out", tmp_path / name, env=env)
+        for name in ("first", "again")
+    ]
+
+    assert all(result.code == 0 for result in runs), runs
+    first, again = (result.stdout.splitlines()[0] for result in runs)
+    assert first == again and first.endswith("(idempotency key cover-A-17)"), runs
+    assert len(darkroom.simulator.stats.creates) == 1
+
+
 async def test_follow_reports_refused_input_and_exits_2(client: Client, darkroom: Darkroom, tmp_path: Path) -> None:
     result = await run(
         *client.follow, "--num-outputs", "99", "--out", tmp_path / "none", env=example_env(darkroom.base_url)

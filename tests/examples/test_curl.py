@@ -32,6 +32,9 @@ async def test_queries_and_mutations_over_http(darkroom: Darkroom, tmp_path: Pat
     assert "prompt\tstring (required)" in result.stdout, result
     assert '"code":"OUT_OF_RANGE"' in result.stdout, result
     assert "SUCCEEDED 100% media: READY, READY" in result.stdout, result
+    assert ": the same generation" in result.stdout, result
+    # The start sent twice with its idempotency key, the refused one and the canceled one: two creates.
+    assert len(darkroom.simulator.stats.creates) == 2
     downloaded = [line for line in result.stdout.splitlines() if line.startswith("downloaded ")]
     assert len(downloaded) == 2 and all("sha256 ok" in line for line in downloaded), result
     for file in out.iterdir():

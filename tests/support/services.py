@@ -17,7 +17,7 @@ POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Test sessions may share a Redis server; each publishes on its own channel.
 SESSION_CHANNEL = f"darkroom_test_{uuid.uuid4().hex[:8]}"
-TABLES = "events, media, generations, models, api_keys, rate_limit_buckets"
+TABLES = "events, media, generations, models, api_keys, rate_limit_buckets, idempotency_keys"
 
 
 def unavailable(what: str, reason: str) -> NoReturn:

@@ -8,6 +8,7 @@ value is written into one and read back (from a snapshot or from a row alike).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,12 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _json_value(value: Any) -> Any:
+    """A JSON column's value. Read without the ORM (asyncpg, the provider-update path), a JSON column
+    arrives as its text; the metadata it holds is always an object, so text is that encoding."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _cut(text: str | None) -> str | None:
     if text is None or len(text) <= MAX_TEXT:
         return text
@@ -64,7 +71,8 @@ class Codec:
 PLAIN = Codec()
 ID = Codec(_uuid_text, _uuid)
 TIME = Codec(_iso, parse_datetime)
-TEXT = Codec(write=_cut)  # a row keeps the whole text; a snapshot the start of it
+TEXT = Codec(write=_cut)
+JSON_VALUE = Codec(_json_value, _json_value)  # a row keeps the whole text; a snapshot the start of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +154,7 @@ GENERATION_FIELDS = PublicFields(
     Field("cost_currency"),
     Field("cost_basis"),
     Field("cost_estimated"),
+    Field("client_metadata", JSON_VALUE, key="metadata", shown_as="metadata"),
     Field("source_media_id", ID),
     Field("created_at", TIME),
     Field("updated_at", TIME, shown=False),
@@ -168,6 +177,7 @@ MEDIA_FIELDS = PublicFields(
     Field("height"),
     Field("duration_seconds"),
     Field("sha256"),
+    Field("client_metadata", JSON_VALUE, key="metadata", shown_as="metadata"),
     Field("download_attempts", missing=0),
     Field("download_error", TEXT),
     Field("created_at", TIME),

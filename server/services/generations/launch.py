@@ -99,7 +99,13 @@ class Launcher:
         self._own_urls_reachable = own_urls_reachable
 
     async def start_generation(
-        self, viewer: Viewer, model_ref: str, raw_input: Any, *, media_ids: Mapping[str, uuid.UUID] = NO_MEDIA
+        self,
+        viewer: Viewer,
+        model_ref: str,
+        raw_input: Any,
+        *,
+        media_ids: Mapping[str, uuid.UUID] = NO_MEDIA,
+        metadata: dict[str, Any] | None = None,
     ) -> Generation:
         """Validate `raw_input` against the model's schema and start it; ServiceError lists every problem.
 
@@ -107,7 +113,7 @@ class Launcher:
         to a file input, each stands for that media.
 
         `model_ref` "owner/name:version" pins a version: the catalogue's entry for owner/name describes
-        the input, and the version is sent as given.
+        the input, and the version is sent as given. `metadata` (checked by the caller) is stored with it.
         """
         wanted = parse_model_ref(model_ref, versioned=True)
         model = await self._catalogue.get_model(wanted.unversioned)
@@ -117,7 +123,13 @@ class Launcher:
         cost = await self._within_budget(viewer, model, checked.given)
         provider_input = await self._fetchable(model, checked.given, media_inputs)
         return await self._generations.start(
-            viewer, model, checked.stored(), provider_input=provider_input, version=wanted.version, cost=cost
+            viewer,
+            model,
+            checked.stored(),
+            provider_input=provider_input,
+            version=wanted.version,
+            cost=cost,
+            metadata=metadata,
         )
 
     async def animate_image(
@@ -128,6 +140,7 @@ class Launcher:
         raw_input: Any,
         *,
         media_ids: Mapping[str, uuid.UUID] = NO_MEDIA,
+        metadata: dict[str, Any] | None = None,
     ) -> Generation:
         """Start a video generation from a READY image of `viewer`'s.
 
@@ -166,7 +179,13 @@ class Launcher:
         provider_input[field] = await self._reachable_url(model, media, own_url)
         # The stored input names our own lasting URL, not an upload that expires or a long data: URI.
         return await self._generations.start(
-            viewer, model, checked.stored(), provider_input=provider_input, source_media_id=media.id, cost=cost
+            viewer,
+            model,
+            checked.stored(),
+            provider_input=provider_input,
+            source_media_id=media.id,
+            cost=cost,
+            metadata=metadata,
         )
 
     async def _within_budget(self, viewer: Viewer, model: CatalogModel, given: dict[str, Any]) -> Cost | None:

@@ -8,18 +8,36 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from server.db.models import CatalogModel, Event, Generation, Media
 from server.services.access.viewer import Viewer
 from server.services.event_log.snapshots import state_snapshot
+
+# A metadata filter: top-level keys and the scalar each must equal.
+MetadataMatch = Mapping[str, str | int | float | bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +45,13 @@ class GenerationFilter:
     statuses: Sequence[str] = ()
     kind: str | None = None
     model: str | None = None
+    metadata: MetadataMatch | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        return _conditions(
+        found = _conditions(
             Generation.status, self.statuses, (Generation.kind, self.kind), (Generation.model_ref, self.model)
         )
+        return found + metadata_conditions(Generation.client_metadata, self.metadata)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +59,80 @@ class MediaFilter:
     statuses: Sequence[str] = ()
     kind: str | None = None
     generation_id: uuid.UUID | None = None
+    metadata: MetadataMatch | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        return _conditions(
+        found = _conditions(
             Media.status, self.statuses, (Media.kind, self.kind), (Media.generation_id, self.generation_id)
         )
+        return found + metadata_conditions(Media.client_metadata, self.metadata)
+
+
+class _JsonMember(FunctionElement[str]):
+    """Something about what a top-level key of a JSON object column holds (NULL when the key is absent),
+    compiled for each database below.
+
+    SQLite looks the key up with json_each, which decodes the stored keys: a JSON path would not match a
+    key stored with \\u escapes, as Python's json writes every non-ASCII character."""
+
+    type = String()
+    inherit_cache = True
+
+    def __init__(self, column: InstrumentedAttribute[Any], key: str) -> None:
+        super().__init__(column, literal(key, String()))
+
+
+class JsonKind(_JsonMember):
+    """The value's kind in one vocabulary on both databases: "string", "number", "true", "false", "null",
+    "object" or "array"."""
+
+    name = "json_kind"
+    inherit_cache = True
+
+
+class JsonText(_JsonMember):
+    """The value as text: a string as itself, a number as its digits."""
+
+    name = "json_text"
+    inherit_cache = True
+
+
+@compiles(JsonKind, "postgresql")
+@compiles(JsonText, "postgresql")
+def _json_member_postgresql(element: _JsonMember, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key = list(element.clauses)
+    if isinstance(element, JsonText):
+        return compiler.process(column.op("->>")(key), **kw)
+    typed = func.json_typeof(column.op("->")(key))
+    return compiler.process(case((typed == "boolean", column.op("->>")(key)), else_=typed), **kw)
+
+
+@compiles(JsonKind, "sqlite")
+@compiles(JsonText, "sqlite")
+def _json_member_sqlite(element: _JsonMember, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key = list(element.clauses)
+    members = func.json_each(column).table_valued("key", "type", "atom")
+    picked: Any = members.c.atom
+    if isinstance(element, JsonKind):
+        typed = members.c.type
+        picked = case((typed == "text", "string"), (typed.in_(["integer", "real"]), "number"), else_=typed)
+    return compiler.process(select(picked).where(members.c.key == key).scalar_subquery(), **kw)
+
+
+def metadata_conditions(column: InstrumentedAttribute[Any], match: MetadataMatch | None) -> list[ColumnElement[bool]]:
+    """`column`'s object holds each key of `match` with an equal value: text equal to text, a number to a number
+    (1 and 1.0 alike), a boolean to a boolean; never a value of another type."""
+    found: list[ColumnElement[bool]] = []
+    for key, wanted in (match or {}).items():
+        kind, text = JsonKind(column, key), JsonText(column, key)
+        if isinstance(wanted, bool):
+            found.append(kind == ("true" if wanted else "false"))
+        elif isinstance(wanted, str):
+            found.append(and_(kind == "string", text == wanted))
+        else:
+            # Read as a number only once it is one: PostgreSQL would fail on casting other text.
+            found.append(case((kind == "number", cast(text, Float))) == float(wanted))
+    return found
 
 
 def _conditions(

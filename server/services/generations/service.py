@@ -206,6 +206,7 @@ class GenerationService:
         source_media_id: uuid.UUID | None = None,
         version: str | None = None,
         cost: Cost | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Generation:
         """Create the generation, and send it to the model's provider now or queue it.
 
@@ -218,7 +219,7 @@ class GenerationService:
         `version` pins the version that runs; without one, the model's own (None: it runs by its name).
         The generation records the version the provider says ran. The provider is given
         GENERATION_TIMEOUT_SECONDS as the job's deadline. `cost` is the start's estimate, held until the
-        job settles.
+        job settles. `metadata` is the caller's own (checked by the caller), stored as given.
         """
         try:
             provider = self._providers.get(model.provider)
@@ -235,6 +236,7 @@ class GenerationService:
             status=GenerationStatus.STARTING,
             provider=provider.name,
             source_media_id=source_media_id,
+            client_metadata=metadata,
             next_poll_at=utcnow() + timedelta(seconds=self._poll_after(provider.name)),
             dispatched_at=utcnow(),
         )

@@ -11,7 +11,8 @@ One pass (`darkroom cleanup`, or the periodic task with CLEANUP_ENABLED) does, i
 5. files no row names, and incomplete uploads (a partial file, a multipart upload), older than
    DOWNLOAD_LEASE_SECONDS and DOWNLOAD_TIMEOUT_SECONDS (the longest a download attempt runs) are deleted
    or aborted, and scratch files in the temporary directory older than SCRATCH_MAX_AGE_SECONDS (left by a
-   killed process) are removed.
+   killed process) are removed;
+6. idempotency keys past IDEMPOTENCY_KEY_TTL_SECONDS are deleted.
 
 Rows go first and their files right after the commit: a crash in between leaves only files no row
 names, which step 5 removes on the next pass; a row never outlives its file. Media being downloaded
@@ -34,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from server.db.models import Generation, Media, utcnow
+from server.db.models import Generation, IdempotencyKey, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
 from server.services.event_log.events import append_media_event
 from server.services.media.base import StoredMediaService
@@ -56,6 +57,7 @@ class CleanupReport:
     over_cap_media: int = 0
     orphan_files: int = 0
     scratch_files: int = 0
+    expired_idempotency_keys: int = 0
     bytes_freed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -93,8 +95,19 @@ class RetentionService(StoredMediaService):
         report.orphan_files, freed = await self._delete_orphan_files(dry_run)
         report.bytes_freed += freed
         await self._remove_stale_scratch(report)
+        report.expired_idempotency_keys = await self._delete_expired_idempotency_keys(now, dry_run)
         logger.info("cleanup finished" if not dry_run else "cleanup planned (dry run)", extra=report.as_dict())
         return report
+
+    async def _delete_expired_idempotency_keys(self, now: datetime, dry_run: bool) -> int:
+        """Idempotency keys past their time to live (a claim already treats them as absent)."""
+        expired = IdempotencyKey.expires_at <= now
+        if dry_run:
+            async with self._sessions() as session:
+                return int(await session.scalar(select(func.count()).select_from(IdempotencyKey).where(expired)) or 0)
+        async with self._sessions.begin() as session:
+            deleted = await session.execute(delete(IdempotencyKey).where(expired))
+        return int(getattr(deleted, "rowcount", 0) or 0)
 
     # --- rows pointing at missing files --------------------------------------------------------------
     async def _mark_missing_files(self, report: CleanupReport) -> None:

@@ -28,16 +28,18 @@ import logging
 import os
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from server.db.models import Generation, Media, utcnow
 from server.domain import GenerationStatus, MediaKind, MediaStatus
 from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
 from server.services.event_log.events import EventType, append_event
-from server.services.media.base import StoredMediaService
+from server.services.media.base import StoredMediaService, visible_media
 from server.services.media.keys import media_key
 from server.services.media.probe import IMAGE_TYPES, UNSUPPORTED, NotMedia, Probe, open_image, probe_file
 from server.services.media.scratch import UPLOAD_SCRATCH_PREFIX
@@ -126,10 +128,22 @@ def clean_filename(name: str | None) -> str:
     return printable[:MAX_FILENAME]
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedUpload:
+    """An upload that passed its checks, in a scratch file until it is kept (`UploadService.keep`)."""
+
+    path: Path
+    checked: Checked
+    filename: str
+    # The content type the request declared for the file part (what it is comes from the bytes).
+    declared_type: str | None
+
+
 class UploadService(StoredMediaService):
-    async def upload(self, viewer: Viewer, file: UploadedFile) -> Media:
-        """Check and store `file` as READY media of `viewer`'s; ServiceError (and nothing kept) when refused."""
-        # Checked in a local scratch file first: nothing reaches the store before the file has passed.
+    @asynccontextmanager
+    async def checked(self, file: UploadedFile) -> AsyncIterator[CheckedUpload]:
+        """`file`, checked in a local scratch file (removed when the block ends); ServiceError, and nothing
+        kept, when refused. Nothing reaches the store before the file has passed; `keep` stores it."""
         descriptor, name = tempfile.mkstemp(prefix=UPLOAD_SCRATCH_PREFIX)
         os.close(descriptor)
         temp = Path(name)
@@ -142,13 +156,21 @@ class UploadService(StoredMediaService):
                 # The request's copy (spooled to disk past a size) is done with: the checked bytes are in `temp`.
                 with contextlib.suppress(Exception):
                     await file.close()
-            media_id = uuid.uuid4()
-            key = media_key(media_id, checked.probe.content_type)
-            await store_file(self._storage, key, temp, checked.probe.content_type, checked.sha256)
+            declared = getattr(file, "content_type", None)
+            yield CheckedUpload(
+                temp, checked, clean_filename(file.filename), declared if isinstance(declared, str) else None
+            )
         finally:
             await asyncio.to_thread(temp.unlink, missing_ok=True)
+
+    async def keep(self, viewer: Viewer, upload: CheckedUpload, *, metadata: dict[str, Any] | None = None) -> Media:
+        """Store a checked upload and write its rows, with the caller's `metadata` on the media."""
+        checked = upload.checked
+        media_id = uuid.uuid4()
+        key = media_key(media_id, checked.probe.content_type)
+        await store_file(self._storage, key, upload.path, checked.probe.content_type, checked.sha256)
         try:
-            media, event_id = await self._record(viewer, media_id, key, checked, clean_filename(file.filename))
+            media, event_id = await self._record(viewer, media_id, key, checked, upload.filename, metadata)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._storage.delete(key)
@@ -159,6 +181,11 @@ class UploadService(StoredMediaService):
             extra={"media_id": str(media_id), "kind": checked.kind, "bytes": checked.byte_size},
         )
         return media
+
+    async def get(self, media_id: uuid.UUID, viewer: Viewer) -> Media:
+        """The media, if `viewer` may see it; else NotFound."""
+        async with self._sessions() as session:
+            return await visible_media(session, media_id, viewer)
 
     async def _check(self, file: UploadedFile, temp: Path) -> Checked:
         limit = self._settings.uploads.max_bytes
@@ -179,7 +206,13 @@ class UploadService(StoredMediaService):
         return Checked(kind=kind, probe=probe, byte_size=size, sha256=digest.hexdigest())
 
     async def _record(
-        self, viewer: Viewer, media_id: uuid.UUID, key: str, checked: Checked, filename: str
+        self,
+        viewer: Viewer,
+        media_id: uuid.UUID,
+        key: str,
+        checked: Checked,
+        filename: str,
+        metadata: dict[str, Any] | None,
     ) -> tuple[Media, int]:
         now = utcnow()
         generation = Generation(
@@ -203,6 +236,7 @@ class UploadService(StoredMediaService):
             position=0,
             kind=checked.kind,
             status=MediaStatus.READY,
+            client_metadata=metadata,
             **asdict(
                 StoredFile(
                     key,
