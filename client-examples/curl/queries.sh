@@ -82,7 +82,7 @@ echo "sent again with idempotency key $key: $([ "$again" = "$id" ] && echo "the 
 
 GET='query Get($id: ID!) {
   generation(id: $id) {
-    status progress error
+    status progress error queuePosition queueReason
     media { id status url contentType byteSize sha256 downloadError }
   }
 }'
@@ -90,7 +90,8 @@ variables=$(jq -n --arg id "$id" '{id: $id}')
 deadline=$((SECONDS + ${TIMEOUT_SECONDS:-120}))
 while :; do
   generation=$(gql "$GET" "$variables" | jq -c '.data.generation')
-  jq -r '[.status, (.progress // empty | "\(. * 100 | floor)%"), (.media | select(length > 0) | "media: \(map(.status) | join(", "))")]
+  jq -r '[.status, (select(.status == "QUEUED") | "#\(.queuePosition) in line: \(.queueReason)"),
+    (.progress // empty | "\(. * 100 | floor)%"), (.media | select(length > 0) | "media: \(map(.status) | join(", "))")]
     | join(" ")' <<<"$generation"
   if jq -e '(.status | IN("SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT")) and all(.media[]; .status | IN("READY", "FAILED"))' \
     <<<"$generation" >/dev/null; then

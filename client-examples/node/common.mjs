@@ -72,7 +72,7 @@ export function describeError(error) {
 }
 
 export const GENERATION_FIELDS = `
-  id status progress error
+  id status progress error queuePosition queueReason
   media { id kind status url contentType byteSize width height durationSeconds sha256 downloadError }
 `;
 
@@ -80,6 +80,8 @@ const FOLLOW = `subscription Follow($id: ID!) { generation(id: $id) { ${GENERATI
 
 export function describe(generation) {
   let line = generation.status.padEnd(10);
+  // QUEUED: waiting for a slot at Darkroom (the key's or the server's limit of running generations).
+  if (generation.status === "QUEUED") line += ` #${generation.queuePosition} in line: ${generation.queueReason}`;
   if (generation.progress !== null) line += ` ${Math.round(generation.progress * 100)}%`.padStart(5);
   if (generation.error) line += ` error: ${generation.error}`;
   if (generation.media.length) line += `  media: ${generation.media.map((media) => media.status).join(", ")}`;

@@ -33,7 +33,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
 GENERATION_FIELDS = """
-  id status progress error
+  id status progress error queuePosition queueReason
   media { id kind status url contentType byteSize width height durationSeconds sha256 downloadError }
 """
 
@@ -78,6 +78,8 @@ def ws_client(base_url: str, api_key: str | None) -> Client:
 
 def describe(generation: dict[str, Any]) -> str:
     line = f"{generation['status']:<10}"
+    if generation["status"] == "QUEUED":  # waiting for a slot at Darkroom (the key's or the server's limit)
+        line += f" #{generation['queuePosition']} in line: {generation['queueReason']}"
     if generation["progress"] is not None:
         line += f" {generation['progress']:>4.0%}"
     if generation["error"]:

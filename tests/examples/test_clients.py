@@ -69,6 +69,19 @@ async def test_follow_sent_again_with_its_idempotency_key_follows_the_same_gener
     assert len(darkroom.simulator.stats.creates) == 1
 
 
+async def test_follow_shows_a_queued_generation_waiting_its_turn(
+    client: Client, start_darkroom: Any, tmp_path: Path
+) -> None:
+    async with start_darkroom(max_running_per_key=1, simulator_run_seconds=2.0) as darkroom:
+        await start_generation(darkroom, "holds the only slot")
+        result = await run(*client.follow, "--out", tmp_path / "out", env=example_env(darkroom.base_url))
+
+    assert result.code == 0, result
+    lines = [line for line in result.stdout.splitlines()[1:] if not line.startswith("downloaded")]
+    assert lines[0].startswith("QUEUED") and "#1 in line: this key runs at most 1 generation" in lines[0], result
+    assert lines[-1].startswith("SUCCEEDED"), result
+
+
 async def test_follow_reports_refused_input_and_exits_2(client: Client, darkroom: Darkroom, tmp_path: Path) -> None:
     result = await run(
         *client.follow, "--num-outputs", "99", "--out", tmp_path / "none", env=example_env(darkroom.base_url)
