@@ -100,6 +100,8 @@ async def test_past_the_limit_starts_wait_in_line_and_start_as_slots_free(start_
 async def test_a_queued_generation_is_cancelled_without_reaching_the_provider(start_darkroom) -> None:  # type: ignore[no-untyped-def]
     async with start_darkroom(max_running_per_key=1, simulator_run_seconds=30.0) as darkroom:
         running, second, third = await start_many(darkroom, 3)
+        [figures] = data(await darkroom.query("{ stats { models { queued running } } }"))["stats"]["models"]
+        assert figures == {"queued": 2, "running": 1}
         canceled = data(await darkroom.query(CANCEL, {"id": second["id"]}))["cancelGeneration"]
         assert canceled["userErrors"] == []
         assert canceled["generation"]["status"] == "CANCELED"

@@ -33,6 +33,7 @@ class ModelStats(_Figures):
     model: str
     kind: MediaKind
     total: int = 0
+    queued: int = Field(0, description="QUEUED: waiting at Darkroom for a slot.")
     running: int = Field(0, description="STARTING or PROCESSING.")
     succeeded: int = 0
     failed: int = 0
@@ -95,6 +96,7 @@ class Stats(_Figures):
 
 
 _STATUS_FIELDS = {
+    GenerationStatus.QUEUED: "queued",
     GenerationStatus.STARTING: "running",
     GenerationStatus.PROCESSING: "running",
     GenerationStatus.SUCCEEDED: "succeeded",
