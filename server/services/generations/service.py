@@ -341,7 +341,7 @@ class GenerationService:
             if row is None or row.status != GenerationStatus.STARTING or row.provider_id is not None:
                 return  # it ended meanwhile (its deadline passed)
             row.status = GenerationStatus.QUEUED
-            row.next_poll_at = None
+            row.next_poll_at = row.dispatched_at = None  # not served after all: its key's turn stands
             row.queued_input = sent_input
             row.queue_reason = f"the provider {cause}; it is sent again in {wait:.0f} s"
             row.queue_not_before = utcnow() + timedelta(seconds=wait)
