@@ -177,17 +177,18 @@ async def test_the_providers_rate_limit_holds_a_start_in_the_queue_not_the_user(
 
 
 async def test_a_generation_that_cannot_start_before_its_deadline_times_out(start_darkroom) -> None:  # type: ignore[no-untyped-def]
-    # No poller: the test runs the queue's round itself, once the queued one is past its deadline.
+    # No poller: the test runs the queue's round itself, once the queued one is past its deadline (set
+    # back by hand, so that no deadline, the running job's included, passes while the test runs).
     async with start_darkroom(
-        max_running_per_key=1, simulator_run_seconds=30.0, generation_timeout_seconds=5.0, poller_enabled=False
+        max_running_per_key=1, simulator_run_seconds=30.0, generation_timeout_seconds=120.0, poller_enabled=False
     ) as darkroom:
         _, waiting = await start_many(darkroom, 2)
         async with darkroom.runtime.sessions.begin() as session:
-            long_ago = utcnow() - timedelta(seconds=6)
+            long_ago = utcnow() - timedelta(seconds=121)
             await session.execute(update(Generation).where(Generation.status == "QUEUED").values(created_at=long_ago))
         assert await darkroom.runtime.generations.dispatch_queued() == 0
         state = await in_line(darkroom, waiting["id"])
-        assert state["status"] == "TIMED_OUT" and "waited in the queue for 5 s" in state["error"], state
+        assert state["status"] == "TIMED_OUT" and "waited in the queue for 120 s" in state["error"], state
         assert darkroom.simulator.stats.predictions_created == 1
 
 

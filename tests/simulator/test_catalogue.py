@@ -199,6 +199,7 @@ async def test_control_endpoints(sim: RunningSimulator) -> None:
             "webhooks": [],
             "predictions_created": 0,
             "creates": [],
+            "rate_limited": 0,
         }
         assert sim.simulator.stats["file_hits"] == sim.simulator.stats.file_hits
         assert sim.simulator.file_hits(sim.url + "/files/covers/pixel-forge.webp") == 1
