@@ -10,7 +10,7 @@ from typing import Any
 from tests.ops.support import row_counts
 from tests.support.creates import PROMPT, START, creates, start, upload
 from tests.support.darkroom import Darkroom
-from tests.support.flows import IMAGE_MODEL
+from tests.support.flows import IMAGE_MODEL, wait_settled
 from tests.support.graphql import data, ws_connect
 from tests.uploads.support import png
 
@@ -161,3 +161,5 @@ async def test_an_animation_keeps_its_own_metadata(darkroom: Darkroom) -> None:
     assert payload["generation"]["metadata"] == {"shot": 2}
     assert payload["generation"]["sourceMedia"]["metadata"] == {"album": "holiday"}
     assert await matching(darkroom, {"shot": 2}) == [payload["generation"]["id"]]
+    # Settled before the server stops, so no fetch of the image or download is cut short at shutdown.
+    assert (await wait_settled(darkroom, payload["generation"]["id"]))["status"] == "SUCCEEDED"
