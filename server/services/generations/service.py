@@ -617,9 +617,10 @@ class GenerationService:
     # --- cancel and time out -----------------------------------------------------------------------
     async def cancel(self, generation_id: uuid.UUID, viewer: Viewer) -> Generation:
         generation = await self.get(generation_id, viewer)
-        if generation.status == GenerationStatus.QUEUED and await self._cancel_queued(generation_id):
-            return await self.get(generation_id, viewer)
-        generation = await self.get(generation_id, viewer)  # it may have left the queue meanwhile
+        if generation.status == GenerationStatus.QUEUED:
+            if await self._cancel_queued(generation_id):
+                return await self.get(generation_id, viewer)
+            generation = await self.get(generation_id, viewer)  # it left the queue meanwhile
         if GenerationStatus(generation.status).is_terminal:
             raise ServiceError.single(
                 "ALREADY_FINISHED", f"the generation has already {generation.status.lower()}", ["id"]
