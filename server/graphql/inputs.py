@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
@@ -54,6 +55,25 @@ def metadata_filter(value: object, argument: str) -> dict[str, str | int | float
     return value
 
 
+def idempotency_key_field(same_request: str = "the same request", result: str = "result") -> Any:
+    """The optional `idempotencyKey` of a creating mutation's input (a field of its own for each input)."""
+    return strawberry.field(
+        default=None,
+        description="Your own key for this request (1-255 printable characters): a repeat with the same key and "
+        f"{same_request} returns the first call's {result} instead of creating again, for "
+        "IDEMPOTENCY_KEY_TTL_SECONDS. The same key with a different request: IDEMPOTENCY_KEY_REUSED.",
+    )
+
+
+def metadata_field() -> Any:
+    """The optional `metadata` of a creating mutation's input."""
+    return strawberry.field(
+        default=None,
+        description="Your own small JSON object (at most METADATA_MAX_BYTES as compact JSON), stored and "
+        "returned as it is, and filterable.",
+    )
+
+
 @strawberry.input
 class GenerationFilter:
     status: list[GenerationStatus] | None = None
@@ -91,17 +111,8 @@ class StartGenerationInput:
         description="The model's input, checked against its Input schema. A file input (format: uri) also takes "
         "the ID of a READY Media, such as an upload."
     )
-    idempotency_key: str | None = strawberry.field(
-        default=None,
-        description="Your own key for this request (1-255 printable characters): a repeat with the same key and "
-        "the same request returns the first call's result instead of creating again, for "
-        "IDEMPOTENCY_KEY_TTL_SECONDS. The same key with a different request: IDEMPOTENCY_KEY_REUSED.",
-    )
-    metadata: JSON | None = strawberry.field(
-        default=None,
-        description="Your own small JSON object (at most METADATA_MAX_BYTES as compact JSON), stored and "
-        "returned as it is, and filterable.",
-    )
+    idempotency_key: str | None = idempotency_key_field()
+    metadata: JSON | None = metadata_field()
 
 
 @strawberry.input
@@ -109,17 +120,8 @@ class AnimateImageInput:
     media_id: strawberry.ID = strawberry.field(description="A READY image to animate.")
     model: str | None = strawberry.field(default=None, description="An image-to-video model; picked when omitted.")
     input: JSON | None = strawberry.field(default=None, description="More input for the model (prompt, duration...).")
-    idempotency_key: str | None = strawberry.field(
-        default=None,
-        description="Your own key for this request (1-255 printable characters): a repeat with the same key and "
-        "the same request returns the first call's result instead of creating again, for "
-        "IDEMPOTENCY_KEY_TTL_SECONDS. The same key with a different request: IDEMPOTENCY_KEY_REUSED.",
-    )
-    metadata: JSON | None = strawberry.field(
-        default=None,
-        description="Your own small JSON object (at most METADATA_MAX_BYTES as compact JSON), stored and "
-        "returned as it is, and filterable.",
-    )
+    idempotency_key: str | None = idempotency_key_field()
+    metadata: JSON | None = metadata_field()
 
 
 @strawberry.input
@@ -143,14 +145,5 @@ class UploadMediaInput:
         description="An image (PNG, JPEG, WebP, GIF) or a short video (MP4, WebM), sent as a multipart request "
         "(the GraphQL multipart request spec)."
     )
-    idempotency_key: str | None = strawberry.field(
-        default=None,
-        description="Your own key for this request (1-255 printable characters): a repeat with the same key and "
-        "the same request (the same file, type and name) returns the first call's media instead of creating again, for "
-        "IDEMPOTENCY_KEY_TTL_SECONDS. The same key with a different request: IDEMPOTENCY_KEY_REUSED.",
-    )
-    metadata: JSON | None = strawberry.field(
-        default=None,
-        description="Your own small JSON object (at most METADATA_MAX_BYTES as compact JSON), stored and "
-        "returned as it is, and filterable.",
-    )
+    idempotency_key: str | None = idempotency_key_field("the same request (the same file, type and name)", "media")
+    metadata: JSON | None = metadata_field()
