@@ -70,3 +70,42 @@ def generation_status_for(reported: GenerationStatus | None, current: Generation
     if reported is not None:
         return reported
     return current if not current.is_terminal else GenerationStatus.PROCESSING
+
+
+class GenerationPhase(StrEnum):
+    """What a generation is doing, in words a UI can show; finer than its status while it is unfinished."""
+
+    QUEUED = "QUEUED"  # waiting in Darkroom's own queue
+    WAITING = "WAITING"  # sent, waiting for the provider to give it a worker
+    BOOTING = "BOOTING"  # the provider is starting a worker for it: it logs, but has not started running
+    RUNNING = "RUNNING"
+    SAVING = "SAVING"  # finished at the provider; Darkroom is copying its files
+    FINISHED = "FINISHED"
+
+
+class EtaBasis(StrEnum):
+    """What an estimate of the time left rests on."""
+
+    PROGRESS = "PROGRESS"  # the job's own progress lines
+    HISTORY = "HISTORY"  # its model's past runs here, of inputs of the same size
+    QUEUE = "QUEUE"  # its place in Darkroom's queue times that history
+
+
+def phase_of(
+    status: GenerationStatus, *, has_logs: bool, media: list[MediaStatus] | None, current: str | None
+) -> GenerationPhase:
+    """The phase of a generation at `status`. A STARTING job that writes logs is booting (a provider logs
+    a cold worker's setup before the run starts), one that does not is still waiting for a worker.
+    A SUCCEEDED one is saving until each of its `media` settles; None when the change at hand concerns no
+    media, which leaves the `current` phase as it was."""
+    if status is GenerationStatus.QUEUED:
+        return GenerationPhase.QUEUED
+    if status is GenerationStatus.STARTING:
+        return GenerationPhase.BOOTING if has_logs else GenerationPhase.WAITING
+    if status is GenerationStatus.PROCESSING:
+        return GenerationPhase.RUNNING
+    if status is GenerationStatus.SUCCEEDED:
+        if media is None:
+            return GenerationPhase(current) if current == GenerationPhase.SAVING else GenerationPhase.FINISHED
+        return GenerationPhase.SAVING if any(not item.is_settled for item in media) else GenerationPhase.FINISHED
+    return GenerationPhase.FINISHED

@@ -37,6 +37,7 @@ from server.services.creates import CreateService
 from server.services.event_log.stored import StoredEventLog
 from server.services.generations.launch import Launcher
 from server.services.generations.polls import PollClaims
+from server.services.generations.previews import PreviewService
 from server.services.generations.service import GenerationService
 from server.services.media.retention import RetentionService
 from server.services.media.service import MediaService
@@ -98,6 +99,7 @@ class Runtime:
         self.prices = load_price_table(settings.spend.price_table_path)
         self.spend = SpendService(settings, self.sessions, self.prices)
         reach = reachability(settings)
+        self.previews = PreviewService(settings, self.sessions, self.storage, self.publish)
         self.generations = GenerationService(
             settings,
             self.sessions,
@@ -106,6 +108,7 @@ class Runtime:
             self.alerts,
             webhook_url=reach.webhook_url(WEBHOOK_PATH),
             spend=self.spend,
+            previews=self.previews,
         )
         self.polls = PollClaims(settings, self.sessions)
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
@@ -141,6 +144,7 @@ class Runtime:
     async def stop(self) -> None:
         await self.catalogue.aclose()
         await self.rate_limits.aclose()
+        await self.previews.aclose()
         await self.hub.stop()
         await self.providers.aclose()
         await self.storage.aclose()

@@ -679,6 +679,43 @@ class SpendSettings(SettingsGroup):
     )
 
 
+class ProgressSettings(SettingsGroup):
+    """Live progress: how often progress is pushed, estimates of time left, and previews."""
+
+    progress_min_interval_seconds: float = Field(
+        0.0,
+        alias="PROGRESS_MIN_INTERVAL_SECONDS",
+        ge=0,
+        description="Coalesce a generation's progress-only changes (more log lines, a step) to at most one "
+        "per this many seconds; a change of status, of media or of previews is never held back (0: every "
+        "change is pushed).",
+    )
+    eta_history_runs: int = Field(
+        20,
+        alias="ETA_HISTORY_RUNS",
+        ge=1,
+        description="Time left before a generation runs is estimated from the medians of its model's last this "
+        "many succeeded runs with inputs of the same size (fewer than 3: no estimate).",
+    )
+    previews_per_generation: int = Field(
+        3,
+        alias="PREVIEWS_PER_GENERATION",
+        ge=0,
+        description="The newest intermediate images kept of a running generation (0: no previews are fetched).",
+    )
+    preview_max_bytes: int = Field(
+        2_000_000,
+        alias="PREVIEW_MAX_BYTES",
+        ge=1,
+        description="A larger intermediate image is not kept as a preview.",
+    )
+    previews_keep_after_settle: bool = Field(
+        False,
+        alias="PREVIEWS_KEEP_AFTER_SETTLE",
+        description="Keep a generation's previews once it has finished (false: they are deleted as it settles).",
+    )
+
+
 G = TypeVar("G", bound=SettingsGroup)
 
 
@@ -704,6 +741,7 @@ class CoreSettings(BaseSettings):
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     spend: SpendSettings = Field(default_factory=SpendSettings)
+    progress: ProgressSettings = Field(default_factory=ProgressSettings)
 
     @classmethod
     def settings_customise_sources(

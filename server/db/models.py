@@ -93,6 +93,7 @@ class Generation(Base):
         Index("ix_generations_created", "created_at", "id"),
         Index("ix_generations_status_owner_created", "status", "owner_id", "created_at", "id"),
         Index("ix_generations_owner_dispatched", "owner_id", "dispatched_at"),
+        Index("ix_generations_history", "model_ref", "duration_bucket", "completed_at"),
         UniqueConstraint("provider", "provider_id"),
     )
 
@@ -131,6 +132,20 @@ class Generation(Base):
     cost_currency: Mapped[str | None] = mapped_column(String(8))
     cost_basis: Mapped[str | None] = mapped_column(String(32))
     cost_estimated: Mapped[bool | None] = mapped_column(Boolean)
+    # Live progress (server.services.generations.progress): what the job is doing in words a UI shows, the
+    # steps its progress lines count, when it is expected to finish and what that expectation rests on.
+    phase: Mapped[str | None] = mapped_column(String(16))
+    step: Mapped[int | None] = mapped_column(Integer)
+    total_steps: Mapped[int | None] = mapped_column(Integer)
+    expected_finish_at: Mapped[datetime | None]
+    eta_basis: Mapped[str | None] = mapped_column(String(16))
+    # The input's size class (outputs, pixels, frames, seconds): its model's past runs of the same bucket
+    # give its expected duration.
+    duration_bucket: Mapped[str | None] = mapped_column(String(64))
+    # The newest intermediate images the model yielded while it ran, stored by Darkroom (see
+    # server.services.generations.previews), and how many of the provider's intermediate outputs were seen.
+    previews: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    previews_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     source_media_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("media.id", ondelete="SET NULL", use_alter=True), index=True
     )
@@ -193,6 +208,14 @@ class GenerationRow:
     cost_basis: str | None
     cost_estimated: bool | None
     client_metadata: dict[str, Any] | None = None
+    phase: str | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    expected_finish_at: datetime | None = None
+    eta_basis: str | None = None
+    duration_bucket: str | None = None
+    previews: list[dict[str, Any]] | None = None
+    previews_seen: int = 0
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

@@ -23,6 +23,7 @@ from server.graphql.stats import Stats
 from server.graphql.types import (
     Connection,
     Cost,
+    DurationEstimate,
     Generation,
     GenerationConnection,
     Media,
@@ -203,6 +204,21 @@ class Query:
         except ServiceError as exc:
             raise refusal(exc) from None
         return Cost.of(await info.context.runtime.spend.estimate_start(row, input))
+
+    @strawberry.field(
+        description="How long starting `model` with `input` is expected to take, before it starts: the medians "
+        "of the model's last ETA_HISTORY_RUNS succeeded runs here with inputs of the same size. Its fields are "
+        "null when there are fewer than 3 such runs."
+    )
+    async def estimate_duration(self, info: Info, model: str, input: JSON) -> DurationEstimate:
+        refuse_control_characters(model, "model")
+        try:
+            if not isinstance(input, dict):
+                raise ServiceError.single("INVALID_INPUT", "input must be a JSON object", ["input"])
+            row = await info.context.runtime.catalogue.get_model(model)
+        except ServiceError as exc:
+            raise refusal(exc) from None
+        return DurationEstimate.of(await info.context.runtime.generations.estimate_duration(row, input))
 
     @strawberry.field(description="The caller (its API key, or everyone on an open server) and its spend.")
     def viewer(self) -> ViewerType:

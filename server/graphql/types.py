@@ -17,13 +17,15 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server import domain
-from server.db.models import CatalogModel
+from server.db.models import CatalogModel, utcnow
 from server.db.models import Generation as GenerationRow
 from server.db.models import Media as MediaRow
 from server.graphql.context import Info
 from server.graphql.ids import encode_id
 from server.provider.model_schema import list_inputs
-from server.services.event_log.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
+from server.services.event_log.public_fields import GENERATION_FIELDS, MEDIA_FIELDS, parse_datetime
+from server.services.generations import eta
+from server.services.generations.durations import Durations
 from server.services.media.urls import media_url as stored_media_url
 from server.services.spend import costs
 
@@ -36,9 +38,23 @@ strawberry.enum(
 strawberry.enum(
     domain.MediaStatus, description="PENDING -> DOWNLOADING -> READY or FAILED (retried with backoff before)."
 )
+strawberry.enum(
+    domain.GenerationPhase,
+    description="What a generation is doing, in words a UI can show: QUEUED (at Darkroom), WAITING (for a "
+    "worker at the provider), BOOTING (the provider starts a worker: it logs, but the run has not begun), "
+    "RUNNING, SAVING (Darkroom copies its files), FINISHED.",
+)
+strawberry.enum(
+    domain.EtaBasis,
+    description="What `etaSeconds` rests on: PROGRESS (the job's own progress lines, smoothed), HISTORY (the "
+    "median durations of its model's last runs here with inputs of the same size), QUEUE (its place in "
+    "Darkroom's queue times that history).",
+)
 MediaKind = domain.MediaKind
 GenerationStatus = domain.GenerationStatus
 MediaStatus = domain.MediaStatus
+GenerationPhase = domain.GenerationPhase
+EtaBasis = domain.EtaBasis
 
 T = TypeVar("T")
 
@@ -168,6 +184,37 @@ class Cost:
         return cls(amount=cost.amount, currency=cost.currency, basis=cost.basis, estimated=cost.estimated)
 
 
+@strawberry.type(description="An intermediate image the model yielded while it ran, served by Darkroom.")
+class Preview:
+    url: str = strawberry.field(description="Where to fetch it from Darkroom (never the provider's link).")
+    at: datetime = strawberry.field(description="When Darkroom received it.")
+    content_type: str
+
+
+@strawberry.type(
+    description="How long a start is expected to take, from the medians of the model's last succeeded runs here "
+    "with inputs of the same size (outputs, pixels, frames, seconds, steps)."
+)
+class DurationEstimate:
+    seconds: float | None = strawberry.field(description="From sent to finished; null with fewer than 3 runs.")
+    start_seconds: float | None = strawberry.field(description="From sent to running (the provider's queue, boot).")
+    run_seconds: float | None = strawberry.field(description="From running to finished.")
+    runs: int = strawberry.field(description="How many past runs it rests on.")
+    basis: EtaBasis | None = strawberry.field(description="HISTORY, or null when there is none.")
+
+    @classmethod
+    def of(cls, durations: Durations | None) -> DurationEstimate:
+        if durations is None:
+            return cls(seconds=None, start_seconds=None, run_seconds=None, runs=0, basis=None)
+        return cls(
+            seconds=round(durations.total_seconds, 2),
+            start_seconds=round(durations.start_seconds, 2),
+            run_seconds=round(durations.run_seconds, 2),
+            runs=durations.runs,
+            basis=EtaBasis.HISTORY,
+        )
+
+
 @strawberry.type(description="One job on the provider; it owns one Media per output file.")
 class Generation(Node):
     id: strawberry.ID
@@ -195,6 +242,12 @@ class Generation(Node):
     queue_reason: str | None = strawberry.field(
         description="While QUEUED: why it waits (a limit of running generations, or the provider's rate limit)."
     )
+    step: int | None = strawberry.field(description="Steps done, from the model's progress lines (`n` of n/total).")
+    total_steps: int | None = strawberry.field(description="Steps in all, from the same line; null before one.")
+    expected_finish_at: datetime | None = strawberry.field(
+        description="When it is expected to finish (see `etaSeconds`); null when there is no basis."
+    )
+    eta_basis: EtaBasis | None = strawberry.field(description="What `etaSeconds` rests on; null with it.")
     metadata: JSON | None = strawberry.field(description="The caller's own JSON, as given when it was started.")
     created_at: datetime
     started_at: datetime | None
@@ -208,8 +261,39 @@ class Generation(Node):
     cost_currency: strawberry.Private[str | None]
     cost_basis: strawberry.Private[str | None]
     cost_estimated: strawberry.Private[bool | None]
+    stored_phase: strawberry.Private[str | None]
+    preview_entries: strawberry.Private[list[dict[str, Any]] | None]
     media_snapshots: strawberry.Private[list[dict[str, Any]] | None]
     row: strawberry.Private[GenerationRow | None]
+
+    @strawberry.field(description="What it is doing, in words a UI can show.")
+    def phase(self) -> GenerationPhase:
+        if self.stored_phase is not None:
+            return GenerationPhase(self.stored_phase)
+        return domain.phase_of(self.status, has_logs=False, media=None, current=None)
+
+    @strawberry.field(
+        description="Seconds left until it is expected to finish, by `etaBasis`: while it runs, its progress "
+        "lines' own rate; before, its model's history here; in Darkroom's queue, its place times that history. "
+        "Null when there is no basis (no progress lines, fewer than 3 past runs of the same input size)."
+    )
+    def eta_seconds(self) -> float | None:
+        return eta.seconds_left(self.expected_finish_at, utcnow())
+
+    @strawberry.field(
+        description="The newest intermediate images the model yielded while it ran, oldest first: dropped when it "
+        "settles, unless the server keeps them (PREVIEWS_KEEP_AFTER_SETTLE)."
+    )
+    def previews(self, info: Info) -> list[Preview]:
+        settings = info.context.runtime.settings
+        return [
+            Preview(
+                url=stored_media_url(settings, entry["key"]),
+                at=parse_datetime(entry["at"]),
+                content_type=entry["contentType"],
+            )
+            for entry in self.preview_entries or []
+        ]
 
     async def _row(self, info: Info) -> GenerationRow:
         if self.row is None:

@@ -1,4 +1,5 @@
-"""GET /media/{key}: the downloaded files, cacheable forever and seekable.
+"""GET /media/{key}: the downloaded files (and the previews of running generations), cacheable forever and
+seekable.
 
 Keys embed the media id (a random UUID), so a URL is a capability: whoever was given it can fetch the
 file, as with a CDN. Files never change once written, hence a strong ETag (the file's sha256),
@@ -23,6 +24,7 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from server.runtime import Runtime
+from server.services.generations.previews import generation_of_key
 from server.services.media.probe import MEDIA_TYPES
 from server.storage.port import CACHE_FOREVER, StorageError, check_key
 
@@ -56,6 +58,18 @@ def _not_found() -> Response[bytes]:
     return Response(b"not found", status_code=404, media_type="text/plain", headers=SAFETY_HEADERS)
 
 
+async def _served_file(runtime: Runtime, key: str) -> tuple[str, str] | None:
+    """The content type and ETag of the file served under `key`: a ready media file's, or a preview's (its
+    key is random and written once, so it is its own tag); None when none is."""
+    if generation_of_key(key) is not None:
+        content_type = await runtime.previews.content_type_of(key)
+        return (content_type, f'"{key.rsplit("/", 1)[-1]}"') if content_type in MEDIA_TYPES else None
+    media = await runtime.media.ready_by_key(key)
+    if media is None or media.content_type not in MEDIA_TYPES:
+        return None
+    return media.content_type, f'"{media.sha256}"'
+
+
 @route("/media/{key:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD])
 async def serve_media(key: str, request: Request[object, object, State], state: State) -> Response[bytes] | Stream:
     runtime: Runtime = state.runtime
@@ -64,15 +78,12 @@ async def serve_media(key: str, request: Request[object, object, State], state: 
         check_key(key)
     except StorageError:
         return _not_found()
-    media = await runtime.media.ready_by_key(key)
-    if media is None or media.content_type not in MEDIA_TYPES:
-        return _not_found()
-    stored = await runtime.storage.stat(key)
-    if stored is None:
+    served = await _served_file(runtime, key)
+    stored = await runtime.storage.stat(key) if served is not None else None
+    if served is None or stored is None:
         return _not_found()
     size = stored.size
-    etag = f'"{media.sha256}"'
-    content_type = media.content_type
+    content_type, etag = served
     headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER, "Accept-Ranges": "bytes", **SAFETY_HEADERS}
     if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
         return Response(b"", status_code=304, headers=headers)

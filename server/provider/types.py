@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from server.domain import GenerationStatus, MediaKind
+from server.provider.progress import ProgressReading, read_progress
 
 # A client's `on_request(method, path_template, status_or_None, seconds)`, called once per HTTP attempt.
 RequestHook = Callable[[str, str, int | None, float], None]
@@ -51,6 +52,10 @@ class PredictionUpdate:
     @property
     def is_terminal(self) -> bool:
         return self.status is not None and self.status.is_terminal
+
+    def steps(self) -> ProgressReading | None:
+        """The last progress line of its logs, read (models print the same lines whichever provider runs them)."""
+        return read_progress(self.logs)
 
 
 @dataclass(frozen=True, slots=True)

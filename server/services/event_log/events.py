@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import AnyGeneration, Event, Generation, Media, utcnow
 from server.db.session import is_postgres
+from server.domain import GenerationStatus, MediaStatus, phase_of
 from server.services.event_log.snapshots import event_record
 
 EVENT_ORDER_LOCK = 7314220002
@@ -48,11 +49,18 @@ class EventType:
     MEDIA_UPDATED = "MEDIA_UPDATED"
 
 
-def number_change(generation: AnyGeneration) -> datetime:
-    """Give the generation's next change its sequence number and `updated_at`; returns that time."""
+def number_change(generation: AnyGeneration, media: list[Media] | None = None) -> datetime:
+    """Give the generation's next change its sequence number and `updated_at`, and its phase as the change
+    leaves it (`media`: the generation's media, when the change concerns them); returns that time."""
     now: datetime = utcnow()
     generation.event_seq += 1
     generation.updated_at = now
+    generation.phase = phase_of(
+        GenerationStatus(generation.status),
+        has_logs=bool(generation.logs and generation.logs.strip()),
+        media=[MediaStatus(item.status) for item in media] if media else None,
+        current=generation.phase,
+    )
     return now
 
 
@@ -66,7 +74,7 @@ async def append_event(session: AsyncSession, generation: Generation, media: lis
 
     Everything the session holds is flushed first (so the snapshot shows the rows as stored); on Postgres
     the ordering lock and the event insert are then one statement, the transaction's last before COMMIT."""
-    now = number_change(generation)
+    now = number_change(generation, media)
     await session.flush()
     payload, encoded = event_for(generation, media, type_, now)
     if not is_postgres(session):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, overload
 
-from server.domain import GenerationStatus, MediaKind, MediaStatus
+from server.domain import EtaBasis, GenerationStatus, MediaKind, MediaStatus
 
 # Long texts are cut in snapshots, so that an event stays within its budget (snapshots.py).
 MAX_TEXT = 300
@@ -134,6 +134,10 @@ def _enum(kind: Callable[[Any], Any]) -> Codec:
     return Codec(read=kind)
 
 
+def _enum_or_none(kind: Callable[[Any], Any]) -> Codec:
+    return Codec(read=lambda value: None if value is None else kind(value))
+
+
 GENERATION_FIELDS = PublicFields(
     Field("id", ID, shown_as="raw_id"),
     Field("owner_id", ID, shown=False),
@@ -155,6 +159,13 @@ GENERATION_FIELDS = PublicFields(
     Field("cost_basis"),
     Field("cost_estimated"),
     Field("client_metadata", JSON_VALUE, key="metadata", shown_as="metadata"),
+    # Live progress: the phase is shown through a resolver (rows from before it have none stored).
+    Field("phase", shown_as="stored_phase"),
+    Field("step"),
+    Field("total_steps"),
+    Field("expected_finish_at", TIME),
+    Field("eta_basis", _enum_or_none(EtaBasis)),
+    Field("previews", JSON_VALUE, shown_as="preview_entries"),
     Field("source_media_id", ID),
     Field("created_at", TIME),
     Field("updated_at", TIME, shown=False),

@@ -40,6 +40,9 @@ from server.services.event_log.events import (
     event_for,
     number_change,
 )
+from server.services.generations import eta
+from server.services.generations.durations import DurationHistory, Durations, duration_bucket
+from server.services.generations.previews import PreviewService, previews_of, shows_new_output, take_new_output
 from server.services.generations.queue import GenerationQueue
 from server.services.operations.alerts import FailureAlerts
 from server.services.spend import costs
@@ -65,7 +68,8 @@ WITH changed AS (
         status = $3, provider_status = $4, provider_id = $5, model_version = $6, logs = $7, progress = $8,
         started_at = $9, completed_at = $10, provider_updated_at = $11, error = $12, poll_attempts = $13,
         next_poll_at = $14, event_seq = $15, updated_at = $16, predict_time = $22, queue_position = $23,
-        cost_amount = $24, cost_currency = $25, cost_basis = $26, cost_estimated = $27
+        cost_amount = $24, cost_currency = $25, cost_basis = $26, cost_estimated = $27, phase = $28, step = $29,
+        total_steps = $30, expected_finish_at = $31, eta_basis = $32
     WHERE id = $1 AND event_seq = $2 AND owner_id IS NOT DISTINCT FROM $18::uuid
         AND source_media_id IS NOT DISTINCT FROM $21::uuid
     RETURNING id
@@ -80,6 +84,9 @@ RETURNING id
 
 class UpdateOutcome(StrEnum):
     APPLIED = "applied"
+    # News of progress alone, within PROGRESS_MIN_INTERVAL_SECONDS of the last change: not written, since a
+    # later update repeats it (logs only grow).
+    COALESCED = "coalesced"
     DUPLICATE = "duplicate"
     STALE = "stale"
     UNKNOWN = "unknown"
@@ -121,15 +128,44 @@ def decide(generation: AnyGeneration, update: PredictionUpdate, at_deadline: boo
         return UpdateOutcome.STALE
     if incoming.rank > current.rank:
         return UpdateOutcome.APPLIED
-    # Same non-terminal status: only more logs, or a place nearer the front of the provider's queue, are
-    # news. Logs only ever grow at the provider, and a queue only moves forward.
+    # Same non-terminal status: only more logs, a place nearer the front of the provider's queue, or a new
+    # intermediate output are news. Logs and outputs only ever grow at the provider, and a queue only moves
+    # forward.
     stored, given = generation.logs or "", update.logs or ""
     position, stored_position = update.queue_position, generation.queue_position
     nearer = position is not None and (stored_position is None or position < stored_position)
     if len(given) > len(stored) or (current is GenerationStatus.STARTING and nearer):
         return UpdateOutcome.APPLIED
+    if shows_new_output(generation, update):
+        return UpdateOutcome.APPLIED
     farther = position is not None and stored_position is not None and position > stored_position
     return UpdateOutcome.DUPLICATE if given == stored and not farther else UpdateOutcome.STALE
+
+
+def progress_only(generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool = False) -> bool:
+    """Whether `update`, news to `generation`, brings only more log lines (progress): no change of status,
+    phase, place in the provider's queue or intermediate outputs."""
+    current = GenerationStatus(generation.status)
+    return (
+        incoming_status(generation, update, at_deadline) == current
+        and bool(generation.logs)
+        and not shows_new_output(generation, update)
+        and (update.queue_position is None or update.queue_position == generation.queue_position)
+    )
+
+
+@dataclass(slots=True)
+class Applied:
+    """What applying an update leaves to do besides the row: media rows to add, an intermediate output to
+    fetch as a preview, preview files to remove."""
+
+    media: list[Media]
+    preview_url: str | None = None
+    dropped_previews: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def needs_lock(self) -> bool:
+        return bool(self.media or self.preview_url or self.dropped_previews)
 
 
 class GenerationService:
@@ -143,11 +179,15 @@ class GenerationService:
         *,
         webhook_url: str | None = None,
         spend: SpendService | None = None,
+        previews: PreviewService | None = None,
     ) -> None:
         """`webhook_url` is where a provider can report to this server, with "{provider}" for its name; None
         when the providers cannot reach us. `spend` holds each start to the budgets, and its prices settle
-        each generation's cost as it finishes (None: no budgets, no costs are figured)."""
+        each generation's cost as it finishes (None: no budgets, no costs are figured). `previews` fetches
+        the intermediate outputs of running jobs (None: none are)."""
         self._spend = spend
+        self._previews = previews
+        self.durations = DurationHistory(sessions, settings.progress.eta_history_runs)
         self._prices = spend.prices if spend is not None else None
         self._settings = settings
         self._sessions = sessions
@@ -171,6 +211,11 @@ class GenerationService:
             if generation is None or not viewer.can_see(generation.owner_id):
                 raise NotFound("generation", ["id"])
             return generation
+
+    async def estimate_duration(self, model: CatalogModel, given_input: dict[str, Any]) -> Durations | None:
+        """How long starting `model` with `given_input` is expected to take, by its history here."""
+        bucket = duration_bucket(model.input_schema, given_input)
+        return await self.durations.of(model.provider, model.ref, bucket)
 
     # --- start -----------------------------------------------------------------------------------
     def webhook_url(self, provider: str, generation_id: uuid.UUID) -> str | None:
@@ -239,8 +284,11 @@ class GenerationService:
             client_metadata=metadata,
             next_poll_at=utcnow() + timedelta(seconds=self._poll_after(provider.name)),
             dispatched_at=utcnow(),
+            duration_bucket=duration_bucket(model.input_schema, stored_input),
+            previews_seen=0,
         )
         costs.record(generation, cost)
+        history = await self._history(generation)
         async with self._sessions.begin() as session:
             await self._queue.lock(session)
             if self._spend is not None:
@@ -256,6 +304,8 @@ class GenerationService:
                 generation.queue_reason = wait_reason
                 await session.flush()
                 generation.queue_position = await self._queue.position_of(session, generation)
+            eta.expect(generation, history, None, utcnow())
+            if wait_reason is not None:
                 event_id = await append_event(session, generation, [], EventType.CREATED)
         if wait_reason is not None:
             await self._publish(event_id)
@@ -348,6 +398,7 @@ class GenerationService:
             await session.flush()
             moved = await self._queue.moved(session, [row.owner_id])
             logged = [row, *(other for other in moved if other is not row)]
+            await self._expect(session, logged)
             event_ids = [
                 await append_event(session, each, [], EventType.CREATED if first and each is row else EventType.UPDATED)
                 for each in logged
@@ -371,6 +422,7 @@ class GenerationService:
             row.next_poll_at = None
             row.error = f"the provider refused it: {exc}"
             costs.never_sent(row)
+            eta.expect(row, None, None, utcnow())
             event_id = await append_event(session, row, [], EventType.UPDATED)
         await self._publish(event_id)
         self._finished(row, GenerationStatus.FAILED)
@@ -393,12 +445,14 @@ class GenerationService:
                 row.error = f"waited in the queue for {self._deadline_seconds:.0f} s without a free slot"
                 row.queued_input = row.queue_position = row.queue_reason = row.queue_not_before = None
                 costs.never_sent(row)
+                eta.expect(row, None, None, now)
             claimed = await self._queue.claim(session, now)
             sends = [(row, dict(row.queued_input or row.input)) for row in claimed]
             for row in claimed:
                 row.next_poll_at = now + timedelta(seconds=self._poll_after(row.provider))
                 row.queued_input = None
             moved = await self._queue.moved(session, {row.owner_id for row in [*expired, *claimed]})
+            await self._expect(session, [*claimed, *moved])
             event_ids = [await append_event(session, row, [], EventType.UPDATED) for row in [*expired, *moved]]
         for event_id in event_ids:
             await self._publish(event_id)
@@ -429,7 +483,9 @@ class GenerationService:
             row.error = "canceled while queued; it never reached the provider"
             row.queued_input = row.queue_position = row.queue_reason = row.queue_not_before = None
             costs.never_sent(row)
+            eta.expect(row, None, None, utcnow())
             moved = await self._queue.moved(session, [row.owner_id])
+            await self._expect(session, moved)
             event_ids = [await append_event(session, each, [], EventType.UPDATED) for each in [row, *moved]]
         for event_id in event_ids:
             await self._publish(event_id)
@@ -450,13 +506,14 @@ class GenerationService:
             if generation is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
             at_deadline = self._at_deadline(generation, update)
-            outcome = decide(generation, update, at_deadline)
+            outcome = self._decide(generation, update, at_deadline)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
-            media = self._apply(generation, update, at_deadline)
-            session.add_all(media)
-            event_id = await append_event(session, generation, media, EventType.UPDATED)
-        return await self._applied(generation, update, event_id)
+            history = await self._history(generation, session)
+            applied = self._apply(generation, update, at_deadline, history)
+            session.add_all(applied.media)
+            event_id = await append_event(session, generation, applied.media, EventType.UPDATED)
+        return await self._applied(generation, update, event_id, applied)
 
     async def _apply_in_one_statement(
         self, engine: AsyncEngine, update: PredictionUpdate, provider: str, hint: uuid.UUID | None
@@ -477,11 +534,18 @@ class GenerationService:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
             generation = GenerationRow(*row)
             at_deadline = self._at_deadline(generation, update)
-            outcome = decide(generation, update, at_deadline)
+            outcome = self._decide(generation, update, at_deadline)
             if outcome is not UpdateOutcome.APPLIED:
                 return ApplyResult(outcome, generation.id, GenerationStatus(generation.status))
             seen = generation.event_seq
-            if self._apply(generation, update, at_deadline):
+            if previews_of(generation):
+                return None  # its previews may be dropped: under the row lock, with the files' removal
+            durations = self.durations
+            known, history = durations.cached(generation.provider, generation.model_ref, generation.duration_bucket)
+            if not known:
+                return None  # read with the row, in the caller's transaction: this path holds a connection
+            applied = self._apply(generation, update, at_deadline, history)
+            if applied.needs_lock:
                 return None
             now = number_change(generation)
             _, encoded = event_for(generation, [], EventType.UPDATED, now)
@@ -514,15 +578,39 @@ class GenerationService:
                 generation.cost_currency,
                 generation.cost_basis,
                 generation.cost_estimated,
+                generation.phase,
+                generation.step,
+                generation.total_steps,
+                generation.expected_finish_at,
+                generation.eta_basis,
             )
         if event_id is None:
             return None
-        return await self._applied(generation, update, event_id)
+        return await self._applied(generation, update, event_id, applied)
 
-    async def _applied(self, generation: AnyGeneration, update: PredictionUpdate, event_id: int) -> ApplyResult:
-        """After an update committed: publish its event, count a finish, log it."""
+    def _decide(self, generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool) -> UpdateOutcome:
+        """`decide`, and progress alone coalesced to one change per PROGRESS_MIN_INTERVAL_SECONDS."""
+        outcome = decide(generation, update, at_deadline)
+        interval = self._settings.progress.progress_min_interval_seconds
+        if (
+            outcome is UpdateOutcome.APPLIED
+            and interval > 0
+            and (utcnow() - generation.updated_at).total_seconds() < interval
+            and progress_only(generation, update, at_deadline)
+        ):
+            return UpdateOutcome.COALESCED
+        return outcome
+
+    async def _applied(
+        self, generation: AnyGeneration, update: PredictionUpdate, event_id: int, applied: Applied
+    ) -> ApplyResult:
+        """After an update committed: publish its event, fetch a new preview, count a finish, log it."""
         status = GenerationStatus(generation.status)
         await self._publish(event_id)
+        if self._previews is not None:
+            if applied.preview_url is not None:
+                self._previews.fetch_later(generation.id, applied.preview_url, generation.previews_seen)
+            self._previews.remove_later(applied.dropped_previews)
         if status.is_terminal:
             self._finished(generation, status)
         logger.info(
@@ -535,11 +623,22 @@ class GenerationService:
         )
         return ApplyResult(UpdateOutcome.APPLIED, generation.id, status)
 
-    def _apply(self, generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool) -> list[Media]:
+    def _apply(
+        self, generation: AnyGeneration, update: PredictionUpdate, at_deadline: bool, history: Durations | None
+    ) -> Applied:
         media = self._apply_state(generation, update, at_deadline)
+        applied = Applied(media)
+        reading = update.steps()
+        if reading is not None and reading.step is not None:
+            generation.step, generation.total_steps = reading.step, reading.total_steps
+        eta.expect(generation, history, reading, utcnow())
         if GenerationStatus(generation.status).is_terminal:
             self._settle_cost(generation, len(media))
-        return media
+            if self._previews is not None:
+                applied.dropped_previews = self._previews.settle(generation)
+        elif self._previews is not None:
+            applied.preview_url = take_new_output(generation, update, self._previews.keep)
+        return applied
 
     def _settle_cost(self, generation: AnyGeneration, outputs: int) -> None:
         """Replace the estimate by what the finished job cost, where the price table prices its model."""
@@ -673,9 +772,13 @@ class GenerationService:
             generation.next_poll_at = None
             generation.error = self._timed_out_message()
             self._settle_cost(generation, 0)
+            eta.expect(generation, None, None, utcnow())
+            dropped = self._previews.settle(generation) if self._previews is not None else []
             job = JobRef(generation.provider_id, generation.model_ref) if generation.provider_id else None
             event_id = await append_event(session, generation, [], EventType.UPDATED)
         await self._publish(event_id)
+        if self._previews is not None:
+            self._previews.remove_later(dropped)
         self._finished(generation, GenerationStatus.TIMED_OUT)
         logger.warning("generation timed out", extra={"generation_id": str(generation_id)})
         if job is not None:
@@ -686,6 +789,16 @@ class GenerationService:
         return True
 
     # --- helpers ---------------------------------------------------------------------------------
+    async def _history(self, generation: AnyGeneration, session: AsyncSession | None = None) -> Durations | None:
+        """How long its model's runs of its input's size took here (the basis of an estimate before it runs)."""
+        return await self.durations.of(generation.provider, generation.model_ref, generation.duration_bucket, session)
+
+    async def _expect(self, session: AsyncSession, generations: list[Generation]) -> None:
+        """Estimate again when each of `generations` will finish: their place in the queue changed."""
+        now = utcnow()
+        for generation in generations:
+            eta.expect(generation, await self._history(generation, session), None, now)
+
     @property
     def _deadline_seconds(self) -> float:
         """How long a generation may take: the provider is told so on create, the poller checks it too."""
@@ -714,6 +827,8 @@ class GenerationService:
         the queue, since it may have freed a slot."""
         self.queue_changed.set()
         model, kind = generation.model_ref, generation.kind
+        if status is GenerationStatus.SUCCEEDED:
+            self.durations.forget(model)
         metrics.GENERATIONS_FINISHED.labels(model, kind, status).inc()
         if generation.cost_estimated is False and generation.cost_amount is not None:
             metrics.SPEND.labels(model).inc(generation.cost_amount)

@@ -244,7 +244,8 @@ class RetentionService(StoredMediaService):
         """Files no row names, and stale incomplete uploads."""
         async with self._sessions() as session:
             keys = (await session.scalars(select(Media.storage_key).where(Media.storage_key.is_not(None)))).all()
-        named = {key for key in keys if key}
+            shown = (await session.scalars(select(Generation.previews).where(Generation.previews.is_not(None)))).all()
+        named = {key for key in keys if key} | {entry["key"] for entries in shown for entry in entries or []}
         # Anything younger than a download attempt may belong to a download that has not recorded it yet.
         downloads = self._settings.downloads
         settled_before = self.clock() - max(downloads.lease_seconds, downloads.timeout_seconds)
