@@ -39,6 +39,12 @@ class CatalogueModel:
     "image" (a single URL) or "video" (a single URL). `image_field` names the input holding the picture
     an image-to-video model animates (None when the model animates nothing). A model copied from a
     real one names it in `copied_from` and where its schema comes from in `source`.
+
+    How a run behaves: `previews` is how many intermediate images it yields while `processing`, evenly
+    spaced over its steps (as Replicate's iterator models do; none for most); a model that `boots` spends
+    `config.boot_seconds` in `starting` writing boot log lines, instead of `config.start_seconds`; one
+    whose run time `scales_with_input` runs for as many `config.run_seconds` as `outputs.run_units` says
+    (else exactly one).
     """
 
     name: str
@@ -56,6 +62,9 @@ class CatalogueModel:
     image_field: str | None = None
     copied_from: str | None = None
     source: str | None = None
+    previews: int = 0
+    boots: bool = False
+    scales_with_input: bool = False
 
     @property
     def owner(self) -> str:
@@ -408,6 +417,91 @@ HAND_WRITTEN: tuple[CatalogueModel, ...] = (
         required=("first_frame_image",),
         output={"type": "string", "format": "uri", "title": "Output"},
         example_input={"first_frame_image": EXAMPLE_IMAGE, "seed": 2},
+    ),
+    CatalogueModel(
+        name="preview-image",
+        kind="text-to-image",
+        renders="images",
+        description=(
+            "Simulated text-to-image model that yields a blurry preview at each quarter of its steps before "
+            "its final pictures; its run time grows with the pictures, their pixels and the steps."
+        ),
+        run_count=77_310,
+        tags=("image", "diffusion", "previews"),
+        is_official=True,
+        previews=3,
+        scales_with_input=True,
+        properties={
+            "prompt": _prompt(0),
+            "width": {**_side(1, "Width"), "default": 1024},
+            "height": {**_side(2, "Height"), "default": 1024},
+            "num_outputs": {
+                "type": "integer",
+                "title": "Num Outputs",
+                "default": 1,
+                "minimum": 1,
+                "maximum": 4,
+                "x-order": 3,
+                "description": "Number of images to output.",
+            },
+            "num_inference_steps": {
+                "type": "integer",
+                "title": "Num Inference Steps",
+                "default": 20,
+                "minimum": 1,
+                "maximum": 50,
+                "x-order": 4,
+                "description": "Number of denoising steps; a preview is yielded at each quarter of them.",
+            },
+            "seed": _seed(5),
+            "output_format": {
+                "enum": ["webp", "png", "jpg"],
+                "type": "string",
+                "title": "Output Format",
+                "default": "webp",
+                "x-order": 6,
+                "description": "Format of the output images (previews are always small PNGs).",
+            },
+        },
+        required=("prompt",),
+        output={
+            "type": "array",
+            "items": {"type": "string", "format": "uri"},
+            "title": "Output",
+            "x-cog-array-type": "iterator",
+        },
+        example_input={"prompt": "a greenhouse at night, soft light", "num_outputs": 1, "seed": 5},
+    ),
+    CatalogueModel(
+        name="slow-boot-video",
+        kind="text-to-video",
+        renders="video",
+        description=(
+            "Simulated text-to-video model on a cold worker: it boots (downloading its weights) before it "
+            "runs, and its run time grows with the length and rate of the clip."
+        ),
+        run_count=12_408,
+        tags=("video", "text-to-video", "cold-boot"),
+        is_official=True,
+        boots=True,
+        scales_with_input=True,
+        properties={
+            "prompt": _prompt(0),
+            "duration": _duration(1),
+            "fps": {
+                "type": "integer",
+                "title": "Fps",
+                "default": 8,
+                "minimum": 4,
+                "maximum": 24,
+                "x-order": 2,
+                "description": "Frames per second.",
+            },
+            "seed": _seed(3),
+        },
+        required=("prompt",),
+        output={"type": "string", "format": "uri", "title": "Output"},
+        example_input={"prompt": "fog lifting off a lake at dawn", "duration": 2, "seed": 11},
     ),
 )
 

@@ -51,9 +51,16 @@ class SimulatorConfig:
     """The one Bearer token accepted (and then needed for the controls too); None accepts any non-empty
     token. The embedded simulator holds one always but asks for it only once Darkroom needs API keys."""
     run_seconds: float = 3.0
-    """How long a prediction spends in `processing`."""
+    """How long a prediction spends in `processing` (for a model whose run time depends on its input, how
+    long its reference input takes: see `outputs.run_units`)."""
     start_seconds: float = 0.1
-    """How long a prediction spends in `starting` (the cold boot)."""
+    """How long a prediction spends in `starting` (the cold boot), except on models that boot."""
+    boot_seconds: float = 2.0
+    """How long a prediction of a model that boots (`CatalogueModel.boots`) spends in `starting`, writing
+    its boot log lines."""
+    run_jitter: float = 0.0
+    """Each prediction's run time is multiplied by a factor drawn uniformly in [1 - run_jitter, 1 +
+    run_jitter] (0: every run of an input takes the same time)."""
     fail_rate: float = 0.0
     """Share of predictions that end `failed` (0-1)."""
     webhook_drop_rate: float = 0.0
@@ -151,6 +158,8 @@ _FIELD_KINDS: dict[str, str] = {
     "api_token": "string or null",
     "run_seconds": "number",
     "start_seconds": "number",
+    "boot_seconds": "number",
+    "run_jitter": "number",
     "fail_rate": "number",
     "webhook_drop_rate": "number",
     "webhook_duplicate_rate": "number",
@@ -215,3 +224,10 @@ class Dice:
     def seed(self) -> int:
         """A fresh seed for a prediction that was not given one."""
         return self._generator().randrange(0, 2**32)
+
+    def jitter(self, spread: float) -> float:
+        """A run time factor drawn uniformly in [1 - spread, 1 + spread] (never below 0); exactly 1 for no
+        spread, without a draw, so that the other draws stay as they were."""
+        if spread <= 0:
+            return 1.0
+        return self._generator().uniform(max(0.0, 1.0 - spread), 1.0 + spread)

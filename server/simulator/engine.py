@@ -2,13 +2,25 @@
 
 A prediction is `starting` for ``config.start_seconds``, then `processing` for ``config.run_seconds``
 while it appends tqdm-style lines to its logs, then renders its files in a thread and ends `succeeded`
-(or `failed`, with ``config.fail_rate``). Image-to-video models first fetch their image input over
-HTTP (or decode a ``data:`` URI); a fetch that fails fails the prediction with one generic `error`,
-whatever the cause, so that it tells nothing of which addresses and ports answer. Like Replicate, which
-cannot reach them, it refuses URLs on loopback, private and local-network hosts (a name resolving to one
-included) unless ``config.allow_private_inputs`` (the embedded simulator's, which fetches the server's
-own media over loopback; never a link-local address though). A redirect (at most MAX_INPUT_REDIRECTS)
-must lead to a public address in either case; its own files are always fetched.
+(or `failed`, with ``config.fail_rate``). Some models behave as particular real ones do:
+
+- one that boots (darkroom-sim/slow-boot-video) is `starting` for ``config.boot_seconds`` instead, and
+  writes boot lines to its logs meanwhile (``start`` is sent when it begins, ``logs`` for each line);
+- one that yields previews (darkroom-sim/preview-image) renders a small PNG at each quarter of its steps,
+  served like its outputs, and shows every one so far as its `output` while `processing` (a list of URLs,
+  each change sent as an ``output`` event); its `output` is its final files only once it succeeds;
+- one whose run time scales with its input runs for ``outputs.run_units`` times ``config.run_seconds``.
+
+Every run's time is then multiplied by a factor drawn from the dice in [1 - j, 1 + j], j being
+``config.run_jitter`` (0 by default: no draw, and every run of an input lasts the same).
+
+Image-to-video models first fetch their image input over HTTP (or decode a ``data:`` URI); a fetch that
+fails fails the prediction with one generic `error`, whatever the cause, so that it tells nothing of
+which addresses and ports answer. Like Replicate, which cannot reach them, it refuses URLs on loopback,
+private and local-network hosts (a name resolving to one included) unless
+``config.allow_private_inputs`` (the embedded simulator's, which fetches the server's own media over
+loopback; never a link-local address though). A redirect (at most MAX_INPUT_REDIRECTS) must lead to a
+public address in either case; its own files are always fetched.
 
 Every prediction runs in its own asyncio task, created when the prediction is created, so nothing
 depends on an ASGI lifespan. Cancel-After deadlines are timers: reached while `starting` the prediction
@@ -45,7 +57,15 @@ from server.simulator.clock import iso, utcnow
 from server.simulator.config import Dice, SimulatorConfig
 from server.simulator.files import FileStore, StoredFile, new_id
 from server.simulator.media import MediaError
-from server.simulator.outputs import effective_input, render_outputs, step_count
+from server.simulator.outputs import (
+    boot_lines,
+    effective_input,
+    preview_steps,
+    render_outputs,
+    render_preview_file,
+    run_units,
+    step_count,
+)
 from server.simulator.progress import progress_line
 from server.simulator.stats import Stats
 from server.simulator.validation import PredictionRequest
@@ -323,18 +343,25 @@ class Engine:
 
     async def _execute(self, prediction: SimPrediction) -> None:
         model = prediction.model
-        await asyncio.sleep(max(0.0, self.config.start_seconds))
+        if model.boots:
+            await self._boot(prediction)
+        else:
+            await asyncio.sleep(max(0.0, self.config.start_seconds))
         if not prediction.deadline_covers_run and prediction.deadline is not None:
             prediction.deadline.cancel()
         params = self.render_params(prediction, effective_input(model, prediction.input))
         seed = params.get("seed")
         if not isinstance(seed, int):
             seed = self.dice.seed()
+        # Drawn after the seed, and only with a spread, so the seeds of runs without jitter stay as they were.
+        duration = run_units(model, params) * self.dice.jitter(self.config.run_jitter)
         prediction.status = "processing"
         prediction.started_at = utcnow()
-        prediction.logs = f"Using seed: {seed}\n"
-        prediction.log_times = [prediction.started_at]
-        self._emit(prediction, "start")
+        # A booted model keeps its boot lines above its run's, as Replicate shows a cold start's setup logs.
+        prediction.logs = (prediction.logs or "") + f"Using seed: {seed}\n"
+        prediction.log_times.append(prediction.started_at)
+        # The boot already sent `start`; going `processing` changed the logs.
+        self._emit(prediction, "logs" if model.boots else "start")
 
         source: bytes | None = None
         # Some models take a picture only optionally (a first frame); without one they draw a scene.
@@ -343,10 +370,13 @@ class Engine:
             self._append_log(prediction, f"Loaded {model.image_field} ({len(source)} bytes)")
 
         steps = max(1, step_count(model, params))
+        previews = preview_steps(model, steps)
         began = time.monotonic()
         for step in range(1, steps + 1):
-            await asyncio.sleep(max(0.0, self.config.run_seconds) / steps)
+            await asyncio.sleep(max(0.0, self.config.run_seconds) * duration / steps)
             self._append_log(prediction, progress_line(step, steps, time.monotonic() - began))
+            if step in previews:
+                await self._yield_preview(prediction, params, seed, previews.index(step) + 1, step / steps)
 
         if self.dice.chance(self.config.fail_rate):
             raise PredictionFailure(
@@ -368,6 +398,30 @@ class Engine:
         prediction.output = urls if model.renders == "images" else urls[0]
         self._emit(prediction, "output")
         self._finish(prediction, "succeeded")
+
+    async def _boot(self, prediction: SimPrediction) -> None:
+        """A cold boot: `starting` for ``config.boot_seconds``, writing a boot line at its start, at even
+        intervals and at its end. Replicate sends `start` when the prediction starts, so it comes first."""
+        self._emit(prediction, "start")
+        lines = boot_lines(prediction.model)
+        for index, line in enumerate(lines):
+            if index:
+                await asyncio.sleep(max(0.0, self.config.boot_seconds) / (len(lines) - 1))
+            self._append_log(prediction, line)
+
+    async def _yield_preview(
+        self, prediction: SimPrediction, params: dict[str, Any], seed: int, index: int, progress: float
+    ) -> None:
+        """Store the `index`-th intermediate image and show every one so far as the output, as Replicate
+        shows what an iterator model has yielded while it runs."""
+        preview = await asyncio.to_thread(render_preview_file, params, seed, index, progress)
+        if prediction.terminal:  # canceled while the thread was rendering
+            return
+        path = f"/files/{prediction.id}/{preview.name}"
+        self.files.put_output(path, preview.content, preview.content_type, prediction.id)
+        prediction.file_paths.append(path)
+        prediction.output = [*(prediction.output or []), self.config.base_url + path]
+        self._emit(prediction, "output")
 
     def _append_log(self, prediction: SimPrediction, line: str) -> None:
         prediction.logs = (prediction.logs or "") + line + "\n"

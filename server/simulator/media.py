@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import av
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ IMAGE_CONTENT_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp",
 _PILLOW_FORMATS: dict[str, str] = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG"}
 
 VIDEO_LONGEST_SIDE = 256
+# Previews are thumbnails: small, and a few KB as a palette PNG.
+PREVIEW_LONGEST_SIDE = 128
+PREVIEW_COLORS = 64
 MAX_SOURCE_PIXELS = 40_000_000
 
 
@@ -147,6 +150,21 @@ def encode_image(image: Image.Image, fmt: ImageFormat, quality: int = 80) -> byt
 def render_image(prompt: str, seed: int, width: int, height: int, fmt: ImageFormat, quality: int = 80) -> bytes:
     """The encoded picture for `prompt` and `seed`."""
     return encode_image(draw_scene(prompt, seed, width, height), fmt, quality)
+
+
+def render_preview(prompt: str, seed: int, width: int, height: int, progress: float) -> bytes:
+    """A small PNG of the picture `render_image` draws for `prompt` and `seed`, as a diffusion model shows
+    it `progress` (0-1) of the way through: blurred and grainy at first, sharper as it goes."""
+    scale = PREVIEW_LONGEST_SIDE / max(width, height, 1)
+    size = (max(16, round(width * scale)), max(16, round(height * scale)))
+    rest = 1.0 - max(0.0, min(1.0, progress))
+    image = draw_scene(prompt, seed, *size).filter(ImageFilter.GaussianBlur(radius=rest * PREVIEW_LONGEST_SIDE / 16))
+    # Coarse grain, seeded like the picture so the same run yields the same bytes.
+    rng = _rng("preview", prompt, seed, round(progress, 3))
+    cells = (max(1, size[0] // 8), max(1, size[1] // 8))
+    grain = Image.frombytes("L", cells, rng.randbytes(cells[0] * cells[1]))
+    grain = grain.resize(size, Image.Resampling.BILINEAR).convert("RGB")
+    return encode_image(Image.blend(image, grain, rest * 0.6).quantize(PREVIEW_COLORS), "png")
 
 
 def open_source_image(data: bytes) -> Image.Image:

@@ -12,11 +12,17 @@ from server.simulator.media import (
     Motion,
     aspect_size,
     render_image,
+    render_preview,
     render_video,
 )
 
 DEFAULT_STEPS = 20
 VIDEO_STEPS = 12
+# What one `config.run_seconds` of a model whose run time scales with its input renders: one 1 MP picture
+# in DEFAULT_STEPS steps, or REFERENCE_FRAMES frames of video (2 s at 8 fps).
+MEGAPIXEL = 1024 * 1024
+REFERENCE_FRAMES = 16
+WEIGHT_PARTS = 3
 # Some real schemas leave width and height unbounded; the stand-in picture stays at most this large.
 MAX_IMAGE_SIDE = 1024
 
@@ -42,6 +48,44 @@ def step_count(model: CatalogueModel, params: dict[str, Any]) -> int:
     return int(params.get("num_inference_steps", DEFAULT_STEPS))
 
 
+def run_units(model: CatalogueModel, params: dict[str, Any]) -> float:
+    """How many `config.run_seconds` a run of `params` spends in `processing` (before jitter): exactly 1
+    unless the model's run time scales with its input; then what drives a real model's run time, relative
+    to the reference: pictures x megapixels x steps / DEFAULT_STEPS, or frames / REFERENCE_FRAMES."""
+    if not model.scales_with_input:
+        return 1.0
+    if model.renders == "video":
+        return float(params.get("duration", 2)) * int(params.get("fps", 8)) / REFERENCE_FRAMES
+    width, height = _image_size(params)
+    count = int(params.get("num_outputs", 1)) if model.renders == "images" else 1
+    return count * (width * height / MEGAPIXEL) * step_count(model, params) / DEFAULT_STEPS
+
+
+def boot_lines(model: CatalogueModel) -> list[str]:
+    """What a model that boots writes to its logs while `starting`, first to last."""
+    return [
+        f"Starting a new worker for {model.ref}",
+        *(f"Downloading weights ({part}/{WEIGHT_PARTS})" for part in range(1, WEIGHT_PARTS + 1)),
+        "Loading the model",
+        "Model loaded",
+    ]
+
+
+def preview_steps(model: CatalogueModel, steps: int) -> list[int]:
+    """After which of a run's `steps` it yields a preview: `model.previews` of them, evenly spaced (at each
+    quarter for 3), fewer when there are fewer steps than that."""
+    count = model.previews
+    return sorted({max(1, round(steps * index / (count + 1))) for index in range(1, count + 1)}) if count else []
+
+
+def render_preview_file(params: dict[str, Any], seed: int, index: int, progress: float) -> OutputFile:
+    """The `index`-th preview (from 1) of a run's first picture, `progress` (0-1) of the way through
+    (blocking: call it in a thread)."""
+    width, height = _image_size(params)
+    content = render_preview(str(params.get("prompt") or ""), seed, width, height, progress)
+    return OutputFile(f"preview-{index}.png", content, IMAGE_CONTENT_TYPES["png"])
+
+
 def render_outputs(model: CatalogueModel, params: dict[str, Any], seed: int, source: bytes | None) -> list[OutputFile]:
     """The files a run of `model` produces (blocking: call it in a thread).
 
@@ -63,10 +107,7 @@ def render_outputs(model: CatalogueModel, params: dict[str, Any], seed: int, sou
 
     fmt_name = cast(ImageFormat, params.get("output_format", "webp"))
     quality = int(params.get("output_quality", 80))
-    if "aspect_ratio" in params:
-        width, height = aspect_size(str(params["aspect_ratio"]))
-    else:
-        width, height = _bounded(int(params.get("width", 512)), int(params.get("height", 512)))
+    width, height = _image_size(params)
     count = int(params.get("num_outputs", 1)) if model.renders == "images" else 1
     return [
         OutputFile(
@@ -76,6 +117,13 @@ def render_outputs(model: CatalogueModel, params: dict[str, Any], seed: int, sou
         )
         for index in range(count)
     ]
+
+
+def _image_size(params: dict[str, Any]) -> tuple[int, int]:
+    """The size of the pictures `params` ask for."""
+    if "aspect_ratio" in params:
+        return aspect_size(str(params["aspect_ratio"]))
+    return _bounded(int(params.get("width", 512)), int(params.get("height", 512)))
 
 
 def _bounded(width: int, height: int) -> tuple[int, int]:

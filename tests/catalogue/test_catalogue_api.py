@@ -37,8 +37,11 @@ REAL_VIDEO = [
     "darkroom-sim/stable-video-diffusion",
     "darkroom-sim/wan-2.1-1.3b",
 ]
-IMAGE_MODELS = sorted([PIXEL_FORGE, SNAP_STILL, *REAL_IMAGE])
-VIDEO_MODELS = sorted([FRAME_FLOW, MOTION_SKETCH, STILL_MOTION, *REAL_VIDEO])
+# The simulated models that show live progress: previews while running, and a cold boot.
+PREVIEW_IMAGE = "darkroom-sim/preview-image"
+SLOW_BOOT_VIDEO = "darkroom-sim/slow-boot-video"
+IMAGE_MODELS = sorted([PIXEL_FORGE, PREVIEW_IMAGE, SNAP_STILL, *REAL_IMAGE])
+VIDEO_MODELS = sorted([FRAME_FLOW, MOTION_SKETCH, SLOW_BOOT_VIDEO, STILL_MOTION, *REAL_VIDEO])
 ALL = sorted(IMAGE_MODELS + VIDEO_MODELS)
 
 
@@ -136,7 +139,7 @@ async def test_model_by_ref_before_any_listing_fetches_it(darkroom: Darkroom) ->
         # Found by the cache filter (ref or description)...
         ("frame", None, [FRAME_FLOW]),
         ("single picture", None, [SNAP_STILL]),
-        ("simulated", "IMAGE", [PIXEL_FORGE, SNAP_STILL]),
+        ("simulated", "IMAGE", [PIXEL_FORGE, PREVIEW_IMAGE, SNAP_STILL]),
         # ...and only by the provider's search (a tag), merged into the cache.
         ("animation", None, [STILL_MOTION]),
         ("batch", "IMAGE", [PIXEL_FORGE]),

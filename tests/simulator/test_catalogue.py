@@ -10,7 +10,15 @@ import httpx
 from server.simulator import SimulatorConfig
 from tests.simulator.support import RunningSimulator, StartSimulator
 
-HAND_WRITTEN = {"pixel-forge", "snap-still", "motion-sketch", "still-motion", "frame-flow"}
+HAND_WRITTEN = {
+    "pixel-forge",
+    "snap-still",
+    "motion-sketch",
+    "still-motion",
+    "frame-flow",
+    "preview-image",
+    "slow-boot-video",
+}
 # Copies of real Replicate models' schemas (server/simulator/real_schemas).
 REAL = {
     "flux-schnell",
@@ -129,8 +137,8 @@ async def test_collections(sim: RunningSimulator) -> None:
     listed = await follow(sim.http, "/v1/collections")
     assert {c["slug"] for c in listed} == {"text-to-image", "text-to-video", "image-to-video"}
     expected = {
-        "text-to-image": {"pixel-forge", "snap-still", "flux-schnell", "sdxl"},
-        "text-to-video": {"motion-sketch", "wan-2.1-1.3b", "minimax-video-01"},
+        "text-to-image": {"pixel-forge", "snap-still", "preview-image", "flux-schnell", "sdxl"},
+        "text-to-video": {"motion-sketch", "slow-boot-video", "wan-2.1-1.3b", "minimax-video-01"},
         "image-to-video": {
             "still-motion",
             "frame-flow",
