@@ -4,7 +4,8 @@ Submit a prompt, watch the progress bar move and the image appear, animate it an
 the page's connection and check the feed resumes from its cursor; then the unhappy paths (a failed
 generation run again, a failed download retried, a cancel), the API key field and a model chosen while
 its inputs still load; and your own files: an image dropped on the page and a video picked, uploaded as
-GraphQL multipart requests, the image animated through the Animate form, and a forged file refused.
+GraphQL multipart requests, the image animated through the Animate form, and a forged file refused; and the
+live progress of a card: its phases (booting before running), its steps and time left, and its previews.
 Playwright's own browser downloads are not used: Chromium is the system's (`apt-get install chromium`;
 CHROMIUM_PATH points elsewhere). Without it, or without the playwright package, the tests skip outside CI and fail
 under CI=true.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "gallery"
 TIMEOUT_MS = 60_000
 # What Animate offers first: the most run image-to-video model.
 VIDEO_PICK = "darkroom-sim/still-motion"
+# Models that show live progress: one yields previews while it runs, one boots a cold worker first.
+PREVIEW_MODEL = "darkroom-sim/preview-image"
+BOOT_MODEL = "darkroom-sim/slow-boot-video"
 # Page conditions are polled on a timer: animation frames can stall in a headless page on a loaded machine.
 POLL_MS = 100
 
@@ -392,3 +397,104 @@ async def test_gallery_offers_the_models_of_both_providers_and_runs_a_fal_one(
         await page.wait_for_function(
             "(img) => img.complete && img.naturalWidth > 0", arg=await image.element_handle(), polling=POLL_MS
         )
+
+
+# Records, in order, every phase each card shows (its data-phase) and every preview <img> the gallery builds, so
+# a test sees short-lived states its polling may miss, and that a preview is built once per URL.
+WATCH_CARDS = """
+() => {
+  window.seenPhases = [];
+  window.builtPreviews = [];
+  const note = (card) => {
+    const last = window.seenPhases.findLast((seen) => seen.id === card.dataset.generationId);
+    if (card.dataset.phase && last?.phase !== card.dataset.phase) {
+      const words = card.querySelector(".progress .phase")?.textContent ?? null;
+      window.seenPhases.push({ id: card.dataset.generationId, phase: card.dataset.phase, words });
+    }
+  };
+  new MutationObserver((mutations) => {
+    for (const mutation of mutations) {
+      if (mutation.type === "attributes") note(mutation.target);
+      for (const node of mutation.addedNodes) {
+        if (!(node instanceof Element)) continue;
+        if (node.matches(".card")) note(node);
+        if (node.matches("figure.preview")) window.builtPreviews.push(node.dataset.url);
+      }
+    }
+  }).observe(document.querySelector("#gallery"), {
+    subtree: true, childList: true, attributes: true, attributeFilter: ["data-phase"],
+  });
+}
+"""
+
+
+async def _phases(page: Page, card: Locator) -> list[tuple[str, str | None]]:
+    """The phases `card` went through, each with the words its progress line said (None without one)."""
+    generation_id = await card.get_attribute("data-generation-id")
+    seen: list[dict[str, Any]] = await page.evaluate("window.seenPhases")
+    return [(item["phase"], item["words"]) for item in seen if item["id"] == generation_id]
+
+
+async def test_gallery_card_shows_phases_steps_and_previews(start_darkroom: Callable[..., Any], page: Page) -> None:
+    """A running card says what its job does: booting before running for a cold video model; for a model that
+    yields previews, its steps and time left and its latest preview (served by Darkroom), then its output."""
+    from playwright.async_api import expect
+
+    # 3.5 s of running (the preview model's default 1 MP, 20 steps) yields a preview about every 0.9 s, and a
+    # 2.5 s boot: long enough for a polling browser on a busy machine to see each state.
+    async with start_darkroom(simulator_run_seconds=3.5) as darkroom:
+        await _configure(darkroom, boot_seconds=2.5)
+        await page.goto(f"{darkroom.base_url}/gallery")
+        await expect(page.locator("#connection")).to_have_text("live", timeout=TIMEOUT_MS)
+        await page.evaluate(WATCH_CARDS)
+        known: set[str] = set()
+
+        # The cold video model, started over GraphQL: its card says "booting" before "running".
+        booting = await start_generation(darkroom, "fog over a lake", model=BOOT_MODEL)
+        known.add(booting["id"])
+        video = page.locator(f'.card[data-generation-id="{booting["id"]}"]')
+
+        # The preview model, picked in the form.
+        await page.select_option("#model", PREVIEW_MODEL)
+        await expect(page.locator("#generate")).to_have_attribute("data-model", PREVIEW_MODEL, timeout=TIMEOUT_MS)
+        card = await _submit(page, "a greenhouse at night", known)
+        await expect(card).to_have_attribute("data-phase", "RUNNING", timeout=TIMEOUT_MS)
+        await expect(card.locator(".phase")).to_have_text("running")
+        await expect(card.locator(".steps")).to_have_text(re.compile(r"^step \d+ of 20$"), timeout=TIMEOUT_MS)
+        await expect(card.locator(".eta")).to_have_text(re.compile(r"^(~\d+ s left|almost done)$"), timeout=TIMEOUT_MS)
+
+        # A preview replaces the placeholder: an image Darkroom serves, which loads.
+        src = await page.wait_for_function(
+            """(id) => {
+                 const img = document.querySelector(`.card[data-generation-id="${id}"] figure.preview img`);
+                 return img?.complete && img.naturalWidth > 0 && img.src;
+               }""",
+            arg=await card.get_attribute("data-generation-id"),
+            polling=POLL_MS,
+        )
+        preview_url = str(await src.json_value())
+        assert preview_url.startswith(f"{darkroom.base_url}/media/previews/"), preview_url
+        await expect(card.locator(".placeholder")).to_have_count(0)
+
+        # Then the output replaces the preview, and the progress goes.
+        await expect(card).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        image = card.locator("figure[data-status=READY] img")
+        await expect(image).to_have_count(1, timeout=TIMEOUT_MS)
+        await page.wait_for_function(
+            "(img) => img.complete && img.naturalWidth > 0", arg=await image.element_handle(), polling=POLL_MS
+        )
+        await expect(card.locator("figure.preview")).to_have_count(0)
+        await expect(card.locator(".progress")).to_have_count(0)
+        assert (await card.get_attribute("data-phase")) == "FINISHED"
+        phases = await _phases(page, card)
+        assert ("RUNNING", "running") in phases and phases[-1] == ("FINISHED", None), phases
+        # Each preview <img> was built once: progress ticks between previews left it as it was.
+        built: list[str] = await page.evaluate("window.builtPreviews")
+        assert preview_url in built and len(built) == len(set(built)), built
+
+        # The video's card booted, then ran, then finished with its video.
+        await expect(video).to_have_attribute("data-status", "SUCCEEDED", timeout=TIMEOUT_MS)
+        await expect(video.locator("figure[data-status=READY] video")).to_have_count(1, timeout=TIMEOUT_MS)
+        phases = await _phases(page, video)
+        assert ("BOOTING", "booting") in phases and ("RUNNING", "running") in phases, phases
+        assert phases.index(("BOOTING", "booting")) < phases.index(("RUNNING", "running")), phases

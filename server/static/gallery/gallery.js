@@ -16,10 +16,20 @@ const PAGE_SIZE = 50;
 const UNFINISHED = new Set(["QUEUED", "STARTING", "PROCESSING"]);
 const FINISHED = new Set(["SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"]);
 const REFUSED = new Set([4401, 4403]); // graphql-transport-ws close codes: Unauthorized, Forbidden
+// A generation's phase in words; a phase this page does not know is shown in lower case.
+const PHASE_WORDS = {
+  QUEUED: "queued",
+  WAITING: "waiting for a worker",
+  BOOTING: "booting",
+  RUNNING: "running",
+  SAVING: "saving files",
+  FINISHED: "finished",
+};
 
 const MEDIA_FIELDS = "id kind status url contentType width height durationSeconds downloadError downloadAttempts";
 // What the feed carries: the event holds this state, so the server answers it without reading the database.
 const LIVE_FIELDS = `id status kind model progress error createdAt sequence queuePosition queueReason
+  phase step totalSteps etaSeconds etaBasis expectedFinishAt previews { url at contentType }
   cost { amount currency estimated }
   media { ${MEDIA_FIELDS} }`;
 // Facts that never change after the start: read once per generation.
@@ -192,6 +202,8 @@ function showConnection(state, detail = "") {
 function apply(generation) {
   const known = generations.get(generation.id);
   if (known && known.sequence > generation.sequence) return;
+  // The time left counts down from when this state arrived: the page's clock, not the server's, which may differ.
+  if (generation.etaSeconds != null) generation.deadline = Date.now() + generation.etaSeconds * 1000;
   generations.set(generation.id, generation);
   if (!meta.has(generation.id)) loadMeta(generation.id);
   render(generation.id);
@@ -665,15 +677,36 @@ function cardParts(generation) {
       sig: `${text} ${reason}`,
       build: () => el("div", { class: "placeholder queued", title: reason }, text),
     });
+  } else if (running && generation.previews?.length) {
+    // Its own key and the URL as its signature: a progress tick keeps the <img>, a newer preview replaces it.
+    const { url } = generation.previews.at(-1);
+    parts.push({
+      key: "preview",
+      sig: url,
+      build: () => el("figure", { class: "preview", "data-url": url }, el("img", { src: url, alt: "preview" })),
+    });
   } else if (running) {
     const text = generation.kind === "VIDEO" ? "rendering video…" : "generating…";
     parts.push({ key: "waiting", sig: text, build: () => el("div", { class: "placeholder" }, text) });
   }
-  if (running && !queued) {
+  if (running || generation.phase === "SAVING") {
+    // Built once; render() fills in the words, the steps and the bar in place, so a tick rebuilds nothing.
     parts.push({
       key: "progress",
       sig: "",
-      build: () => el("div", { class: "progress" }, el("progress", { max: "1", "aria-label": "progress" })),
+      build: () =>
+        el(
+          "div",
+          { class: "progress" },
+          el(
+            "p",
+            { class: "phase-line" },
+            el("span", { class: "phase" }),
+            el("span", { class: "steps" }),
+            el("span", { class: "eta" }),
+          ),
+          el("progress", { max: "1", "aria-label": "progress" }),
+        ),
     });
   }
   const prompt = generation.model === UPLOAD_MODEL ? info?.input?.filename : info?.input?.prompt;
@@ -724,6 +757,7 @@ function render(id) {
   }
   card.dataset.status = generation.status;
   card.dataset.kind = generation.kind;
+  card.dataset.phase = generation.phase || "";
   sync(card, cardParts(generation));
   const outputs = card.querySelector(".outputs");
   if (outputs) {
@@ -736,11 +770,42 @@ function render(id) {
       })),
     );
   }
-  const bar = card.querySelector("progress");
-  if (bar && generation.progress != null) bar.value = generation.progress;
-  else if (bar) bar.removeAttribute("value");
+  const progress = card.querySelector(".progress");
+  if (progress) showProgress(progress, generation);
   $("#empty").hidden = generations.size > 0;
 }
+
+// The phase line (phase, steps, time left) and the bar of a card's progress part, updated in place.
+function showProgress(progress, generation) {
+  const { phase, step, totalSteps } = generation;
+  progress.querySelector(".phase").textContent = PHASE_WORDS[phase] || (phase || "").toLowerCase();
+  progress.querySelector(".steps").textContent = step != null && totalSteps ? `step ${step} of ${totalSteps}` : "";
+  const eta = progress.querySelector(".eta");
+  if (generation.deadline != null && phase !== "SAVING") eta.dataset.deadline = String(generation.deadline);
+  else delete eta.dataset.deadline;
+  showTimeLeft(eta);
+  const bar = progress.querySelector("progress");
+  // Nothing to measure in Darkroom's queue or while the files are saved: the words say it.
+  bar.hidden = phase === "QUEUED" || phase === "SAVING" || generation.status === "QUEUED";
+  if (generation.progress != null) bar.value = generation.progress;
+  else if (step != null && totalSteps) bar.value = Math.min(step / totalSteps, 1);
+  else bar.removeAttribute("value");
+}
+
+function showTimeLeft(eta) {
+  const deadline = Number(eta.dataset.deadline);
+  if (!eta.dataset.deadline || Number.isNaN(deadline)) {
+    eta.textContent = "";
+    return;
+  }
+  const seconds = Math.round((deadline - Date.now()) / 1000);
+  if (seconds <= 0) eta.textContent = "almost done";
+  else if (seconds < 90) eta.textContent = `~${seconds} s left`;
+  else eta.textContent = `~${Math.round(seconds / 60)} min left`;
+}
+
+// Between pushes the time left counts down once a second; only the text of cards with a deadline changes.
+setInterval(() => document.querySelectorAll(".progress .eta[data-deadline]").forEach(showTimeLeft), 1000);
 
 // --- uploads ---------------------------------------------------------------------------------------
 
