@@ -12,6 +12,7 @@ STORED_VIDEO_MIB = 200
 # the S3 client on first use (about 35 MiB of botocore), so half the file is the bar.
 STORAGE_GROWTH_MIB = 100
 LOOP_STALL_TARGET_MS = 50
+ETA_ERROR_TARGET_PCT = 25
 X = "\N{MULTIPLICATION SIGN}"
 
 
@@ -158,6 +159,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(name, f"≤ {LOOP_STALL_TARGET_MS} ms", figure, None if stall is None else stall <= LOOP_STALL_TARGET_MS)
     else:
         add(name, f"≤ {LOOP_STALL_TARGET_MS} ms", "not run", None)
+    name = "Time left before a start, once a model has 20 runs: median absolute error"
+    eta = results.get("eta", {})
+    if "median_abs_error_pct" in eta:
+        error = eta["median_abs_error_pct"]
+        add(name, f"< {ETA_ERROR_TARGET_PCT} %", _fmt(error, " %"), error < ETA_ERROR_TARGET_PCT)
+    else:
+        add(name, f"< {ETA_ERROR_TARGET_PCT} %", "not run", None)
     return verdicts
 
 
@@ -326,6 +334,19 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
             "",
             f"Slot-to-create p50 is {_fmt(qu['slot_to_create_vs_direct_start_p50'], X, 2)} a direct start's; "
             f"starts/s through the queue {_fmt(qu['queued_vs_direct_rate'], X, 2)} direct.",
+            "",
+        ]
+    et = results.get("eta", {})
+    if "median_abs_error_pct" in et:
+        sizes = ", ".join(f"{size}: {seconds} s" for size, seconds in et["median_seconds"].items())
+        out += [
+            f"Time left before a start (`etaSeconds` from history) against the real duration, {et['model']}, "
+            f"two input sizes ({sizes}; each run's time varies by ±{et['jitter'] * 100:g} %), "
+            f"{et['measured_runs']} starts made after {et['warmup_runs']} runs of their size:",
+            "",
+            "| Median absolute error | p90 |",
+            "|---|---|",
+            f"| {_fmt(et['median_abs_error_pct'], ' %', 1)} | {_fmt(et['p90_abs_error_pct'], ' %', 1)} |",
             "",
         ]
     st = results.get("storage", {})

@@ -55,6 +55,7 @@ from benchmarks.clients import (
     progress_logs,
     send_webhook,
 )
+from benchmarks.eta import eta
 from benchmarks.harness import (
     REDIS_URL,
     S3_CREDENTIALS,
@@ -1397,6 +1398,7 @@ SCENARIOS = {
     "storage": storage,
     "hostile": hostile,
     "queue": queue,
+    "eta": eta,
 }
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -143,9 +144,11 @@ class Generation(Base):
     # give its expected duration.
     duration_bucket: Mapped[str | None] = mapped_column(String(64))
     # The newest intermediate images the model yielded while it ran, stored by Darkroom (see
-    # server.services.generations.previews), and how many of the provider's intermediate outputs were seen.
+    # server.services.generations.previews), how many of the provider's intermediate outputs were seen, and
+    # whether its model yields any (its outputs while it runs are previews, not its final files early).
     previews: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     previews_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    yields_previews: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     source_media_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("media.id", ondelete="SET NULL", use_alter=True), index=True
     )
@@ -216,6 +219,7 @@ class GenerationRow:
     duration_bucket: str | None = None
     previews: list[dict[str, Any]] | None = None
     previews_seen: int = 0
+    yields_previews: bool = False
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.

@@ -14,7 +14,7 @@ from server.provider.progress import ProgressReading
 from server.provider.types import PredictionUpdate
 from server.services.generations import eta
 from server.services.generations.durations import Durations, duration_bucket, durations_of
-from server.services.generations.previews import generation_of_key, preview_key, take_new_output
+from server.services.generations.previews import generation_of_key, preview_key, take_new_output, yields_previews
 from server.services.generations.service import progress_only
 
 HISTORY = Durations(start_seconds=4.0, run_seconds=10.0, runs=5)
@@ -29,6 +29,7 @@ def generation(status: GenerationStatus, **values: object) -> Generation:
         "updated_at": now,
         "dispatched_at": now,
         "previews_seen": 0,
+        "yields_previews": True,
         "logs": None,
     }
     return Generation(**{**defaults, **values})
@@ -154,6 +155,10 @@ def test_a_new_intermediate_output_is_taken_once_newest_first() -> None:
     assert take_new_output(running, shown, keep=3) == "https://x/2.png"
     assert take_new_output(running, shown, keep=3) is None
     assert take_new_output(generation(GenerationStatus.PROCESSING), shown, keep=0) is None
+    # A model that yields nothing while it runs shows its final files just before it ends: no preview.
+    assert take_new_output(generation(GenerationStatus.PROCESSING, yields_previews=False), shown, keep=3) is None
+    assert yields_previews({"type": "array", "x-cog-array-type": "iterator"})
+    assert not yields_previews({"type": "array"}) and not yields_previews(None)
     final = update(GenerationStatus.SUCCEEDED, "", ("https://x/final.png",))
     assert take_new_output(generation(GenerationStatus.PROCESSING), final, keep=3) is None
 

@@ -70,10 +70,17 @@ def generation_of_key(key: str) -> uuid.UUID | None:
         return None
 
 
+def yields_previews(output_schema: dict[str, Any] | None) -> bool:
+    """Whether a model with this output schema yields its outputs while it runs: an iterator (cog marks one
+    `x-cog-array-type: iterator`). Any other model's outputs arrive once, as it ends: an `output` webhook
+    that comes just before the `completed` one shows its final files, no previews."""
+    return isinstance(output_schema, dict) and output_schema.get("x-cog-array-type") == "iterator"
+
+
 def take_new_output(generation: AnyGeneration, update: PredictionUpdate, keep: int) -> str | None:
     """The newest intermediate output `update` shows that `generation` has not seen, marked seen; None when
     there is none (or previews are off). Only an unfinished job's outputs are intermediate."""
-    if keep <= 0 or update.is_terminal or len(update.output_urls) <= (generation.previews_seen or 0):
+    if keep <= 0 or not shows_new_output(generation, update):
         return None
     generation.previews_seen = len(update.output_urls)
     return update.output_urls[-1]
@@ -81,7 +88,11 @@ def take_new_output(generation: AnyGeneration, update: PredictionUpdate, keep: i
 
 def shows_new_output(generation: AnyGeneration, update: PredictionUpdate) -> bool:
     """Whether `update` is news to an unfinished `generation` for its intermediate outputs alone."""
-    return not update.is_terminal and len(update.output_urls) > (generation.previews_seen or 0)
+    return (
+        bool(generation.yields_previews)
+        and not update.is_terminal
+        and len(update.output_urls) > (generation.previews_seen or 0)
+    )
 
 
 class PreviewFetchError(Exception):
@@ -167,6 +178,8 @@ class PreviewService:
     async def _fetch(self, generation_id: uuid.UUID, url: str, index: int) -> None:
         if not origin_allowed(url, self._settings.allowed_file_hosts()):
             raise PreviewFetchError(f"{written_origin(url)} is not an allowed file host")
+        if not await self._unfinished(generation_id):
+            return  # its last outputs and its end came together: those are its files, no preview
         data = await self._download(url)
         content_type = sniff_content_type(data[:SNIFF_BYTES])
         if content_type is None or not content_type.startswith("image/"):
@@ -182,6 +195,11 @@ class PreviewService:
         if event_id is not None:
             await self._publish(event_id)
         await self._remove([*evicted, *([] if shown else [key])])
+
+    async def _unfinished(self, generation_id: uuid.UUID) -> bool:
+        async with self._sessions() as session:
+            status = await session.scalar(select(Generation.status).where(Generation.id == generation_id))
+        return status is not None and not GenerationStatus(status).is_terminal
 
     async def _download(self, url: str) -> bytes:
         limit = self._settings.progress.preview_max_bytes

@@ -42,7 +42,13 @@ from server.services.event_log.events import (
 )
 from server.services.generations import eta
 from server.services.generations.durations import DurationHistory, Durations, duration_bucket
-from server.services.generations.previews import PreviewService, previews_of, shows_new_output, take_new_output
+from server.services.generations.previews import (
+    PreviewService,
+    previews_of,
+    shows_new_output,
+    take_new_output,
+    yields_previews,
+)
 from server.services.generations.queue import GenerationQueue
 from server.services.operations.alerts import FailureAlerts
 from server.services.spend import costs
@@ -286,6 +292,7 @@ class GenerationService:
             dispatched_at=utcnow(),
             duration_bucket=duration_bucket(model.input_schema, stored_input),
             previews_seen=0,
+            yields_previews=yields_previews(model.output_schema),
         )
         costs.record(generation, cost)
         history = await self._history(generation)

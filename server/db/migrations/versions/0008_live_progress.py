@@ -30,6 +30,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("duration_bucket", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("previews", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("previews_seen", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("yields_previews", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.create_index("ix_generations_history", ["model_ref", "duration_bucket", "completed_at"])
 
 
@@ -37,6 +38,7 @@ def downgrade() -> None:
     with op.batch_alter_table("generations") as batch:
         batch.drop_index("ix_generations_history")
         for column in (
+            "yields_previews",
             "previews_seen",
             "previews",
             "duration_bucket",
