@@ -42,6 +42,12 @@ LIVE_FRAMES = Counter(
     "let sockets be written to directly).",
     ["writer"],
 )
+PREVIEWS = Counter(
+    "darkroom_previews_total",
+    "Intermediate outputs of running generations, by what became of them: shown (stored as a preview), "
+    "refused (not an image, too large, not on an allowed file host, or no longer wanted) or failed (a fault).",
+    ["result"],
+)
 SPEND = Counter(
     "darkroom_spend_total",
     "Settled costs of generations, in the price table's currency, counted once as each settles.",

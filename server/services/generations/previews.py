@@ -29,6 +29,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server import metrics
 from server.db.models import AnyGeneration, Generation, utcnow
 from server.domain import GenerationStatus
 from server.origins import origin_allowed, written_origin
@@ -169,17 +170,22 @@ class PreviewService:
     async def _fetch_logged(self, generation_id: uuid.UUID, url: str, index: int) -> None:
         # A background task that lets an exception escape dies silently: every fault ends here, logged.
         try:
-            await self._fetch(generation_id, url, index)
+            shown = await self._fetch(generation_id, url, index)
         except PreviewFetchError as exc:
+            shown = False
             logger.info("preview not kept", extra={"generation_id": str(generation_id), "reason": str(exc)})
         except Exception:
+            metrics.PREVIEWS.labels("failed").inc()
             logger.exception("fetching a preview failed", extra={"generation_id": str(generation_id)})
+            return
+        metrics.PREVIEWS.labels("shown" if shown else "refused").inc()
 
-    async def _fetch(self, generation_id: uuid.UUID, url: str, index: int) -> None:
+    async def _fetch(self, generation_id: uuid.UUID, url: str, index: int) -> bool:
+        """Whether the output at `url` is now shown as one of the generation's previews."""
         if not origin_allowed(url, self._settings.allowed_file_hosts()):
             raise PreviewFetchError(f"{written_origin(url)} is not an allowed file host")
         if not await self._unfinished(generation_id):
-            return  # its last outputs and its end came together: those are its files, no preview
+            return False  # its last outputs and its end came together: those are its files, no preview
         data = await self._download(url)
         content_type = sniff_content_type(data[:SNIFF_BYTES])
         if content_type is None or not content_type.startswith("image/"):
@@ -195,6 +201,7 @@ class PreviewService:
         if event_id is not None:
             await self._publish(event_id)
         await self._remove([*evicted, *([] if shown else [key])])
+        return shown
 
     async def _unfinished(self, generation_id: uuid.UUID) -> bool:
         async with self._sessions() as session:
