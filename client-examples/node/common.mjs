@@ -72,17 +72,21 @@ export function describeError(error) {
 }
 
 export const GENERATION_FIELDS = `
-  id status progress error queuePosition queueReason
+  id status phase progress step totalSteps etaSeconds error queuePosition queueReason
   media { id kind status url contentType byteSize width height durationSeconds sha256 downloadError }
 `;
 
 const FOLLOW = `subscription Follow($id: ID!) { generation(id: $id) { ${GENERATION_FIELDS} } }`;
 
 export function describe(generation) {
-  let line = generation.status.padEnd(10);
+  // The status, then what the job is doing in words (waiting, booting, running, saving...).
+  let line = `${generation.status.padEnd(10)} ${generation.phase.toLowerCase().padEnd(8)}`;
   // QUEUED: waiting for a slot at Darkroom (the key's or the server's limit of running generations).
   if (generation.status === "QUEUED") line += ` #${generation.queuePosition} in line: ${generation.queueReason}`;
   if (generation.progress !== null) line += ` ${Math.round(generation.progress * 100)}%`.padStart(5);
+  if (generation.step !== null) line += ` step ${generation.step}/${generation.totalSteps}`;
+  // Null when the server has no basis for an estimate.
+  if (generation.etaSeconds !== null) line += ` ~${Math.round(generation.etaSeconds)} s left`;
   if (generation.error) line += ` error: ${generation.error}`;
   if (generation.media.length) line += `  media: ${generation.media.map((media) => media.status).join(", ")}`;
   return line.trimEnd();

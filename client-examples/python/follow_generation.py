@@ -33,7 +33,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
 GENERATION_FIELDS = """
-  id status progress error queuePosition queueReason
+  id status phase progress step totalSteps etaSeconds error queuePosition queueReason
   media { id kind status url contentType byteSize width height durationSeconds sha256 downloadError }
 """
 
@@ -77,11 +77,16 @@ def ws_client(base_url: str, api_key: str | None) -> Client:
 
 
 def describe(generation: dict[str, Any]) -> str:
-    line = f"{generation['status']:<10}"
+    # The status, then what the job is doing in words (waiting, booting, running, saving...).
+    line = f"{generation['status']:<10} {generation['phase'].lower():<8}"
     if generation["status"] == "QUEUED":  # waiting for a slot at Darkroom (the key's or the server's limit)
         line += f" #{generation['queuePosition']} in line: {generation['queueReason']}"
     if generation["progress"] is not None:
         line += f" {generation['progress']:>4.0%}"
+    if generation["step"] is not None:
+        line += f" step {generation['step']}/{generation['totalSteps']}"
+    if generation["etaSeconds"] is not None:  # null when the server has no basis for an estimate
+        line += f" ~{generation['etaSeconds']:.0f} s left"
     if generation["error"]:
         line += f" error: {generation['error']}"
     if generation["media"]:
