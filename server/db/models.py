@@ -149,6 +149,9 @@ class Generation(Base):
     previews: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     previews_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     yields_previews: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The W3C trace context (traceparent) of the request that started it: the spans of its later updates,
+    # in whatever process, link to that request's trace (server.telemetry).
+    trace_context: Mapped[str | None] = mapped_column(String(200))
     source_media_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("media.id", ondelete="SET NULL", use_alter=True), index=True
     )
@@ -220,6 +223,7 @@ class GenerationRow:
     previews: list[dict[str, Any]] | None = None
     previews_seen: int = 0
     yields_previews: bool = False
+    trace_context: str | None = None
 
 
 # What the rules and snapshots of a generation accept: the mapped row, or its plain copy.
@@ -297,6 +301,58 @@ class CatalogModel(Base):
     def key(self) -> str:
         """ "provider:ref", which names the model whatever other provider has one of the same name."""
         return f"{self.provider}:{self.ref}"
+
+
+class WebhookEndpoint(Base):
+    """A URL a key has Darkroom send the event log to, as signed webhooks (server.services.webhooks_out).
+
+    `cursor` is the id of the last event it was sent (or that its filter skipped): delivery reads the log
+    after it, in order. `attempt` counts the tries of the event after it, next due at `next_attempt_at`;
+    `failing_since` is when the first of those tries failed. One deliverer at a time holds an endpoint
+    (`claim_token` until `claimed_until`), as one downloader holds a file.
+    """
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_owner_created", "owner_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(String(500))
+    # The event types it is sent (GENERATION_CREATED, GENERATION_UPDATED, MEDIA_UPDATED); None: all.
+    event_types: Mapped[list[str] | None] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    disabled_at: Mapped[datetime | None]
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver one event to one endpoint: what it answered, how long it took, when the next
+    try is due. `message_id` is the same on every attempt of an event, so a receiver can drop repeats."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    next_retry_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class IdempotencyKey(Base):
