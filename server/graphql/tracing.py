@@ -35,12 +35,14 @@ class OperationSpan(OpenTelemetryExtension):
     def on_operation(self) -> Generator[None, None, None]:
         # The span is opened once the operation's type is known (on_execute), from this start time.
         self._started = time.time_ns()
-        yield
-        if self._span is None and not self._is_subscription():
-            # Refused before it ran (a syntax error, a failed validation): still one span for it.
-            self._open().set_status(Status(StatusCode.ERROR))
-        if self._span is not None:
-            self._span.end()
+        try:
+            yield
+        finally:
+            if self._span is None and not self._is_subscription():
+                # Refused before it ran (a syntax error, a failed validation): still one span for it.
+                self._open().set_status(Status(StatusCode.ERROR))
+            if self._span is not None:
+                self._span.end()
 
     def on_parse(self) -> Generator[None, None, None]:
         yield

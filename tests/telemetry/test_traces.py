@@ -96,6 +96,9 @@ async def run_job(database: str, tmp_path: Path, collector: Collector) -> Job:
         darkroom_process(env("b", database, simulator, tmp_path, collector), tmp_path / "b.log") as b,
     ):
         async with httpx.AsyncClient(base_url=a, timeout=30) as client:
+            # A document refused before it runs is traced too.
+            refused = (await client.post("/graphql", json={"query": "{ generation(id: "})).json()
+            assert refused["errors"], refused
             response = await gql(client, START, {"model": IMAGE_MODEL, "input": {"prompt": SECRET}})
         started = data(response)["startGeneration"]
         assert started["userErrors"] == [], started
@@ -154,6 +157,8 @@ async def test_a_jobs_spans_form_linked_traces_across_two_processes(postgres_dat
     assert any(s.name == "POST" and s.parent_span_id == create.span_id for s in spans), "httpx's client span"
     appends_a = await spans_named(collector, "darkroom.event_log.append", "darkroom-a", **one_generation)
     assert any(s.trace_id == job.trace_id for s in appends_a)
+
+    assert await spans_named(collector, "GraphQL operation", "darkroom-a"), "the refused document's span"
 
     # The webhook, on B: the update it applied links to the mutation's span, from another trace.
     update = (await spans_named(collector, "darkroom.generation.update", "darkroom-b", **one_generation))[0]
