@@ -13,6 +13,7 @@ STORED_VIDEO_MIB = 200
 STORAGE_GROWTH_MIB = 100
 LOOP_STALL_TARGET_MS = 50
 ETA_ERROR_TARGET_PCT = 25
+TRACING_TARGET = 0.10  # tracing adds at most 10 % to push p50
 X = "\N{MULTIPLICATION SIGN}"
 
 
@@ -166,6 +167,16 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(name, f"< {ETA_ERROR_TARGET_PCT} %", _fmt(error, " %"), error < ETA_ERROR_TARGET_PCT)
     else:
         add(name, f"< {ETA_ERROR_TARGET_PCT} %", "not run", None)
+    tr = results.get("tracing", {})
+    name = "Push p50 with tracing on (OTLP/HTTP), 1 process (memory://), 20 changes/s"
+    goal = f"≤ {1 + TRACING_TARGET:g}{X} tracing off"
+    if tr.get("p50_ratio") is not None:
+        figure = (
+            f"{_fmt(tr['on']['p50_ms'], ' ms')} vs {_fmt(tr['off']['p50_ms'], ' ms')} ({_fmt(tr['p50_ratio'], X, 2)})"
+        )
+        add(name, goal, figure, tr["p50_ratio"] <= 1 + TRACING_TARGET)
+    else:
+        add(name, goal, "not run", None)
     return verdicts
 
 
@@ -334,6 +345,28 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
             "",
             f"Slot-to-create p50 is {_fmt(qu['slot_to_create_vs_direct_start_p50'], X, 2)} a direct start's; "
             f"starts/s through the queue {_fmt(qu['queued_vs_direct_rate'], X, 2)} direct.",
+            "",
+        ]
+    tr = results.get("tracing", {})
+    if tr.get("p50_ratio") is not None:
+        out += [
+            f"Push with tracing off and on, {tr['subscribers']:,} subscribers, {tr['rate']:g} changes/s, one process "
+            f"(memory://); runs in the order {', '.join(tr['order'])}, each side the mean of its runs:",
+            "",
+            "| Tracing | p50 | p99 | Server CPU per change | Delivered | Spans exported |",
+            "|---|---|---|---|---|---|",
+        ]
+        for side in ("off", "on"):
+            t = tr[side]
+            out.append(
+                f"| {side} | {_fmt(t['p50_ms'], ' ms')} | {_fmt(t['p99_ms'], ' ms')} "
+                f"| {_fmt(t['server_cpu_ms_per_change'], ' ms', 2)} | {t['delivered']:,}/{t['expected']:,} "
+                f"| {t['spans_exported']:,} |"
+            )
+        out += [
+            "",
+            f"Tracing on against off: p50 {_fmt(tr['p50_ratio'], X, 2)}, p99 {_fmt(tr['p99_ratio'], X, 2)}, "
+            f"server CPU per change {_fmt(tr['cpu_ratio'], X, 2)}.",
             "",
         ]
     et = results.get("eta", {})

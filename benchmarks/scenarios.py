@@ -74,6 +74,7 @@ from benchmarks.harness import (
     summary_ms,
 )
 from benchmarks.queue import queue
+from benchmarks.tracing import tracing
 
 
 class Skipped(Exception):
@@ -1399,6 +1400,7 @@ SCENARIOS = {
     "hostile": hostile,
     "queue": queue,
     "eta": eta,
+    "tracing": tracing,
 }
 
 

@@ -22,7 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Receive, Scope, Send
 
-from server import collector, metrics
+from server import collector, metrics, telemetry
 from server.graphql.controller import build_graphql_controller
 from server.graphql.schema import build_schema
 from server.graphql.socket_writer import expose_socket
@@ -63,6 +63,8 @@ class DarkroomApp(Litestar):
 def create_app(settings: Settings | None = None, *, providers: list[Provider] | None = None) -> Litestar:
     """The application `settings` describe; `providers` replace the ones they name (the first is the default)."""
     settings = settings or get_settings()
+    # Before anything builds an httpx client or the schema: both look whether tracing is on.
+    telemetry.setup()
     runtime: Runtime | None = None
 
     async def keys_required() -> bool:
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None, *, providers: list[Provider] | 
             for simulator in simulators.values():
                 await simulator.aclose()
             await runtime.stop()
+            telemetry.flush()
 
     handlers: list[Any] = [graphql, provider_webhook, serve_media, healthz, readyz, metrics_endpoint]
     # The live gallery: one page of plain HTML and JavaScript at /gallery, no build step.
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None, *, providers: list[Provider] | 
         state=State({"runtime": runtime}),
         request_max_body_size=settings.graphql.max_body_bytes,
         middleware=[RequestIdMiddleware],
+        plugins=telemetry.litestar_plugins(),
         cors_config=_cors_config(settings),
         logging_config=None,
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: server_fault},

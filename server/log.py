@@ -2,7 +2,8 @@
 
 Readable text by default, one JSON object a line with LOG_FORMAT=json. The request id and generation id
 in flight are carried in context variables and stamped on every record, so a line can always be traced
-back to the request or job that caused it. Pass further fields with ``extra={...}``.
+back to the request or job that caused it; with tracing on (server.telemetry), so is the trace id. Pass
+further fields with ``extra={...}``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from server.telemetry import current_trace_id
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 generation_id_var: ContextVar[str | None] = ContextVar("generation_id", default=None)
 
 
 class ContextFilter(logging.Filter):
-    """Stamp the ids of the current request and generation on each record."""
+    """Stamp the ids of the current request and generation, and the trace when tracing is on, on each record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         # An id passed explicitly with `extra=` wins over the one in context.
@@ -29,13 +32,19 @@ class ContextFilter(logging.Filter):
             record.request_id = request_id_var.get()
         if getattr(record, "generation_id", None) is None:
             record.generation_id = generation_id_var.get()
+        if getattr(record, "trace_id", None) is None:
+            record.trace_id = current_trace_id()
         return True
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        context = [f"{key}={value}" for key in ("request_id", "generation_id") if (value := getattr(record, key, None))]
+        context = [
+            f"{key}={value}"
+            for key in ("request_id", "generation_id", "trace_id")
+            if (value := getattr(record, key, None))
+        ]
         return f"{line} [{' '.join(context)}]" if context else line
 
 
@@ -55,7 +64,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(generation_id)s",
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(generation_id)s %(trace_id)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             )
         )

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from server import telemetry
 from server.periodic import periodic_task
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class LogTailer:
         """Read until the log has nothing newer; False when the log could not be read."""
         async with self._reading:
             while True:
+                started = telemetry.clock()
                 try:
                     rows = await self._log.read_after(self.high_water, self._batch_size)
                 except Exception as exc:
@@ -102,6 +104,18 @@ class LogTailer:
                 for row in rows:
                     self.high_water = row["id"]
                     self._deliver(row)
+                if rows and started:
+                    # Only a read that found events is a span; it links to the spans that logged them.
+                    telemetry.record(
+                        "darkroom.event_log.read",
+                        started,
+                        {
+                            "darkroom.events": len(rows),
+                            "darkroom.first_event_id": rows[0]["id"],
+                            "darkroom.last_event_id": rows[-1]["id"],
+                        },
+                        links=telemetry.links_to(row.get("traceparent") for row in rows),
+                    )
                 if len(rows) < self._batch_size:
                     # Nothing rung since this read began was missed (a ring sets _wake, which reads again),
                     # so whatever else was heard of was deleted or rolled back.

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from server import telemetry
 from server.events import SubscriberOverflow
 from server.events import Subscription as HubSubscription
 from server.graphql.socket_writer import SocketWriter
@@ -98,24 +99,21 @@ class RenderGroup:
                 event, members = self._pending[0]
                 live = [member for member in members if not member.done.done()]
                 if live:
-                    try:
-                        payload = await live[0].render(event)
-                    except Exception as exc:
-                        for member in live:
-                            if not member.done.done():
-                                member.done.set_exception(exc)
+                    if telemetry.enabled():
+                        # One span per group and event, however many sockets; linked to the span that logged it.
+                        with telemetry.span(
+                            "darkroom.fan_out",
+                            {
+                                telemetry.GENERATION_ID: event.get("generationId"),
+                                "darkroom.event_id": event.get("id"),
+                                "darkroom.subscribers": len(live),
+                            },
+                            links=telemetry.links_to([event.get("traceparent")]),
+                            root=True,
+                        ):
+                            await self._render_and_write(event, live)
                     else:
-                        _SHARED.inc(len(live) - 1)  # the others reuse the first member's render
-                        tail = f"{payload}}}".encode()
-                        ends: dict[Callable[[Event], bool], bool] = {}
-                        for start in range(0, len(live), WRITES_BETWEEN_YIELDS):
-                            if start:
-                                await asyncio.sleep(0)
-                            written = sum(
-                                member.send(event, tail, self._buffer_limit, ends)
-                                for member in live[start : start + WRITES_BETWEEN_YIELDS]
-                            )
-                            _WRITTEN.inc(written)
+                        await self._render_and_write(event, live)
                 self._pending.popleft()
         except asyncio.CancelledError:
             for _, members in self._pending:
@@ -124,6 +122,26 @@ class RenderGroup:
             raise
         finally:
             self._task = None
+
+    async def _render_and_write(self, event: Event, live: list[Member]) -> None:
+        try:
+            payload = await live[0].render(event)
+        except Exception as exc:
+            for member in live:
+                if not member.done.done():
+                    member.done.set_exception(exc)
+            return
+        _SHARED.inc(len(live) - 1)  # the others reuse the first member's render
+        tail = f"{payload}}}".encode()
+        ends: dict[Callable[[Event], bool], bool] = {}
+        for start in range(0, len(live), WRITES_BETWEEN_YIELDS):
+            if start:
+                await asyncio.sleep(0)
+            written = sum(
+                member.send(event, tail, self._buffer_limit, ends)
+                for member in live[start : start + WRITES_BETWEEN_YIELDS]
+            )
+            _WRITTEN.inc(written)
 
 
 class LiveFanOut:

@@ -28,6 +28,7 @@ from server.graphql.shared_render import RenderCache, shared_render_executor
 from server.graphql.subscriptions import Subscription
 from server.graphql.types import Generation, Media, Model
 from server.settings import Settings
+from server.telemetry import enabled as tracing_enabled
 
 
 class DarkroomSchema(strawberry.Schema):
@@ -58,6 +59,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ),
         QueryRateLimit,
     ]
+    if tracing_enabled():
+        from server.graphql.tracing import OperationSpan
+
+        limits.append(OperationSpan)
     return DarkroomSchema(
         query=Query,
         mutation=Mutation,

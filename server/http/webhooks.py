@@ -25,7 +25,7 @@ from litestar.status_codes import (
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
 )
 
-from server import metrics
+from server import metrics, telemetry
 from server.provider.errors import ProviderError
 from server.provider.port import WebhookRejected
 from server.runtime import Runtime
@@ -81,7 +81,9 @@ async def provider_webhook(
         hint = uuid.UUID(request.query_params.get("generation", ""))
     except ValueError:
         hint = None
-    result = await runtime.generations.apply_prediction_update(update, provider=provider.name, generation_hint=hint)
+    attributes = {telemetry.PROVIDER: provider.name, telemetry.PREDICTION_ID: update.prediction_id}
+    with telemetry.span("darkroom.webhook", attributes):
+        result = await runtime.generations.apply_prediction_update(update, provider=provider.name, generation_hint=hint)
     metrics.WEBHOOKS.labels(result.outcome.value).inc()
     if result.outcome == "applied":
         metrics.WEBHOOK_TO_PUBLISH.observe(time.perf_counter() - arrived)

@@ -16,6 +16,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from server import telemetry
 from server.http.errors import server_fault
 from server.http.health import healthz, metrics_endpoint, readyz
 from server.provider.adapters import ADAPTERS
@@ -40,6 +41,7 @@ def check_worker_settings(settings: Settings) -> None:
 
 def create_worker_app(settings: Settings) -> Litestar:
     check_worker_settings(settings)
+    telemetry.setup()
     runtime = Runtime(settings)
 
     @contextlib.asynccontextmanager
@@ -63,12 +65,14 @@ def create_worker_app(settings: Settings) -> Litestar:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runtime.stop()
+            telemetry.flush()
 
     return Litestar(
         route_handlers=[healthz, readyz, metrics_endpoint],
         lifespan=[lifespan],
         state=State({"runtime": runtime}),
         middleware=[RequestIdMiddleware],
+        plugins=telemetry.litestar_plugins(),
         logging_config=None,
         exception_handlers={HTTP_500_INTERNAL_SERVER_ERROR: server_fault},
     )

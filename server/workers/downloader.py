@@ -37,7 +37,7 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 
-from server import metrics
+from server import metrics, telemetry
 from server.events import EventHub
 from server.log import generation_context
 from server.origins import origin_allowed, written_origin
@@ -180,6 +180,20 @@ class Downloader:
                     )
 
     async def download(self, claim: Claim) -> None:
+        if not telemetry.enabled():
+            await self._download(claim)
+            return
+        attributes = {
+            telemetry.GENERATION_ID: str(claim.generation_id),
+            "darkroom.media_id": str(claim.media_id),
+            "darkroom.attempt": claim.attempt,
+        }
+        # Linked to the span that started the generation, through its row (as the updates' spans are).
+        started_by = await self._media.trace_context(claim.generation_id)
+        with telemetry.span("darkroom.download", attributes, links=telemetry.links_to([started_by]), root=True):
+            await self._download(claim)
+
+    async def _download(self, claim: Claim) -> None:
         try:
             result = await self._attempt(claim)
         except DownloadError as exc:
@@ -296,6 +310,12 @@ class Downloader:
 
     async def _store(self, claim: Claim, chunks: AsyncIterator[bytes]) -> StoredFile:
         """Write `chunks` to storage under the media's key; aborted, leaving nothing, if anything fails."""
+        with telemetry.span("darkroom.storage.write", {"darkroom.media_id": str(claim.media_id)}):
+            stored = await self._write(claim, chunks)
+            telemetry.set_attributes({"darkroom.bytes": stored.byte_size, "darkroom.content_type": stored.content_type})
+            return stored
+
+    async def _write(self, claim: Claim, chunks: AsyncIterator[bytes]) -> StoredFile:
         head, rest = await _head(chunks, SNIFF_BYTES)
         content_type = sniff_content_type(head)
         if content_type is None:  # nothing is written for a file that is no media

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from server import metrics
+from server import metrics, telemetry
 from server.log import generation_context
 from server.provider.errors import ProviderError, ProviderNotFoundError
 from server.provider.registry import Providers
@@ -40,7 +40,14 @@ class Poller:
         metrics.POLL_CYCLES.inc()
         due = await self._claims.claim_due()
         for item in due:
-            with generation_context(str(item.generation_id)):
+            with (
+                generation_context(str(item.generation_id)),
+                telemetry.span(
+                    "darkroom.poll",
+                    {telemetry.GENERATION_ID: str(item.generation_id), telemetry.PROVIDER: item.provider},
+                    root=True,
+                ),
+            ):
                 await self._poll(item)
         return len(due)
 
@@ -52,7 +59,8 @@ class Poller:
                 return
             if item.job is None:
                 return  # its start is still in flight; the deadline above settles it if it never lands
-            update = await self._providers.get(item.provider).get(item.job)
+            with telemetry.span("darkroom.provider.get", {telemetry.PREDICTION_ID: _job_id(item)}):
+                update = await self._providers.get(item.provider).get(item.job)
             result = await self._generations.apply_prediction_update(update, provider=item.provider)
             metrics.POLLED_PREDICTIONS.labels(result.outcome.value).inc()
         except ProviderNotFoundError:

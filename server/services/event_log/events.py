@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import telemetry
 from server.db.models import AnyGeneration, Event, Generation, Media, utcnow
 from server.db.session import is_postgres
 from server.domain import GenerationStatus, MediaStatus, phase_of
@@ -74,6 +75,14 @@ async def append_event(session: AsyncSession, generation: Generation, media: lis
 
     Everything the session holds is flushed first (so the snapshot shows the rows as stored); on Postgres
     the ordering lock and the event insert are then one statement, the transaction's last before COMMIT."""
+    attributes = {telemetry.GENERATION_ID: str(generation.id), "darkroom.event_type": type_}
+    with telemetry.span("darkroom.event_log.append", attributes):
+        event_id = await _append_event(session, generation, media, type_)
+        telemetry.set_attributes({"darkroom.event_id": event_id})
+        return event_id
+
+
+async def _append_event(session: AsyncSession, generation: Generation, media: list[Media], type_: str) -> int:
     now = number_change(generation, media)
     await session.flush()
     payload, encoded = event_for(generation, media, type_, now)

@@ -15,6 +15,7 @@ from typing import Any
 
 from server.db.models import AnyGeneration, Generation, Media
 from server.services.event_log.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
+from server.telemetry import current_traceparent
 
 # The budget of one event's JSON: room for a generation's scalars and a few dozen media summaries.
 MAX_EVENT_BYTES = 7000
@@ -56,6 +57,9 @@ def event_record(
 ) -> tuple[dict[str, Any], str]:
     """The event's payload, and the same payload as compact JSON (what the event log stores)."""
     payload = _event(event_id=event_id, seq=seq, type_=type_, generation=generation, media=media, at=at)
+    if (traceparent := current_traceparent()) is not None:
+        # The span that logged it: the tailer's read and the fan-out that deliver it link to it.
+        payload["traceparent"] = traceparent
     encoded = json.dumps(payload, separators=(",", ":"))
     if len(encoded) > MAX_EVENT_BYTES:
         payload["media"] = []

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server import metrics
+from server import metrics, telemetry
 from server.db.models import AnyGeneration, CatalogModel, Generation, GenerationRow, Media, utcnow
 from server.db.session import driver_connection
 from server.domain import VIDEO_EXTENSIONS, GenerationStatus, MediaKind, MediaStatus, generation_status_for
@@ -293,7 +293,10 @@ class GenerationService:
             duration_bucket=duration_bucket(model.input_schema, stored_input),
             previews_seen=0,
             yields_previews=yields_previews(model.output_schema),
+            # Whoever applies a later update, in any process, links its span to the span that started it.
+            trace_context=telemetry.current_traceparent(),
         )
+        telemetry.concerns(generation)
         costs.record(generation, cost)
         history = await self._history(generation)
         async with self._sessions.begin() as session:
@@ -339,13 +342,15 @@ class GenerationService:
         queued one stays STARTING without a job, and the poller's deadline settles it.
         """
         try:
-            created = await provider.create(
-                model_ref=generation.model_ref,
-                version_id=generation.model_version,
-                input=sent_input,
-                webhook_url=self.webhook_url(provider.name, generation.id),
-                deadline_seconds=self._deadline_seconds,
-            )
+            with telemetry.span("darkroom.provider.create", _span_attributes(generation)):
+                created = await provider.create(
+                    model_ref=generation.model_ref,
+                    version_id=generation.model_version,
+                    input=sent_input,
+                    webhook_url=self.webhook_url(provider.name, generation.id),
+                    deadline_seconds=self._deadline_seconds,
+                )
+                telemetry.set_attributes({telemetry.PREDICTION_ID: created.prediction_id})
         except ProviderError as exc:
             if never_reached(exc):
                 await self._queue_again(generation.id, exc, sent_input, first=first)
@@ -504,6 +509,15 @@ class GenerationService:
         self, update: PredictionUpdate, *, provider: str, generation_hint: uuid.UUID | None = None
     ) -> ApplyResult:
         """Bring the generation `provider` runs behind `update` up to date with it; see the module docstring."""
+        attributes = {telemetry.PROVIDER: provider, telemetry.PREDICTION_ID: update.prediction_id}
+        with telemetry.span("darkroom.generation.update", attributes):
+            result = await self._apply_update(update, provider, generation_hint)
+            telemetry.set_attributes({"darkroom.outcome": result.outcome.value})
+            return result
+
+    async def _apply_update(
+        self, update: PredictionUpdate, provider: str, generation_hint: uuid.UUID | None
+    ) -> ApplyResult:
         if self._postgres is not None:
             result = await self._apply_in_one_statement(self._postgres, update, provider, generation_hint)
             if result is not None:
@@ -512,6 +526,7 @@ class GenerationService:
             generation = await self._find_for_prediction(session, provider, update.prediction_id, generation_hint)
             if generation is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
+            telemetry.concerns(generation)
             at_deadline = self._at_deadline(generation, update)
             outcome = self._decide(generation, update, at_deadline)
             if outcome is not UpdateOutcome.APPLIED:
@@ -540,6 +555,7 @@ class GenerationService:
             if row is None:
                 return ApplyResult(UpdateOutcome.UNKNOWN)
             generation = GenerationRow(*row)
+            telemetry.concerns(generation)
             at_deadline = self._at_deadline(generation, update)
             outcome = self._decide(generation, update, at_deadline)
             if outcome is not UpdateOutcome.APPLIED:
@@ -555,42 +571,44 @@ class GenerationService:
             if applied.needs_lock:
                 return None
             now = number_change(generation)
-            _, encoded = event_for(generation, [], EventType.UPDATED, now)
-            event_id = await connection.fetchval(
-                _UPDATE_AND_APPEND,
-                generation.id,
-                seen,
-                generation.status,
-                generation.provider_status,
-                generation.provider_id,
-                generation.model_version,
-                generation.logs,
-                generation.progress,
-                generation.started_at,
-                generation.completed_at,
-                generation.provider_updated_at,
-                generation.error,
-                generation.poll_attempts,
-                generation.next_poll_at,
-                generation.event_seq,
-                now,
-                EVENT_ORDER_LOCK,
-                generation.owner_id,
-                EventType.UPDATED,
-                encoded,
-                generation.source_media_id,
-                generation.predict_time,
-                generation.queue_position,
-                generation.cost_amount,
-                generation.cost_currency,
-                generation.cost_basis,
-                generation.cost_estimated,
-                generation.phase,
-                generation.step,
-                generation.total_steps,
-                generation.expected_finish_at,
-                generation.eta_basis,
-            )
+            with telemetry.span("darkroom.event_log.append", {"darkroom.event_type": EventType.UPDATED}):
+                _, encoded = event_for(generation, [], EventType.UPDATED, now)
+                event_id = await connection.fetchval(
+                    _UPDATE_AND_APPEND,
+                    generation.id,
+                    seen,
+                    generation.status,
+                    generation.provider_status,
+                    generation.provider_id,
+                    generation.model_version,
+                    generation.logs,
+                    generation.progress,
+                    generation.started_at,
+                    generation.completed_at,
+                    generation.provider_updated_at,
+                    generation.error,
+                    generation.poll_attempts,
+                    generation.next_poll_at,
+                    generation.event_seq,
+                    now,
+                    EVENT_ORDER_LOCK,
+                    generation.owner_id,
+                    EventType.UPDATED,
+                    encoded,
+                    generation.source_media_id,
+                    generation.predict_time,
+                    generation.queue_position,
+                    generation.cost_amount,
+                    generation.cost_currency,
+                    generation.cost_basis,
+                    generation.cost_estimated,
+                    generation.phase,
+                    generation.step,
+                    generation.total_steps,
+                    generation.expected_finish_at,
+                    generation.eta_basis,
+                )
+                telemetry.set_attributes({"darkroom.event_id": event_id})
         if event_id is None:
             return None
         return await self._applied(generation, update, event_id, applied)
@@ -735,7 +753,8 @@ class GenerationService:
             raise ServiceError.single("NOT_STARTED", "the generation has not reached the provider yet", ["id"])
         provider = self._provider_of(generation)
         try:
-            update = await provider.cancel(JobRef(generation.provider_id, generation.model_ref))
+            with telemetry.span("darkroom.provider.cancel", _span_attributes(generation)):
+                update = await provider.cancel(JobRef(generation.provider_id, generation.model_ref))
         except ProviderError as exc:
             raise self.refused(provider, exc) from exc
         await self.apply_prediction_update(update, provider=provider.name)
@@ -858,6 +877,15 @@ class GenerationService:
             if candidate is not None and _may_be(candidate.provider, candidate.provider_id, provider, provider_id):
                 found = candidate
         return found
+
+
+def _span_attributes(generation: AnyGeneration) -> dict[str, Any]:
+    return {
+        telemetry.GENERATION_ID: str(generation.id),
+        telemetry.PREDICTION_ID: generation.provider_id,
+        telemetry.MODEL: generation.model_ref,
+        telemetry.PROVIDER: generation.provider,
+    }
 
 
 def _may_be(row_provider: str, row_job: str | None, provider: str, job: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Update, and_, or_, select, update
 
-from server.db.models import Media, utcnow
+from server.db.models import Generation, Media, utcnow
 from server.db.session import is_postgres
 from server.domain import MediaStatus
 from server.services.access.viewer import Viewer
@@ -178,6 +178,14 @@ class MediaService(StoredMediaService):
         async with self._sessions() as session:
             found = await session.scalar(select(Media.id).where(Media.storage_key == storage_key).limit(1))
         return found is not None
+
+    async def trace_context(self, generation_id: uuid.UUID) -> str | None:
+        """The traceparent of the span that started `generation_id` (asked only while tracing is on)."""
+        async with self._sessions() as session:
+            found: str | None = await session.scalar(
+                select(Generation.trace_context).where(Generation.id == generation_id)
+            )
+        return found
 
     async def complete(self, claim: Claim, result: StoredFile) -> bool:
         """Record a finished download. False when the claim was lost meanwhile (the caller removes its file)."""
