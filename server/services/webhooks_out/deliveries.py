@@ -299,9 +299,8 @@ class DeliveryService:
             pending = [row[2] for row in rows if row[2] is not None]
             created: dict[int, datetime] = {}
             if pending:
-                created = dict(
-                    (await session.execute(select(Event.id, Event.created_at).where(Event.id.in_(pending)))).tuples()
-                )
+                found = await session.execute(select(Event.id, Event.created_at).where(Event.id.in_(pending)))
+                created = {event_id: at for event_id, at in found}
         lags = []
         for endpoint_id, cursor, first in rows:
             since = created.get(first) if first is not None else None
