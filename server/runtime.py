@@ -116,12 +116,12 @@ class Runtime:
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
         self.uploads = UploadService(settings, self.sessions, self.storage, self.publish)
         self.stats = StatsService(self.sessions, self.prices.currency)
+        self.api_keys = ApiKeyService(settings, self.sessions)
         self.webhook_endpoints = EndpointService(settings, self.sessions)
-        self.webhook_deliveries = DeliveryService(settings, self.sessions)
+        self.webhook_deliveries = DeliveryService(settings, self.sessions, self.api_keys)
         self.retention = RetentionService(
             settings, self.sessions, self.storage, self.publish, webhook_deliveries=self.webhook_deliveries
         )
-        self.api_keys = ApiKeyService(settings, self.sessions)
         self.idempotency = IdempotencyService(settings, self.sessions)
         self.rate_limits = RateLimiter.from_settings(settings, buckets_from_settings(settings, self.engine))
         self.socket_caps = SocketCaps.from_settings(settings)

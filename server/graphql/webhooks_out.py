@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import partial
 
 import strawberry
+from graphql import GraphQLError
 
 from server.db.models import WebhookDelivery as DeliveryRow
 from server.db.models import WebhookEndpoint as EndpointRow
@@ -18,7 +19,6 @@ from server.graphql.ids import decode_id, encode_id
 from server.graphql.mutations import attempt
 from server.graphql.pagination import bad_cursor, database_integer, decode_event_cursor, encode_cursor, page_size
 from server.graphql.pagination import decode_text_cursor as decode_two_part_cursor
-from server.graphql.queries import refusal
 from server.graphql.types import Connection, Node, UserError
 from server.services.errors import ServiceError
 from server.services.webhooks_out.endpoints import Changes, WithSecret
@@ -165,6 +165,12 @@ def _endpoint_id(global_id: str) -> uuid.UUID:
     return decode_id(global_id, "WebhookEndpoint")
 
 
+async def endpoint_node(info: Info, global_id: str) -> WebhookEndpoint | None:
+    """The endpoint behind a global ID, when the caller may see it (`node(id:)` and `webhookEndpoint`)."""
+    row = await info.context.runtime.webhook_endpoints.get(info.context.viewer, _endpoint_id(global_id))
+    return WebhookEndpoint.from_row(row) if row is not None else None
+
+
 def _delivery_before(cursor: str) -> int:
     kind, raw = decode_two_part_cursor(cursor)
     if kind != "delivery":
@@ -184,8 +190,7 @@ class WebhookQuery:
 
     @strawberry.field(description="One of your webhook endpoints.")
     async def webhook_endpoint(self, info: Info, id: strawberry.ID) -> WebhookEndpoint | None:
-        row = await info.context.runtime.webhook_endpoints.get(info.context.viewer, _endpoint_id(id))
-        return WebhookEndpoint.from_row(row) if row is not None else None
+        return await endpoint_node(info, id)
 
     @strawberry.field(description="The delivery attempts to one of your webhook endpoints, newest first.")
     async def webhook_deliveries(
@@ -198,7 +203,7 @@ class WebhookQuery:
                 info.context.viewer, _endpoint_id(endpoint_id), before=before, limit=limit
             )
         except ServiceError as exc:
-            raise refusal(exc) from None
+            raise GraphQLError(str(exc), extensions={"code": exc.errors[0].code}) from None
         pairs = [(encode_cursor("delivery", row.id), WebhookDelivery.from_row(row)) for row in rows]
         return WebhookDeliveryConnection.build(pairs, more, after is not None)
 

@@ -49,6 +49,7 @@ class WebhookSender:
         )
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._lag_measured = 0.0
 
     def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
@@ -81,6 +82,7 @@ class WebhookSender:
             self._wake.set()
 
     async def _shutdown(self) -> None:
+        self._stopping = True  # a round still in flight claims nothing more
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
@@ -89,7 +91,7 @@ class WebhookSender:
     async def round(self) -> None:
         """Claim due endpoints while slots are free, each delivered in its own task."""
         await self._measure_lag()
-        while len(self._running) < self._settings.webhooks_out.concurrency:
+        while not self._stopping and len(self._running) < self._settings.webhooks_out.concurrency:
             claim = await self._deliveries.claim_next()
             if claim is None:
                 return
@@ -112,21 +114,20 @@ class WebhookSender:
         try:
             await self.deliver(claim)
         except asyncio.CancelledError:
-            # Shutting down mid-delivery: hand the endpoint back for another process to take.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._deliveries.release(claim))
             raise
         except Exception:
             logger.exception("webhook delivery failed unexpectedly", extra={"endpoint_id": str(claim.endpoint_id)})
+        finally:
+            # However it ended (caught up, failed, lost, shutting down): hand the endpoint back at once, for
+            # this or another process to take. A claim already lost or released matches nothing.
             with contextlib.suppress(Exception):
-                await self._deliveries.release(claim)
+                await asyncio.shield(self._deliveries.release(claim))
 
     async def deliver(self, claim: Claim) -> None:
         """Send the endpoint its events after its cursor until it has caught up, or an attempt failed."""
         while True:
             events = await self._deliveries.events_after(claim)
             if not events:
-                await self._deliveries.release(claim)
                 return
             skipped: int | None = None
             for event in events:

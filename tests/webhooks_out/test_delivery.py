@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -87,7 +88,7 @@ async def test_a_failing_receiver_gets_everything_in_order_once_it_recovers(
 
 @SQLITE
 async def test_a_receiver_answering_410_is_disabled(start_darkroom: Callable[..., Any]) -> None:
-    async with receiver() as hooks, start_darkroom(**FAST) as darkroom:
+    async with receiver() as hooks, start_darkroom(**FAST, webhook_delivery_retention_seconds=0.5) as darkroom:
         endpoint = await register(darkroom, hooks, "gone")
         hooks.paths["gone"].gone = True
         await generations(darkroom, 1)
@@ -108,6 +109,10 @@ async def test_a_receiver_answering_410_is_disabled(start_darkroom: Callable[...
         state = enabled["updateWebhookEndpoint"]["endpoint"]
         assert state["enabled"] and state["disabledReason"] is None and state["failedAttempts"] == 0
         await eventually(lambda: len(hooks.paths["gone"].unique()) > 0)
+        # The cleanup removes the delivery log's old attempts.
+        await asyncio.sleep(0.6)
+        report = await darkroom.runtime.retention.run()
+        assert report.old_webhook_deliveries >= 2
 
 
 @SQLITE

@@ -86,9 +86,14 @@ async def test_the_connect_time_guard_refuses_non_public_addresses() -> None:
 @SQLITE
 async def test_a_key_sees_and_changes_only_its_own_endpoints(start_darkroom: Callable[..., Any]) -> None:
     async with receiver() as hooks, start_darkroom(**FAST) as darkroom:
+        # Made on the open server: once keys are required, its anonymous owner may see nobody's events.
+        await register(darkroom, hooks, "anonymous")
         alice, bob = await new_key(darkroom, "alice"), await new_key(darkroom, "bob")
         endpoint = await register(alice, hooks, "alice")
         own = endpoint["id"]
+        node = "query Node($id: ID!) { node(id: $id) { id ... on WebhookEndpoint { url } } }"
+        assert data(await alice.query(node, {"id": own}))["node"] == {"id": own, "url": hooks.url("alice")}
+        assert data(await bob.query(node, {"id": own}))["node"] is None
         assert [item["id"] for item in data(await alice.query(ENDPOINTS))["webhookEndpoints"]] == [own]
         assert data(await bob.query(ENDPOINTS))["webhookEndpoints"] == []
         for document, variables, name in (
@@ -107,6 +112,7 @@ async def test_a_key_sees_and_changes_only_its_own_endpoints(start_darkroom: Cal
         await wait_settled(bob, bobs[0])
         await received_all(hooks.paths["alice"], alice, alices)
         assert set(by_generation(hooks.paths["alice"].unique())) == set(alices)
+        assert hooks.paths["anonymous"].requests == 0
         # A rotated secret signs what follows; the old one is never shown again.
         rotated = data(await alice.query(ROTATE, {"id": own}))["rotateWebhookEndpointSecret"]
         assert rotated["secret"].startswith("whsec_") and rotated["secret"] != hooks.paths["alice"].secret

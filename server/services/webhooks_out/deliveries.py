@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Event, WebhookDelivery, WebhookEndpoint, utcnow
 from server.db.session import is_postgres
+from server.services.access.api_keys import ApiKeyService
 from server.services.access.viewer import Viewer
 from server.services.event_log.events import published_form
 from server.settings import Settings
@@ -47,11 +48,8 @@ class Claim:
     cursor: int
     attempt: int
     failing_since: datetime | None
-
-    @property
-    def viewer(self) -> Viewer:
-        """Whose eyes the endpoint reads the log with: its key's, or the open server's anonymous caller's."""
-        return Viewer.key(self.owner_id) if self.owner_id is not None else Viewer.anonymous()
+    # Whose eyes the endpoint reads the log with: its key's, or the anonymous caller's while the server is open.
+    viewer: Viewer
 
     def wants(self, event: dict[str, Any]) -> bool:
         return self.viewer.can_see(_owner(event)) and (self.event_types is None or event["type"] in self.event_types)
@@ -111,9 +109,17 @@ def excerpt(text: str | None) -> str | None:
 
 
 class DeliveryService:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], api_keys: ApiKeyService) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._api_keys = api_keys
+
+    async def _viewer(self, owner_id: uuid.UUID | None) -> Viewer:
+        """An endpoint the open server's anonymous caller made sees nothing once keys are required: it would
+        otherwise be sent every key's events."""
+        if owner_id is not None:
+            return Viewer.key(owner_id)
+        return Viewer.nobody() if await self._api_keys.keys_required() else Viewer.anonymous()
 
     def _lease_end(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self._settings.webhooks_out.lease_seconds)
@@ -164,6 +170,7 @@ class DeliveryService:
             cursor=int(row.cursor),
             attempt=int(row.attempt),
             failing_since=row.failing_since,
+            viewer=await self._viewer(row.owner_id),
         )
 
     def _held(self, claim: Claim) -> Any:
