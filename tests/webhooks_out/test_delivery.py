@@ -140,3 +140,19 @@ async def test_a_replay_sends_exactly_the_events_after_its_cursor(start_darkroom
         # A malformed cursor is refused before anything changes.
         refused = await darkroom.query(REPLAY, {"id": endpoint["id"], "after": "nonsense"})
         assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@SQLITE
+async def test_an_endpoint_failing_for_too_long_is_disabled(start_darkroom: Callable[..., Any]) -> None:
+    async with receiver() as hooks, start_darkroom(**FAST, webhook_disable_after_seconds=0.6) as darkroom:
+        await register(darkroom, hooks, "dead")
+        hooks.paths["dead"].fail = True
+        await generations(darkroom, 1)
+
+        async def disabled() -> dict[str, Any] | None:
+            state = data(await darkroom.query(ENDPOINTS))["webhookEndpoints"][0]
+            return None if state["enabled"] else state
+
+        state = await eventually(disabled)
+        assert "failing since" in state["disabledReason"] and state["failedAttempts"] >= 2
+        assert hooks.paths["dead"].unique() == []
