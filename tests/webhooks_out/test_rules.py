@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -9,9 +10,10 @@ import httpx
 import pytest
 
 from server.services.webhooks_out.guard import guarded_client, is_refusal
-from tests.auth.support import new_key
+from tests.auth.support import KeyClient, new_key
 from tests.support.flows import wait_settled
 from tests.support.graphql import data
+from tests.support.waiting import eventually
 from tests.webhooks_out.support import (
     CREATE,
     DELETE,
@@ -113,6 +115,19 @@ async def test_a_key_sees_and_changes_only_its_own_endpoints(start_darkroom: Cal
         await received_all(hooks.paths["alice"], alice, alices)
         assert set(by_generation(hooks.paths["alice"].unique())) == set(alices)
         assert hooks.paths["anonymous"].requests == 0
+        # A revoked key's endpoint is sent nothing more, its retries included.
+        created = await darkroom.runtime.api_keys.create("carol")
+        carol = KeyClient(darkroom, created.token)
+        await register(carol, hooks, "carol")
+        hooks.paths["carol"].fail = True
+        await generations(carol, 1, "carol's")
+        await eventually(lambda: hooks.paths["carol"].requests >= 1)
+        await darkroom.runtime.api_keys.revoke(str(created.key.id))
+        requests = hooks.paths["carol"].requests
+        hooks.paths["carol"].fail = False
+        # Past the retry schedule (0.3 s, 0.5 s), while the generation goes on logging events.
+        await asyncio.sleep(1.5)
+        assert hooks.paths["carol"].requests == requests and hooks.paths["carol"].unique() == []
         # A rotated secret signs what follows; the old one is never shown again.
         rotated = data(await alice.query(ROTATE, {"id": own}))["rotateWebhookEndpointSecret"]
         assert rotated["secret"].startswith("whsec_") and rotated["secret"] != hooks.paths["alice"].secret

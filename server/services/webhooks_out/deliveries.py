@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db.models import Event, WebhookDelivery, WebhookEndpoint, utcnow
+from server.db.models import ApiKey, Event, WebhookDelivery, WebhookEndpoint, utcnow
 from server.db.session import is_postgres
 from server.services.access.api_keys import ApiKeyService
 from server.services.access.viewer import Viewer
@@ -133,6 +133,8 @@ class DeliveryService:
             or_(WebhookEndpoint.next_attempt_at.is_(None), WebhookEndpoint.next_attempt_at <= now),
             or_(WebhookEndpoint.claimed_until.is_(None), WebhookEndpoint.claimed_until < now),
             exists(select(Event.id).where(Event.id > WebhookEndpoint.cursor)),
+            # A revoked key's endpoints are sent nothing more.
+            ~exists(select(ApiKey.id).where(ApiKey.id == WebhookEndpoint.owner_id, ApiKey.revoked_at.is_not(None))),
         )
         token = uuid.uuid4().hex
         async with self._sessions.begin() as session:
