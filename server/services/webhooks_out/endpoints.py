@@ -64,7 +64,12 @@ class EndpointService:
     async def _checked_url(self, url: str) -> str:
         config = self._settings.webhooks_out
         try:
-            await check_url(url, max_length=config.max_url_length, allow_private=config.allow_private_urls)
+            await check_url(
+                url,
+                max_length=config.max_url_length,
+                allow_private=config.allow_private_urls,
+                resolve_seconds=config.timeout_seconds,
+            )
         except UrlRefused as exc:
             code = "PRIVATE_URL" if exc.private else "INVALID_URL"
             raise ServiceError.single(code, str(exc), ["input", "url"]) from None

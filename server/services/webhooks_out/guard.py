@@ -74,8 +74,9 @@ def refusal_of(host: str, addresses: Iterable[str]) -> str | None:
     return None
 
 
-async def check_url(url: str, *, max_length: int, allow_private: bool) -> None:
-    """Raise UrlRefused unless `url` may be registered as an endpoint."""
+async def check_url(url: str, *, max_length: int, allow_private: bool, resolve_seconds: float = 5.0) -> None:
+    """Raise UrlRefused unless `url` may be registered as an endpoint (its host resolved within
+    `resolve_seconds`, so a slow DNS server cannot hold the mutation)."""
     host = check_url_form(url, max_length)
     if allow_private:
         return
@@ -84,7 +85,12 @@ async def check_url(url: str, *, max_length: int, allow_private: bool) -> None:
     reason = non_public_reason(host)
     if reason is not None:
         raise UrlRefused(f"{host} is {reason}; webhooks go to public addresses only", private=True)
-    reason = refusal_of(host, await resolve(host, port))
+    try:
+        async with asyncio.timeout(resolve_seconds):
+            addresses = await resolve(host, port)
+    except TimeoutError:
+        raise UrlRefused(f"{host} did not resolve within {resolve_seconds:g} s") from None
+    reason = refusal_of(host, addresses)
     if reason is not None:
         raise UrlRefused(f"{reason}; webhooks go to public addresses only", private=True)
 
