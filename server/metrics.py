@@ -109,6 +109,37 @@ SUBSCRIPTION_RENDERS = Counter(
     ["result"],
 )
 
+WEBHOOK_DELIVERIES = Counter(
+    "darkroom_webhook_deliveries_total",
+    "Outgoing webhook attempts, by result: delivered (2xx), failed (another answer, a redirect, a timeout, "
+    "a broken connection; retried), gone (410: the endpoint is disabled), refused (the address is not public).",
+    ["result"],
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "darkroom_webhook_endpoints_disabled_total",
+    "Outgoing webhook endpoints disabled by Darkroom, by reason: gone (410), failing (too long).",
+    ["reason"],
+)
+WEBHOOK_LAG_EVENTS = Gauge(
+    "darkroom_webhook_lag_events",
+    "Events in the log after an enabled outgoing webhook endpoint's cursor (by event id).",
+    ["endpoint"],
+)
+WEBHOOK_LAG_SECONDS = Gauge(
+    "darkroom_webhook_lag_seconds",
+    "Age of the oldest event an enabled outgoing webhook endpoint has not been sent yet (0: caught up).",
+    ["endpoint"],
+)
+
+
+def observe_webhook_lag(lags: list[tuple[str, int, float]]) -> None:
+    """Each enabled endpoint's lag (id, events, seconds); endpoints no longer listed are dropped."""
+    WEBHOOK_LAG_EVENTS.clear()
+    WEBHOOK_LAG_SECONDS.clear()
+    for endpoint, events, seconds in lags:
+        WEBHOOK_LAG_EVENTS.labels(endpoint).set(events)
+        WEBHOOK_LAG_SECONDS.labels(endpoint).set(seconds)
+
 
 class TailerState(Protocol):
     high_water: int

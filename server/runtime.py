@@ -46,6 +46,8 @@ from server.services.operations.alerts import FailureAlerts
 from server.services.operations.stats import StatsService
 from server.services.spend.prices import load_price_table
 from server.services.spend.service import SpendService
+from server.services.webhooks_out.deliveries import DeliveryService
+from server.services.webhooks_out.endpoints import EndpointService
 from server.settings import Settings
 from server.storage.compose import storage_from_settings
 
@@ -114,8 +116,12 @@ class Runtime:
         self.media = MediaService(settings, self.sessions, self.storage, self.publish)
         self.uploads = UploadService(settings, self.sessions, self.storage, self.publish)
         self.stats = StatsService(self.sessions, self.prices.currency)
-        self.retention = RetentionService(settings, self.sessions, self.storage, self.publish)
         self.api_keys = ApiKeyService(settings, self.sessions)
+        self.webhook_endpoints = EndpointService(settings, self.sessions)
+        self.webhook_deliveries = DeliveryService(settings, self.sessions, self.api_keys)
+        self.retention = RetentionService(
+            settings, self.sessions, self.storage, self.publish, webhook_deliveries=self.webhook_deliveries
+        )
         self.idempotency = IdempotencyService(settings, self.sessions)
         self.rate_limits = RateLimiter.from_settings(settings, buckets_from_settings(settings, self.engine))
         self.socket_caps = SocketCaps.from_settings(settings)

@@ -716,6 +716,73 @@ class ProgressSettings(SettingsGroup):
     )
 
 
+class WebhooksOutSettings(SettingsGroup):
+    """Outgoing webhooks: the event log sent to the endpoints keys register, signed (Standard Webhooks)."""
+
+    enabled: bool = Field(
+        True,
+        alias="WEBHOOKS_OUT_ENABLED",
+        description="Run the outgoing webhook deliverer in this process (`serve` or `worker`).",
+    )
+    allow_private_urls: bool = Field(
+        False,
+        alias="WEBHOOKS_ALLOW_PRIVATE_URLS",
+        description="Let endpoints be on loopback, private, link-local or other non-public addresses (false: "
+        "refused at registration and at every connection).",
+    )
+    timeout_seconds: float = Field(
+        5.0,
+        alias="WEBHOOK_TIMEOUT_SECONDS",
+        gt=0,
+        description="Deadline of one delivery attempt (connect, send and answer); a slower one has failed.",
+    )
+    retry_schedule_seconds: str = Field(
+        "5,300,1800,7200,18000,36000,36000",
+        alias="WEBHOOK_RETRY_SCHEDULE_SECONDS",
+        pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
+        description="Waits before each retry of an event an endpoint did not take, comma-separated seconds; "
+        "the last one repeats.",
+    )
+    disable_after_seconds: float = Field(
+        5 * 86400.0,
+        alias="WEBHOOK_DISABLE_AFTER_SECONDS",
+        gt=0,
+        description="An endpoint failing without a break for longer than this is disabled (one answering 410 at once).",
+    )
+    concurrency: int = Field(
+        16, alias="WEBHOOK_CONCURRENCY", ge=1, description="Endpoints one process delivers to at once."
+    )
+    lease_seconds: float = Field(
+        60.0,
+        alias="WEBHOOK_LEASE_SECONDS",
+        gt=0,
+        description="How long a deliverer's claim on an endpoint holds unless renewed (before each attempt); "
+        "one whose process died is taken over once it runs out. Keep it well above WEBHOOK_TIMEOUT_SECONDS.",
+    )
+    interval_seconds: float = Field(
+        1.0,
+        alias="WEBHOOK_INTERVAL_SECONDS",
+        gt=0,
+        description="How often the deliverer looks for endpoints due (new events also wake it at once).",
+    )
+    delivery_retention_seconds: float = Field(
+        7 * 86400.0,
+        alias="WEBHOOK_DELIVERY_RETENTION_SECONDS",
+        gt=0,
+        description="Delivery attempts (webhookDeliveries) older than this are deleted by the periodic cleanup.",
+    )
+    max_endpoints_per_key: int = Field(
+        20, alias="WEBHOOK_MAX_ENDPOINTS_PER_KEY", ge=1, description="Endpoints one API key may register."
+    )
+    max_url_length: int = Field(
+        2000, alias="WEBHOOK_MAX_URL_LENGTH", ge=20, description="Longest endpoint URL accepted."
+    )
+
+    @property
+    def retry_schedule(self) -> list[float]:
+        return [float(part) for part in self.retry_schedule_seconds.split(",")]
+
+
 G = TypeVar("G", bound=SettingsGroup)
 
 
@@ -742,6 +809,7 @@ class CoreSettings(BaseSettings):
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
     spend: SpendSettings = Field(default_factory=SpendSettings)
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
+    webhooks_out: WebhooksOutSettings = Field(default_factory=WebhooksOutSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -33,6 +33,7 @@ from server.graphql.types import (
     ModelConnection,
     Node,
 )
+from server.graphql.webhooks_out import endpoint_node
 from server.services.access.viewer import Viewer
 from server.services.errors import ServiceError
 from server.services.generations import queries
@@ -108,6 +109,8 @@ class Query:
             return await _media(info, id)
         if type_name == "Model":
             return await _model(info, raw)
+        if type_name == "WebhookEndpoint":
+            return await endpoint_node(info, id)
         return None
 
     @strawberry.field

@@ -16,6 +16,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from server.graphql.cost import QueryCostLimiter
@@ -27,6 +28,7 @@ from server.graphql.query_limits import QueryRateLimit
 from server.graphql.shared_render import RenderCache, shared_render_executor
 from server.graphql.subscriptions import Subscription
 from server.graphql.types import Generation, Media, Model
+from server.graphql.webhooks_out import WebhookMutation, WebhookQuery
 from server.settings import Settings
 from server.telemetry import enabled as tracing_enabled
 
@@ -64,8 +66,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
 
         limits.append(OperationSpan)
     return DarkroomSchema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, WebhookQuery)),
+        mutation=merge_types("Mutation", (Mutation, WebhookMutation)),
         subscription=Subscription,
         types=[Generation, Media, Model],
         config=StrawberryConfig(auto_camel_case=True),

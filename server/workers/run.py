@@ -1,5 +1,5 @@
-"""The background workers a process runs, per its settings: downloader, poller, periodic cleanup, key refresh,
-and the event loop's monitor.
+"""The background workers a process runs, per its settings: downloader, poller, outgoing webhooks, periodic
+cleanup, key refresh, and the event loop's monitor.
 
 `darkroom serve` and `darkroom worker` both start them here, so the two processes run the same tasks
 the same way; each stops them by setting the event it passed and awaiting the tasks.
@@ -14,12 +14,14 @@ from server.periodic import periodic_task
 from server.runtime import Runtime
 from server.workers.downloader import Downloader
 from server.workers.poller import Poller
+from server.workers.webhook_sender import WebhookSender
 
 
 def start_background_workers(runtime: Runtime, stop: asyncio.Event, *, api_keys: bool) -> list[asyncio.Task[None]]:
-    """One task per worker DOWNLOADER_ENABLED, POLLER_ENABLED (the poller and the queue) and CLEANUP_ENABLED
-    turn on; each ends when `stop` is set. `api_keys` adds the API-key refresh, which only a process answering
-    /graphql needs. The event loop's monitor runs in every process unless LOOP_MONITOR_INTERVAL_SECONDS is 0."""
+    """One task per worker DOWNLOADER_ENABLED, POLLER_ENABLED (the poller and the queue), WEBHOOKS_OUT_ENABLED
+    (the outgoing webhook deliverer) and CLEANUP_ENABLED turn on; each ends when `stop` is set. `api_keys` adds
+    the API-key refresh, which only a process answering /graphql needs. The event loop's monitor runs in every
+    process unless LOOP_MONITOR_INTERVAL_SECONDS is 0."""
     settings = runtime.settings
     tasks: list[asyncio.Task[None]] = []
     monitor = start_loop_monitor(
@@ -36,6 +38,8 @@ def start_background_workers(runtime: Runtime, stop: asyncio.Event, *, api_keys:
         poller = Poller(settings, runtime.polls, runtime.providers, runtime.generations)
         tasks.append(periodic_task("poller", settings.poller.interval_seconds, poller.poll_once, stop))
         tasks.extend(_queue_tasks(runtime, stop))
+    if settings.webhooks_out.enabled:
+        tasks.extend(WebhookSender(settings, runtime.webhook_deliveries, runtime.hub).start(stop))
     if settings.media.cleanup_enabled:
         tasks.append(periodic_task("cleanup", settings.media.cleanup_interval_seconds, runtime.retention.run, stop))
     if api_keys:

@@ -12,7 +12,8 @@ One pass (`darkroom cleanup`, or the periodic task with CLEANUP_ENABLED) does, i
    DOWNLOAD_LEASE_SECONDS and DOWNLOAD_TIMEOUT_SECONDS (the longest a download attempt runs) are deleted
    or aborted, and scratch files in the temporary directory older than SCRATCH_MAX_AGE_SECONDS (left by a
    killed process) are removed;
-6. idempotency keys past IDEMPOTENCY_KEY_TTL_SECONDS are deleted.
+6. idempotency keys past IDEMPOTENCY_KEY_TTL_SECONDS are deleted;
+7. outgoing webhooks' delivery attempts older than WEBHOOK_DELIVERY_RETENTION_SECONDS are deleted.
 
 Rows go first and their files right after the commit: a crash in between leaves only files no row
 names, which step 5 removes on the next pass; a row never outlives its file. Media being downloaded
@@ -34,12 +35,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Generation, IdempotencyKey, Media, utcnow
 from server.domain import GenerationStatus, MediaStatus
-from server.services.event_log.events import append_media_event
+from server.services.event_log.events import Publish, append_media_event
 from server.services.media.base import StoredMediaService
 from server.services.media.scratch import remove_stale_scratch
+from server.services.webhooks_out.deliveries import DeliveryService
+from server.settings import Settings
+from server.storage.port import MediaStorage
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class CleanupReport:
     orphan_files: int = 0
     scratch_files: int = 0
     expired_idempotency_keys: int = 0
+    old_webhook_deliveries: int = 0
     bytes_freed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,6 +80,19 @@ class _Doomed:
 class RetentionService(StoredMediaService):
     # Ages stored files and uploads (epoch seconds): the store's clock, not the database's.
     clock: Callable[[], float] = staticmethod(time.time)
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: MediaStorage,
+        publish: Publish,
+        *,
+        webhook_deliveries: DeliveryService | None = None,
+    ) -> None:
+        super().__init__(settings, sessions, storage, publish)
+        # The outgoing webhooks' delivery log is aged out by the same pass (WEBHOOK_DELIVERY_RETENTION_SECONDS).
+        self._webhook_deliveries = webhook_deliveries
 
     async def run(self, *, dry_run: bool = False) -> CleanupReport:
         """One pass of the policy; see the module docstring."""
@@ -96,6 +115,11 @@ class RetentionService(StoredMediaService):
         report.bytes_freed += freed
         await self._remove_stale_scratch(report)
         report.expired_idempotency_keys = await self._delete_expired_idempotency_keys(now, dry_run)
+        if self._webhook_deliveries is not None:
+            kept = timedelta(seconds=settings.webhooks_out.delivery_retention_seconds)
+            report.old_webhook_deliveries = await self._webhook_deliveries.delete_older_than(
+                now - kept, dry_run=dry_run
+            )
         logger.info("cleanup finished" if not dry_run else "cleanup planned (dry run)", extra=report.as_dict())
         return report
 
