@@ -369,6 +369,21 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
             f"server CPU per change {_fmt(tr['cpu_ratio'], X, 2)}.",
             "",
         ]
+    wo = results.get("webhooks_out", {})
+    if "deliveries_per_second" in wo:
+        order = "in order per generation" if wo["in_order_per_generation"] else "OUT OF ORDER"
+        out += [
+            f"Outgoing webhooks, one process ({wo['database']}): a backlog of {wo['events']} events sent to a "
+            "local receiver that verifies every signature, from the moment its endpoint is enabled:",
+            "",
+            "| Deliveries/s | Delivered | Lost | Repeats | Forged |",
+            "|---|---|---|---|---|",
+            f"| {_fmt(wo['deliveries_per_second'])} | {wo['delivered']} | {wo['lost']} | {wo['repeats']} "
+            f"| {wo['forged']} |",
+            "",
+            f"Every delivery verified, {order}.",
+            "",
+        ]
     et = results.get("eta", {})
     if "median_abs_error_pct" in et:
         sizes = ", ".join(f"{size}: {seconds} s" for size, seconds in et["median_seconds"].items())

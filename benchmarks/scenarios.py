@@ -75,6 +75,7 @@ from benchmarks.harness import (
 )
 from benchmarks.queue import queue
 from benchmarks.tracing import tracing
+from benchmarks.webhooks_out import webhooks_out
 
 
 class Skipped(Exception):
@@ -1401,6 +1402,7 @@ SCENARIOS = {
     "queue": queue,
     "eta": eta,
     "tracing": tracing,
+    "webhooks_out": webhooks_out,
 }
 
 

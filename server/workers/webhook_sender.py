@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import standardwebhooks
 
-from server import metrics
+from server import metrics, telemetry
 from server.events import EventHub, SubscriberOverflow
 from server.periodic import periodic_task
 from server.services.webhooks_out import payloads
@@ -140,7 +140,7 @@ class WebhookSender:
                     skipped = None
                 if not await self._deliveries.renew(claim):
                     return  # taken over, replayed or disabled meanwhile: its new state is someone else's
-                attempt = await self.send(claim, event)
+                attempt = await self._traced_send(claim, event)
                 if attempt.delivered:
                     metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
                     if not await self._deliveries.delivered(claim, attempt):
@@ -176,6 +176,22 @@ class WebhookSender:
                 "next_retry_at": failure.next_retry_at.isoformat() if failure.next_retry_at else None,
             },
         )
+
+    async def _traced_send(self, claim: Claim, event: dict[str, Any]) -> Attempt:
+        """`send` in a span of its own trace, linked to the span that appended the event (a deliverer is a
+        long-lived task: under no request's span)."""
+        attributes = {
+            telemetry.GENERATION_ID: event.get("generationId"),
+            "darkroom.webhook_endpoint_id": str(claim.endpoint_id),
+            "darkroom.event_id": event["id"],
+        }
+        links = telemetry.links_to([event.get("traceparent")])
+        with telemetry.span("darkroom.webhook_out.deliver", attributes, links=links, root=True):
+            attempt = await self.send(claim, event)
+            telemetry.set_attributes(
+                {"http.response.status_code": attempt.status_code, "darkroom.delivered": attempt.delivered}
+            )
+        return attempt
 
     async def send(self, claim: Claim, event: dict[str, Any]) -> Attempt:
         """One signed POST of one event; what it came to (never raises for the receiver's doing)."""
