@@ -25,6 +25,7 @@ from tests.support.processes import darkroom_process, simulator_process
 from tests.support.services import SESSION_CHANNEL, empty_postgres_database
 from tests.support.waiting import eventually
 from tests.telemetry.collector import CollectedSpan, Collector, otlp_collector
+from tests.webhooks_out.support import CREATE, receiver
 
 SECRET = "a-prompt-no-span-may-show-7f3a"
 
@@ -47,6 +48,8 @@ def env(name: str, database: str, simulator: str, tmp_path: Path, collector: Col
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
         "OTEL_SERVICE_NAME": f"darkroom-{name}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "WEBHOOKS_ALLOW_PRIVATE_URLS": "true",  # the test's receiver of outgoing webhooks is on loopback
+        "WEBHOOK_INTERVAL_SECONDS": "0.2",
     }
 
 
@@ -91,6 +94,7 @@ async def run_job(database: str, tmp_path: Path, collector: Collector) -> Job:
     (tmp_path / "media").mkdir()
     simulator_env = {"SIMULATOR_RUN_SECONDS": "0.3", "SIMULATOR_WEBHOOK_DROP_RATE": "1.0", "LOG_LEVEL": "WARNING"}
     async with (
+        receiver() as hooks,
         simulator_process(simulator_env, tmp_path / "simulator.log") as simulator,
         darkroom_process(env("a", database, simulator, tmp_path, collector), tmp_path / "a.log") as a,
         darkroom_process(env("b", database, simulator, tmp_path, collector), tmp_path / "b.log") as b,
@@ -99,6 +103,9 @@ async def run_job(database: str, tmp_path: Path, collector: Collector) -> Job:
             # A document refused before it runs is traced too.
             refused = (await client.post("/graphql", json={"query": "{ generation(id: "})).json()
             assert refused["errors"], refused
+            # An endpoint for outgoing webhooks: one of the processes delivers the job's events to it.
+            created = data(await gql(client, CREATE, {"input": {"url": hooks.url("traced")}}))
+            hooks.paths["traced"].secret = created["createWebhookEndpoint"]["secret"]
             response = await gql(client, START, {"model": IMAGE_MODEL, "input": {"prompt": SECRET}})
         started = data(response)["startGeneration"]
         assert started["userErrors"] == [], started
@@ -123,6 +130,7 @@ async def run_job(database: str, tmp_path: Path, collector: Collector) -> Job:
         # The spans are awaited while the processes run (each exports every OTEL_BSP_SCHEDULE_DELAY).
         await spans_named(collector, "darkroom.storage.write", "darkroom-b")
         await spans_named(collector, "darkroom.fan_out", "darkroom-a")
+        await eventually(lambda: delivered(collector, str(decode_id(generation_id, "Generation"))), timeout=20)
     return Job(
         str(decode_id(generation_id, "Generation")),
         prediction_id,
@@ -130,6 +138,17 @@ async def run_job(database: str, tmp_path: Path, collector: Collector) -> Job:
         trace_context,
         tmp_path / "a.log",
     )
+
+
+def delivered(collector: Collector, generation_id: str) -> list[CollectedSpan] | None:
+    """The outgoing webhook attempts of the generation's events, by either process (whichever held the
+    endpoint)."""
+    spans = [
+        s
+        for s in collector.snapshot()
+        if s.name == "darkroom.webhook_out.deliver" and s.attributes.get("darkroom.generation_id") == generation_id
+    ]
+    return spans or None
 
 
 def links(span: CollectedSpan) -> set[tuple[str, str]]:
@@ -184,6 +203,13 @@ async def test_a_jobs_spans_form_linked_traces_across_two_processes(postgres_dat
     download = (await spans_named(collector, "darkroom.download", "darkroom-b", **one_generation))[0]
     assert (operation.trace_id, operation.span_id) in links(download)
     assert any(s.trace_id == download.trace_id for s in collector.named("darkroom.storage.write", "darkroom-b"))
+
+    # Each outgoing webhook of its events: a span of its own with the POST inside, linked to the append.
+    sent = delivered(collector, job.generation_id) or []
+    appends = {(s.trace_id, s.span_id) for s in collector.snapshot() if s.name == "darkroom.event_log.append"}
+    assert sent and all(s.attributes["http.response.status_code"] == 200 for s in sent)
+    assert all(links(s) & appends for s in sent)
+    assert all(any(p.name == "POST" and p.parent_span_id == s.span_id for p in spans) for s in sent)
 
     # No variable's value in any span of either process.
     for span in spans:
