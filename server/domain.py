@@ -91,6 +91,14 @@ class EtaBasis(StrEnum):
     QUEUE = "QUEUE"  # its place in Darkroom's queue times that history
 
 
+def shown_phase(stored: str | None, status: GenerationStatus) -> GenerationPhase:
+    """The phase a generation shows: the one stored with its last change, or, for a row written before
+    phases were stored, the one its status implies."""
+    if stored is not None:
+        return GenerationPhase(stored)
+    return phase_of(status, has_logs=False, media=None, current=None)
+
+
 def phase_of(
     status: GenerationStatus, *, has_logs: bool, media: list[MediaStatus] | None, current: str | None
 ) -> GenerationPhase:

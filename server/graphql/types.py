@@ -268,9 +268,7 @@ class Generation(Node):
 
     @strawberry.field(description="What it is doing, in words a UI can show.")
     def phase(self) -> GenerationPhase:
-        if self.stored_phase is not None:
-            return GenerationPhase(self.stored_phase)
-        return domain.phase_of(self.status, has_logs=False, media=None, current=None)
+        return domain.shown_phase(self.stored_phase, self.status)
 
     @strawberry.field(
         description="Seconds left until it is expected to finish, by `etaBasis`: while it runs, its progress "

@@ -1,34 +1,20 @@
 """The body of an outgoing webhook: one event of the log, as the `generationEvents` feed shows it.
 
 It is rendered from the event's own snapshot (what the feed renders from too), with the GraphQL types'
-field names and values: global IDs, enums as their names, the media's Darkroom URLs. Global IDs and feed
-cursors are written as the GraphQL layer writes them (server/graphql/ids.py, pagination.py), which this
-layer may not import: unpadded URL-safe base64 of "Type:uuid" and of "event|id".
+field names and values: global IDs and cursors as the GraphQL layer writes them (server/opaque_ids.py),
+enums as their names, the media's Darkroom URLs.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import uuid
 from typing import Any
 
-from server.domain import GenerationPhase, GenerationStatus, phase_of
+from server.domain import GenerationStatus, shown_phase
+from server.opaque_ids import event_cursor, global_id
 from server.services.event_log.public_fields import GENERATION_FIELDS, MEDIA_FIELDS
 from server.services.media.urls import media_url
 from server.settings import Settings
-
-
-def _b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def global_id(type_name: str, raw: uuid.UUID | str) -> str:
-    return _b64(f"{type_name}:{raw}")
-
-
-def event_cursor(event_id: int) -> str:
-    return _b64(f"event|{event_id}")
 
 
 def message_id(event_id: int) -> str:
@@ -67,13 +53,6 @@ def _media(snapshot: dict[str, Any], settings: Settings) -> dict[str, Any]:
     }
 
 
-def _phase(shown: dict[str, Any]) -> str:
-    stored = shown["stored_phase"]
-    if stored is not None:
-        return str(GenerationPhase(stored).value)
-    return str(phase_of(GenerationStatus(shown["status"]), has_logs=False, media=None, current=None).value)
-
-
 def generation(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The event's generation with the Generation type's field names (its scalars, cost and media)."""
     shown = GENERATION_FIELDS.shown_from_snapshot(event["generation"])
@@ -102,7 +81,7 @@ def generation(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     ):
         head, *rest = name.split("_")
         body[head + "".join(word.capitalize() for word in rest)] = _plain(shown[name])
-    body["phase"] = _phase(shown)
+    body["phase"] = shown_phase(shown["stored_phase"], GenerationStatus(shown["status"])).value
     body["cost"] = (
         None
         if shown["cost_amount"] is None
