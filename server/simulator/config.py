@@ -54,10 +54,10 @@ class SimulatorConfig:
     """How long a prediction spends in `processing` (for a model whose run time depends on its input, how
     long its reference input takes: see `outputs.run_units`)."""
     start_seconds: float = 0.1
-    """How long a prediction spends in `starting` (the cold boot), except on models that boot."""
+    """How long a prediction spends in `starting` waiting for a worker, before it runs (or boots)."""
     boot_seconds: float = 2.0
-    """How long a prediction of a model that boots (`CatalogueModel.boots`) spends in `starting`, writing
-    its boot log lines."""
+    """How long a prediction of a model that boots (`CatalogueModel.boots`) then spends in `starting`,
+    writing its boot log lines."""
     run_jitter: float = 0.0
     """Each prediction's run time is multiplied by a factor drawn uniformly in [1 - run_jitter, 1 +
     run_jitter] (0: every run of an input takes the same time)."""

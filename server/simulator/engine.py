@@ -4,8 +4,8 @@ A prediction is `starting` for ``config.start_seconds``, then `processing` for `
 while it appends tqdm-style lines to its logs, then renders its files in a thread and ends `succeeded`
 (or `failed`, with ``config.fail_rate``). Some models behave as particular real ones do:
 
-- one that boots (darkroom-sim/slow-boot-video) is `starting` for ``config.boot_seconds`` instead, and
-  writes boot lines to its logs meanwhile (``start`` is sent when it begins, ``logs`` for each line);
+- one that boots (darkroom-sim/slow-boot-video) is `starting` for ``config.boot_seconds`` more, and
+  writes boot lines to its logs meanwhile (``start`` is sent when the boot begins, ``logs`` for each line);
 - one that yields previews (darkroom-sim/preview-image) renders a small PNG at each quarter of its steps,
   served like its outputs, and shows every one so far as its `output` while `processing` (a list of URLs,
   each change sent as an ``output`` event); its `output` is its final files only once it succeeds;
@@ -343,10 +343,10 @@ class Engine:
 
     async def _execute(self, prediction: SimPrediction) -> None:
         model = prediction.model
+        # Waiting for a worker; one that boots then spends its boot time starting, logging as it goes.
+        await asyncio.sleep(max(0.0, self.config.start_seconds))
         if model.boots:
             await self._boot(prediction)
-        else:
-            await asyncio.sleep(max(0.0, self.config.start_seconds))
         if not prediction.deadline_covers_run and prediction.deadline is not None:
             prediction.deadline.cancel()
         params = self.render_params(prediction, effective_input(model, prediction.input))

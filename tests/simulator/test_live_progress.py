@@ -101,7 +101,7 @@ async def test_a_cold_boot_stays_starting_with_growing_logs(
         # One second of 8 fps video is half the reference frames: half of run_seconds.
         assert done["metrics"]["predict_time"] == pytest.approx(0.2, abs=0.25)
 
-        # A model that does not boot keeps start_seconds (0.05 s here).
+        # A model that does not boot waits start_seconds alone (0.05 s here).
         quick = await sim.finished(other["id"])
         assert (_at(quick["started_at"]) - _at(quick["created_at"])).total_seconds() < 0.5
 
