@@ -10,6 +10,7 @@ the Postgres statement that applies updates is covered there too.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +78,7 @@ def in_order(seen: list[str], expected: list[str]) -> bool:
 async def test_a_booting_video_goes_through_its_phases_with_rising_steps_and_a_falling_eta(
     start_darkroom: Callable[..., Any],
 ) -> None:
-    async with start_darkroom(simulator_run_seconds=2.0) as darkroom:
+    async with start_darkroom(simulator_run_seconds=3.0) as darkroom:
         await darkroom.http.patch("/simulator/_control/config", json={"boot_seconds": 1.0})
         states = await every_state(darkroom, BOOTING_MODEL, "a slow dawn")
 
@@ -184,20 +185,24 @@ async def test_progress_is_coalesced_but_every_change_of_status_is_pushed(
             async with darkroom.runtime.sessions() as session:
                 job = await session.scalar(select(Generation.provider_id))
             outcomes = []
+            began = time.monotonic()
             for step in range(1, 31):
                 logs = "".join(progress_line(done, 30, done * 0.1) + "\n" for done in range(1, step + 1))
                 update = PredictionUpdate(job, GenerationStatus.PROCESSING, "processing", logs=logs)
                 applied = await darkroom.runtime.generations.apply_prediction_update(update, provider="replicate")
                 outcomes.append(applied.outcome)
                 await asyncio.sleep(0.04)
+            burst = time.monotonic() - began
             canceled = await darkroom.query(CANCEL, {"id": generation["id"]})
             assert data(canceled)["cancelGeneration"]["userErrors"] == []
             async for payload in stream:
                 states.append(data(payload)["generation"])
 
         written = outcomes.count(UpdateOutcome.APPLIED)
-        # ~1.5 s of updates: the first (a change of status), then at most one per 0.5 s.
-        assert 2 <= written <= 5 and outcomes.count(UpdateOutcome.COALESCED) == 30 - written, outcomes
+        # The first (a change of status), then at most one per 0.5 s of the burst (about 1.5 s, longer on a
+        # loaded machine): far fewer than the 30 sent.
+        assert 2 <= written <= 2 + burst / 0.5, (burst, outcomes)
+        assert outcomes.count(UpdateOutcome.COALESCED) == 30 - written, outcomes
         statuses = [state["status"] for state in states]
         collapsed = [status for index, status in enumerate(statuses) if index == 0 or statuses[index - 1] != status]
         assert collapsed == ["STARTING", "PROCESSING", "CANCELED"], statuses
