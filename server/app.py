@@ -24,8 +24,8 @@ from litestar.types import Receive, Scope, Send
 
 from server import collector, metrics, telemetry
 from server.graphql.controller import build_graphql_controller
+from server.graphql.live.socket_writer import expose_socket
 from server.graphql.schema import build_schema
-from server.graphql.socket_writer import expose_socket
 from server.http.errors import server_fault
 from server.http.health import healthz, metrics_endpoint, readyz
 from server.http.media import serve_media
@@ -55,7 +55,7 @@ def _simulator_mount(path: str, simulator: Any) -> Any:
 
 class DarkroomApp(Litestar):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Before Litestar wraps `send`: live events are written to the server's socket directly (socket_writer.py).
+        # Before Litestar wraps `send`: live events are written to the server's socket directly (live/socket_writer.py).
         expose_socket(scope, send)
         await super().__call__(scope, receive, send)
 

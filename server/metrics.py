@@ -102,6 +102,13 @@ EVENT_LOOP_MAX_STALL = Gauge(
     "darkroom_event_loop_max_stall_seconds", "The longest the event loop was held since this process started."
 )
 
+SUBSCRIBE_READS = Counter(
+    "darkroom_subscribe_reads_total",
+    "Database reads made for subscribers as they start: state (a followed generation's current state, read once "
+    "while anyone follows it) or replay (the log after resuming subscribers' cursors, one read per range shared "
+    "by every subscriber in it).",
+    ["read"],
+)
 SUBSCRIPTION_RENDERS = Counter(
     "darkroom_subscription_renders_total",
     "Subscription results by how they were made: executed (once per event and group of alike subscribers) "

@@ -85,6 +85,7 @@ class Runtime:
             StoredEventLog(self.sessions),
             channel=settings.events.broadcast_channel,
             queue_size=settings.events.subscription_queue_size,
+            replay_buffer=settings.events.replay_buffer_events,
             tail_interval=settings.events.tail_interval_seconds,
             tail_batch_size=settings.events.tail_batch_size,
             check_seconds=settings.events.broadcast_check_seconds,

@@ -141,6 +141,13 @@ class EventsSettings(SettingsGroup):
     tail_batch_size: int = Field(
         500, alias="EVENT_TAIL_BATCH_SIZE", gt=0, description="Events each read of the log fetches at most."
     )
+    replay_buffer_events: int = Field(
+        2_000,
+        alias="EVENT_REPLAY_BUFFER_EVENTS",
+        ge=0,
+        description="Newest events each process keeps in memory, so that feed subscribers resuming from a cursor "
+        "among them (a reconnect storm after a deploy) replay with no query at all.",
+    )
     subscription_queue_size: int = Field(
         256,
         alias="SUBSCRIPTION_QUEUE_SIZE",

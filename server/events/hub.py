@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
+from server.events.current_states import CurrentStates
 from server.events.doorbell import Doorbell
+from server.events.replay import SharedReplay
 from server.events.subscription import Predicate, Subscription
 from server.events.tailer import EventLog, LogTailer
 
@@ -30,6 +32,7 @@ class EventHub:
         *,
         channel: str = "darkroom_events",
         queue_size: int = 256,
+        replay_buffer: int = 0,
         tail_interval: float = 1.0,
         tail_batch_size: int = 500,
         check_seconds: float = 5.0,
@@ -38,6 +41,10 @@ class EventHub:
         self.queue_size = queue_size
         self._subscriptions: set[Subscription] = set()
         self.subscriptions_opened = 0
+        # Each followed generation's newest state, read once and then kept from the events delivered here.
+        self.states = CurrentStates(log.current_state)
+        # Subscribers resuming from cursors share their reads of the log (a reconnect storm).
+        self.replay = SharedReplay(log, tail_batch_size, replay_buffer)
         self.tailer = LogTailer(log, self.deliver_local, interval=tail_interval, batch_size=tail_batch_size)
         # memory:// is one process: its own commits poke its tailer, there is nobody to ring for.
         self.doorbell: Doorbell | None = None
@@ -64,6 +71,7 @@ class EventHub:
 
     async def start(self) -> None:
         await self.tailer.start()
+        self.replay.begin(self.tailer.high_water)
         if self.doorbell is not None:
             await self.doorbell.start()
 
@@ -94,5 +102,7 @@ class EventHub:
             self._subscriptions.discard(subscription)
 
     def deliver_local(self, event: dict[str, Any]) -> None:
+        self.states.observe(event)
+        self.replay.remember(event)
         for subscription in list(self._subscriptions):
             subscription.offer(event)

@@ -31,6 +31,10 @@ class EventLog(Protocol):
         """Up to `limit` events with ids above `after_id`, in id order, each with its "id"."""
         ...
 
+    async def current_state(self, generation_id: str) -> dict[str, Any] | None:
+        """The generation's stored state in the shape of an event (None when it does not exist)."""
+        ...
+
 
 class LogTailer:
     def __init__(

@@ -21,11 +21,11 @@ from strawberry.types import ExecutionContext
 
 from server.graphql.cost import QueryCostLimiter
 from server.graphql.errors import log_errors
-from server.graphql.fan_out import LiveFanOut
+from server.graphql.live.fan_out import LiveFanOut
+from server.graphql.live.rendering import RenderCache, shared_render_executor
 from server.graphql.mutations import Mutation
 from server.graphql.queries import Query
 from server.graphql.query_limits import QueryRateLimit
-from server.graphql.shared_render import RenderCache, shared_render_executor
 from server.graphql.subscriptions import Subscription
 from server.graphql.types import Generation, Media, Model
 from server.graphql.webhooks_out import WebhookMutation, WebhookQuery
@@ -72,7 +72,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=[Generation, Media, Model],
         config=StrawberryConfig(auto_camel_case=True),
         extensions=limits,
-        # Subscribers alike share one execution per event (see shared_render.py).
+        # Subscribers alike share one execution per event (see live/rendering.py).
         execution_context_class=shared_render_executor(
             RenderCache(settings.events.subscription_render_cache_size),
             LiveFanOut(settings.events.subscriber_buffer_bytes),

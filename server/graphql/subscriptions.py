@@ -3,12 +3,12 @@
 The hub's tailer offers every committed event in log order, so a subscriber never has to skip on a
 guess: it registers with the hub first, then reads what is already stored, then passes on the live
 events after what that read covered (by per-generation sequence, or by event id for the feed). Each
-value is yielded as a SharedEvent, so subscribers alike execute and encode it once (shared_render.py).
+value is yielded as a SharedEvent, so subscribers alike execute and encode it once (live/rendering.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from functools import partial
 from typing import Any
 
@@ -16,20 +16,16 @@ import strawberry
 from graphql import GraphQLError
 
 from server.domain import GenerationStatus, MediaStatus
-from server.events import SubscriberOverflow
-from server.events import Subscription as HubSubscription
 from server.graphql.context import Info
 from server.graphql.ids import decode_id
 from server.graphql.inputs import GenerationEventFilter
+from server.graphql.live.delivery import follow_live
+from server.graphql.live.rendering import shared
 from server.graphql.pagination import decode_event_cursor, encode_cursor
-from server.graphql.shared_render import LiveRenderer, SharedEvent, shared
 from server.graphql.types import Generation, GenerationEvent
 from server.metrics import open_subscription
-from server.services.event_log.events import published_form
 from server.services.event_log.public_fields import owner_of, parse_datetime
 from server.services.generations import queries
-
-BACKFILL_BATCH = 500
 
 
 def settled(event: dict[str, Any]) -> bool:
@@ -37,13 +33,6 @@ def settled(event: dict[str, Any]) -> bool:
     if not GenerationStatus(event["generation"]["status"]).is_terminal or event.get("mediaTruncated"):
         return False
     return all(MediaStatus(media["status"]).is_settled for media in event.get("media", []))
-
-
-def overflow_error() -> GraphQLError:
-    return GraphQLError(
-        "this subscription fell behind and missed events; resubscribe with your last cursor",
-        extensions={"code": "SUBSCRIBER_OVERFLOW"},
-    )
 
 
 def to_event(event: dict[str, Any]) -> GenerationEvent:
@@ -54,40 +43,6 @@ def to_event(event: dict[str, Any]) -> GenerationEvent:
         at=parse_datetime(event["at"]),
         generation=Generation.from_event(event),
     )
-
-
-async def follow_live(
-    live: HubSubscription,
-    position: str,
-    after: int,
-    build: Callable[[dict[str, Any]], object],
-    until: Callable[[dict[str, Any]], bool] | None = None,
-) -> AsyncGenerator[Any, None]:
-    """The live events whose `position` ("seq" or "id") is above `after`, once each and in order.
-
-    On a WebSocket each goes straight to the socket, rendered once for all alike subscribers: written by
-    the group's fan-out when the socket allows it (fan_out.py), else sent from this task; elsewhere each
-    is yielded. Ends after an event `until` accepts; a subscriber that fell behind gets
-    SUBSCRIBER_OVERFLOW and resumes from its cursor.
-    """
-    renderer = LiveRenderer()
-    try:
-        if renderer.fans_out:
-            await renderer.follow(live, position, after, build, until)
-            return
-        async for event in live:
-            if event[position] <= after:
-                continue  # what was read from the log first already covered it
-            after = event[position]
-            item = SharedEvent(("event", event["id"]), partial(build, event))
-            if renderer.direct:
-                await renderer.send(item)
-            else:
-                yield item
-            if until is not None and until(event):
-                return
-    except SubscriberOverflow:
-        raise overflow_error() from None
 
 
 @strawberry.type
@@ -101,9 +56,14 @@ class Subscription:
         context = info.context
         runtime = context.runtime
         key = str(generation_id)
-        async with runtime.hub.subscribe(lambda event: event["generationId"] == key) as live, open_subscription():
-            async with runtime.sessions() as session:
-                current = await queries.current_state(session, generation_id)
+        hub = runtime.hub
+        async with (
+            hub.subscribe(lambda event: event["generationId"] == key) as live,
+            hub.states.hold(key),
+            open_subscription(),
+        ):
+            # Read once per generation followed, then kept from the events (server/events/current_states.py).
+            current = await hub.states.current(key)
             if current is None or not context.viewer.can_see(owner_of(current)):
                 raise GraphQLError("generation not found", extensions={"code": "NOT_FOUND"})
             sent = current["seq"]
@@ -137,15 +97,14 @@ class Subscription:
             if last_id is None:
                 last_id = live.registered_at
             else:
-                while True:
-                    async with runtime.sessions() as session:
-                        stored = await queries.events_after(session, viewer, last_id, flt, BACKFILL_BATCH)
-                    for row in stored:
-                        event = published_form(row)
+                # Subscribers resuming together share their reads of the log (server/events/replay.py).
+                reached_end = False
+                while not reached_end:
+                    stored = await runtime.hub.replay.after(last_id, live.registered_at)
+                    reached_end = stored.reached_end
+                    for event in stored:
                         last_id = event["id"]
-                        if flt.matches(event):
+                        if wanted(event):
                             yield shared(("event", event["id"]), partial(to_event, event))
-                    if len(stored) < BACKFILL_BATCH:
-                        break
             async for item in follow_live(live, "id", last_id, to_event):
                 yield item

@@ -3,7 +3,7 @@
 Strawberry's extension records the document's text (which may hold literal arguments) and every
 resolver's arguments; this one records the operation's type and name only, and no resolver spans.
 Subscriptions get no span here: a subscription lives as long as its socket, and each event's render is
-spanned once per render group by the fan-out (server/graphql/fan_out.py). A traced response carries its
+spanned once per render group by the fan-out (server/graphql/live/fan_out.py). A traced response carries its
 trace id in `extensions.traceId`.
 """
 

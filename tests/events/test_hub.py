@@ -40,6 +40,9 @@ class ListLog:
             raise ConnectionError("the log is down")
         return self.events[after_id : after_id + limit]
 
+    async def current_state(self, generation_id: str) -> dict[str, Any] | None:
+        return next((e for e in reversed(self.events) if e["generationId"] == generation_id), None)
+
 
 def EventHub(url: str, log: ListLog, **kwargs: Any) -> _EventHub:
     kwargs.setdefault("tail_interval", 30.0)  # long: unless a test says otherwise, only rings wake a tailer

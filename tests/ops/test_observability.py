@@ -180,7 +180,7 @@ async def test_a_server_fault_is_an_error_with_its_traceback_and_request_id(
         def no_media_type(request: Any) -> str:
             raise RuntimeError("the controller is on fire")
 
-        monkeypatch.setattr("server.graphql.controller.response_media_type", no_media_type)
+        monkeypatch.setattr("server.graphql.over_http.response_media_type", no_media_type)
         crashed = await darkroom.http.post("/graphql", json={"query": "{ __typename }"}, headers={"X-Request-ID": "f2"})
         assert crashed.status_code == 500
         assert crashed.json()["errors"][0]["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "f2"}

@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.flows import FOLLOW, IMAGE_MODEL, START
 from tests.support.graphql import gql, ws_connect
 from tests.support.live_server import free_port
 from tests.support.processes import darkroom_process
-from tests.support.services import SESSION_CHANNEL, empty_postgres_database
-
-
-@pytest.fixture(params=["postgres", "redis"])
-def broadcast(request: pytest.FixtureRequest, postgres_database: str) -> str:
-    if request.param == "postgres":
-        return postgres_database
-    return str(request.getfixturevalue("redis_url"))
-
-
-@pytest.fixture
-def shared_env(postgres_database: str, broadcast: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-
-    asyncio.run(empty_postgres_database(postgres_database))
-    yield {
-        "DATABASE_URL": postgres_database,
-        "BROADCAST_URL": broadcast,
-        "BROADCAST_CHANNEL": SESSION_CHANNEL,
-        "DATA_DIR": str(tmp_path / "var"),
-        "REPLICATE_API_TOKEN": "",
-        "PUBLIC_URL": "",
-        "POLLER_ENABLED": "false",
-        "SIMULATOR_RUN_SECONDS": "1.0",
-        "LOG_LEVEL": "WARNING",
-    }
 
 
 async def test_a_webhook_on_one_process_reaches_a_subscriber_on_another(

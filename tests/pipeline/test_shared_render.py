@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 
 from server.db.models import Generation
 from server.graphql.ids import decode_id
-from server.graphql.shared_render import RenderedData, encode_frame
+from server.graphql.live.rendering import RenderedData, encode_frame
 from server.provider.replicate.signing import sign_webhook
 from tests.auth.support import new_key
 from tests.support.darkroom import Darkroom

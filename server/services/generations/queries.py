@@ -34,7 +34,6 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from server.db.models import CatalogModel, Event, Generation, Media
 from server.services.access.viewer import Viewer
-from server.services.event_log.snapshots import state_snapshot
 
 # A metadata filter: top-level keys and the scalar each must equal.
 MetadataMatch = Mapping[str, str | int | float | bool]
@@ -215,15 +214,6 @@ async def models_page(
     return await _page(session, statement.order_by(CatalogModel.ref), limit)
 
 
-async def events_after(
-    session: AsyncSession, viewer: Viewer, after_id: int, flt: EventFilter, limit: int
-) -> list[Event]:
-    statement = select(Event).where(viewer.visible(Event.owner_id), Event.id > after_id)
-    if flt.generation_ids:
-        statement = statement.where(Event.generation_id.in_(flt.generation_ids))
-    return list((await session.scalars(statement.order_by(Event.id).limit(limit))).all())
-
-
 async def latest_event_id(session: AsyncSession, viewer: Viewer | None = None) -> int:
     """The newest event's id (0 for an empty log); with `viewer`, the newest of those it may see."""
     statement = select(Event.id).where((viewer or Viewer.system()).visible(Event.owner_id))
@@ -265,12 +255,3 @@ async def generations_by_source(session: AsyncSession, ids: Sequence[uuid.UUID])
 async def models_by_ref(session: AsyncSession, refs: Sequence[str]) -> dict[str, CatalogModel]:
     rows = await session.scalars(select(CatalogModel).where(CatalogModel.ref.in_(set(refs))))
     return {row.ref: row for row in rows}
-
-
-async def current_state(session: AsyncSession, generation_id: uuid.UUID) -> dict[str, Any] | None:
-    """A generation and its media as an event-shaped snapshot, or None when it does not exist."""
-    generation = await session.get(Generation, generation_id)
-    if generation is None:
-        return None
-    media = (await media_by_generation(session, [generation_id])).get(generation_id, [])
-    return state_snapshot(generation, media)

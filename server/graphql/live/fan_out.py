@@ -1,7 +1,7 @@
 """Live fan-out: one task per render group writes each event's frame to every member's socket.
 
 Once a WebSocket subscription has sent what it read from the log, it hands its hub subscription to its
-render group (subscribers alike, see shared_render.py) when its socket can be written to directly
+render group (subscribers alike, see rendering.py) when its socket can be written to directly
 (socket_writer.py). From then on the tailer's delivery appends each event the member may see to the
 group's queue, and the group's task executes the selection once and writes the frame to each member,
 in log order. What used to happen per subscriber and event (a queue, a task switch, the generator
@@ -26,7 +26,7 @@ from typing import Any
 from server import telemetry
 from server.events import SubscriberOverflow
 from server.events import Subscription as HubSubscription
-from server.graphql.socket_writer import SocketWriter
+from server.graphql.live.socket_writer import SocketWriter
 from server.metrics import LIVE_FRAMES, SUBSCRIPTION_RENDERS
 
 _SHARED = SUBSCRIPTION_RENDERS.labels("shared")

@@ -14,12 +14,9 @@ looks the (group, event) pair up in a small cache: the first subscriber to get t
 and executes the selection; the others await and reuse that result, whose data is a `RenderedData`
 encoded to JSON once.
 
-Live events on a WebSocket then skip the per-subscriber pipeline altogether: the protocol handler puts a
-`LiveSink` (the operation's frame prefix and its socket) in a context variable, and the subscription
-hands its live events to its group's fan-out (fan_out.py), which writes each shared payload to every
-member's socket, or, where the server does not allow direct writes, sends each one itself
-(`LiveRenderer`). Replayed and initial events, and every event
-on other transports, are yielded as usual; the controller's `encode_json` still reuses their shared JSON.
+Live events on a WebSocket then skip the per-subscriber pipeline altogether (delivery.py). Replayed and
+initial events, and every event on other transports, are yielded as usual; the controller's `encode_json`
+still reuses their shared JSON.
 """
 
 from __future__ import annotations
@@ -30,8 +27,6 @@ import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
-from dataclasses import dataclass
-from functools import partial
 from typing import Any, cast
 
 from graphql import (
@@ -45,48 +40,16 @@ from graphql import (
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from server.events import Subscription as HubSubscription
 from server.graphql.errors import log_errors
-from server.graphql.fan_out import LiveFanOut, Member
-from server.graphql.socket_writer import SocketWriter
-from server.metrics import LIVE_FRAMES, SUBSCRIPTION_RENDERS
+from server.graphql.live.fan_out import LiveFanOut
+from server.metrics import SUBSCRIPTION_RENDERS
 
 _EXECUTED = SUBSCRIPTION_RENDERS.labels("executed")
 _SHARED = SUBSCRIPTION_RENDERS.labels("shared")
-_SENT_BY_OPERATION = LIVE_FRAMES.labels("operation")
 
 
-@dataclass(frozen=True, slots=True)
-class LiveSink:
-    """Where a WebSocket operation's live events go: its socket, each framed with the operation's id.
-
-    `writer` is set when the socket can be written to without awaiting (socket_writer.py): live events
-    then go through the group's fan-out (fan_out.py) rather than through this operation's own task.
-    """
-
-    prefix: str
-    send_text: Callable[[str], Awaitable[None]]
-    writer: SocketWriter | None = None
-
-    @classmethod
-    def for_operation(
-        cls,
-        message_type: str,
-        operation_id: str,
-        send_text: Callable[[str], Awaitable[None]],
-        writer: SocketWriter | None = None,
-    ) -> LiveSink:
-        envelope = json.dumps({"type": message_type, "id": operation_id}, separators=(",", ":"))
-        return cls(f'{envelope[:-1]},"payload":', send_text, writer)
-
-    async def send(self, payload_json: str) -> None:
-        await self.send_text(f"{self.prefix}{payload_json}}}")
-
-
-# Set by the WebSocket protocol handlers for the task running one operation.
-LIVE_SINK: ContextVar[LiveSink | None] = ContextVar("darkroom_live_sink", default=None)
 # Set by the executor when it builds a subscription, for the same task.
-_SUBSCRIPTION_EXECUTOR: ContextVar[Any] = ContextVar("darkroom_subscription_executor", default=None)
+SUBSCRIPTION_EXECUTOR: ContextVar[Any] = ContextVar("darkroom_subscription_executor", default=None)
 
 
 class SharedEvent:
@@ -193,7 +156,7 @@ def shared_render_executor(cache: RenderCache, fan_out: LiveFanOut) -> type[Stra
             if isinstance(executor, cls) and executor.operation.operation is OperationType.SUBSCRIPTION:
                 # At subscribe time, so that no event (not even the first) pays for it.
                 executor.group = executor._group_key()
-                _SUBSCRIPTION_EXECUTOR.set(executor)
+                SUBSCRIPTION_EXECUTOR.set(executor)
             return executor
 
         async def render_json(self, event: SharedEvent) -> str:
@@ -290,46 +253,6 @@ def shared_render_executor(cache: RenderCache, fan_out: LiveFanOut) -> type[Stra
             return (source, name, json.dumps(variables, sort_keys=True, default=repr), scope)
 
     return SharedRenderExecutor
-
-
-class LiveRenderer:
-    """Sends live events of the current WebSocket operation straight to its socket, or says it cannot."""
-
-    def __init__(self) -> None:
-        self._sink = LIVE_SINK.get()
-        self._executor = _SUBSCRIPTION_EXECUTOR.get()
-
-    @property
-    def direct(self) -> bool:
-        return self._sink is not None and self._executor is not None
-
-    @property
-    def fans_out(self) -> bool:
-        """Whether live events can go through the group's fan-out rather than this operation's task."""
-        return self.direct and self._sink is not None and self._sink.writer is not None
-
-    async def send(self, event: SharedEvent) -> None:
-        assert self._sink is not None and self._executor is not None
-        await self._sink.send(await self._executor.render_json(event))
-        _SENT_BY_OPERATION.inc()
-
-    async def follow(
-        self,
-        live: HubSubscription,
-        position: str,
-        after: int,
-        build: Callable[[dict[str, Any]], object],
-        until: Callable[[dict[str, Any]], bool] | None,
-    ) -> None:
-        """Hand `live` to the group's fan-out until the member ends (see fan_out.py)."""
-        sink, executor = self._sink, self._executor
-        assert sink is not None and sink.writer is not None and executor is not None
-
-        def render(event: dict[str, Any]) -> Awaitable[str]:
-            return executor.render_json(SharedEvent(("event", event["id"]), partial(build, event)))
-
-        member = Member(sink.writer, sink.prefix.encode(), position, after, render, until)
-        await executor.live_fan_out.follow(live, member, executor.group)
 
 
 class _Reuse:
