@@ -7,10 +7,23 @@
 // graphql-ws can reconnect by itself, but it would resubscribe with the variables it started with.
 // To resume where the feed stopped, this script reconnects itself and passes the last cursor it saw
 // as `after`: the server replays what was missed, once, then goes live again. The same happens when
-// the server reports that this subscriber fell behind (SUBSCRIBER_OVERFLOW).
+// the server reports that this subscriber fell behind (SUBSCRIBER_OVERFLOW). Between attempts it waits a
+// random time of up to --retry-base seconds, doubling that bound after each failed attempt up to
+// --retry-cap, and back to --retry-base once a connection has delivered an event; it gives up after
+// --retry-for seconds without one (exit status 1). A socket closed as refused (4403: the API key is
+// missing or was revoked; other 44xx protocol errors) is not retried (exit status 2).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { describeError, options, subscriptionClient } from "./common.mjs";
+import {
+  RETRY_OPTIONS,
+  Reconnect,
+  closeCode,
+  describeError,
+  isFatalClose,
+  options,
+  refusedMessage,
+  subscriptionClient,
+} from "./common.mjs";
 
 const FEED = `
 subscription Feed($after: String, $filter: GenerationEventFilter) {
@@ -26,8 +39,7 @@ const args = options({
   generation: { type: "string", multiple: true },
   count: { type: "string", default: "0" },
   "idle-timeout": { type: "string", default: "0" },
-  "retry-for": { type: "string", default: "60" },
-  "retry-delay": { type: "string", default: "1" },
+  ...RETRY_OPTIONS, // --retry-base, --retry-cap, --retry-for
   json: { type: "boolean", default: false },
 });
 const count = Number(args.count);
@@ -58,9 +70,6 @@ function record(event) {
       `  cursor=${event.cursor}`,
   );
 }
-
-// graphql-transport-ws close codes that retrying cannot fix: bad request, unauthorized, forbidden, bad subprotocol.
-const REFUSED = new Set([4400, 4401, 4403, 4406]);
 
 class Idle extends Error {}
 
@@ -98,7 +107,7 @@ async function runOnce() {
 }
 
 async function main() {
-  let failingSince = null;
+  const retry = Reconnect.fromOptions(args);
   for (;;) {
     const before = received;
     try {
@@ -115,20 +124,21 @@ async function main() {
           return 2;
         }
         status("fell behind the live feed; resubscribing from the last cursor");
-      } else if (REFUSED.has(error?.code)) {
-        console.error(`the server refused the connection (${describeError(error)}); check the API key`);
+      } else if (isFatalClose(closeCode(error))) {
+        console.error(refusedMessage(error));
         return 2;
       } else {
         status(`connection lost (${describeError(error)}); resuming after ${cursor}`);
       }
     }
-    if (received > before) failingSince = null;
-    failingSince ??= Date.now();
-    if (Date.now() - failingSince > Number(args["retry-for"]) * 1000) {
+    if (received > before) retry.delivered();
+    const delay = retry.nextDelay();
+    if (delay === null) {
       console.error(`could not reconnect within ${args["retry-for"]} s`);
       return 1;
     }
-    await sleep(Number(args["retry-delay"]) * 1000);
+    status(`reconnecting in ${delay.toFixed(2)} s (attempt ${retry.attempt})`);
+    await sleep(delay * 1000);
   }
 }
 

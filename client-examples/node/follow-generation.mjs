@@ -6,11 +6,17 @@
 // repeated with the same key and the same request follows the generation the first one started instead
 // of starting another, so a start whose answer was lost can be sent again safely.
 //
+// When the WebSocket drops (the server restarts, the network blips) it subscribes to the generation again
+// after a jittered backoff (--retry-base, --retry-cap, --retry-for; see common.mjs): the subscription's
+// first answer is the generation's current state, so nothing is lost. A socket the server closed as
+// refused (4403, a revoked key) is not retried.
+//
 // Exit status: 0 when the generation SUCCEEDED and every file was downloaded and matched its sha256,
-// 1 when it ended otherwise, 2 when the server refused the request.
+// 1 when it ended otherwise or the connection could not be restored within --retry-for, 2 when the
+// server refused the request.
 import { randomUUID } from "node:crypto";
 import { mkdir } from "node:fs/promises";
-import { GENERATION_FIELDS, describeError, download, follow, options, request } from "./common.mjs";
+import { GENERATION_FIELDS, describeError, RETRY_OPTIONS, download, follow, options, request } from "./common.mjs";
 
 const START = `
 mutation Start($model: String!, $input: JSON!, $idempotencyKey: String) {
@@ -27,6 +33,7 @@ async function main() {
     "num-outputs": { type: "string" },
     out: { type: "string", default: "darkroom-media" },
     "idempotency-key": { type: "string" },
+    ...RETRY_OPTIONS, // --retry-base, --retry-cap, --retry-for: reconnecting after a dropped connection
   });
   const input = { prompt: args.prompt };
   if (args["num-outputs"]) input.num_outputs = Number(args["num-outputs"]);
@@ -67,6 +74,6 @@ main().then(
   (code) => process.exit(code),
   (error) => {
     console.error(describeError(error));
-    process.exit(2);
+    process.exit(error?.exitCode ?? 2);
   },
 );

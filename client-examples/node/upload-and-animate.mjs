@@ -12,7 +12,7 @@
 // 2 when the server refused the file or the request.
 import { mkdir, readFile } from "node:fs/promises";
 import { basename, extname } from "node:path";
-import { GENERATION_FIELDS, authHeaders, describeError, download, follow, options, request } from "./common.mjs";
+import { GENERATION_FIELDS, authHeaders, describeError, RETRY_OPTIONS, download, follow, options, request } from "./common.mjs";
 
 const MEDIA_FIELDS = "id kind status url contentType byteSize width height durationSeconds sha256";
 const UPLOAD = `
@@ -72,6 +72,7 @@ async function main() {
       prompt: { type: "string" },
       "upload-only": { type: "boolean", default: false },
       out: { type: "string", default: "darkroom-media" },
+      ...RETRY_OPTIONS,
     },
     { positionals: true },
   );
@@ -113,6 +114,6 @@ main().then(
   (code) => process.exit(code),
   (error) => {
     console.error(describeError(error));
-    process.exit(2);
+    process.exit(error?.exitCode ?? 2);
   },
 );

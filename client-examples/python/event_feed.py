@@ -7,6 +7,11 @@
 Every event carries a `cursor`. When the connection drops (the server restarts, the network blips) or
 the server reports that this subscriber fell behind (SUBSCRIBER_OVERFLOW), the script subscribes again
 with the last cursor it saw as `after`: the server replays what was missed, once, then goes live again.
+Between attempts it waits a random time of up to --retry-base seconds, doubling that bound after each
+failed attempt up to --retry-cap, and back to --retry-base once a connection has delivered an event; it
+gives up after --retry-for seconds without one (exit status 1). A socket closed as refused (4403: the
+API key is missing or was revoked; other 44xx protocol errors) is not retried (exit status 2). See
+reconnect.py.
 
 The server URL comes from --url or DARKROOM_URL (default http://127.0.0.1:8000); an API key from
 --api-key or DARKROOM_API_KEY is sent as `Authorization: Bearer <key>` in the WebSocket's headers and
@@ -26,6 +31,7 @@ from typing import Any
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportClosed, TransportError, TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
+from reconnect import add_arguments, close_code, describe_close, from_arguments, is_fatal, refused_message
 
 FEED = """
 subscription Feed($after: String, $filter: GenerationEventFilter) {
@@ -35,10 +41,6 @@ subscription Feed($after: String, $filter: GenerationEventFilter) {
   }
 }
 """
-
-
-# graphql-transport-ws close codes that retrying cannot fix: bad request, unauthorized, forbidden, bad subprotocol.
-REFUSED = {4400, 4401, 4403, 4406}
 
 
 class Idle(Exception):
@@ -111,8 +113,7 @@ class Feed:
                 await events.aclose()
 
     async def run(self) -> int:
-        failing_since: float | None = None
-        loop = asyncio.get_running_loop()
+        retry = from_arguments(self.args)
         while True:
             received = self.received
             try:
@@ -130,28 +131,18 @@ class Feed:
                 status("fell behind the live feed; resubscribing from the last cursor")
             except (TransportError, OSError) as exc:
                 code = close_code(exc)
-                if code in REFUSED:
-                    print(f"the server refused the connection (close code {code}); check the API key", file=sys.stderr)
+                if is_fatal(code):
+                    print(refused_message(code), file=sys.stderr)
                     return 2
-                status(f"connection lost ({type(exc).__name__}: {exc}); resuming after {self.cursor}")
+                status(f"connection lost ({describe_close(exc)}); resuming after {self.cursor}")
             if self.received > received:
-                failing_since = None
-            failing_since = failing_since or loop.time()
-            if loop.time() - failing_since > self.args.retry_for:
+                retry.delivered()
+            delay = retry.next_delay()
+            if delay is None:
                 print(f"could not reconnect within {self.args.retry_for} s", file=sys.stderr)
                 return 1
-            await asyncio.sleep(self.args.retry_delay)
-
-
-def close_code(exc: BaseException) -> int | None:
-    """The WebSocket close code behind a transport error, if the server closed the socket."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        received = getattr(cause, "rcvd", None)  # websockets' ConnectionClosed
-        if received is not None:
-            return int(received.code)
-        cause = cause.__cause__ or cause.__context__
-    return None
+            status(f"reconnecting in {delay:.2f} s (attempt {retry.attempt})")
+            await asyncio.sleep(delay)
 
 
 def status(message: str) -> None:
@@ -167,8 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generation", action="append", help="only this generation (ID; may repeat)")
     parser.add_argument("--count", type=int, default=0, help="stop after this many events (0: never)")
     parser.add_argument("--idle-timeout", type=float, default=0, help="stop after this many quiet seconds (0: never)")
-    parser.add_argument("--retry-for", type=float, default=60, help="give up reconnecting after this many seconds")
-    parser.add_argument("--retry-delay", type=float, default=1, help="seconds between reconnection attempts")
+    add_arguments(parser)  # --retry-base, --retry-cap, --retry-for
     parser.add_argument("--json", action="store_true", help="print each event as one JSON line")
     return parser.parse_args(argv)
 

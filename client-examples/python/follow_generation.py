@@ -11,8 +11,15 @@ gql. The server URL comes from --url or DARKROOM_URL (default http://127.0.0.1:8
 --api-key or DARKROOM_API_KEY is sent as `Authorization: Bearer <key>` in the HTTP headers and in the
 WebSocket's connection_init payload.
 
+When the WebSocket drops (the server restarts, the network blips) the script subscribes to the
+generation again: the subscription's first answer is the generation's current state, so nothing is
+lost, and a state may show twice. The waits between attempts are those of event_feed.py (--retry-base,
+--retry-cap, --retry-for; see reconnect.py); a socket the server closed as refused (4403, a revoked key)
+is not retried.
+
 Exit status: 0 when the generation SUCCEEDED and every file was downloaded and matched its sha256,
-1 when it ended otherwise, 2 when the server refused the request.
+1 when it ended otherwise or the connection could not be restored within --retry-for, 2 when the server
+refused the request.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportError, TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
+from reconnect import Reconnect, add_arguments, close_code, describe_close, from_arguments, is_fatal, refused_message
 
 GENERATION_FIELDS = """
   id status phase progress step totalSteps etaSeconds error queuePosition queueReason
@@ -110,15 +118,39 @@ async def start(
     return dict(payload["generation"])
 
 
-async def follow(base_url: str, api_key: str | None, generation_id: str) -> dict[str, Any]:
-    """Every state until the server completes the subscription (the generation and its media settled)."""
+async def follow(
+    base_url: str, api_key: str | None, generation_id: str, retry: Reconnect | None = None
+) -> dict[str, Any]:
+    """Every state until the server completes the subscription (the generation and its media settled),
+    subscribing again after a dropped connection."""
+    retry = retry or Reconnect()
     last: dict[str, Any] = {}
-    async with ws_client(base_url, api_key) as api:
-        request = GraphQLRequest(FOLLOW, variable_values={"id": generation_id})
-        async for result in api.subscribe(request):
-            last = result["generation"]
-            print(describe(last), flush=True)
-    return last
+    request = GraphQLRequest(FOLLOW, variable_values={"id": generation_id})
+    while True:
+        try:
+            async with ws_client(base_url, api_key) as api:
+                async for result in api.subscribe(request):
+                    last = result["generation"]
+                    retry.delivered()
+                    print(describe(last), flush=True)
+            return last
+        except TransportQueryError:
+            raise  # a GraphQL error (an unknown ID, say): the same subscription would get it again
+        except (TransportError, OSError) as exc:
+            code = close_code(exc)
+            if is_fatal(code):
+                print(refused_message(code), file=sys.stderr)
+                raise SystemExit(2) from None
+            delay = retry.next_delay()
+            if delay is None:
+                print(f"could not reconnect within {retry.give_up_after} s ({describe_close(exc)})", file=sys.stderr)
+                raise SystemExit(1) from None
+            print(
+                f"-- connection lost ({describe_close(exc)}); subscribing again in {delay:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            await asyncio.sleep(delay)
 
 
 async def download(media: dict[str, Any], out_dir: Path, api_key: str | None) -> Path:
@@ -148,7 +180,7 @@ async def main(args: argparse.Namespace) -> int:
     generation = await start(args.url, args.api_key, args.model, model_input, idempotency_key)
     print(f"started generation {generation['id']} on {args.model} (idempotency key {idempotency_key})", flush=True)
 
-    final = await follow(args.url, args.api_key, generation["id"])
+    final = await follow(args.url, args.api_key, generation["id"], from_arguments(args))
     if final.get("status") != "SUCCEEDED":
         print(f"generation ended {final.get('status')}: {final.get('error')}", file=sys.stderr)
         return 1
@@ -177,6 +209,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--idempotency-key", default=None, help="the start's idempotency key (default: a new random one)"
     )
+    add_arguments(parser)  # --retry-base, --retry-cap, --retry-for
     return parser.parse_args(argv)
 
 

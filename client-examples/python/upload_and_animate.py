@@ -27,6 +27,7 @@ from follow_generation import GENERATION_FIELDS, auth_headers, describe, downloa
 from gql import Client, FileVar, GraphQLRequest
 from gql.transport.exceptions import TransportError, TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
+from reconnect import add_arguments, from_arguments
 
 MEDIA_FIELDS = "id kind status url contentType byteSize width height durationSeconds sha256"
 
@@ -88,7 +89,7 @@ async def main(args: argparse.Namespace) -> int:
     generation = animated["generation"]
     print(f"started generation {generation['id']} on {generation['model']}", flush=True)
 
-    final = await follow(args.url, args.api_key, generation["id"])
+    final = await follow(args.url, args.api_key, generation["id"], from_arguments(args))
     if final.get("status") != "SUCCEEDED":
         print(f"generation ended {final.get('status')}: {final.get('error')}", file=sys.stderr)
         return 1
@@ -112,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompt", default=None, help="a prompt for the video model")
     parser.add_argument("--upload-only", action="store_true", help="upload, and do not animate")
     parser.add_argument("--out", default="darkroom-media", help="directory the video is saved in")
+    add_arguments(parser)  # --retry-base, --retry-cap, --retry-for: reconnecting after a dropped connection
     return parser.parse_args(argv)
 
 

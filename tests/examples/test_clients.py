@@ -69,17 +69,34 @@ async def test_follow_sent_again_with_its_idempotency_key_follows_the_same_gener
     assert len(darkroom.simulator.stats.creates) == 1
 
 
-async def test_follow_shows_a_queued_generation_waiting_its_turn(
+async def test_follow_shows_a_queued_generation_waiting_its_turn_and_resubscribes_across_a_restart(
     client: Client, start_darkroom: Any, tmp_path: Path
 ) -> None:
-    async with start_darkroom(max_running_per_key=1, simulator_run_seconds=2.0) as darkroom:
-        await start_generation(darkroom, "holds the only slot")
-        result = await run(*client.follow, "--out", tmp_path / "out", env=example_env(darkroom.base_url))
+    port = free_port()
+    options = ("--retry-base", "0.05", "--retry-cap", "0.4", "--out", tmp_path / "out")
+    follow: Background | None = None
+    try:
+        # The holder never finishes here (a long run, and the simulator forgets it in the restart), so the
+        # followed generation waits in line until the server restarts with room for it.
+        async with start_darkroom(port=port, max_running_per_key=1, simulator_run_seconds=60.0) as first:
+            await start_generation(first, "holds the only slot")
+            follow = await Background.start(*client.follow, *options, env=example_env(first.base_url), logs=tmp_path)
+            await eventually(lambda: "QUEUED" in follow.stdout, timeout=30)
+        await eventually(lambda: "connection lost" in follow.stderr, timeout=30)
+
+        async with start_darkroom(port=port, max_running_per_key=2):
+            result = await follow.finish(timeout=60)
+    finally:
+        if follow is not None:
+            await follow.stop()
 
     assert result.code == 0, result
     lines = [line for line in result.stdout.splitlines()[1:] if not line.startswith("downloaded")]
     assert lines[0].startswith("QUEUED") and "#1 in line: this key runs at most 1 generation" in lines[0], result
     assert lines[-1].startswith("SUCCEEDED"), result
+    assert "sha256 ok" in result.stdout, result
+    # The shutdown closed the socket as a service restart; the example subscribed again and followed on.
+    assert "1012" in result.stderr.split("connection lost", 1)[1].splitlines()[0], result
 
 
 async def test_follow_reports_refused_input_and_exits_2(client: Client, darkroom: Darkroom, tmp_path: Path) -> None:
@@ -134,7 +151,8 @@ async def test_feed_reconnects_after_a_server_restart_and_misses_nothing(
     client: Client, start_darkroom: Any, tmp_path: Path
 ) -> None:
     port = free_port()
-    options = ("--json", "--idle-timeout", "5", "--retry-delay", "0.3", "--retry-for", "60")
+    # Short backoff bounds, so the retries while the server is down cost the test little.
+    options = ("--json", "--idle-timeout", "5", "--retry-base", "0.05", "--retry-cap", "0.4", "--retry-for", "60")
     feed: Background | None = None
     try:
         async with start_darkroom(port=port) as first:
@@ -144,6 +162,8 @@ async def test_feed_reconnects_after_a_server_restart_and_misses_nothing(
             before = await start_generation(first, "before the restart")
             await eventually(lambda: any(event_settled(event) for event in json_lines(feed.stdout)), timeout=60)
         await eventually(lambda: "connection lost" in feed.stderr, timeout=30)
+        await eventually(lambda: "reconnecting in" in feed.stderr, timeout=30)
+        seen_before_the_drop = json_lines(feed.stdout)  # nothing can arrive while the server is down
 
         async with start_darkroom(port=port) as second:
             after = await start_generation(second, "while the feed was away")
@@ -154,7 +174,12 @@ async def test_feed_reconnects_after_a_server_restart_and_misses_nothing(
             await feed.stop()
 
     assert result.code == 0, result
+    # The shutdown closed the socket as a service restart, and the feed took that as "reconnect".
+    assert "1012" in result.stderr.split("connection lost", 1)[1].splitlines()[0], result
+    # It resubscribed after the last event it had printed: the server replayed from there.
+    assert f"subscribed after {seen_before_the_drop[-1]['cursor']}" in result.stderr, result
     events = json_lines(result.stdout)
+    assert events[: len(seen_before_the_drop)] == seen_before_the_drop, result
     cursors = [event["cursor"] for event in events]
     assert len(set(cursors)) == len(cursors), result
     for generation in (before, after):
