@@ -23,6 +23,8 @@ from typing import Any
 
 from benchmarks.clients import SPAWN, _receive
 
+FLUSH_SECONDS = 0.05
+
 FEED = (
     "subscription Feed($after: String) { generationEvents(after: $after) "
     "{ cursor sequence type generation { id sequence } } }"
@@ -79,6 +81,18 @@ async def _feed_main(spec: FeedSpec, pipe: Connection, counter: Synchronized) ->
     first_open = asyncio.Semaphore(spec.connect_concurrency)
     ready = [0]
     all_ready = asyncio.Event()
+    counted = [0]
+    """Events received, added to the shared counter every FLUSH_SECONDS rather than one by one: with
+    thousands of clients the lock would cost more than the events."""
+
+    async def flush() -> None:
+        flushed = 0
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            if counted[0] != flushed:
+                with counter.get_lock():
+                    counter.value += counted[0] - flushed
+                flushed = counted[0]
 
     async def open_socket(index: int) -> ClientConnection:
         socket = await connect(
@@ -142,8 +156,7 @@ async def _feed_main(spec: FeedSpec, pipe: Connection, counter: Synchronized) ->
                             received[index].append((int(event["sequence"]), now))
                         else:
                             others[0] += 1
-                        with counter.get_lock():
-                            counter.value += 1
+                        counted[0] += 1
                     elif kind == "ping":
                         await socket.send('{"type":"pong"}')
                     elif kind in ("error", "complete"):
@@ -161,6 +174,7 @@ async def _feed_main(spec: FeedSpec, pipe: Connection, counter: Synchronized) ->
                     await asyncio.wait_for(socket.close(), 1)
 
     tasks = [asyncio.create_task(follow(i)) for i in range(spec.clients)]
+    tasks.append(asyncio.create_task(flush()))
     await all_ready.wait()
     pipe.send(("ready", spec.clients))
     while True:
