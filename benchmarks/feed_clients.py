@@ -242,7 +242,7 @@ class FeedFleet:
         after: str,
         subject: str,
         *,
-        per_process: int = 2500,
+        per_process: int = 500,
         max_processes: int = 4,
         compression: bool = True,
     ) -> None:

@@ -51,6 +51,30 @@ async def statements(conn: HttpConnection) -> int:
     return int(json.loads(body)["statements"])
 
 
+RENDER_METRICS = ("darkroom_subscription_renders_total", "darkroom_live_frames_total")
+"""How the server rendered and wrote the live frames: per event and group of alike subscribers, or not."""
+
+
+async def render_counts(conn: HttpConnection) -> dict[str, float]:
+    """The server's render and frame counters, by metric and label value ("renders executed": 120.0, ...)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = await conn.request("GET", "/metrics")
+    counts: dict[str, float] = {}
+    if status != 200:
+        return counts
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name in RENDER_METRICS:
+                label = ",".join(str(value) for value in sample.labels.values())
+                counts[f"{sample.name.removeprefix('darkroom_').removesuffix('_total')} {label}"] = sample.value
+    return counts
+
+
+def _per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    return {key: round((after[key] - before.get(key, 0.0)) / max(events, 1), 1) for key in sorted(after)}
+
+
 async def storm(bench: Bench) -> dict[str, Any]:
     from benchmarks.scenarios import PushTarget, connection, deliveries, new_subject, ratio, send_changes
 
@@ -80,8 +104,11 @@ async def storm(bench: Bench) -> dict[str, Any]:
         print(f"  storm: {RATE:g} changes/s, steady for {steady:g} s", flush=True)
         steady_from = time.time()
         count_before = await statements(conn)
+        renders_before = await render_counts(conn)
         await asyncio.sleep(steady)
         count_drop = await statements(conn)
+        renders_steady = await render_counts(conn)
+        steady_until = time.time()
         print(f"  storm: dropping {clients:,} feed sockets at once", flush=True)
         dropped_at = await feed.drop()
         cpu_before = server.cpu_seconds()
@@ -108,6 +135,7 @@ async def storm(bench: Bench) -> dict[str, Any]:
     catch_up = max(caught) if all_caught and caught else None
     storm_end = dropped_at + catch_up if catch_up is not None else window_end
     before = {seq: at for seq, at in sent.sent_at.items() if steady_from <= at < dropped_at}
+    steady_events = sum(1 for at in sent.sent_at.values() if steady_from <= at < steady_until)
     during = {seq: at for seq, at in sent.sent_at.items() if dropped_at <= at <= storm_end}
 
     def latency(window_sent: dict[int, float]) -> dict[str, Any]:
@@ -142,6 +170,7 @@ async def storm(bench: Bench) -> dict[str, Any]:
         "sql_statements_caused": round(storm_statements - per_second * window),
         "sql_statements_caused_per_client": round((storm_statements - per_second * window) / max(clients, 1), 2),
         "server_cpu_share_in_window": round(cpu / window, 2),
+        "renders_and_frames_per_event_before": _per_event(renders_before, renders_steady, steady_events),
         "rss_before_mib": round(rss_before / 2**20, 1),
         "rss_after_mib": round(rss_peak / 2**20, 1),
         "generation_push_before": watch_before,
