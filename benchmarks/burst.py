@@ -77,6 +77,7 @@ async def _side(bench: Bench, target: PushTarget, count: int, rounds: int) -> di
     in_first_frame = subscribed = expected = 0
     outcomes: list[str] = []
     errors: list[str] = []
+    missed: list[list[int]] = []
     for index in range(1, rounds + 1):
         print(f"  burst: {target.server}, {count:,} subscribes at once ({index}/{rounds})", flush=True)
         subject = await new_subject(target, 1)
@@ -111,6 +112,8 @@ async def _side(bench: Bench, target: PushTarget, count: int, rounds: int) -> di
         for _, received in records:
             arrival = next((at for seq, at in received if seq == change), None)
             if arrival is None:
+                # Its first frame (if any) was the state before the change, and the change never followed.
+                missed.append([seq for seq, _ in received])
                 continue
             first_change.append(arrival - sent)
             if received[0][0] == change:
@@ -123,6 +126,10 @@ async def _side(bench: Bench, target: PushTarget, count: int, rounds: int) -> di
         "delivered": len(first_change),
         "expected": expected,
         "change_in_first_frame": in_first_frame,
+        "missed": len(missed),
+        "missed_sample": [
+            {"received_sequences": sequences, "change_sequence": "first frame + 1"} for sequences in missed[:3]
+        ],
         "trigger_outcomes": outcomes,
         "client_errors": len(errors),
         "client_error_sample": errors[:3],
