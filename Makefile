@@ -33,12 +33,15 @@ schema: $(BIN)/darkroom
 settings-table: $(BIN)/darkroom
 	$(BIN)/python -m server.settings_table README.md
 
-# The floor the push figures are compared with is a Node `ws` broadcaster (benchmarks/floor); without npm it
-# is reported as skipped. Options go in BENCH_ARGS: make bench BENCH_ARGS="--only ingest --ingest-baseline main"
+# The push figures are compared with a Node GraphQL peer (benchmarks/peer: Fastify with Mercurius) and a floor,
+# a bare Node `ws` broadcaster (benchmarks/floor); without npm both are reported as skipped.
+# Options go in BENCH_ARGS: make bench BENCH_ARGS="--only ingest --ingest-baseline main"
 bench: $(BIN)/darkroom
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	if command -v npm >/dev/null 2>&1; then npm ci --prefix benchmarks/floor --no-audit --no-fund --silent; \
-	else echo "npm not found: the benchmarks' floor (benchmarks/floor) will be skipped"; fi
+	if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix benchmarks/floor --no-audit --no-fund --silent && \
+		npm ci --prefix benchmarks/peer --no-audit --no-fund --silent; \
+	else echo "npm not found: the benchmarks' peer and floor (benchmarks/peer, benchmarks/floor) will be skipped"; fi
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Refresh GraphiQL's vendored builds (server/static/graphiql/vendor/) from npm; needs npm, never run by CI.

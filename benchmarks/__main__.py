@@ -5,9 +5,11 @@
     python -m benchmarks --only push,reads --out benchmarks/results
     python -m benchmarks --only ingest --ingest-baseline main   # ingestion, before and after
     python -m benchmarks --only hostile          # the event loop and push latency under attack
+    python -m benchmarks --only storm --storm 2000   # every feed socket dropped and resumed at once
 
-The push and capacity scenarios measure the floor too (benchmarks/floor, a Node `ws` broadcaster:
-`npm ci --prefix benchmarks/floor` installs it; without node it is reported as skipped).
+The push, capacity and burst scenarios measure the peer and the floor too (benchmarks/peer, Fastify with
+Mercurius; benchmarks/floor, a Node `ws` broadcaster: `npm ci --prefix benchmarks/peer` and
+`npm ci --prefix benchmarks/floor` install them; without node they are reported as skipped).
 
 PostgreSQL (BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/) must let the benchmark
 create and drop databases; Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/0) is used for the
@@ -87,9 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-floor",
         action="store_true",
-        help="leave out the floor (the bare Node ws broadcaster measured beside Darkroom in push and capacity)",
+        help="leave out the floor (the bare Node ws broadcaster measured beside Darkroom in push, capacity, burst)",
+    )
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="leave out the peer (Fastify with Mercurius, measured beside Darkroom in push, capacity, burst)",
     )
     parser.add_argument("--capacity", type=int, help="idle subscriptions the capacity scenario opens (default 10000)")
+    parser.add_argument(
+        "--burst", type=int, help="clients that subscribe at once in the burst scenario (default 1000; quick: 100)"
+    )
+    parser.add_argument(
+        "--storm", type=int, help="feed subscribers the storm scenario drops and resumes (default 10000; quick: 300)"
+    )
     parser.add_argument(
         "--ingest-baseline",
         metavar="REV_OR_DIR",
@@ -126,6 +139,9 @@ async def run(args: argparse.Namespace) -> int:
             subscribers=args.subscribers or ([20] if args.quick else [1000]),
             push_rates=args.push_rates,
             floor=not args.no_floor,
+            peer=not args.no_peer,
+            burst=args.burst,
+            storm=args.storm,
             capacity=args.capacity or (200 if args.quick else 10_000),
             ingest_baseline=args.ingest_baseline,
             compression=not args.no_compression,
@@ -174,6 +190,9 @@ async def run(args: argparse.Namespace) -> int:
             "subscribers": bench.subscribers,
             "push_rates": bench.push_rates,
             "floor": bench.floor,
+            "peer": bench.peer,
+            "burst": bench.burst,
+            "storm": bench.storm,
             "capacity": bench.capacity,
             "ingest_baseline": bench.ingest_baseline,
             "websocket_compression": bench.compression,

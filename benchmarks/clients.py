@@ -269,6 +269,9 @@ class SubscriberSpec:
     """One subscription (on its own WebSocket) per entry."""
     connect_concurrency: int = 64
     compression: bool = True
+    hold: bool = False
+    """Open and acknowledge every socket, then wait for the word to send every subscribe at once; the first
+    frame (the current state) is then recorded and counted as any other."""
 
 
 def _subscriber_process(spec: SubscriberSpec, pipe: Connection, counter: Synchronized) -> None:  # type: ignore[type-arg]
@@ -283,32 +286,47 @@ async def _subscriber_main(spec: SubscriberSpec, pipe: Connection, counter: Sync
     from websockets.typing import Subprotocol
 
     records: list[list[tuple[int, float]]] = [[] for _ in spec.generation_ids]
+    first_frames: list[float | None] = [None for _ in spec.generation_ids]
+    """When each subscription's first frame (the current state) arrived, time.time()."""
     errors: list[str] = []
     gate = asyncio.Semaphore(spec.connect_concurrency)
+    started = time.time()
+
+    async def connect_one() -> ClientConnection:
+        socket = await connect(
+            spec.ws_url,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            open_timeout=120,
+            ping_interval=None,
+            compression="deflate" if spec.compression else None,
+            max_size=None,
+        )
+        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        while json.loads(await socket.recv())["type"] != "connection_ack":
+            pass
+        return socket
+
+    async def subscribe(index: int, socket: ClientConnection) -> None:
+        variables = {"id": spec.generation_ids[index]}
+        await socket.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": FOLLOW, "variables": variables}})
+        )
 
     async def open_one(index: int) -> ClientConnection:
         async with gate:
-            socket = await connect(
-                spec.ws_url,
-                subprotocols=[Subprotocol("graphql-transport-ws")],
-                open_timeout=120,
-                ping_interval=None,
-                compression="deflate" if spec.compression else None,
-                max_size=None,
-            )
-            await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
-            while json.loads(await socket.recv())["type"] != "connection_ack":
-                pass
-            variables = {"id": spec.generation_ids[index]}
-            await socket.send(
-                json.dumps({"id": "1", "type": "subscribe", "payload": {"query": FOLLOW, "variables": variables}})
-            )
+            socket = await connect_one()
+            await subscribe(index, socket)
             while True:  # the current state comes first
                 message = json.loads(await socket.recv())
                 if message["type"] == "next":
+                    first_frames[index] = time.time()
                     return socket
                 if message["type"] in ("error", "complete"):
                     raise RuntimeError(f"subscription refused: {message}")
+
+    async def connect_held(_: int) -> ClientConnection:
+        async with gate:
+            return await connect_one()
 
     async def read(index: int, socket: ClientConnection) -> None:
         mine = records[index]
@@ -322,6 +340,8 @@ async def _subscriber_main(spec: SubscriberSpec, pipe: Connection, counter: Sync
                     if payload.get("errors"):
                         errors.append(str(payload["errors"])[:300])
                         continue
+                    if first_frames[index] is None:  # held: the current state, recorded as well
+                        first_frames[index] = now
                     mine.append((int(payload["data"]["generation"]["sequence"]), now))
                     with counter.get_lock():
                         counter.value += 1
@@ -333,11 +353,21 @@ async def _subscriber_main(spec: SubscriberSpec, pipe: Connection, counter: Sync
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
 
-    opened = await asyncio.gather(*(open_one(i) for i in range(len(spec.generation_ids))), return_exceptions=True)
+    count = len(spec.generation_ids)
+    opened = await asyncio.gather(
+        *((connect_held if spec.hold else open_one)(i) for i in range(count)), return_exceptions=True
+    )
     sockets = [(i, s) for i, s in enumerate(opened) if not isinstance(s, BaseException)]
     failures = [f"{type(s).__name__}: {s}" for s in opened if isinstance(s, BaseException)]
     readers = [asyncio.create_task(read(i, s)) for i, s in sockets]
-    pipe.send(("ready", len(sockets), failures[:5], len(failures)))
+    pipe.send(("ready", len(sockets), failures[:5], len(failures), started, [at for at in first_frames if at]))
+    if spec.hold:
+        try:
+            _, at = await asyncio.to_thread(pipe.recv)  # ("subscribe", time.time() to send them at)
+        except EOFError:
+            return
+        await asyncio.sleep(max(0.0, at - time.time()))
+        await asyncio.gather(*(subscribe(i, s) for i, s in sockets), return_exceptions=True)
     try:
         await asyncio.to_thread(pipe.recv)  # "stop"
     except EOFError:  # the benchmark went away
@@ -346,12 +376,17 @@ async def _subscriber_main(spec: SubscriberSpec, pipe: Connection, counter: Sync
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
     await asyncio.gather(*(s.close() for _, s in sockets), return_exceptions=True)
-    pipe.send(("result", records, errors[:20], len(errors)))
+    held = [at for at in first_frames if at] if spec.hold else []
+    pipe.send(("result", records, errors[:20], len(errors), held))
     pipe.close()
 
 
 class SubscriberFleet:
-    """Subscriptions spread over a few client processes; `received` counts messages across all of them."""
+    """Subscriptions spread over a few client processes; `received` counts messages across all of them
+    (the changes; held fleets count the first frames too).
+
+    With `hold`, start() opens and acknowledges every socket without subscribing, and subscribe_at() has
+    every process send all its subscribes at one moment."""
 
     def __init__(
         self,
@@ -361,22 +396,35 @@ class SubscriberFleet:
         per_process: int = 500,
         max_processes: int = 4,
         compression: bool = True,
+        hold: bool = False,
     ) -> None:
         count = len(generation_ids)
         processes = max(1, min(max_processes, math.ceil(count / per_process)))
         self.counter: Synchronized = SPAWN.Value("q", 0)  # type: ignore[type-arg]
         self._parts: list[tuple[SpawnProcess, Connection]] = []
         self._specs = [
-            SubscriberSpec(ws_url, list(generation_ids[i::processes]), compression=compression)
+            SubscriberSpec(ws_url, list(generation_ids[i::processes]), compression=compression, hold=hold)
             for i in range(processes)
         ]
         self.opened = 0
         self.failed = 0
         self.failures: list[str] = []
+        self.connecting_from: float | None = None
+        """When the first client process began to connect (time.time())."""
+        self.first_frames: list[float] = []
+        """When each subscription's first frame arrived (time.time()); held: filled by stop()."""
 
     @property
     def received(self) -> int:
         return int(self.counter.value)
+
+    def opening_rate(self) -> float | None:
+        """Subscriptions opened per second, each counted when its first frame arrived: from the moment the
+        client processes began to connect (their own start-up left out) to the last first frame."""
+        if not self.first_frames or self.connecting_from is None:
+            return None
+        seconds = max(self.first_frames) - self.connecting_from
+        return round(len(self.first_frames) / seconds, 1) if seconds > 0 else None
 
     async def start(self, within: float = 300.0) -> None:
         for spec in self._specs:
@@ -386,10 +434,17 @@ class SubscriberFleet:
             self._parts.append((process, mine))
         for process, pipe in self._parts:
             message = await _receive(pipe, process, within)
-            _, opened, failures, failed = message
+            _, opened, failures, failed, started, first_frames = message
             self.opened += opened
             self.failed += failed
             self.failures += failures
+            self.first_frames += first_frames
+            self.connecting_from = started if self.connecting_from is None else min(self.connecting_from, started)
+
+    def subscribe_at(self, at: float) -> None:
+        """Held fleets: every process sends all its subscribes at time.time() == `at`."""
+        for _, pipe in self._parts:
+            pipe.send(("subscribe", at))
 
     async def wait_for(self, total: int, within: float) -> bool:
         """Wait until `total` messages have arrived across the fleet; False on timeout."""
@@ -426,12 +481,13 @@ class SubscriberFleet:
             pipe.send("stop")
         for (process, pipe), spec in zip(self._parts, self._specs, strict=True):
             try:
-                _, part, part_errors, part_count = await _receive(pipe, process, within)
+                _, part, part_errors, part_count, held = await _receive(pipe, process, within)
             except (RuntimeError, TimeoutError, EOFError) as exc:
                 errors.append(f"client process lost: {exc}")
                 error_count += 1
                 continue
             records += list(zip(spec.generation_ids, part, strict=True))
+            self.first_frames += held
             errors += part_errors
             error_count += part_count
         for process, _ in self._parts:

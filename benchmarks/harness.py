@@ -32,6 +32,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 FLOOR_DIR = REPO / "benchmarks" / "floor"
+PEER_DIR = REPO / "benchmarks" / "peer"
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -326,15 +327,25 @@ def code_tree(spec: str, workdir: Path) -> CodeTree:
     return CodeTree(target, sys.executable, f"{spec} ({commit[:10]})")
 
 
-# --- the floor ------------------------------------------------------------------------------------
+# --- the floor and the peer ------------------------------------------------------------------------
 
 
 def floor_unavailable() -> str | None:
     """Why the floor (benchmarks/floor, a Node `ws` broadcaster) cannot run here, or None."""
+    return _node_unavailable("floor", FLOOR_DIR, "ws", "a Node ws broadcaster")
+
+
+def peer_unavailable() -> str | None:
+    """Why the peer (benchmarks/peer, Fastify with Mercurius) cannot run here, or None."""
+    return _node_unavailable("peer", PEER_DIR, "mercurius", "a Node GraphQL server, Fastify with Mercurius")
+
+
+def _node_unavailable(name: str, directory: Path, package: str, what: str) -> str | None:
     if shutil.which("node") is None:
-        return "node is not installed (the floor is a Node ws broadcaster)"
-    if not (FLOOR_DIR / "node_modules" / "ws" / "package.json").is_file():
-        return "the floor's npm packages are missing: npm ci --prefix benchmarks/floor"
+        return f"node is not installed (the {name} is {what})"
+    if not (directory / "node_modules" / package / "package.json").is_file():
+        rel = directory.relative_to(REPO)
+        return f"the {name}'s npm packages are missing: npm ci --prefix {rel}"
     return None
 
 
@@ -343,13 +354,26 @@ async def start_floor(workdir: Path, name: str = "floor") -> Server:
     reason = floor_unavailable()
     if reason:
         raise RuntimeError(reason)
+    return await _start_node(FLOOR_DIR, workdir, name)
+
+
+async def start_peer(workdir: Path, name: str = "peer") -> Server:
+    """The peer on a free port: a Node GraphQL server with the same subscription and the same POST /publish
+    trigger as the floor."""
+    reason = peer_unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    return await _start_node(PEER_DIR, workdir, name)
+
+
+async def _start_node(directory: Path, workdir: Path, name: str) -> Server:
     port = free_port()
     node = shutil.which("node") or "node"
     log = workdir / f"{name}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [node, str(FLOOR_DIR / "server.mjs"), "--port", str(port)],
-            cwd=FLOOR_DIR,
+            [node, str(directory / "server.mjs"), "--port", str(port)],
+            cwd=directory,
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

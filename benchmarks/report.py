@@ -13,6 +13,7 @@ STORED_VIDEO_MIB = 200
 STORAGE_GROWTH_MIB = 100
 LOOP_STALL_TARGET_MS = 50
 ETA_ERROR_TARGET_PCT = 25
+STORM_CATCH_UP_SECONDS = 10.0
 TRACING_TARGET = 0.10  # tracing adds at most 10 % to push p50
 X = "\N{MULTIPLICATION SIGN}"
 
@@ -32,6 +33,21 @@ def _by_run(side: dict[str, Any]) -> str:
 
 def _times(value: float | None) -> str:
     return "" if value is None else f" ({value:,.1f}{X})"
+
+
+LABELS = {"darkroom": "Darkroom", "peer": "peer (Fastify + Mercurius)", "floor": "floor (Node ws)"}
+"""How each server is named in the tables."""
+
+
+def _label(backend: str) -> str:
+    return LABELS.get(backend, LABELS["darkroom"])
+
+
+def _pair(vs: dict[str, Any] | None) -> str:
+    """The p50 and p99 ratios of `vs` as multiples, or "-" when not measured."""
+    if not vs:
+        return "-"
+    return f"{_fmt(vs.get('p50'), X, 2)}, {_fmt(vs.get('p99'), X, 2)}"
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
@@ -93,6 +109,22 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("Server memory at 10,000 idle subscriptions", "≤ 1 GiB", label, mib <= GIB_MIB if at_size else None)
     else:
         add("Server memory at 10,000 idle subscriptions", "≤ 1 GiB", "not run", None)
+
+    storm = results.get("storm", {})
+    name = "Reconnect storm: every feed client caught up, every event once and in order"
+    goal = f"≤ {STORM_CATCH_UP_SECONDS:g} s"
+    if "catch_up_seconds" in storm:
+        at_size = storm["feed_subscribers"] >= 10_000
+        caught = storm["catch_up_seconds"]
+        figure = (
+            f"{_fmt(caught, ' s', 2) if storm['all_caught_up'] else 'not all caught up'} for "
+            f"{storm['feed_subscribers']:,} clients, "
+            f"{'every event once in order' if storm['every_event_once_in_order'] else 'events missing or repeated'}"
+        )
+        met = storm["all_caught_up"] and storm["every_event_once_in_order"] and caught <= STORM_CATCH_UP_SECONDS
+        add(name, goal, figure, met if at_size or not met else None)
+    else:
+        add(name, goal, "not run", None)
 
     ing = results.get("ingest", {})
     if "webhooks_per_second" in ing:
@@ -224,32 +256,94 @@ def _hostile(hostile: dict[str, Any]) -> list[str]:
     return out
 
 
+def _burst(burst: dict[str, Any]) -> list[str]:
+    """The subscribe burst: each server's first frames and first change."""
+    if "darkroom" not in burst or "first_change" not in burst["darkroom"]:
+        return []
+    out = [
+        f"Subscribe burst: {burst['subscribers']:,} clients, their sockets open, send `subscribe` at one moment "
+        f"and a change follows {burst['change_after_seconds']:g} s later ({burst['rounds']} round(s), one process, "
+        "memory://); first frame measured from the subscribe, the change from its trigger, Darkroom's change "
+        "also as a multiple of the peer's and of the floor's:",
+        "",
+        "| Server | Subscribed | First frame p50 | First frame p99 | Change p50 | Change p99 | Change in first frame "
+        "| Delivered | ÷ peer | ÷ floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in ("darkroom", "peer", "floor"):
+        side = burst.get(key, {})
+        if "first_change" not in side:
+            if isinstance(side.get("skipped") or side.get("error"), str):
+                out.append(f"| {_label(key)} | {side.get('skipped') or side.get('error')} | | | | | | | | |")
+            continue
+        frame, change = side["first_frame"], side["first_change"]
+        out.append(
+            f"| {_label(key)} | {side['subscribed']:,} "
+            f"| {_fmt(frame['p50_ms'], ' ms')} | {_fmt(frame['p99_ms'], ' ms')} "
+            f"| {_fmt(change['p50_ms'], ' ms')} | {_fmt(change['p99_ms'], ' ms')} | {side['change_in_first_frame']:,} "
+            f"| {side['delivered']:,}/{side['expected']:,} | {_pair(side.get('vs_peer'))} "
+            f"| {_pair(side.get('vs_floor'))} |"
+        )
+    return [*out, ""]
+
+
+def _storm(storm: dict[str, Any]) -> list[str]:
+    """The reconnect storm of feed subscribers."""
+    if "catch_up_seconds" not in storm:
+        return []
+    before, during = storm["generation_push_before"], storm["generation_push_during"]
+    once = (
+        "yes"
+        if storm["every_event_once_in_order"]
+        else (
+            f"NO ({storm['missing']} missing, {storm['duplicates']} duplicates, {storm['out_of_order']} out of order)"
+        )
+    )
+    return [
+        f"Reconnect storm, one process (memory://): {storm['feed_subscribers']:,} feed subscribers "
+        f"(`generationEvents(after:)`) and {storm['generation_subscribers']:,} `generation(id)` subscribers while "
+        f"{storm['rate']:g} changes/s flow; every feed socket dropped at once, every client back at once with "
+        "its last cursor:",
+        "",
+        "| Every event once, in order | Caught up (all) | p50 | SQL statements caused | per client "
+        "| Refused and retried | `generation(id)` p99 before | during | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {once} | {_fmt(storm['catch_up_seconds'], ' s', 2) if storm['all_caught_up'] else 'not all'} "
+        f"| {_fmt(storm['catch_up_p50_seconds'], ' s', 2)} | {_fmt(storm['sql_statements_caused'])} "
+        f"| {_fmt(storm['sql_statements_caused_per_client'], '', 2)} | {storm['connects_refused_and_retried']:,} "
+        f"| {_fmt(before['p99_ms'], ' ms')} | {_fmt(during['p99_ms'], ' ms')} "
+        f"| {_fmt(storm['generation_push_p99_vs_before'], X, 2)} |",
+        "",
+    ]
+
+
 def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
     """The figures and the verdicts, as Markdown tables (also readable as plain text)."""
     out: list[str] = []
     push = results.get("push", {})
     if push.get("cases"):
         out += [
-            "Push latency at a fixed rate, change sent (Darkroom: signed webhook; floor: POST /publish) → frame "
-            "received by each subscriber, every change counted; Darkroom's figures also as a multiple of the "
-            "floor's:",
+            "Push latency at a fixed rate, change sent (Darkroom: signed webhook; the peer and the floor: POST "
+            "/publish) → frame received by each subscriber, every change counted; Darkroom's and the peer's figures "
+            "also as a multiple of the floor's, and Darkroom's p50 and p99 as a multiple of the peer's:",
             "",
-            "| Server | Broadcast | Processes | Subscribers | Changes/s | p50 | p95 | p99 | First change p50 "
-            "| First / median change | Delivered |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| Server | Broadcast | Processes | Subscribers | Changes/s | p50 | p95 | p99 | p50, p99 ÷ peer "
+            "| First change p50 | First / median change | Delivered |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in push["cases"]:
             lat = c["latency"]
             vs = c.get("vs_floor", {})
-            floor = c["backend"] == "floor"
+            node = c["backend"] in ("floor", "peer")
 
             def cell(key: str, lat: dict[str, Any] = lat, vs: dict[str, Any] = vs) -> str:
                 return _fmt(lat[f"{key}_ms"], " ms", 1) + _times(vs.get(key))
 
             out.append(
-                f"| {'floor (Node ws)' if floor else 'Darkroom'} | {'-' if floor else c['backend']} "
+                f"| {_label(c['backend'])} | {'-' if node else c['backend']} "
                 f"| {c['processes']} | {c['subscribers']:,} | {c['rate']:g} "
                 f"| {cell('p50')} | {cell('p95')} | {cell('p99')} "
+                f"| {_pair(c.get('vs_peer'))} "
                 f"| {_fmt(c['first_change_p50_ms'], ' ms')} | {_fmt(c['first_vs_median_change'], X, 2)} "
                 f"| {c['deliveries']:,}/{c['expected_deliveries']:,} |"
             )
@@ -262,33 +356,46 @@ def markdown(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
     if "rss_mib" in cap:
         out += [
             "Capacity: idle subscriptions held by one process, then a few changes pushed to all of them, one "
-            "at a time:",
+            "at a time; a subscription counts as opened when its first frame arrives, from the moment the client "
+            "processes begin to connect. Push figures also as a multiple of the floor's; the last column is "
+            "Darkroom's memory per subscription, opening rate and push p99 as a multiple of the peer's:",
             "",
-            "| Server | Subscriptions | RSS before | RSS with them | Per subscription | Opened at | Push p50 "
-            "| Push p99 | First change p50 | Delivered |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| Server | Subscriptions | RSS before | RSS with them | Per subscription | Opened/s | Push p50 "
+            "| Push p99 | First change p50 | Delivered | ÷ peer: memory, opened/s, p99 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for label, side in (("Darkroom", cap), ("floor (Node ws)", cap.get("floor", {}))):
+        for key in ("darkroom", "peer", "floor"):
+            side = cap if key == "darkroom" else cap.get(key, {})
             if "rss_mib" not in side:
                 continue
             pushed = side["push"]
             vs = pushed.get("vs_floor", {})
+            vs_peer = ""
+            if key == "darkroom" and "vs_peer" in cap:
+                vs_peer = (
+                    f"{_fmt(cap['vs_peer']['kib_per_subscription'], X, 2)}, "
+                    f"{_fmt(cap['vs_peer']['subscriptions_per_second'], X, 2)}, "
+                    f"{_fmt(pushed['vs_peer']['p99'], X, 2)}"
+                )
             out.append(
-                f"| {label} | {side['subscribed']:,} | {_fmt(side['rss_base_mib'], ' MiB')} "
+                f"| {_label(key)} | {side['subscribed']:,} | {_fmt(side['rss_base_mib'], ' MiB')} "
                 f"| {_fmt(side['rss_mib'], ' MiB')} | {_fmt(side['kib_per_subscription'], ' KiB')} "
                 f"| {_fmt(side['subscriptions_per_second'], '/s', 0)} "
                 f"| {_fmt(pushed['latency']['p50_ms'], ' ms', 0)}{_times(vs.get('p50'))} "
                 f"| {_fmt(pushed['latency']['p99_ms'], ' ms', 0)}{_times(vs.get('p99'))} "
                 f"| {_fmt(pushed['first_change_p50_ms'], ' ms', 0)} "
-                f"| {pushed['deliveries']:,}/{pushed['expected_deliveries']:,} |"
+                f"| {pushed['deliveries']:,}/{pushed['expected_deliveries']:,} | {vs_peer or '-'} |"
             )
         out.append("")
-        for outcome in ("skipped", "error"):
-            if isinstance(cap.get("floor", {}).get(outcome), str):
-                out += [
-                    f"Capacity of the floor {'failed' if outcome == 'error' else outcome}: {cap['floor'][outcome]}",
-                    "",
-                ]
+        for key in ("peer", "floor"):
+            for outcome in ("skipped", "error"):
+                if isinstance(cap.get(key, {}).get(outcome), str):
+                    out += [
+                        f"Capacity of the {key} {'failed' if outcome == 'error' else outcome}: {cap[key][outcome]}",
+                        "",
+                    ]
+    out += _burst(results.get("burst", {}))
+    out += _storm(results.get("storm", {}))
     ing = results.get("ingest", {})
     if "webhooks_per_second" in ing:
         out += [
@@ -476,10 +583,10 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
                 fontsize=8,
             )
 
-    # Push latency: each case's p50, p95 and p99, the floor's beside Darkroom's.
+    # Push latency: each case's p50, p95 and p99, the peer's and the floor's beside Darkroom's.
     ax = axes[0][0]
     cases = [c for c in results.get("push", {}).get("cases", []) if c["latency"]["n"]]
-    ax.set_title("Push latency at a fixed rate, Darkroom and the floor")
+    ax.set_title("Push latency at a fixed rate, Darkroom, the peer and the floor")
     if cases:
         spots = list(range(len(cases)))
         for offset, (key, colour) in enumerate((("p50", "tab:blue"), ("p95", "tab:orange"), ("p99", "tab:red"))):
@@ -558,15 +665,16 @@ def plot(results: dict[str, Any], path: Path, title: str) -> bool:
                 color="tab:purple",
                 label="projected",
             )
-        floor = cap.get("floor", {})
-        if "rss_mib" in floor:
-            ax.plot(
-                [0, floor["subscribed"]],
-                [floor["rss_base_mib"], floor["rss_mib"]],
-                "o-",
-                color="tab:grey",
-                label="floor (Node ws)",
-            )
+        for key, colour in (("peer", "tab:olive"), ("floor", "tab:grey")):
+            node = cap.get(key, {})
+            if "rss_mib" in node:
+                ax.plot(
+                    [0, node["subscribed"]],
+                    [node["rss_base_mib"], node["rss_mib"]],
+                    "o-",
+                    color=colour,
+                    label=LABELS[key],
+                )
         ax.axhline(GIB_MIB, color="grey", linewidth=0.8, linestyle=":", label="target (1 GiB)")
         ax.set_xlabel("subscriptions")
         ax.set_ylabel("MiB")

@@ -5,8 +5,10 @@ Each scenario starts its own servers on a fresh database, makes the generations 
 GraphQL mutation (the embedded simulator accepts them and then stays silent), and drives every change
 itself with signed webhooks, each carrying one more progress line, so each is a real change.
 
-Push and capacity also measure the floor (benchmarks/floor: a bare Node `ws` broadcaster, no GraphQL,
-no database) with the same subscriber processes, triggered by a POST where Darkroom gets a webhook.
+Push, capacity and burst also measure the peer (benchmarks/peer: a Node GraphQL server, Fastify with
+Mercurius and its in-memory pubsub, no database) and the floor (benchmarks/floor: a bare Node `ws`
+broadcaster, no GraphQL, no database) with the same subscriber processes, each triggered by a POST where
+Darkroom gets a webhook.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from benchmarks.attacks import (
     small_png,
     upload_attack,
 )
+from benchmarks.burst import burst
 from benchmarks.clients import (
     IMAGE_MODEL,
     START,
@@ -65,15 +68,18 @@ from benchmarks.harness import (
     Server,
     code_tree,
     floor_unavailable,
+    peer_unavailable,
     postgres_unavailable,
     redis_unavailable,
     s3_client,
     start_floor,
+    start_peer,
     start_s3,
     stop_server,
     summary_ms,
 )
 from benchmarks.queue import queue
+from benchmarks.storm import storm
 from benchmarks.tracing import tracing
 from benchmarks.webhooks_out import webhooks_out
 
@@ -93,8 +99,14 @@ class Bench:
     subscribers: list[int] = field(default_factory=lambda: [1000])
     push_rates: list[float] = field(default_factory=lambda: [2.0, 20.0])
     floor: bool = True
-    """Measure the floor (benchmarks/floor) beside Darkroom in push and capacity."""
+    """Measure the floor (benchmarks/floor) beside Darkroom in push, capacity and burst."""
+    peer: bool = True
+    """Measure the peer (benchmarks/peer) beside Darkroom in push, capacity and burst."""
     capacity: int = 10_000
+    burst: int | None = None
+    """Clients of the burst scenario (None: 1,000; quick: 100)."""
+    storm: int | None = None
+    """Feed subscribers of the storm scenario (None: 10,000; quick: 300)."""
     ingest_baseline: str | None = None
     """A git revision or another checkout's directory to run the ingest scenario against as well."""
     compression: bool = True
@@ -215,25 +227,40 @@ async def metric(server: Server, name: str) -> float | None:
     return float(match.group(1)) if status == 200 and match else None
 
 
-# --- push targets: Darkroom and the floor ---------------------------------------------------------
+# --- push targets: Darkroom, the peer and the floor ------------------------------------------------
 
 
 @dataclass
 class PushTarget:
-    """Where push cases run: the floor, or Darkroom with one broadcast backend."""
+    """Where push cases run: the floor, the peer, or Darkroom with one broadcast backend."""
 
     name: str
-    """"floor", or Darkroom's broadcast: "memory", "postgres" or "redis"."""
+    """"floor", "peer", or Darkroom's broadcast: "memory", "postgres" or "redis"."""
     publisher: Server
-    """Receives the triggers: Darkroom's signed webhooks, or the floor's POST /publish."""
+    """Receives the triggers: Darkroom's signed webhooks, or the floor's and the peer's POST /publish."""
     subscriber: Server
     """Holds the subscriptions (the publisher itself in one-process cases)."""
     deployment: Deployment | None = None
-    """Darkroom's settings; None for the floor."""
+    """Darkroom's settings; None for the floor and the peer."""
 
     @property
     def processes(self) -> int:
         return 1 if self.publisher is self.subscriber else 2
+
+    @property
+    def server(self) -> str:
+        """ "darkroom", "peer" or "floor"."""
+        return "darkroom" if self.deployment is not None else self.name
+
+
+NODE_SERVERS = (("floor", floor_unavailable, start_floor), ("peer", peer_unavailable, start_peer))
+"""The Node servers measured beside Darkroom: name, why it cannot run (or None), how to start it."""
+
+
+def node_servers(bench: Bench) -> list[tuple[str, Callable[[], str | None], Callable[[Path, str], Any]]]:
+    """The Node servers this run measures (--no-floor and --no-peer leave them out), the floor first."""
+    wanted = {"floor": bench.floor, "peer": bench.peer}
+    return [entry for entry in NODE_SERVERS if wanted[entry[0]]]
 
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -252,7 +279,8 @@ class Subject:
 
 
 async def new_subject(target: PushTarget, changes: int) -> Subject:
-    """A fresh generation, changed once before anyone listens (Darkroom: STARTING -> PROCESSING)."""
+    """A fresh generation, changed once before anyone listens (Darkroom: STARTING -> PROCESSING); the floor
+    and the peer are told of it by POST /publish."""
     conn = connection(target.publisher)
     try:
         if target.deployment is None:
@@ -288,7 +316,8 @@ async def new_subject(target: PushTarget, changes: int) -> Subject:
 
 
 def outcome_of(status: int, data: bytes) -> str:
-    """Darkroom's verdict on a webhook (applied, duplicate, stale, unknown), the floor's, or the status."""
+    """Darkroom's verdict on a webhook (applied, duplicate, stale, unknown), the floor's or the peer's, or
+    the status."""
     if status != 200:
         return f"http_{status}"
     with contextlib.suppress(ValueError, AttributeError):
@@ -357,22 +386,27 @@ none, so work a server leaves for after a subscription's first frame is charged 
 
 
 async def push(bench: Bench) -> dict[str, Any]:
-    """Darkroom and the floor, side by side: for each subscriber count and rate, the floor's case and
-    then each backend's, every case on fresh subscriptions to a fresh generation."""
+    """Darkroom, the peer and the floor, side by side: for each subscriber count and rate, the floor's case,
+    the peer's, and then each backend's, every case on fresh subscriptions to a fresh generation."""
     cases: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
     targets: list[PushTarget] = []
     deployments: list[Deployment] = []
-    floor: Server | None = None
+    nodes: list[Server] = []
     try:
-        if bench.floor:
-            reason = floor_unavailable()
+        for name, unavailable, start in node_servers(bench):
+            reason = unavailable()
             if reason:
-                skipped["floor"] = reason
-            else:
-                floor = await start_floor(bench.workdir, "push-floor")
-                targets.append(PushTarget("floor", floor, floor))
+                skipped[name] = reason
+                continue
+            try:
+                node = await start(bench.workdir, f"push-{name}")
+            except Exception as exc:
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            nodes.append(node)
+            targets.append(PushTarget(name, node, node))
         for backend in bench.push_backends:
             try:
                 if backend == "memory":
@@ -411,22 +445,24 @@ async def push(bench: Bench) -> dict[str, Any]:
     finally:
         for deployment in deployments:
             await deployment.stop()
-        if floor is not None:
-            await stop_server(floor)
+        for node in nodes:
+            await stop_server(node)
     for case in cases:
-        floor_case = next(
-            (
-                c
-                for c in cases
-                if c["backend"] == "floor" and c["subscribers"] == case["subscribers"] and c["rate"] == case["rate"]
-            ),
-            None,
-        )
-        if case["backend"] != "floor" and floor_case is not None:
-            case["vs_floor"] = {
-                key: ratio(case["latency"][f"{key}_ms"], floor_case["latency"][f"{key}_ms"])
-                for key in ("p50", "p95", "p99")
-            }
+        for other in ("floor", "peer"):
+            other_case = next(
+                (
+                    c
+                    for c in cases
+                    if c["backend"] == other and c["subscribers"] == case["subscribers"] and c["rate"] == case["rate"]
+                ),
+                None,
+            )
+            # Darkroom against both; the peer against the floor.
+            if other_case is not None and case["backend"] not in ("floor", other):
+                case[f"vs_{other}"] = {
+                    key: ratio(case["latency"][f"{key}_ms"], other_case["latency"][f"{key}_ms"])
+                    for key in ("p50", "p95", "p99")
+                }
     return {"cases": cases, "skipped": skipped, "failed": failed, "settle_seconds": SETTLE_SECONDS}
 
 
@@ -516,7 +552,7 @@ async def _push_case(bench: Bench, target: PushTarget, subscribers: int, rate: f
     found = deliveries(records, sent_at)
     return {
         "backend": target.name,
-        "server": "floor" if target.deployment is None else "darkroom",
+        "server": target.server,
         "processes": target.processes,
         "subscribers": subscribers,
         "subscribed": fleet.opened,
@@ -544,32 +580,42 @@ async def _push_case(bench: Bench, target: PushTarget, subscribers: int, rate: f
 
 async def capacity(bench: Bench) -> dict[str, Any]:
     """Darkroom holding `bench.capacity` idle subscriptions in one process, then a few changes pushed to
-    all of them; the floor the same way, when it can run."""
+    all of them; the peer and the floor the same way, when they can run, under "peer" and "floor"."""
     deployment = bench.deployment(await bench.database("capacity"))
     try:
         server = await deployment.start("capacity")
         result = await _hold_and_push(bench, PushTarget("memory", server, server, deployment))
     finally:
         await deployment.stop()
-    if bench.floor:
-        reason = floor_unavailable()
+    for name, unavailable, start in node_servers(bench):
+        reason = unavailable()
         if reason:
-            result["floor"] = {"skipped": reason}
-        else:
-            try:  # the floor failing keeps Darkroom's figures
-                floor = await start_floor(bench.workdir, "capacity-floor")
-                try:
-                    result["floor"] = await _hold_and_push(bench, PushTarget("floor", floor, floor))
-                finally:
-                    await stop_server(floor)
-            except Exception as exc:
-                result["floor"] = {"error": f"{type(exc).__name__}: {exc}"}
-                print(f"  capacity of the floor failed: {result['floor']['error']}", flush=True)
-            else:
-                mine, theirs = result["push"]["latency"], result["floor"]["push"]["latency"]
-                result["push"]["vs_floor"] = {
-                    key: ratio(mine[f"{key}_ms"], theirs[f"{key}_ms"]) for key in ("p50", "p99")
-                }
+            result[name] = {"skipped": reason}
+            continue
+        try:  # a Node server failing keeps Darkroom's figures
+            node = await start(bench.workdir, f"capacity-{name}")
+            try:
+                result[name] = await _hold_and_push(bench, PushTarget(name, node, node))
+            finally:
+                await stop_server(node)
+        except Exception as exc:
+            result[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"  capacity of the {name} failed: {result[name]['error']}", flush=True)
+            continue
+        theirs = result[name]
+        mine = result["push"]["latency"]
+        result["push"][f"vs_{name}"] = {
+            key: ratio(mine[f"{key}_ms"], theirs["push"]["latency"][f"{key}_ms"]) for key in ("p50", "p99")
+        }
+        result[f"vs_{name}"] = {
+            key: ratio(result[key], theirs[key]) for key in ("subscriptions_per_second", "kib_per_subscription")
+        }
+    if "push" in result.get("peer", {}) and "push" in result.get("floor", {}):
+        floor_latency = result["floor"]["push"]["latency"]
+        result["peer"]["push"]["vs_floor"] = {
+            key: ratio(result["peer"]["push"]["latency"][f"{key}_ms"], floor_latency[f"{key}_ms"])
+            for key in ("p50", "p99")
+        }
     return result
 
 
@@ -639,7 +685,7 @@ async def _hold_and_push(bench: Bench, target: PushTarget) -> dict[str, Any]:
         "failure_sample": fleet.failures[:3],
         "open_gauge": open_gauge,
         "open_seconds": round(open_seconds, 2),
-        "subscriptions_per_second": round(fleet.opened / open_seconds, 1) if open_seconds else None,
+        "subscriptions_per_second": fleet.opening_rate(),
         "rss_base_mib": round(rss_base / 2**20, 1),
         "rss_mib": round(rss_after / 2**20, 1),
         "rss_after_push_mib": round(rss_peak / 2**20, 1),
@@ -1394,6 +1440,8 @@ async def _hostile_outputs(database_url: str, victims: list[str], within: float)
 SCENARIOS = {
     "push": push,
     "capacity": capacity,
+    "burst": burst,
+    "storm": storm,
     "ingest": ingest,
     "reads": reads,
     "baseline": baseline,

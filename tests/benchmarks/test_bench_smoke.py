@@ -1,8 +1,9 @@
 """`python -m benchmarks --quick` runs end to end and writes figures (no timing is asserted): push and reads,
-and the hostile load.
+the hostile load, the subscribe burst and the reconnect storm.
 
-The push scenario measures the floor (benchmarks/floor, Node's `ws`) beside Darkroom; where node or the
-floor's npm packages are missing the scenario reports the floor as skipped, and so does this test.
+The push and burst scenarios measure the peer (benchmarks/peer, Fastify with Mercurius) and the floor
+(benchmarks/floor, Node's `ws`) beside Darkroom; where node or their npm packages are missing the scenario
+reports them as skipped, and so does this test.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 FLOOR_READY = shutil.which("node") is not None and (REPO / "benchmarks/floor/node_modules/ws/package.json").is_file()
+PEER_READY = (
+    shutil.which("node") is not None and (REPO / "benchmarks/peer/node_modules/mercurius/package.json").is_file()
+)
 
 
 def test_quick_push_and_reads_write_figures(tmp_path: Path) -> None:
@@ -49,7 +53,7 @@ def test_quick_push_and_reads_write_figures(tmp_path: Path) -> None:
     push = document["results"]["push"]
     assert not push["failed"], push["failed"]
     cases = {case["backend"]: case for case in push["cases"]}
-    assert set(cases) == ({"floor", "memory"} if FLOOR_READY else {"memory"})
+    assert set(cases) == {"memory"} | ({"floor"} if FLOOR_READY else set()) | ({"peer"} if PEER_READY else set())
     for case in cases.values():
         assert case["subscribers"] == 1 and case["rate"] == 20
         assert case["events"] == case["changes"] > 0  # every change counted
@@ -63,6 +67,11 @@ def test_quick_push_and_reads_write_figures(tmp_path: Path) -> None:
         assert "| floor (Node ws) |" in run.stdout
     else:
         assert push["skipped"]["floor"]
+    if PEER_READY:
+        assert set(cases["memory"]["vs_peer"]) == {"p50", "p95", "p99"}
+        assert "| peer (Fastify + Mercurius) |" in run.stdout
+    else:
+        assert push["skipped"]["peer"]
 
     reads = document["results"]["reads"]
     assert isinstance(reads["latency"]["p50_ms"], float)
@@ -97,3 +106,46 @@ def test_quick_hostile_load_reports_the_loop_and_every_attack(tmp_path: Path) ->
     assert set(hostile["hostile_outputs"]) == {"HTML page", "SVG data: URI", "decompression-bomb PNG"}
     stall = next(t for t in json.loads((out / "latest.json").read_text())["targets"] if "event-loop" in t["target"])
     assert stall["met"] in (True, False)
+
+
+def test_quick_burst_and_storm_report_every_server_and_every_event(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--quick",
+        "--only",
+        "burst,storm",
+        "--burst",
+        "20",
+        "--storm",
+        "40",
+        "--db",
+        "sqlite",
+        "--out",
+        str(out),
+    ]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Subscribe burst:" in run.stdout and "Reconnect storm" in run.stdout
+
+    results = json.loads((out / "latest.json").read_text())["results"]
+    burst = results["burst"]
+    ready = {"darkroom": True, "peer": PEER_READY, "floor": FLOOR_READY}
+    for name, expected in ready.items():
+        side = burst[name]
+        if not expected:
+            assert side["skipped"]
+            continue
+        assert side["subscribed"] == side["expected"] == side["delivered"] == 20
+        assert isinstance(side["first_change"]["p99_ms"], float)
+        assert isinstance(side["first_frame"]["p50_ms"], float)
+
+    storm = results["storm"]
+    assert storm["feed_subscribers"] == 40 and storm["events"] > 0
+    assert storm["every_event_once_in_order"], storm
+    assert storm["all_caught_up"] and isinstance(storm["catch_up_seconds"], float)
+    assert storm["reconnects"] >= 40
+    assert isinstance(storm["sql_statements_in_window"], int) and storm["sql_statements_in_window"] > 0
+    assert isinstance(storm["generation_push_p99_vs_before"], float)
