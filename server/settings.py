@@ -221,7 +221,8 @@ class GraphQLSettings(SettingsGroup):
     document_cache_size: int = Field(
         256,
         alias="GRAPHQL_DOCUMENT_CACHE_SIZE",
-        description="Parsed and validated query documents kept per process (subscribers share them).",
+        description="Parsed and validated query documents kept per process, and the plans of subscription documents "
+        "(subscribers share them).",
     )
     ws_compression: bool = Field(
         False,

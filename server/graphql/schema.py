@@ -76,6 +76,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         execution_context_class=shared_render_executor(
             RenderCache(settings.events.subscription_render_cache_size),
             LiveFanOut(settings.events.subscriber_buffer_bytes),
+            settings.graphql.document_cache_size,
         ),
     )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import websockets
+from websockets.typing import Subprotocol
 
 from tests.support.flows import IMAGE_MODEL, START
 from tests.support.graphql import gql
@@ -32,7 +33,9 @@ class FeedClient:
         self.reader: asyncio.Task[None] | None = None
 
     async def connect(self, after: str | None) -> None:
-        self.socket = await websockets.connect(self.url, subprotocols=["graphql-transport-ws"], open_timeout=30)  # type: ignore[list-item]
+        self.socket = await websockets.connect(
+            self.url, subprotocols=[Subprotocol("graphql-transport-ws")], open_timeout=30
+        )
         await self.socket.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(await self.socket.recv())["type"] == "connection_ack"
         payload = {"query": FEED, "variables": {"after": after}}

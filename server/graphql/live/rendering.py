@@ -142,8 +142,14 @@ def selection_variables(operation: OperationDefinitionNode, fragments: list[Any]
     return sorted(collector.names)
 
 
-def shared_render_executor(cache: RenderCache, fan_out: LiveFanOut) -> type[StrawberryGraphQLCoreExecutionContext]:
-    """Strawberry's executor, sharing each SharedEvent's execution through `cache`, live events through `fan_out`."""
+def shared_render_executor(
+    cache: RenderCache, fan_out: LiveFanOut, documents: int
+) -> type[StrawberryGraphQLCoreExecutionContext]:
+    """Strawberry's executor, sharing each SharedEvent's execution through `cache`, live events through `fan_out`;
+    the plans of up to `documents` subscription documents are kept."""
+
+    # The variables each document's selection reads, by (source, operation name): what a group key needs.
+    plans: dict[tuple[str, str | None], list[str]] = {}
 
     class SharedRenderExecutor(StrawberryGraphQLCoreExecutionContext):
         live_fan_out = fan_out
@@ -244,10 +250,15 @@ def shared_render_executor(cache: RenderCache, fan_out: LiveFanOut) -> type[Stra
             source = operation.loc.source.body if operation.loc is not None else repr(operation)
             name = operation.name.value if operation.name is not None else None
             coerced = self.variable_values.coerced
-            variables = {
-                variable: coerced.get(variable)
-                for variable in selection_variables(operation, list(self.fragment_definitions.values()))
-            }
+            planned = plans.get((source, name))
+            if planned is None:
+                # Once per document: a subscriber joining a group plans nothing again (nor parses or validates:
+                # the schema's ParserCache and ValidationCache hold those).
+                planned = selection_variables(operation, list(self.fragment_definitions.values()))
+                plans[(source, name)] = planned
+                while len(plans) > documents:
+                    del plans[next(iter(plans))]
+            variables = {variable: coerced.get(variable) for variable in planned}
             viewer = getattr(self.context_value, "viewer", None)
             scope = (viewer.owner_id, viewer.sees_all) if viewer is not None else None
             return (source, name, json.dumps(variables, sort_keys=True, default=repr), scope)
